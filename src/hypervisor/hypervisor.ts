@@ -1,0 +1,118 @@
+/**
+ * The hypervisor: domains (VMs) and the toolstack operations on them, over one router. Machine backends
+ * (scripted vCPUs in-process, QEMU with the EL2 shim) create domains here and hand every trap to
+ * `domain.trap()`. Every VM, the privileged one included, goes through the same path (R7).
+ */
+import type { Config, PlatformConfig, VmConfig } from "../policy/load.js";
+import { hex32 } from "../smccc/fid.js";
+import { Router, type AddVmError } from "../router/router.js";
+import type { CallTarget, Clock, VmPorts } from "../router/ports.js";
+import type { RoutedVm } from "../router/routed-vm.js";
+import type { ServiceDefinition } from "../router/service.js";
+import { STANDARD_SERVICES } from "../services/standard.js";
+import { TraceRing } from "../trace/ring.js";
+import { RateLimitedLog } from "./rate-limited-log.js";
+
+export interface HypervisorOptions {
+  /** Timestamps for trace events; null (the default) records none, which keeps runs deterministic. */
+  readonly clock?: Clock | null;
+  readonly traceCapacity?: number;
+  readonly monitor?: CallTarget;
+  /** Where handler failures are reported, rate-limited; silent by default. */
+  readonly log?: (line: string) => void;
+  readonly services?: readonly ServiceDefinition[];
+}
+
+export type DomainState = "created" | "running" | "destroyed";
+
+export class Domain {
+  #state: DomainState = "created";
+
+  constructor(readonly routed: RoutedVm, private readonly hypervisor: Hypervisor) {}
+
+  get name(): string {
+    return this.routed.name;
+  }
+
+  get config(): VmConfig {
+    return this.routed.config;
+  }
+
+  get state(): DomainState {
+    return this.#state;
+  }
+
+  /** The VM runs from now on: its policy is sealed (ARCHITECTURE "Policy"). */
+  start(): void {
+    if (this.#state !== "created") return;
+    this.routed.table.seal();
+    this.#state = "running";
+  }
+
+  /** One trapped SMC or HVC of vCPU `vcpu`; see Router.handleTrap. */
+  trap(vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
+    if (this.#state === "created") this.start();
+    return this.hypervisor.router.handleTrap(this.routed, vcpu, regs, esr, pstate);
+  }
+
+  markDestroyed(): void {
+    this.#state = "destroyed";
+  }
+}
+
+export class Hypervisor {
+  readonly router: Router;
+  readonly domains = new Map<string, Domain>();
+  readonly errorLog: RateLimitedLog;
+
+  constructor(readonly platform: PlatformConfig, opts: HypervisorOptions = {}) {
+    this.errorLog = new RateLimitedLog(opts.log ?? (() => {}));
+    this.router = new Router({
+      platform,
+      services: opts.services ?? STANDARD_SERVICES,
+      trace: new TraceRing(opts.traceCapacity),
+      clock: opts.clock ?? null,
+      ...(opts.monitor ? { monitor: opts.monitor } : {}),
+      errors: {
+        handlerFailed: (vm, fid, rule, error) =>
+          this.errorLog.log(`${vm}|${rule}`, `smcvisor: ${vm}: handler for ${hex32(fid)} (${rule}) failed: ${error instanceof Error ? error.message : String(error)}`),
+      },
+    });
+  }
+
+  /** Creates a hypervisor with a domain for every VM of the config. */
+  static fromConfig(config: Config, opts: HypervisorOptions = {}, ports: (vm: VmConfig) => VmPorts = () => ({})): { ok: true; hypervisor: Hypervisor } | { ok: false; errors: AddVmError[] } {
+    const hv = new Hypervisor(config.platform, opts);
+    const errors: AddVmError[] = [];
+    for (const vm of config.vms) {
+      const r = hv.createDomain(vm, ports(vm));
+      if (!r.ok) errors.push(...r.errors);
+    }
+    return errors.length > 0 ? { ok: false, errors } : { ok: true, hypervisor: hv };
+  }
+
+  /** Toolstack: create a domain. Its policy stays open until it first runs. */
+  createDomain(vm: VmConfig, ports: VmPorts = {}): { ok: true; domain: Domain } | { ok: false; errors: AddVmError[] } {
+    const r = this.router.addVm(vm, ports);
+    if (!r.ok) return r;
+    const domain = new Domain(r.vm, this);
+    this.domains.set(vm.name, domain);
+    return { ok: true, domain };
+  }
+
+  /** Toolstack: destroy a domain and everything its services hold. */
+  destroyDomain(name: string): boolean {
+    const d = this.domains.get(name);
+    if (!d) return false;
+    this.router.removeVm(d.routed);
+    d.markDestroyed();
+    this.domains.delete(name);
+    return true;
+  }
+
+  domain(name: string): Domain {
+    const d = this.domains.get(name);
+    if (!d) throw new Error(`no VM named "${name}" (have: ${[...this.domains.keys()].join(", ")})`);
+    return d;
+  }
+}

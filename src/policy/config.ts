@@ -1,0 +1,194 @@
+/**
+ * The smcvisor config: the platform and its VMs, with each VM's policy. Validation is total: every
+ * problem is reported as data with the path of the offending field (zod-style), unknown fields are
+ * rejected, and nothing is thrown at the caller.
+ */
+import { z } from "zod";
+import { CALL_TYPES } from "../smccc/fid.js";
+import { OWNER_KEYS } from "../smccc/owners.js";
+import { isSmcccVersionName, SMCCC_VERSIONS, type SmcccVersionName } from "../smccc/version.js";
+import { CPU_PROFILES, WA1_ANSWERS, WA2_ANSWERS, WA3_ANSWERS, WA4_ANSWERS, workaroundProblems } from "./platform.js";
+import { range, size, u32, uintBig, valueOrRange } from "./values.js";
+
+/** The highest SMCCC version whose every rule smcvisor implements (see src/smccc/version.ts). */
+export const DEFAULT_SMCCC_VERSION: SmcccVersionName = "1.2";
+
+export const ACTION_PATTERN = /^(emulate|forward|deny|(mediate|delegate):[a-z0-9][a-z0-9_-]*)$/;
+
+const smcccVersion = z.string().refine(isSmcccVersionName, {
+  message: `unknown SMCCC version; one of ${Object.keys(SMCCC_VERSIONS).join(", ")}`,
+});
+
+const ownerSchema = z.union([
+  z.enum(Object.keys(OWNER_KEYS) as [keyof typeof OWNER_KEYS, ...(keyof typeof OWNER_KEYS)[]]),
+  z.number().int().min(0).max(63),
+]);
+
+const argName = z.string().regex(/^x([1-9]|1[0-7])$/, "argument constraints name registers x1-x17");
+
+const ruleSchema = z
+  .object({
+    name: z.string().min(1).optional(),
+    owner: ownerSchema.optional(),
+    calls: z.array(z.enum(CALL_TYPES)).min(1).optional(),
+    range: range(32, "range").optional(),
+    id: u32("id").optional(),
+    args: z.record(argName, z.array(valueOrRange(64, "allowed value")).min(1)).optional(),
+    action: z.string().regex(ACTION_PATTERN, "action is emulate, forward, deny, mediate:<name> or delegate:<name>"),
+    exclusive: z.boolean().optional(),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    const selectors = [r.owner !== undefined, r.range !== undefined, r.id !== undefined].filter(Boolean).length;
+    if (selectors !== 1) {
+      ctx.addIssue({ code: "custom", message: "a grant matches exactly one of: owner, range, id" });
+    }
+    if (r.calls !== undefined && r.owner === undefined) {
+      ctx.addIssue({ code: "custom", path: ["calls"], message: "calls narrows an owner grant; range and id grants already fix the call type" });
+    }
+    if (r.exclusive && r.action === "deny") {
+      ctx.addIssue({ code: "custom", path: ["exclusive"], message: "an exclusive deny grants nothing" });
+    }
+  });
+
+const psciConfig = z
+  .object({
+    version: z.enum(["0.2", "1.0", "1.1", "1.3"]).optional(),
+    /** PSCI 0.1 function IDs, as a device tree's cpu_suspend/cpu_off/cpu_on/migrate would name them. */
+    v0_1: z.union([z.literal("kvm"), z.literal("xen"), z.object({
+      cpu_suspend: u32("cpu_suspend"), cpu_off: u32("cpu_off"), cpu_on: u32("cpu_on"), migrate: u32("migrate"),
+    }).strict()]).optional(),
+  })
+  .strict();
+
+const pvtimeConfig = z.object({ base: uintBig(64, "base") }).strict();
+
+const servicesSchema = z
+  .object({
+    arch: z.boolean().optional(),
+    "hyp-info": z.boolean().optional(),
+    psci: z.union([z.boolean(), psciConfig]).optional(),
+    trng: z.boolean().optional(),
+    pvtime: z.union([z.literal(false), pvtimeConfig]).optional(),
+    kvm: z.boolean().optional(),
+  })
+  .strict();
+
+const memorySchema = z
+  .object({
+    base: uintBig(64, "base").default(0x4000_0000n),
+    size: size("size").default(256n << 20n),
+  })
+  .strict()
+  .refine((m) => m.size > 0n && (m.base & 0xfffn) === 0n && (m.size & 0xfffn) === 0n, {
+    message: "memory base and size must be non-zero multiples of 4 KiB",
+  });
+
+const vmSchema = z
+  .object({
+    id: u32("id", 1, 0xfffe).optional(),
+    vcpus: z.number().int().min(1).max(256).default(1),
+    aarch32: z.boolean().default(false),
+    memory: memorySchema.default({ base: 0x4000_0000n, size: 256n << 20n }),
+    smccc: smcccVersion.optional(),
+    conduit: z.enum(["smc", "hvc"]).optional(),
+    immediate: z.enum(["not-supported", "undef"]).optional(),
+    services: servicesSchema.default({}),
+    grants: z.array(ruleSchema).default([]),
+  })
+  .strict();
+
+const workaroundsSchema = z
+  .object({
+    wa1: z.enum(Object.keys(WA1_ANSWERS) as [keyof typeof WA1_ANSWERS]).optional(),
+    wa2: z.enum(Object.keys(WA2_ANSWERS) as [keyof typeof WA2_ANSWERS]).optional(),
+    wa3: z.enum(Object.keys(WA3_ANSWERS) as [keyof typeof WA3_ANSWERS]).optional(),
+    wa4: z.enum(Object.keys(WA4_ANSWERS) as [keyof typeof WA4_ANSWERS]).optional(),
+  })
+  .strict();
+
+const socIdSchema = z
+  .object({
+    jep106Bank: u32("jep106Bank", 0, 0x7f),
+    jep106Id: u32("jep106Id", 0, 0xff),
+    soc: u32("soc", 0, 0xffff),
+    revision: u32("revision", 0, 0x7fff_ffff),
+    name: z
+      .string()
+      .max(135, "the SoC name is at most 135 bytes (136 with its NUL, in x1-x17)")
+      .regex(/^[\x20-\x7e]*$/, "the SoC name is printable ASCII")
+      .optional(),
+  })
+  .strict();
+
+const platformSchema = z
+  .object({
+    name: z.string().min(1).default("smcvisor-virt"),
+    cpu: z.enum(Object.keys(CPU_PROFILES) as [keyof typeof CPU_PROFILES]).default("cortex-a57"),
+    workarounds: workaroundsSchema.optional(),
+    socId: z.union([z.literal(false), socIdSchema]).optional(),
+  })
+  .strict();
+
+const defaultsSchema = z
+  .object({
+    smccc: smcccVersion.optional(),
+    conduit: z.enum(["smc", "hvc"]).optional(),
+    immediate: z.enum(["not-supported", "undef"]).optional(),
+    services: servicesSchema.optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    platform: platformSchema.default({ name: "smcvisor-virt", cpu: "cortex-a57" }),
+    defaults: defaultsSchema.default({}),
+    vms: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,31}$/, "a VM name is a letter then up to 31 letters, digits, _ or -"), vmSchema)
+      .refine((vms) => Object.keys(vms).length > 0, "a config names at least one VM"),
+  })
+  .strict();
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RuleConfig = z.output<typeof ruleSchema>;
+export type VmRawConfig = z.output<typeof vmSchema>;
+export type ServicesConfig = z.output<typeof servicesSchema>;
+export type PsciConfig = z.output<typeof psciConfig>;
+
+export interface ConfigError {
+  /** Dotted path of the offending field, for example "vms.domU.grants[0].action". */
+  readonly path: string;
+  readonly message: string;
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) {
+    if (typeof p === "number") out += `[${p}]`;
+    else out += out === "" ? String(p) : `.${String(p)}`;
+  }
+  return out === "" ? "(top level)" : out;
+}
+
+/** Problems the schema itself cannot see: cross-field rules. */
+export function semanticProblems(cfg: RawConfig): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const ids = new Map<number, string>();
+  let next = 1;
+  for (const [name, vm] of Object.entries(cfg.vms)) {
+    const id = vm.id ?? next;
+    next = Math.max(next, id) + 1;
+    const other = ids.get(id);
+    if (other !== undefined) errors.push({ path: `vms.${name}.id`, message: `VM ID ${id} is already used by ${other}` });
+    ids.set(id, name);
+    if (vm.aarch32) {
+      vm.grants.forEach((g, i) => {
+        if (g.id !== undefined && (g.id & 0x4000_0000) !== 0) {
+          errors.push({ path: `vms.${name}.grants[${i}].id`, message: "an AArch32 VM cannot issue SMC64 calls (SMCCC §2.5: they return -1)" });
+        }
+      });
+    }
+  }
+  const w = { ...CPU_PROFILES[cfg.platform.cpu], ...(cfg.platform.workarounds ?? {}) };
+  for (const p of workaroundProblems(w)) errors.push({ path: `platform.workarounds.${p.key}`, message: p.message });
+  return errors;
+}

@@ -1,0 +1,201 @@
+/**
+ * Loading a config: text (YAML or JSON) → validated raw config → normalized `Config`.
+ * Errors are returned as data with paths; this module never throws on bad input.
+ */
+import { parseDocument } from "yaml";
+import { CALL_TYPES, type CallType } from "../smccc/fid.js";
+import { ownerRange } from "../smccc/owners.js";
+import { SMCCC_VERSIONS } from "../smccc/version.js";
+import {
+  configSchema,
+  DEFAULT_SMCCC_VERSION,
+  formatPath,
+  semanticProblems,
+  type ConfigError,
+  type PsciConfig,
+  type RawConfig,
+  type RuleConfig,
+  type ServicesConfig,
+} from "./config.js";
+import { CPU_PROFILES, type SocId, type Workarounds } from "./platform.js";
+import { parseAction, selectorIntervals, type Rule, type Selector } from "./rules.js";
+
+export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly errors: readonly ConfigError[] };
+
+export type PsciVersionName = "0.2" | "1.0" | "1.1" | "1.3";
+
+export interface ResolvedServices {
+  readonly arch: boolean;
+  readonly hypInfo: boolean;
+  readonly psci: false | { readonly version: PsciVersionName; readonly v0_1?: PsciConfig["v0_1"] };
+  readonly trng: boolean;
+  readonly pvtime: false | { readonly base: bigint };
+  readonly kvm: boolean;
+}
+
+export interface VmConfig {
+  readonly name: string;
+  readonly id: number;
+  readonly vcpus: number;
+  readonly aarch32: boolean;
+  readonly memory: { readonly base: bigint; readonly size: bigint };
+  /** SMCCC version told to the VM, encoded as SMCCC_VERSION returns it. */
+  readonly smccc: number;
+  readonly conduit: "smc" | "hvc";
+  /** What a non-zero SMC/HVC immediate gets: KVM's -1-and-skip ("not-supported") or Xen's UNDEF. */
+  readonly immediate: "not-supported" | "undef";
+  readonly services: ResolvedServices;
+  readonly rules: readonly Rule[];
+}
+
+export interface PlatformConfig {
+  readonly name: string;
+  readonly cpu: string;
+  readonly workarounds: Workarounds;
+  readonly socId: SocId | null;
+}
+
+export interface Config {
+  readonly platform: PlatformConfig;
+  readonly vms: readonly VmConfig[];
+}
+
+/** The SoC identity used when a config does not give one (example values, not a real SoC). */
+export const DEFAULT_SOC_ID: SocId = { jep106Bank: 0x4, jep106Id: 0x3b, soc: 0x5356, revision: 1, name: "smcvisor virtual platform" };
+
+export function parseConfigText(text: string, format: "yaml" | "json" = "yaml"): Result<Config> {
+  let data: unknown;
+  if (format === "json") {
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      return { ok: false, errors: [{ path: "(file)", message: `not valid JSON: ${(e as Error).message}` }] };
+    }
+  } else {
+    const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      return {
+        ok: false,
+        errors: doc.errors.map((e) => ({
+          path: e.linePos ? `(line ${e.linePos[0].line}, column ${e.linePos[0].col})` : "(file)",
+          message: `not valid YAML: ${e.message.split("\n")[0]}`,
+        })),
+      };
+    }
+    data = doc.toJS({ maxAliasCount: 100 });
+  }
+  return validateConfig(data ?? {});
+}
+
+export function validateConfig(data: unknown): Result<Config> {
+  const parsed = configSchema.safeParse(data);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      errors: parsed.error.issues.map((i) => {
+        const keys = (i as { keys?: string[] }).keys;
+        if (i.code === "unrecognized_keys" && keys) {
+          return { path: formatPath([...i.path, keys[0]!]), message: `unknown field${keys.length > 1 ? `s ${keys.join(", ")}` : ""}` };
+        }
+        return { path: formatPath(i.path), message: i.message };
+      }),
+    };
+  }
+  const raw = parsed.data;
+  const errors = semanticProblems(raw);
+  const config = normalize(raw, errors);
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, value: config };
+}
+
+function normalize(raw: RawConfig, errors: ConfigError[]): Config {
+  const platform: PlatformConfig = {
+    name: raw.platform.name,
+    cpu: raw.platform.cpu,
+    workarounds: { ...CPU_PROFILES[raw.platform.cpu], ...(raw.platform.workarounds ?? {}) },
+    socId: raw.platform.socId === false ? null : (raw.platform.socId ?? DEFAULT_SOC_ID),
+  };
+  const vms: VmConfig[] = [];
+  let nextId = 1;
+  for (const [name, vm] of Object.entries(raw.vms)) {
+    const id = vm.id ?? nextId;
+    nextId = Math.max(nextId, id) + 1;
+    const services = resolveServices(raw.defaults.services ?? {}, vm.services);
+    vms.push({
+      name,
+      id,
+      vcpus: vm.vcpus,
+      aarch32: vm.aarch32,
+      memory: vm.memory,
+      smccc: SMCCC_VERSIONS[(vm.smccc ?? raw.defaults.smccc ?? DEFAULT_SMCCC_VERSION) as keyof typeof SMCCC_VERSIONS],
+      conduit: vm.conduit ?? raw.defaults.conduit ?? "hvc",
+      immediate: vm.immediate ?? raw.defaults.immediate ?? "not-supported",
+      services,
+      rules: vm.grants.map((g, i) => normalizeRule(g, i, `vms.${name}.grants[${i}]`, errors)),
+    });
+  }
+  errors.push(...exclusivityProblems(vms));
+  return { platform, vms };
+}
+
+function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): ResolvedServices {
+  const pick = <K extends keyof ServicesConfig>(k: K): ServicesConfig[K] => (vm[k] !== undefined ? vm[k] : defaults[k]);
+  const psci = pick("psci");
+  const pvtime = pick("pvtime");
+  return {
+    arch: pick("arch") ?? true,
+    hypInfo: pick("hyp-info") ?? true,
+    psci: psci === false ? false : { version: (psci === true || psci === undefined ? undefined : psci.version) ?? "1.1", ...(typeof psci === "object" && psci.v0_1 ? { v0_1: psci.v0_1 } : {}) },
+    trng: pick("trng") ?? true,
+    pvtime: pvtime === undefined || pvtime === false ? false : { base: pvtime.base },
+    kvm: pick("kvm") ?? false,
+  };
+}
+
+function normalizeRule(g: RuleConfig, index: number, path: string, errors: ConfigError[]): Rule {
+  let selector: Selector;
+  if (g.id !== undefined) {
+    if ((g.id & 0x8000_0000) !== 0 && (g.id & 0x00ff_0000) !== 0) {
+      errors.push({ path: `${path}.id`, message: "bits 23:16 of a fast call ID are must-be-zero or the SVE hint, which dispatch ignores; give the ID without them" });
+    } else if ((g.id & 0x00ff_0000) !== 0) {
+      errors.push({ path: `${path}.id`, message: "IDs with bits 23:16 set can only be matched by an owner grant" });
+    }
+    selector = { kind: "id", fid: g.id };
+  } else if (g.range !== undefined) {
+    selector = { kind: "range", lo: Number(g.range[0]), hi: Number(g.range[1]) };
+  } else {
+    const [first, last] = ownerRange(g.owner!);
+    selector = { kind: "owner", first, last, calls: (g.calls ?? [...CALL_TYPES]) as CallType[] };
+  }
+  const constraints = Object.entries(g.args ?? {})
+    .map(([reg, ranges]) => ({ reg: Number(reg.slice(1)), ranges }))
+    .sort((a, b) => a.reg - b.reg);
+  return {
+    index,
+    path,
+    label: g.name ?? path,
+    selector,
+    constraints,
+    action: parseAction(g.action),
+    exclusive: g.exclusive ?? false,
+  };
+}
+
+/** An exclusive grant gives one VM sole use of its IDs: no other VM may hold a non-deny grant over them. */
+function exclusivityProblems(vms: readonly VmConfig[]): ConfigError[] {
+  const errors: ConfigError[] = [];
+  for (const owner of vms) {
+    for (const ex of owner.rules) {
+      if (!ex.exclusive) continue;
+      const exIv = selectorIntervals(ex.selector);
+      for (const other of vms) {
+        if (other === owner) continue;
+        for (const r of other.rules) {
+          if (r.action.kind === "deny") continue;
+          const overlaps = selectorIntervals(r.selector).some(([lo, hi]) => exIv.some(([elo, ehi]) => lo <= ehi && elo <= hi));
+          if (overlaps) errors.push({ path: r.path, message: `overlaps ${ex.path}, which grants those IDs exclusively to ${owner.name}` });
+        }
+      }
+    }
+  }
+  return errors;
+}

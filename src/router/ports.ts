@@ -1,0 +1,64 @@
+/**
+ * The router's ports: small interfaces for everything outside the pure core (ARCHITECTURE "Design
+ * rules"). Fakes implement them in tests; the hypervisor layer supplies real ones.
+ */
+import type { SmcCall, SmcResult } from "./call.js";
+
+/** What a handler returns: nothing when the result is ready, a promise when it completes later. */
+export type HandlerReturn = void | Promise<void>;
+
+/** Monotonic time in nanoseconds. */
+export interface Clock {
+  now(): number;
+}
+
+/** Who made a call that leaves the hypervisor: a VM (id ≥ 1) or the hypervisor itself (id 0, R9). */
+export interface CallOrigin {
+  readonly vmId: number;
+  readonly vmName: string;
+  readonly vcpu: number;
+}
+
+/** A destination for calls: the secure monitor, a mediator or a delegate handler. */
+export interface CallTarget {
+  handle(call: SmcCall, res: SmcResult, origin: CallOrigin): HandlerReturn;
+}
+
+/** Until a secure world is attached, the monitor answers every call with -1 (SMCCC NOT_SUPPORTED). */
+export const ABSENT_MONITOR: CallTarget = {
+  handle(_call, res) {
+    res.ret(-1);
+  },
+};
+
+/** Handler failures go here; the hypervisor layer rate-limits what it logs. */
+export interface ErrorSink {
+  handlerFailed(vm: string, fid: number, rule: string, error: unknown): void;
+}
+
+export const SILENT_ERRORS: ErrorSink = { handlerFailed() {} };
+
+/**
+ * A VM's RAM as the hypervisor reaches it, by intermediate physical address (IPA). Accesses outside the
+ * VM's RAM fail (null / false) instead of throwing: the address usually came from a guest.
+ */
+export interface GuestMemory {
+  readonly base: bigint;
+  readonly size: bigint;
+  read(ipa: bigint, length: number): Uint8Array | null;
+  write(ipa: bigint, data: Uint8Array): boolean;
+}
+
+/** Time as a VM sees it, for the KVM PTP call and PV time: host wall clock and the vCPU's counters. */
+export interface GuestTime {
+  /** Host wall-clock time in ns since the Unix epoch. */
+  wallClockNs(): bigint;
+  /** The vCPU's counter: CNTVCT_EL0 (physical = false) or CNTPCT_EL0 (physical = true). */
+  counter(vcpu: number, physical: boolean): bigint;
+}
+
+/** Ports a machine backend gives each VM. */
+export interface VmPorts {
+  readonly memory?: GuestMemory;
+  readonly time?: GuestTime;
+}

@@ -1,0 +1,393 @@
+/**
+ * The router: the only code that reads and writes vCPU registers. Dispatch has two levels, as in TF-A's
+ * runtime_svc: FID bits 31:24 (call type and owner) select a bucket of the VM's compiled policy, the
+ * function number selects the chain, and the chain's step invokes the service, which switches on its
+ * own IDs. Every call, answered or not, produces exactly one trace event.
+ *
+ * Guest-visible results are values: a denied, unknown or malformed call gets the SMCCC error, and a
+ * handler that throws gives the guest -1 and is reported, never propagated.
+ */
+import { compilePolicy, type ServiceClaim } from "../policy/compile.js";
+import type { PlatformConfig, VmConfig } from "../policy/load.js";
+import { formatAction } from "../policy/rules.js";
+import type { Step } from "../policy/table.js";
+import { checkFid, dispatchFid, FID_CHECK_LABELS, FID_OK, registerRules } from "../smccc/convention.js";
+import { aarch32ConditionFailed, EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64 } from "../smccc/esr.js";
+import { ACTION_CODES, FLAG_AARCH32, FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, TraceRing } from "../trace/ring.js";
+import { SmcCall, SmcResult } from "./call.js";
+import { OUTCOME_BAD_TRAP, OUTCOME_ERROR, OUTCOME_HALT, OUTCOME_RETURN, OUTCOME_SKIP, OUTCOME_UNDEF } from "./outcome.js";
+import { ABSENT_MONITOR, SILENT_ERRORS, type CallOrigin, type CallTarget, type Clock, type ErrorSink, type HandlerReturn, type VmPorts } from "./ports.js";
+import { RoutedVm, type BoundChain, type BoundStep } from "./routed-vm.js";
+import type { HypervisorCallResult, ServiceContext, ServiceDefinition, ServicePorts } from "./service.js";
+
+const ACTION_EMULATE = ACTION_CODES.indexOf("emulate");
+const ACTION_CONVENTION = ACTION_CODES.indexOf("convention");
+const LABEL_IMMEDIATE = 4;
+const LABEL_CONDITION = 5;
+const LABEL_BAD_TRAP = 6;
+
+export interface RouterOptions {
+  readonly platform: PlatformConfig;
+  readonly services: readonly ServiceDefinition[];
+  readonly trace?: TraceRing;
+  /** Timestamps for trace events; null records none (deterministic runs, benchmarks of the bare path). */
+  readonly clock?: Clock | null;
+  readonly monitor?: CallTarget;
+  readonly errors?: ErrorSink;
+  readonly servicePorts?: ServicePorts;
+}
+
+export interface AddVmError {
+  readonly path: string;
+  readonly message: string;
+}
+
+const HYPERVISOR_ORIGIN: CallOrigin = { vmId: 0, vmName: "hypervisor", vcpu: 0 };
+const ZERO_CLOCK: Clock = { now: () => 0 };
+
+export class Router {
+  readonly trace: TraceRing;
+  readonly platform: PlatformConfig;
+  /** The secure monitor; forwarded calls and the hypervisor's own calls go here. */
+  monitor: CallTarget;
+  private readonly services: readonly ServiceDefinition[];
+  private readonly clock: Clock;
+  private readonly timed: boolean;
+  private readonly errors: ErrorSink;
+  private readonly servicePorts: ServicePorts;
+  private readonly mediators = new Map<string, CallTarget>();
+  private readonly delegates = new Map<string, CallTarget>();
+  private readonly vms = new Map<string, RoutedVm>();
+
+  constructor(opts: RouterOptions) {
+    this.platform = opts.platform;
+    this.services = opts.services;
+    this.trace = opts.trace ?? new TraceRing();
+    this.clock = opts.clock ?? ZERO_CLOCK;
+    this.timed = opts.clock != null;
+    this.monitor = opts.monitor ?? ABSENT_MONITOR;
+    this.errors = opts.errors ?? SILENT_ERRORS;
+    this.servicePorts = opts.servicePorts ?? {};
+  }
+
+  registerMediator(name: string, target: CallTarget): void {
+    this.mediators.set(name, target);
+  }
+
+  registerDelegate(name: string, target: CallTarget): void {
+    this.delegates.set(name, target);
+  }
+
+  /** The claims of every service the VM has: the second level of dispatch. */
+  claimsFor(vm: VmConfig): ServiceClaim[] {
+    return this.services.filter((s) => s.enabled(vm)).flatMap((s) => s.claims(vm, this.platform));
+  }
+
+  getVm(name: string): RoutedVm | undefined {
+    return this.vms.get(name);
+  }
+
+  /** Compiles the VM's policy, creates its service instances and binds every chain step. */
+  addVm(config: VmConfig, vmPorts: VmPorts = {}): { ok: true; vm: RoutedVm } | { ok: false; errors: AddVmError[] } {
+    if (this.vms.has(config.name)) return { ok: false, errors: [{ path: `vms.${config.name}`, message: "a VM with this name already exists" }] };
+    const errors: AddVmError[] = [];
+    for (const r of config.rules) {
+      const { kind, target } = r.action;
+      if (kind === "mediate" && !this.mediators.has(target!)) errors.push({ path: `${r.path}.action`, message: `no mediator named "${target}" is registered (known: ${[...this.mediators.keys()].join(", ") || "none"})` });
+      if (kind === "delegate" && !this.delegates.has(target!)) errors.push({ path: `${r.path}.action`, message: `no delegate handler named "${target}" is configured (known: ${[...this.delegates.keys()].join(", ") || "none"})` });
+    }
+    if (errors.length > 0) return { ok: false, errors };
+
+    const table = compilePolicy(config.rules, this.claimsFor(config));
+    const index = this.trace.registerVm(config.name);
+    const vm = new RoutedVm(config, index, table, [registerRules(config.smccc, false).lastArg, registerRules(config.smccc, true).lastArg]);
+    vm.conventionLabels = [...FID_CHECK_LABELS, "smccc:immediate", "smccc:condition-failed", "smccc:not-a-call-trap"].map((l) => this.trace.intern(`${config.name}|${l}`));
+    const ctx = this.serviceContext(vm, vmPorts);
+    for (const def of this.services) if (def.enabled(config)) vm.services.set(def.name, def.create(ctx));
+    vm.bound = table.chains.map((c) => this.bindChain(vm, c.steps));
+    this.vms.set(config.name, vm);
+    return { ok: true, vm };
+  }
+
+  removeVm(vm: RoutedVm): void {
+    if (vm.destroyed) return;
+    for (const s of vm.services.values()) s.destroy?.();
+    vm.services.clear();
+    vm.markDestroyed();
+    this.vms.delete(vm.name);
+  }
+
+  /**
+   * Handles one trapped SMC or HVC. `regs` are the vCPU's x0..x17 as 32-bit words (x_n at [2n], [2n+1]);
+   * `esr` is ESR_EL2 of the trap; `pstate` is SPSR_EL2 (its NZCV decides conditional AArch32 SMCs).
+   * Returns an OUTCOME_*, or a promise of one when a handler completes asynchronously.
+   */
+  handleTrap(vm: RoutedVm, vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
+    const ec = esr >>> 26;
+    let flags: number;
+    if (ec === EC_HVC64) flags = 0;
+    else if (ec === EC_SMC64) flags = FLAG_SMC;
+    else if (ec === EC_HVC32) flags = FLAG_AARCH32;
+    else if (ec === EC_SMC32) flags = FLAG_SMC | FLAG_AARCH32;
+    else return this.conventionEvent(vm, vcpu, 0, regs[0]!, LABEL_BAD_TRAP, OUTCOME_BAD_TRAP, 0, 0, 0);
+    if (vm.pending[vcpu] !== 0 || vm.destroyed) {
+      return this.conventionEvent(vm, vcpu, flags, regs[0]!, LABEL_BAD_TRAP, OUTCOME_BAD_TRAP, 0, 0, 0);
+    }
+    const start = this.timed ? this.clock.now() : 0;
+    const rawFid = regs[0]!;
+    const aarch32 = (flags & FLAG_AARCH32) !== 0;
+
+    if (ec === EC_SMC32) {
+      if (aarch32ConditionFailed(esr, pstate)) return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_CONDITION, OUTCOME_SKIP, regs[0]!, regs[1]!, start);
+    } else if ((esr & 0xffff) !== 0) {
+      // SMCCC 1.4 §2.9: only #0 is a call. KVM answers ~0 and skips; Xen injects UNDEF.
+      if (vm.config.immediate === "undef") return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_IMMEDIATE, OUTCOME_UNDEF, regs[0]!, regs[1]!, start);
+      regs[0] = 0xffff_ffff;
+      regs[1] = aarch32 ? 0 : 0xffff_ffff;
+      return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_IMMEDIATE, OUTCOME_RETURN, regs[0], regs[1], start);
+    }
+
+    const res = vm.results[vcpu]!;
+    res.reset();
+    const check = checkFid(rawFid, aarch32, vm.config.smccc);
+    if (check !== FID_OK) {
+      res.ret(-1);
+      this.writeBack(regs, res, (rawFid & 0x4000_0000) !== 0 && !aarch32);
+      return this.conventionEvent(vm, vcpu, flags, rawFid, check, OUTCOME_RETURN, regs[0]!, regs[1]!, start);
+    }
+
+    const fid = dispatchFid(rawFid);
+    const smc64 = (fid & 0x4000_0000) !== 0;
+    const call = vm.calls[vcpu]!;
+    call.regs = regs;
+    call.fid = fid;
+    call.rawFid = rawFid;
+    call.smc64 = smc64;
+    call.aarch32 = aarch32;
+    call.conduit = (flags & FLAG_SMC) !== 0 ? "smc" : "hvc";
+    call.lastArg = vm.lastArg[smc64 ? 1 : 0];
+
+    const chain = vm.bound[vm.table.chainIndex(fid)]!;
+    const step = chain.single ?? selectStep(chain, call);
+    let pending: HandlerReturn;
+    try {
+      pending = step.invoke(call, res, vm.origins[vcpu]!);
+    } catch (error) {
+      return this.failed(vm, vcpu, regs, step, flags, rawFid, start, error);
+    }
+    if (pending !== undefined) return this.later(vm, vcpu, regs, step, flags, rawFid, start, pending);
+    return this.complete(vm, vcpu, regs, step, flags, rawFid, start);
+  }
+
+  /**
+   * The hypervisor's own calls to the secure world (R9): physical PSCI for vCPU power, TEE VM lifecycle.
+   * They take the same monitor path as forwarded guest calls and appear in the trace with their origin.
+   */
+  hypervisorCall(origin: string, fid: number, args: readonly bigint[] = []): HypervisorCallResult | Promise<HypervisorCallResult> {
+    const regs = new Uint32Array(36);
+    regs[0] = fid >>> 0;
+    for (let n = 1; n < args.length && n <= 17; n++) {
+      const v = BigInt.asUintN(64, args[n]!);
+      regs[2 * n] = Number(v & 0xffff_ffffn);
+      regs[2 * n + 1] = Number(v >> 32n);
+    }
+    const call = new SmcCall();
+    call.regs = regs;
+    call.fid = fid >>> 0;
+    call.rawFid = fid >>> 0;
+    call.smc64 = (fid & 0x4000_0000) !== 0;
+    call.conduit = "smc";
+    call.lastArg = 17;
+    const res = new SmcResult();
+    const start = this.timed ? this.clock.now() : 0;
+    const originId = this.trace.intern(origin);
+    const label = this.trace.intern("hypervisor|hypervisor-call");
+    const forward = ACTION_CODES.indexOf("forward");
+    const finish = (): HypervisorCallResult => {
+      this.writeBack(regs, res, call.smc64);
+      this.trace.record(HYPERVISOR_VM, 0, FLAG_HYPERVISOR | FLAG_SMC, fid >>> 0, forward, label, originId, OUTCOME_RETURN, regs[0]!, regs[1]!, start, this.timed ? this.clock.now() - start : 0);
+      const out: bigint[] = [];
+      for (let n = 0; n < 18; n++) out.push((BigInt(regs[2 * n + 1]!) << 32n) | BigInt(regs[2 * n]!));
+      return { regs: out };
+    };
+    const pending = this.monitor.handle(call, res, HYPERVISOR_ORIGIN);
+    return pending === undefined ? finish() : pending.then(finish);
+  }
+
+  /** The FEATURES answer for a FID as this VM's policy sees it (see ServiceContext.features). */
+  features(vm: RoutedVm, fid: number): number {
+    if (checkFid(fid, vm.config.aarch32, vm.config.smccc) !== FID_OK) return -1;
+    const d = dispatchFid(fid);
+    const chain = vm.table.chainFor(d);
+    for (const step of chain.steps) {
+      if (step.constraints.length > 0) {
+        if (step.action.kind !== "deny") return 0; // available for some arguments
+        continue;
+      }
+      if (step.action.kind === "deny") return -1;
+      if (step.action.kind !== "emulate") return 0;
+      const service = step.service === null ? undefined : vm.services.get(step.service);
+      return service === undefined ? -1 : service.features(d);
+    }
+    return -1;
+  }
+
+  private complete(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number): number {
+    const res = vm.results[vcpu]!;
+    let outcome = OUTCOME_RETURN;
+    if (res.halted) outcome = OUTCOME_HALT;
+    else this.writeBack(regs, res, (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0);
+    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, outcome, regs[0]!, regs[1]!, start, this.timed ? this.clock.now() - start : 0);
+    return outcome;
+  }
+
+  private later(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, pending: Promise<void>): Promise<number> {
+    vm.pending[vcpu] = 1;
+    return pending.then(
+      () => {
+        vm.pending[vcpu] = 0;
+        return this.complete(vm, vcpu, regs, step, flags, rawFid, start);
+      },
+      (error: unknown) => {
+        vm.pending[vcpu] = 0;
+        return this.failed(vm, vcpu, regs, step, flags, rawFid, start, error);
+      },
+    );
+  }
+
+  private failed(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, error: unknown): number {
+    const res = vm.results[vcpu]!;
+    res.reset();
+    res.ret(-1);
+    this.writeBack(regs, res, (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0);
+    this.errors.handlerFailed(vm.name, rawFid, step.labelText, error);
+    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, OUTCOME_ERROR, regs[0]!, regs[1]!, start, this.timed ? this.clock.now() - start : 0);
+    return OUTCOME_ERROR;
+  }
+
+  private conventionEvent(vm: RoutedVm, vcpu: number, flags: number, rawFid: number, label: number, outcome: number, x0lo: number, x0hi: number, start: number): number {
+    this.trace.record(vm.index, vcpu, flags, rawFid, ACTION_CONVENTION, vm.conventionLabels[label]!, 0, outcome, x0lo, x0hi, start, this.timed ? this.clock.now() - start : 0);
+    return outcome;
+  }
+
+  /**
+   * Copies results into the vCPU: x0..x(count-1), nothing else, so every other register is preserved
+   * (SMCCC 1.1+ §2.6). SMC32 calls return W registers: a W write clears the upper half.
+   */
+  private writeBack(regs: Uint32Array, res: SmcResult, smc64: boolean): void {
+    const words = res.words;
+    const n = res.count << 1;
+    if (smc64) {
+      for (let i = 0; i < n; i++) regs[i] = words[i]!;
+    } else {
+      for (let i = 0; i < n; i += 2) {
+        regs[i] = words[i]!;
+        regs[i + 1] = 0;
+      }
+    }
+  }
+
+  private bindChain(vm: RoutedVm, steps: readonly Step[]): BoundChain {
+    const bound = steps.map((s) => this.bindStep(vm, s));
+    return { single: bound.length === 1 && bound[0]!.regs.length === 0 ? bound[0]! : null, steps: bound };
+  }
+
+  private bindStep(vm: RoutedVm, step: Step): BoundStep {
+    const labelText = step.label;
+    const label = this.trace.intern(`${vm.name}|${labelText}`);
+    const regs = step.constraints.map((c) => c.reg);
+    const ranges = step.constraints.map((c) => {
+      const q = new Uint32Array(c.ranges.length * 4);
+      c.ranges.forEach(([lo, hi], i) => {
+        q[4 * i] = Number(lo >> 32n);
+        q[4 * i + 1] = Number(lo & 0xffff_ffffn);
+        q[4 * i + 2] = Number(hi >> 32n);
+        q[4 * i + 3] = Number(hi & 0xffff_ffffn);
+      });
+      return q;
+    });
+    const action = ACTION_CODES.indexOf(step.action.kind);
+    const base = { action, label, labelText, regs, ranges };
+    switch (step.action.kind) {
+      case "deny":
+        return { ...base, invoke: denyCall };
+      case "emulate": {
+        const service = step.service === null ? undefined : vm.services.get(step.service);
+        if (service === undefined) return { ...base, action: ACTION_EMULATE, invoke: denyCall };
+        return { ...base, invoke: (call, res) => service.handle(call, res) };
+      }
+      case "forward":
+        return { ...base, invoke: (call, res, origin) => this.monitor.handle(call, res, origin) };
+      case "mediate": {
+        const target = this.mediators.get(step.action.target!)!;
+        return { ...base, invoke: (call, res, origin) => target.handle(call, res, origin) };
+      }
+      case "delegate": {
+        const target = this.delegates.get(step.action.target!)!;
+        return { ...base, invoke: (call, res, origin) => target.handle(call, res, origin) };
+      }
+    }
+  }
+
+  private serviceContext(vm: RoutedVm, vmPorts: VmPorts): ServiceContext {
+    const counts = new Map<number, number>();
+    return {
+      vm: vm.config,
+      platform: this.platform,
+      features: (fid) => this.features(vm, fid),
+      callCount: (owner) => {
+        let n = counts.get(owner);
+        if (n === undefined) {
+          n = 0;
+          for (const typeBits of [0x8000_0000, 0xc000_0000]) {
+            for (let fn = 0; fn <= 0xffff; fn++) if (this.features(vm, (typeBits | (owner << 24) | fn) >>> 0) >= 0) n++;
+          }
+          counts.set(owner, n);
+        }
+        return n;
+      },
+      hypervisorCall: (origin, fid, args) => this.hypervisorCall(`${origin} (for ${vm.name})`, fid, args),
+      clock: this.clock,
+      ports: this.servicePorts,
+      vmPorts,
+    };
+  }
+
+  /** Describes a step for humans: "forward (vms.dom0.grants[0])". */
+  static describe(step: Step): string {
+    return `${formatAction(step.action)} (${step.label})`;
+  }
+}
+
+function denyCall(_call: SmcCall, res: SmcResult): void {
+  res.ret(-1);
+}
+
+/** Picks the first step whose argument constraints hold; the last step of a chain is unconditional. */
+function selectStep(chain: BoundChain, call: SmcCall): BoundStep {
+  const steps = chain.steps;
+  for (let s = 0; s < steps.length - 1; s++) {
+    const step = steps[s]!;
+    if (constraintsHold(step, call)) return step;
+  }
+  return steps[steps.length - 1]!;
+}
+
+function constraintsHold(step: BoundStep, call: SmcCall): boolean {
+  for (let k = 0; k < step.regs.length; k++) {
+    const reg = step.regs[k]!;
+    const vh = call.hi(reg), vl = call.w(reg);
+    const q = step.ranges[k]!;
+    let ok = false;
+    for (let i = 0; i < q.length; i += 4) {
+      const geLo = vh > q[i]! || (vh === q[i]! && vl >= q[i + 1]!);
+      const leHi = vh < q[i + 2]! || (vh === q[i + 2]! && vl <= q[i + 3]!);
+      if (geLo && leHi) {
+        ok = true;
+        break;
+      }
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
