@@ -2,7 +2,7 @@
  * Loading a config: text (YAML or JSON) → validated raw config → normalized `Config`.
  * Errors are returned as data with paths; this module never throws on bad input.
  */
-import { parseDocument } from "yaml";
+import { LineCounter, parseDocument } from "yaml";
 import { CALL_TYPES, type CallType } from "../smccc/fid.js";
 import { ownerRange } from "../smccc/owners.js";
 import { SMCCC_VERSIONS } from "../smccc/version.js";
@@ -72,12 +72,13 @@ export function parseConfigText(text: string, format: "yaml" | "json" = "yaml"):
       return { ok: false, errors: [{ path: "(file)", message: `not valid JSON: ${(e as Error).message}` }] };
     }
   } else {
-    const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+    const lineCounter = new LineCounter();
+    const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
     if (doc.errors.length > 0) {
       return {
         ok: false,
         errors: doc.errors.map((e) => ({
-          path: e.linePos ? `(line ${e.linePos[0].line}, column ${e.linePos[0].col})` : "(file)",
+          path: ((p) => `(line ${p.line}, column ${p.col})`)(lineCounter.linePos(e.pos[0])),
           message: `not valid YAML: ${e.message.split("\n")[0]}`,
         })),
       };

@@ -1,0 +1,76 @@
+/** `smcvisor call`: one call, in-process, through the full router. */
+import { ScriptedMachine } from "../machine/scripted/machine.js";
+import { decodeFid, hex32 } from "../smccc/fid.js";
+import { hex64, parseArgs, parseFid, parseValue, UsageError, type Io } from "./args.js";
+import { loadConfigFile, printConfigErrors } from "./config-file.js";
+
+const USAGE = "usage: smcvisor call [--config F] [--vm NAME] [--vcpu N] [--conduit smc|hvc] [--aarch32] [--imm N] <fid> [args...] [--json]";
+
+export async function callCommand(argv: readonly string[], io: Io): Promise<number> {
+  const { positionals, flags } = parseArgs(argv, ["json", "aarch32"], ["config", "vm", "vcpu", "conduit", "imm"]);
+  if (positionals.length < 1) throw new UsageError(USAGE);
+  const conduit = (flags.get("conduit") ?? "smc") as string;
+  if (conduit !== "smc" && conduit !== "hvc") throw new UsageError("--conduit is smc or hvc");
+  const fid = parseFid(positionals[0]!);
+  const args = positionals.slice(1).map((a, i) => parseValue(a, `x${i + 1}`));
+  if (args.length > 17) throw new UsageError("at most 17 arguments (x1-x17)");
+  const imm = flags.has("imm") ? Number(parseValue(flags.get("imm") as string, "--imm")) : 0;
+  if (imm > 0xffff) throw new UsageError("--imm is a 16-bit immediate");
+
+  const loaded = loadConfigFile(flags.get("config") as string | undefined, io);
+  if (!loaded.ok) {
+    printConfigErrors(loaded.source, loaded.errors, io);
+    return 2;
+  }
+  const vmName = (flags.get("vm") as string | undefined) ?? loaded.config.vms[0]!.name;
+  if (!loaded.config.vms.some((v) => v.name === vmName)) {
+    io.err(`${loaded.source}: no VM named "${vmName}" (have: ${loaded.config.vms.map((v) => v.name).join(", ")})`);
+    return 2;
+  }
+  const machine = ScriptedMachine.fromConfig(loaded.config, { clock: { now: () => performance.now() * 1e6 }, log: io.err });
+  const vm = machine.vm(vmName);
+  const vcpuIndex = flags.has("vcpu") ? Number(parseValue(flags.get("vcpu") as string, "--vcpu")) : 0;
+  let vcpu = vm.vcpu(vcpuIndex);
+  if (flags.has("aarch32")) vcpu = vcpu.aarch32;
+  const r = await vcpu.callAsync(conduit, fid, args, { imm });
+
+  const d = decodeFid(fid);
+  const width32 = !d.smc64 || vcpu.isAarch32;
+  const signed = width32 ? BigInt(r.sw(0)) : BigInt.asIntN(64, r.x0);
+  const shown = Math.max(4, lastChanged(r.regs, args, fid));
+  if (flags.has("json")) {
+    const regs: Record<string, string> = {};
+    for (let n = 0; n < shown; n++) regs[`x${n}`] = hex64(r.x(n));
+    io.out(
+      JSON.stringify({
+        vm: vmName,
+        vcpu: vcpuIndex,
+        fid: hex32(fid),
+        name: d.name,
+        conduit,
+        aarch32: vcpu.isAarch32,
+        outcome: r.outcome,
+        ...regs,
+        ret: signed.toString(),
+        decision: r.decision,
+        pcAdvance: r.pcAdvance,
+      }),
+    );
+    return 0;
+  }
+  io.out(`${vmName} vCPU ${vcpuIndex}: ${conduit} ${hex32(fid)} ${d.name ?? ""}`.trimEnd());
+  io.out(`  decision   ${r.decision.action} (${r.decision.rule})`);
+  io.out(`  outcome    ${r.outcome}${r.pcAdvance ? `, PC + ${r.pcAdvance}` : ""}`);
+  for (let n = 0; n < shown; n++) io.out(`  x${n.toString().padEnd(2)}        ${hex64(r.x(n))}${n === 0 ? `  (${signed})` : ""}`);
+  return 0;
+}
+
+/** Results beyond x3 are shown when the call changed them (SMCCC 1.2+ calls may return up to x17). */
+function lastChanged(after: readonly bigint[], args: readonly bigint[], fid: number): number {
+  let last = 0;
+  for (let n = 4; n <= 17; n++) {
+    const before = n === 0 ? BigInt(fid) : (args[n - 1] ?? 0n);
+    if (after[n] !== before) last = n + 1;
+  }
+  return last;
+}

@@ -1,0 +1,30 @@
+/** Reading config files for the CLI: YAML or JSON by extension; errors are data with paths. */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseConfigText, type Config } from "../policy/load.js";
+import type { ConfigError } from "../policy/config.js";
+import type { Io } from "./args.js";
+
+/** The config `smcvisor call` uses without --config: one VM with the standard services and no grants. */
+export const DEFAULT_CONFIG_TEXT = "vms:\n  vm0: {}\n";
+
+export function loadConfigFile(path: string | undefined, io: Io): { ok: true; config: Config; source: string } | { ok: false; errors: ConfigError[]; source: string } {
+  if (path === undefined) {
+    const r = parseConfigText(DEFAULT_CONFIG_TEXT);
+    if (!r.ok) throw new Error("the built-in default config is invalid");
+    return { ok: true, config: r.value, source: "(built-in default)" };
+  }
+  const full = resolve(io.cwd, path);
+  let text: string;
+  try {
+    text = readFileSync(full, "utf8");
+  } catch (e) {
+    return { ok: false, source: path, errors: [{ path: "(file)", message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }] };
+  }
+  const r = parseConfigText(text, /\.json$/i.test(path) ? "json" : "yaml");
+  return r.ok ? { ok: true, config: r.value, source: path } : { ok: false, errors: [...r.errors], source: path };
+}
+
+export function printConfigErrors(source: string, errors: readonly ConfigError[], io: Io): void {
+  for (const e of errors) io.err(`${source}: ${e.path}: ${e.message}`);
+}

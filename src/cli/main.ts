@@ -1,0 +1,46 @@
+/** The `smcvisor` command: dispatches to subcommands; usage errors exit 2, failures 1. */
+import { UsageError, type Io } from "./args.js";
+import { callCommand } from "./call.js";
+import { configCommand } from "./config-check.js";
+import { decodeCommand } from "./decode.js";
+import { demoCommand } from "./demo.js";
+import { explainCommand } from "./explain.js";
+
+const HELP = `smcvisor: the firmware-call layer of an Arm hypervisor
+
+usage:
+  smcvisor decode <fid> [--json]                     decode a function ID
+  smcvisor call [--config F] [--vm NAME] [--vcpu N] [--conduit smc|hvc] [--aarch32] [--imm N] <fid> [args...] [--json]
+                                                     run one call in-process through the full router
+  smcvisor explain --config F --vm NAME <fid> [args...] [--aarch32] [--imm N] [--json]
+                                                     the decision for a call and the rule behind it
+  smcvisor config check <file> [--json]              validate a config (exit 2 with one line per problem)
+  smcvisor demo [--config F] [--trace OUT]           the in-process demo`;
+
+export async function main(argv: readonly string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "decode": return decodeCommand(rest, io);
+      case "call": return await callCommand(rest, io);
+      case "explain": return explainCommand(rest, io);
+      case "config": return configCommand(rest, io);
+      case "demo": return await demoCommand(rest, io);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        io.out(HELP);
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${cmd}"\n\n${HELP}`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`smcvisor: ${e.message}`);
+      return 2;
+    }
+    io.err(`smcvisor: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    return 1;
+  }
+}
