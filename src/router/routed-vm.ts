@@ -36,6 +36,8 @@ export class RoutedVm {
   bound: BoundChain[] = [];
   /** Highest argument register for SMC32 [0] and SMC64 [1] calls under this VM's SMCCC version. */
   readonly lastArg: [number, number];
+  /** Highest result register for SMC32 [0] and SMC64 [1] calls. */
+  readonly lastResult: [number, number];
   /** Interned trace labels for the calling-convention answers, indexed like FID_CHECK_LABELS; [4] immediate, [5] condition. */
   conventionLabels: number[] = [];
   #destroyed = false;
@@ -46,8 +48,10 @@ export class RoutedVm {
     readonly index: number,
     readonly table: PolicyTable,
     lastArg: [number, number],
+    lastResult: [number, number],
   ) {
     this.lastArg = lastArg;
+    this.lastResult = lastResult;
     this.pending = new Uint8Array(config.vcpus);
     for (let i = 0; i < config.vcpus; i++) {
       const c = new SmcCall();

@@ -100,7 +100,8 @@ export class Router {
 
     const table = compilePolicy(config.rules, this.claimsFor(config));
     const index = this.trace.registerVm(config.name);
-    const vm = new RoutedVm(config, index, table, [registerRules(config.smccc, false).lastArg, registerRules(config.smccc, true).lastArg]);
+    const r32 = registerRules(config.smccc, false), r64 = registerRules(config.smccc, true);
+    const vm = new RoutedVm(config, index, table, [r32.lastArg, r64.lastArg], [r32.lastResult, r64.lastResult]);
     vm.conventionLabels = [...FID_CHECK_LABELS, "smccc:immediate", "smccc:condition-failed", "smccc:not-a-call-trap"].map((l) => this.trace.intern(`${config.name}|${l}`));
     const ctx = this.serviceContext(vm, vmPorts);
     for (const def of this.services) if (def.enabled(config)) vm.services.set(def.name, def.create(ctx));
@@ -234,9 +235,14 @@ export class Router {
 
   private complete(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number): number {
     const res = vm.results[vcpu]!;
+    const smc64 = (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0;
+    if (res.count - 1 > vm.lastResult[smc64 ? 1 : 0]) {
+      // A service bug: the convention does not let it return that many registers.
+      return this.failed(vm, vcpu, regs, step, flags, rawFid, start, new Error(`wrote result registers beyond x${vm.lastResult[smc64 ? 1 : 0]}`));
+    }
     let outcome = OUTCOME_RETURN;
     if (res.halted) outcome = OUTCOME_HALT;
-    else this.writeBack(regs, res, (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0);
+    else this.writeBack(regs, res, smc64);
     this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, outcome, regs[0]!, regs[1]!, start, this.timed ? this.clock.now() - start : 0);
     return outcome;
   }
