@@ -99,7 +99,7 @@ export function validateConfig(data: unknown): Result<Config> {
           return { path: formatPath([...i.path, keys[0]!]), message: `unknown field${keys.length > 1 ? `s ${keys.join(", ")}` : ""}` };
         }
         return { path: formatPath(i.path), message: i.message };
-      }),
+      }).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
     };
   }
   const raw = parsed.data;

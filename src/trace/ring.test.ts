@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest";
+import { toChromeTrace } from "./chrome.js";
+import { FLAG_SMC, TraceRing } from "./ring.js";
+
+function fill(ring: TraceRing, n: number) {
+  const vm = ring.registerVm("dom0");
+  const label = ring.intern("dom0|default:arch");
+  for (let i = 0; i < n; i++) ring.record(vm, i % 2, FLAG_SMC, 0x8000_0000, 0, label, 0, 0, 0x1_0002, 0, i * 1000, 100);
+}
+
+describe("trace ring", () => {
+  it("keeps the newest events and counts the dropped ones", () => {
+    const ring = new TraceRing(8);
+    fill(ring, 20);
+    const events = ring.events();
+    expect(events).toHaveLength(8);
+    expect(events[0]!.seq).toBe(12);
+    expect(events[7]!.seq).toBe(19);
+    expect(ring.total).toBe(20);
+    expect(ring.dropped).toBe(12);
+  });
+
+  it("decodes events and keeps per-rule counters beyond the ring", () => {
+    const ring = new TraceRing(4);
+    fill(ring, 10);
+    expect(ring.latest()).toMatchObject({ vm: "dom0", vcpu: 1, conduit: "smc", fid: 0x8000_0000, action: "emulate", rule: "default:arch", x0: 0x1_0002n, outcome: "return" });
+    expect(ring.counters()).toEqual([{ key: "dom0|default:arch", calls: 10 }]);
+  });
+
+  it("exports Chrome trace-event JSON with a process per VM and a thread per vCPU", () => {
+    const ring = new TraceRing(16);
+    fill(ring, 3);
+    const t = toChromeTrace(ring.events());
+    const meta = t.traceEvents.filter((e) => e.ph === "M");
+    expect(meta.map((e) => [e.name, e.args])).toEqual([
+      ["process_name", { name: "dom0" }],
+      ["thread_name", { name: "vCPU 0" }],
+      ["thread_name", { name: "vCPU 1" }],
+    ]);
+    const calls = t.traceEvents.filter((e) => e.ph === "X");
+    expect(calls).toHaveLength(3);
+    expect(calls[1]).toMatchObject({ name: "SMCCC_VERSION", ts: 1, dur: 0.1, tid: 1, args: { fid: "0x80000000", rule: "default:arch", x0: "0x10002" } });
+    expect(JSON.parse(JSON.stringify(t))).toEqual(t);
+  });
+
+  it("refuses a zero capacity", () => {
+    expect(() => new TraceRing(0)).toThrow(RangeError);
+  });
+});
