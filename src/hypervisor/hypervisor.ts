@@ -70,7 +70,7 @@ export class Hypervisor {
     this.router = new Router({
       platform,
       services: opts.services ?? STANDARD_SERVICES,
-      trace: new TraceRing(opts.traceCapacity),
+      trace: new TraceRing(opts.traceCapacity, opts.clock != null),
       clock: opts.clock ?? null,
       ...(opts.monitor ? { monitor: opts.monitor } : {}),
       errors: {

@@ -183,3 +183,39 @@ export function compilePolicy(rules: readonly Rule[], claims: readonly ServiceCl
   }
   return new PolicyTable(interner.chains, buckets, Int32Array.from(dir), Uint32Array.from(pool), oddChains);
 }
+
+/**
+ * Compiled tables shared between VMs whose grants and claims are the same apart from their names: the
+ * lookup arrays are built once and each VM gets chains that name its own rules. A thousand VMs with one
+ * policy then cost one set of pages, and the hot path touches the same cache lines for all of them.
+ */
+export class TableCache {
+  private readonly byKey = new Map<string, { table: PolicyTable; rules: readonly Rule[] }>();
+
+  compile(rules: readonly Rule[], claims: readonly ServiceClaim[]): PolicyTable {
+    const key = structuralKey(rules, claims);
+    const hit = this.byKey.get(key);
+    if (hit === undefined) {
+      const table = compilePolicy(rules, claims);
+      this.byKey.set(key, { table, rules });
+      return table;
+    }
+    const relabel = new Map<Step, Step>();
+    const chains = hit.table.chains.map((c) => ({
+      steps: c.steps.map((s) => {
+        if (s.rule === null) return s;
+        let mine = relabel.get(s);
+        if (!mine) {
+          const r = rules[s.rule.index]!;
+          relabel.set(s, (mine = { ...s, rule: r, label: r.label }));
+        }
+        return mine;
+      }),
+    }));
+    return hit.table.withChains(chains);
+  }
+}
+
+function structuralKey(rules: readonly Rule[], claims: readonly ServiceClaim[]): string {
+  return JSON.stringify([rules.map((r) => [r.selector, r.constraints.map((c) => [c.reg, c.ranges.map(([a, b]) => `${a}-${b}`)]), r.action]), claims]);
+}

@@ -24,7 +24,7 @@ export interface Chain {
 }
 
 export class PolicyTable {
-  #sealed = false;
+  private isSealed = false;
 
   constructor(
     readonly chains: readonly Chain[],
@@ -51,13 +51,18 @@ export class PolicyTable {
     return this.chains[this.chainIndex(fid)]!;
   }
 
+  /** The same lookup arrays with another VM's chains (same shape, its own rules): see TableCache. */
+  withChains(chains: readonly Chain[]): PolicyTable {
+    return new PolicyTable(chains, this.buckets, this.dir, this.pool, this.oddChains);
+  }
+
   /** Sealed when the VM first runs: from then on its policy cannot change (ARCHITECTURE "Policy"). */
   seal(): void {
-    this.#sealed = true;
+    this.isSealed = true;
   }
 
   get sealed(): boolean {
-    return this.#sealed;
+    return this.isSealed;
   }
 
   /** Memory held by the lookup structures, for the benchmark's per-VM cost. */

@@ -13,16 +13,42 @@ const EMPTY = new Uint32Array(36);
 export class SmcCall {
   /** The vCPU's register words, x_n at [2n] (low) and [2n + 1] (high). Read only through the methods. */
   regs: Uint32Array = EMPTY;
-  /** The function ID dispatch sees (SVE hint removed). */
-  fid = 0;
-  /** W0 as the caller wrote it. */
-  rawFid = 0;
+  /**
+   * fid, rawFid, vcpu and lastArg live in a typed array: 32-bit IDs do not fit V8's small integers, and
+   * storing them in object fields would allocate a heap number on every call.
+   */
+  private readonly m = new Uint32Array(4);
   smc64 = false;
   aarch32 = false;
   conduit: Conduit = "hvc";
-  vcpu = 0;
+
+  /** The function ID dispatch sees (SVE hint removed). */
+  get fid(): number {
+    return this.m[0]!;
+  }
+  set fid(v: number) {
+    this.m[0] = v;
+  }
+  /** W0 as the caller wrote it. */
+  get rawFid(): number {
+    return this.m[1]!;
+  }
+  set rawFid(v: number) {
+    this.m[1] = v;
+  }
+  get vcpu(): number {
+    return this.m[2]!;
+  }
+  set vcpu(v: number) {
+    this.m[2] = v;
+  }
   /** Highest argument register the callee may read under this call's rules. */
-  lastArg = 6;
+  get lastArg(): number {
+    return this.m[3]!;
+  }
+  set lastArg(v: number) {
+    this.m[3] = v;
+  }
 
   /** W_n, the low 32 bits of argument register n (0 beyond the convention's argument registers). */
   w(n: number): number {
@@ -66,7 +92,9 @@ export class SmcResult {
   halted = false;
 
   reset(): void {
-    this.words.fill(0, 0, this.count << 1);
+    // A loop, not fill(): this runs on every call and fill() is a builtin call the JIT does not inline.
+    const w = this.words;
+    for (let i = 0, n = this.count << 1; i < n; i++) w[i] = 0;
     this.count = 4;
     this.halted = false;
   }

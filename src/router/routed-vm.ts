@@ -1,15 +1,25 @@
 /**
- * The router's view of one VM: its compiled policy, the steps bound to handlers, its service instances
- * and one call/result pair per vCPU. Created by Router.addVm.
+ * The router's view of one VM: its compiled policy, the steps bound to its handlers and its service
+ * instances. Created by Router.addVm. Fields the hot path reads are plain numbers on this object, so a
+ * call touches as few cache lines per VM as possible.
  */
 import type { PolicyTable } from "../policy/table.js";
 import type { VmConfig } from "../policy/load.js";
-import { SmcCall, SmcResult } from "./call.js";
-import type { CallOrigin, HandlerReturn } from "./ports.js";
+import type { CallOrigin, CallTarget } from "./ports.js";
 import type { ServiceInstance } from "./service.js";
 
+/** How a bound step is invoked. */
+export const STEP_DENY = 0;
+export const STEP_SERVICE = 1;
+export const STEP_MONITOR = 2;
+export const STEP_TARGET = 3;
+
 export interface BoundStep {
-  /** Index into ACTION_CODES. */
+  /** STEP_*: dispatch by a switch in the router, not by a per-VM closure (keeps the call site monomorphic). */
+  readonly kind: number;
+  readonly service: ServiceInstance | null;
+  readonly target: CallTarget | null;
+  /** Index into ACTION_CODES, for the trace. */
   readonly action: number;
   /** Interned "<vm>|<rule label>" for the trace. */
   readonly label: number;
@@ -17,64 +27,45 @@ export interface BoundStep {
   /** Argument constraints: register numbers and, per register, [loHi, loLo, hiHi, hiLo] quadruples. */
   readonly regs: readonly number[];
   readonly ranges: readonly Uint32Array[];
-  invoke(call: SmcCall, res: SmcResult, origin: CallOrigin): HandlerReturn;
-}
-
-export interface BoundChain {
-  /** The only step when the chain is a single unconditional one (the common case), else null. */
-  readonly single: BoundStep | null;
-  readonly steps: readonly BoundStep[];
 }
 
 export class RoutedVm {
-  readonly calls: SmcCall[] = [];
-  readonly results: SmcResult[] = [];
   readonly origins: CallOrigin[] = [];
   /** 1 while a vCPU waits for an asynchronous handler. */
   readonly pending: Uint8Array;
   readonly services = new Map<string, ServiceInstance>();
-  bound: BoundChain[] = [];
-  /** Highest argument register for SMC32 [0] and SMC64 [1] calls under this VM's SMCCC version. */
-  readonly lastArg: [number, number];
-  /** Highest result register for SMC32 [0] and SMC64 [1] calls. */
-  readonly lastResult: [number, number];
-  /** Interned trace labels for the calling-convention answers, indexed like FID_CHECK_LABELS; [4] immediate, [5] condition. */
+  /** Per chain: the step when the chain is one unconditional step (the common case), else null. */
+  single: (BoundStep | null)[] = [];
+  /** Per chain: all its steps, for chains with argument constraints. */
+  steps: BoundStep[][] = [];
+  /** Interned trace labels for the calling-convention answers, indexed like FID_CHECK_LABELS; then immediate, condition, bad trap. */
   conventionLabels: number[] = [];
-  #destroyed = false;
+  readonly smccc: number;
+  readonly immediateUndef: boolean;
+  readonly lastArg32: number;
+  readonly lastArg64: number;
+  readonly lastResult32: number;
+  readonly lastResult64: number;
+  destroyed = false;
 
   constructor(
     readonly config: VmConfig,
     /** The VM's index in the trace. */
     readonly index: number,
     readonly table: PolicyTable,
-    lastArg: [number, number],
-    lastResult: [number, number],
+    rules: { lastArg32: number; lastArg64: number; lastResult32: number; lastResult64: number },
   ) {
-    this.lastArg = lastArg;
-    this.lastResult = lastResult;
+    this.smccc = config.smccc;
+    this.immediateUndef = config.immediate === "undef";
+    this.lastArg32 = rules.lastArg32;
+    this.lastArg64 = rules.lastArg64;
+    this.lastResult32 = rules.lastResult32;
+    this.lastResult64 = rules.lastResult64;
     this.pending = new Uint8Array(config.vcpus);
-    for (let i = 0; i < config.vcpus; i++) {
-      const c = new SmcCall();
-      c.vcpu = i;
-      this.calls.push(c);
-      this.results.push(new SmcResult());
-      this.origins.push({ vmId: config.id, vmName: config.name, vcpu: i });
-    }
+    for (let i = 0; i < config.vcpus; i++) this.origins.push({ vmId: config.id, vmName: config.name, vcpu: i });
   }
 
   get name(): string {
     return this.config.name;
-  }
-
-  get smccc(): number {
-    return this.config.smccc;
-  }
-
-  get destroyed(): boolean {
-    return this.#destroyed;
-  }
-
-  markDestroyed(): void {
-    this.#destroyed = true;
   }
 }

@@ -7,7 +7,7 @@
  * Guest-visible results are values: a denied, unknown or malformed call gets the SMCCC error, and a
  * handler that throws gives the guest -1 and is reported, never propagated.
  */
-import { compilePolicy, type ServiceClaim } from "../policy/compile.js";
+import { TableCache, type ServiceClaim } from "../policy/compile.js";
 import type { PlatformConfig, VmConfig } from "../policy/load.js";
 import { formatAction } from "../policy/rules.js";
 import type { Step } from "../policy/table.js";
@@ -17,7 +17,7 @@ import { ACTION_CODES, FLAG_AARCH32, FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, T
 import { SmcCall, SmcResult } from "./call.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_ERROR, OUTCOME_HALT, OUTCOME_RETURN, OUTCOME_SKIP, OUTCOME_UNDEF } from "./outcome.js";
 import { ABSENT_MONITOR, SILENT_ERRORS, type CallOrigin, type CallTarget, type Clock, type ErrorSink, type HandlerReturn, type VmPorts } from "./ports.js";
-import { RoutedVm, type BoundChain, type BoundStep } from "./routed-vm.js";
+import { RoutedVm, STEP_DENY, STEP_MONITOR, STEP_SERVICE, STEP_TARGET, type BoundStep } from "./routed-vm.js";
 import type { HypervisorCallResult, ServiceContext, ServiceDefinition, ServicePorts } from "./service.js";
 
 const ACTION_EMULATE = ACTION_CODES.indexOf("emulate");
@@ -58,11 +58,15 @@ export class Router {
   private readonly mediators = new Map<string, CallTarget>();
   private readonly delegates = new Map<string, CallTarget>();
   private readonly vms = new Map<string, RoutedVm>();
+  private readonly tables = new TableCache();
+  /** The call view and result of the call in progress; replaced when a call goes asynchronous. */
+  private call = new SmcCall();
+  private res = new SmcResult();
 
   constructor(opts: RouterOptions) {
     this.platform = opts.platform;
     this.services = opts.services;
-    this.trace = opts.trace ?? new TraceRing();
+    this.trace = opts.trace ?? new TraceRing(undefined, opts.clock != null);
     this.clock = opts.clock ?? ZERO_CLOCK;
     this.timed = opts.clock != null;
     this.monitor = opts.monitor ?? ABSENT_MONITOR;
@@ -98,14 +102,15 @@ export class Router {
     }
     if (errors.length > 0) return { ok: false, errors };
 
-    const table = compilePolicy(config.rules, this.claimsFor(config));
+    const table = this.tables.compile(config.rules, this.claimsFor(config));
     const index = this.trace.registerVm(config.name);
     const r32 = registerRules(config.smccc, false), r64 = registerRules(config.smccc, true);
-    const vm = new RoutedVm(config, index, table, [r32.lastArg, r64.lastArg], [r32.lastResult, r64.lastResult]);
+    const vm = new RoutedVm(config, index, table, { lastArg32: r32.lastArg, lastArg64: r64.lastArg, lastResult32: r32.lastResult, lastResult64: r64.lastResult });
     vm.conventionLabels = [...FID_CHECK_LABELS, "smccc:immediate", "smccc:condition-failed", "smccc:not-a-call-trap"].map((l) => this.trace.intern(`${config.name}|${l}`));
     const ctx = this.serviceContext(vm, vmPorts);
     for (const def of this.services) if (def.enabled(config)) vm.services.set(def.name, def.create(ctx));
-    vm.bound = table.chains.map((c) => this.bindChain(vm, c.steps));
+    vm.steps = table.chains.map((c) => c.steps.map((s) => this.bindStep(vm, s)));
+    vm.single = vm.steps.map((steps) => (steps.length === 1 && steps[0]!.regs.length === 0 ? steps[0]! : null));
     this.vms.set(config.name, vm);
     return { ok: true, vm };
   }
@@ -114,7 +119,7 @@ export class Router {
     if (vm.destroyed) return;
     for (const s of vm.services.values()) s.destroy?.();
     vm.services.clear();
-    vm.markDestroyed();
+    vm.destroyed = true;
     this.vms.delete(vm.name);
   }
 
@@ -135,49 +140,60 @@ export class Router {
       return this.conventionEvent(vm, vcpu, flags, regs[0]!, LABEL_BAD_TRAP, OUTCOME_BAD_TRAP, 0, 0, 0);
     }
     const start = this.timed ? this.clock.now() : 0;
-    const rawFid = regs[0]!;
+    // IDs travel as int32 inside the router: Node's V8 keeps 32-bit signed integers unboxed, while an
+    // unsigned ID ≥ 2^31 passed to a function or stored would allocate a heap number on every call.
+    const rawFid = regs[0]! | 0;
     const aarch32 = (flags & FLAG_AARCH32) !== 0;
 
     if (ec === EC_SMC32) {
-      if (aarch32ConditionFailed(esr, pstate)) return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_CONDITION, OUTCOME_SKIP, regs[0]!, regs[1]!, start);
+      if (aarch32ConditionFailed(esr, pstate)) return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_CONDITION, OUTCOME_SKIP, regs[0]! | 0, regs[1]! | 0, start);
     } else if ((esr & 0xffff) !== 0) {
       // SMCCC 1.4 §2.9: only #0 is a call. KVM answers ~0 and skips; Xen injects UNDEF.
-      if (vm.config.immediate === "undef") return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_IMMEDIATE, OUTCOME_UNDEF, regs[0]!, regs[1]!, start);
+      if (vm.immediateUndef) return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_IMMEDIATE, OUTCOME_UNDEF, regs[0]! | 0, regs[1]! | 0, start);
       regs[0] = 0xffff_ffff;
       regs[1] = aarch32 ? 0 : 0xffff_ffff;
-      return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_IMMEDIATE, OUTCOME_RETURN, regs[0], regs[1], start);
+      return this.conventionEvent(vm, vcpu, flags, rawFid, LABEL_IMMEDIATE, OUTCOME_RETURN, -1, aarch32 ? 0 : -1, start);
     }
 
-    const res = vm.results[vcpu]!;
+    const res = this.res;
     res.reset();
-    const check = checkFid(rawFid, aarch32, vm.config.smccc);
-    if (check !== FID_OK) {
-      res.ret(-1);
-      this.writeBack(regs, res, (rawFid & 0x4000_0000) !== 0 && !aarch32);
-      return this.conventionEvent(vm, vcpu, flags, rawFid, check, OUTCOME_RETURN, regs[0]!, regs[1]!, start);
+    // SMCCC §2.5 checks, as in checkFid (which explain uses); written out so the JIT keeps them inline.
+    const fast = rawFid < 0;
+    if ((fast && ((rawFid & 0x00fe_0000) !== 0 || ((rawFid & 0x0001_0000) !== 0 && vm.smccc < 0x1_0003))) || (aarch32 && (rawFid & 0x4000_0000) !== 0)) {
+      return this.malformed(vm, vcpu, regs, flags, rawFid, start, res);
     }
-
-    const fid = dispatchFid(rawFid);
+    // Dispatch sees the ID without the SVE hint of a fast call (SMCCC 1.3 §2.5).
+    const fid = fast ? rawFid & ~0x0001_0000 : rawFid;
     const smc64 = (fid & 0x4000_0000) !== 0;
-    const call = vm.calls[vcpu]!;
+    const call = this.call;
     call.regs = regs;
     call.fid = fid;
     call.rawFid = rawFid;
     call.smc64 = smc64;
     call.aarch32 = aarch32;
     call.conduit = (flags & FLAG_SMC) !== 0 ? "smc" : "hvc";
-    call.lastArg = vm.lastArg[smc64 ? 1 : 0];
+    call.vcpu = vcpu;
+    call.lastArg = smc64 ? vm.lastArg64 : vm.lastArg32;
 
-    const chain = vm.bound[vm.table.chainIndex(fid)]!;
-    const step = chain.single ?? selectStep(chain, call);
-    let pending: HandlerReturn;
+    const chain = vm.table.chainIndex(fid);
+    const step = vm.single[chain] ?? selectStep(vm.steps[chain]!, call);
+    let pending: HandlerReturn = undefined;
     try {
-      pending = step.invoke(call, res, vm.origins[vcpu]!);
+      const kind = step.kind;
+      if (kind === STEP_SERVICE) pending = step.service!.handle(call, res);
+      else if (kind === STEP_DENY) res.ret(-1);
+      else if (kind === STEP_MONITOR) pending = this.monitor.handle(call, res, vm.origins[vcpu]!);
+      else pending = step.target!.handle(call, res, vm.origins[vcpu]!);
     } catch (error) {
-      return this.failed(vm, vcpu, regs, step, flags, rawFid, start, error);
+      return this.failed(vm, vcpu, regs, step, flags, rawFid, start, error, res);
     }
-    if (pending !== undefined) return this.later(vm, vcpu, regs, step, flags, rawFid, start, pending);
-    return this.complete(vm, vcpu, regs, step, flags, rawFid, start);
+    if (pending !== undefined) {
+      // The call and result objects now belong to this call until it completes.
+      this.call = new SmcCall();
+      this.res = new SmcResult();
+      return this.later(vm, vcpu, regs, step, flags, rawFid, start, pending, res);
+    }
+    return this.complete(vm, vcpu, regs, step, flags, rawFid, start, res);
   }
 
   /**
@@ -217,7 +233,7 @@ export class Router {
 
   /** The FEATURES answer for a FID as this VM's policy sees it (see ServiceContext.features). */
   features(vm: RoutedVm, fid: number): number {
-    if (checkFid(fid, vm.config.aarch32, vm.config.smccc) !== FID_OK) return -1;
+    if (checkFid(fid, vm.config.aarch32, vm.smccc) !== FID_OK) return -1;
     const d = dispatchFid(fid);
     const chain = vm.table.chainFor(d);
     for (const step of chain.steps) {
@@ -233,41 +249,47 @@ export class Router {
     return -1;
   }
 
-  private complete(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number): number {
-    const res = vm.results[vcpu]!;
+  private malformed(vm: RoutedVm, vcpu: number, regs: Uint32Array, flags: number, rawFid: number, start: number, res: SmcResult): number {
+    const check = checkFid(rawFid >>> 0, (flags & FLAG_AARCH32) !== 0, vm.smccc);
+    res.ret(-1);
+    this.writeBack(regs, res, (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0);
+    return this.conventionEvent(vm, vcpu, flags, rawFid, check, OUTCOME_RETURN, regs[0]! | 0, regs[1]! | 0, start);
+  }
+
+  private complete(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, res: SmcResult): number {
     const smc64 = (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0;
-    if (res.count - 1 > vm.lastResult[smc64 ? 1 : 0]) {
+    const lastResult = smc64 ? vm.lastResult64 : vm.lastResult32;
+    if (res.count - 1 > lastResult) {
       // A service bug: the convention does not let it return that many registers.
-      return this.failed(vm, vcpu, regs, step, flags, rawFid, start, new Error(`wrote result registers beyond x${vm.lastResult[smc64 ? 1 : 0]}`));
+      return this.failed(vm, vcpu, regs, step, flags, rawFid, start, new Error(`wrote result registers beyond x${lastResult}`), res);
     }
     let outcome = OUTCOME_RETURN;
     if (res.halted) outcome = OUTCOME_HALT;
     else this.writeBack(regs, res, smc64);
-    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, outcome, regs[0]!, regs[1]!, start, this.timed ? this.clock.now() - start : 0);
+    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, outcome, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
     return outcome;
   }
 
-  private later(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, pending: Promise<void>): Promise<number> {
+  private later(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, pending: Promise<void>, res: SmcResult): Promise<number> {
     vm.pending[vcpu] = 1;
     return pending.then(
       () => {
         vm.pending[vcpu] = 0;
-        return this.complete(vm, vcpu, regs, step, flags, rawFid, start);
+        return this.complete(vm, vcpu, regs, step, flags, rawFid, start, res);
       },
       (error: unknown) => {
         vm.pending[vcpu] = 0;
-        return this.failed(vm, vcpu, regs, step, flags, rawFid, start, error);
+        return this.failed(vm, vcpu, regs, step, flags, rawFid, start, error, res);
       },
     );
   }
 
-  private failed(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, error: unknown): number {
-    const res = vm.results[vcpu]!;
+  private failed(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, error: unknown, res: SmcResult): number {
     res.reset();
     res.ret(-1);
     this.writeBack(regs, res, (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0);
-    this.errors.handlerFailed(vm.name, rawFid, step.labelText, error);
-    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, OUTCOME_ERROR, regs[0]!, regs[1]!, start, this.timed ? this.clock.now() - start : 0);
+    this.errors.handlerFailed(vm.name, rawFid >>> 0, step.labelText, error);
+    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, OUTCOME_ERROR, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
     return OUTCOME_ERROR;
   }
 
@@ -293,11 +315,6 @@ export class Router {
     }
   }
 
-  private bindChain(vm: RoutedVm, steps: readonly Step[]): BoundChain {
-    const bound = steps.map((s) => this.bindStep(vm, s));
-    return { single: bound.length === 1 && bound[0]!.regs.length === 0 ? bound[0]! : null, steps: bound };
-  }
-
   private bindStep(vm: RoutedVm, step: Step): BoundStep {
     const labelText = step.label;
     const label = this.trace.intern(`${vm.name}|${labelText}`);
@@ -312,26 +329,21 @@ export class Router {
       });
       return q;
     });
-    const action = ACTION_CODES.indexOf(step.action.kind);
-    const base = { action, label, labelText, regs, ranges };
+    const base = { action: ACTION_CODES.indexOf(step.action.kind), label, labelText, regs, ranges, service: null, target: null };
     switch (step.action.kind) {
       case "deny":
-        return { ...base, invoke: denyCall };
+        return { ...base, kind: STEP_DENY };
       case "emulate": {
         const service = step.service === null ? undefined : vm.services.get(step.service);
-        if (service === undefined) return { ...base, action: ACTION_EMULATE, invoke: denyCall };
-        return { ...base, invoke: (call, res) => service.handle(call, res) };
+        // An emulate grant no service claims: answered as an unknown call, -1.
+        return service === undefined ? { ...base, kind: STEP_DENY, action: ACTION_EMULATE } : { ...base, kind: STEP_SERVICE, service };
       }
       case "forward":
-        return { ...base, invoke: (call, res, origin) => this.monitor.handle(call, res, origin) };
-      case "mediate": {
-        const target = this.mediators.get(step.action.target!)!;
-        return { ...base, invoke: (call, res, origin) => target.handle(call, res, origin) };
-      }
-      case "delegate": {
-        const target = this.delegates.get(step.action.target!)!;
-        return { ...base, invoke: (call, res, origin) => target.handle(call, res, origin) };
-      }
+        return { ...base, kind: STEP_MONITOR };
+      case "mediate":
+        return { ...base, kind: STEP_TARGET, target: this.mediators.get(step.action.target!)! };
+      case "delegate":
+        return { ...base, kind: STEP_TARGET, target: this.delegates.get(step.action.target!)! };
     }
   }
 
@@ -365,13 +377,8 @@ export class Router {
   }
 }
 
-function denyCall(_call: SmcCall, res: SmcResult): void {
-  res.ret(-1);
-}
-
 /** Picks the first step whose argument constraints hold; the last step of a chain is unconditional. */
-function selectStep(chain: BoundChain, call: SmcCall): BoundStep {
-  const steps = chain.steps;
+function selectStep(steps: readonly BoundStep[], call: SmcCall): BoundStep {
   for (let s = 0; s < steps.length - 1; s++) {
     const step = steps[s]!;
     if (constraintsHold(step, call)) return step;

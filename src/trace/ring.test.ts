@@ -28,7 +28,7 @@ describe("trace ring", () => {
   });
 
   it("exports Chrome trace-event JSON with a process per VM and a thread per vCPU", () => {
-    const ring = new TraceRing(16);
+    const ring = new TraceRing(16, true);
     fill(ring, 3);
     const t = toChromeTrace(ring.events());
     const meta = t.traceEvents.filter((e) => e.ph === "M");
@@ -41,6 +41,13 @@ describe("trace ring", () => {
     expect(calls).toHaveLength(3);
     expect(calls[1]).toMatchObject({ name: "SMCCC_VERSION", ts: 1, dur: 0.1, tid: 1, args: { fid: "0x80000000", rule: "default:arch", x0: "0x10002" } });
     expect(JSON.parse(JSON.stringify(t))).toEqual(t);
+  });
+
+  it("rounds the capacity up to a power of two and records no times without a clock", () => {
+    const ring = new TraceRing(5);
+    expect(ring.capacity).toBe(8);
+    fill(ring, 1);
+    expect(ring.latest()).toMatchObject({ start: 0, duration: 0 });
   });
 
   it("refuses a zero capacity", () => {

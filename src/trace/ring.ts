@@ -36,43 +36,45 @@ export interface TraceEvent {
 }
 
 export class TraceRing {
+  /** Events kept: a power of two, so the position wraps with a mask. */
   readonly capacity: number;
-  #next = 0;
-  private readonly seq: Float64Array;
-  private readonly start: Float64Array;
-  private readonly dur: Float64Array;
-  private readonly vm: Uint16Array;
-  private readonly vcpu: Uint16Array;
-  private readonly flags: Uint8Array;
+  /** Whether events carry times (the router has a clock); fixed at construction. */
+  readonly timed: boolean;
+  private readonly mask: number;
+  // Position and laps instead of one counter: both stay small integers for any realistic run.
+  private pos = 0;
+  private laps = 0;
+  /** vm (bits 15:0) | vcpu (bits 23:16) */
+  private readonly who: Uint32Array;
+  /** flags (bits 7:0) | action (15:8) | outcome (23:16) */
+  private readonly what: Uint32Array;
   private readonly fid: Uint32Array;
   private readonly label: Uint32Array;
   private readonly origin: Uint32Array;
-  private readonly action: Uint8Array;
-  private readonly outcome: Uint8Array;
   private readonly x0lo: Uint32Array;
   private readonly x0hi: Uint32Array;
+  private readonly start: Float64Array;
+  private readonly dur: Float64Array;
   private readonly strings: string[] = [""];
   private readonly stringIds = new Map<string, number>([["", 0]]);
   private readonly vmNames: string[] = [];
   /** Calls per interned (VM, label) key, never dropped: the run summary reads these. */
   private counts = new Float64Array(64);
 
-  constructor(capacity = 1 << 16) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError("trace capacity must be a positive integer");
-    this.capacity = capacity;
-    this.seq = new Float64Array(capacity);
-    this.start = new Float64Array(capacity);
-    this.dur = new Float64Array(capacity);
-    this.vm = new Uint16Array(capacity);
-    this.vcpu = new Uint16Array(capacity);
-    this.flags = new Uint8Array(capacity);
-    this.fid = new Uint32Array(capacity);
-    this.label = new Uint32Array(capacity);
-    this.origin = new Uint32Array(capacity);
-    this.action = new Uint8Array(capacity);
-    this.outcome = new Uint8Array(capacity);
-    this.x0lo = new Uint32Array(capacity);
-    this.x0hi = new Uint32Array(capacity);
+  constructor(capacity = 1 << 16, timed = false) {
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) throw new RangeError("trace capacity must be an integer from 1 to 2^26");
+    this.capacity = 1 << Math.ceil(Math.log2(capacity));
+    this.mask = this.capacity - 1;
+    this.timed = timed;
+    this.who = new Uint32Array(this.capacity);
+    this.what = new Uint32Array(this.capacity);
+    this.fid = new Uint32Array(this.capacity);
+    this.label = new Uint32Array(this.capacity);
+    this.origin = new Uint32Array(this.capacity);
+    this.x0lo = new Uint32Array(this.capacity);
+    this.x0hi = new Uint32Array(this.capacity);
+    this.start = new Float64Array(timed ? this.capacity : 0);
+    this.dur = new Float64Array(timed ? this.capacity : 0);
   }
 
   /** Interns a string; call when configuring, not per call. */
@@ -101,11 +103,11 @@ export class TraceRing {
 
   /** Total events ever recorded, including those the ring has dropped. */
   get total(): number {
-    return this.#next;
+    return this.laps * this.capacity + this.pos;
   }
 
   get dropped(): number {
-    return Math.max(0, this.#next - this.capacity);
+    return Math.max(0, this.total - this.capacity);
   }
 
   record(
@@ -122,35 +124,34 @@ export class TraceRing {
     start: number,
     duration: number,
   ): void {
-    const n = this.#next++;
-    const i = n % this.capacity;
-    this.seq[i] = n;
-    this.vm[i] = vm;
-    this.vcpu[i] = vcpu;
-    this.flags[i] = flags;
+    const i = this.pos;
+    this.pos = (i + 1) & this.mask;
+    if (this.pos === 0) this.laps++;
+    this.who[i] = vm | (vcpu << 16);
+    this.what[i] = flags | (action << 8) | (outcome << 16);
     this.fid[i] = fid;
-    this.action[i] = action;
     this.label[i] = label;
     this.origin[i] = origin;
-    this.outcome[i] = outcome;
     this.x0lo[i] = x0lo;
     this.x0hi[i] = x0hi;
-    this.start[i] = start;
-    this.dur[i] = duration;
+    if (this.timed) {
+      this.start[i] = start;
+      this.dur[i] = duration;
+    }
     this.counts[label]!++;
   }
 
   /** The events still in the ring, oldest first. */
   events(): TraceEvent[] {
     const out: TraceEvent[] = [];
-    const first = Math.max(0, this.#next - this.capacity);
-    for (let n = first; n < this.#next; n++) out.push(this.eventAt(n % this.capacity));
+    const total = this.total;
+    for (let n = Math.max(0, total - this.capacity); n < total; n++) out.push(this.eventAt(n));
     return out;
   }
 
   /** The most recent event, or null when none was recorded. */
   latest(): TraceEvent | null {
-    return this.#next === 0 ? null : this.eventAt((this.#next - 1) % this.capacity);
+    return this.total === 0 ? null : this.eventAt(this.total - 1);
   }
 
   /** Every (VM, rule label) key with its call count since the start, for summaries. */
@@ -164,24 +165,27 @@ export class TraceRing {
     return index === HYPERVISOR_VM ? "hypervisor" : (this.vmNames[index] ?? `vm${index}`);
   }
 
-  private eventAt(i: number): TraceEvent {
-    const f = this.flags[i]!;
+  /** The event with sequence number `seq` (it must still be in the ring). */
+  private eventAt(seq: number): TraceEvent {
+    const i = seq & this.mask;
+    const who = this.who[i]!, what = this.what[i]!;
+    const f = what & 0xff;
     const labelText = this.strings[this.label[i]!]!;
     return {
-      seq: this.seq[i]!,
-      vm: this.vmName(this.vm[i]!),
-      vcpu: this.vcpu[i]!,
+      seq,
+      vm: this.vmName(who & 0xffff),
+      vcpu: who >>> 16,
       conduit: f & FLAG_HYPERVISOR ? "hypervisor" : f & FLAG_SMC ? "smc" : "hvc",
       aarch32: (f & FLAG_AARCH32) !== 0,
       fid: this.fid[i]!,
-      action: ACTION_CODES[this.action[i]!]!,
+      action: ACTION_CODES[(what >>> 8) & 0xff]!,
       // Labels are interned as "<vm>|<rule>" so counters are per VM; events show the rule part.
       rule: labelText.slice(labelText.indexOf("|") + 1),
       origin: this.origin[i] ? this.strings[this.origin[i]!]! : null,
-      outcome: OUTCOME_NAMES[this.outcome[i]!]!,
+      outcome: OUTCOME_NAMES[(what >>> 16) & 0xff]!,
       x0: (BigInt(this.x0hi[i]!) << 32n) | BigInt(this.x0lo[i]!),
-      start: this.start[i]!,
-      duration: this.dur[i]!,
+      start: this.timed ? this.start[i]! : 0,
+      duration: this.timed ? this.dur[i]! : 0,
     };
   }
 }
