@@ -2,7 +2,7 @@ import tseslint from "typescript-eslint";
 import layers from "./eslint-rules/layers.js";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "build/", "out/", ".cache/", "guests/**/build/", "web/dist/"] },
+  { ignores: ["node_modules/", "build/", "out/", ".cache/", "scratch/", "guests/**/build/", "web/dist/"] },
   ...tseslint.configs.recommended,
   {
     files: ["**/*.ts", "**/*.js", "**/*.mjs"],
