@@ -17,6 +17,8 @@ export interface CallOrigin {
   readonly vmId: number;
   readonly vmName: string;
   readonly vcpu: number;
+  /** For the hypervisor's own calls: the VM and vCPU they are made for (a physical CPU_ON for a vCPU). */
+  readonly onBehalfOf?: { readonly vmName: string; readonly vcpu: number };
 }
 
 /** A destination for calls: the secure monitor, a mediator or a delegate handler. */
@@ -57,8 +59,27 @@ export interface GuestTime {
   counter(vcpu: number, physical: boolean): bigint;
 }
 
+/**
+ * What a machine backend does when virtual PSCI changes a vCPU's or the VM's power state. PSCI decides
+ * (and issues the physical calls through the hypervisor entry, R9); the backend makes it so. Calls that
+ * stop the calling vCPU are made while its call is in progress; the call then ends with res.halt().
+ */
+export interface PowerPort {
+  /** vCPU `target` starts at `entry` with x0 = `context`: EL1h, DAIF masked (AArch64) or SVC with AIF masked, Thumb if entry bit 0 (AArch32). */
+  cpuOn(target: number, entry: bigint, context: bigint): void;
+  /** The calling vCPU powers off: it does not return from its call. */
+  cpuOff(vcpu: number): void;
+  /** Power-down suspend: the vCPU waits for a wake-up event, then resumes at `entry` with x0 = `context`. */
+  cpuSuspend(vcpu: number, entry: bigint, context: bigint): void;
+  /** The VM powers off (SYSTEM_OFF, SYSTEM_OFF2): `reason` names the call. */
+  systemOff(vcpu: number, reason: string): void;
+  /** The VM restarts (SYSTEM_RESET, SYSTEM_RESET2). */
+  systemReset(vcpu: number, reason: string): void;
+}
+
 /** Ports a machine backend gives each VM. */
 export interface VmPorts {
   readonly memory?: GuestMemory;
   readonly time?: GuestTime;
+  readonly power?: PowerPort;
 }

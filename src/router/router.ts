@@ -200,7 +200,7 @@ export class Router {
    * The hypervisor's own calls to the secure world (R9): physical PSCI for vCPU power, TEE VM lifecycle.
    * They take the same monitor path as forwarded guest calls and appear in the trace with their origin.
    */
-  hypervisorCall(origin: string, fid: number, args: readonly bigint[] = []): HypervisorCallResult | Promise<HypervisorCallResult> {
+  hypervisorCall(origin: string, fid: number, args: readonly bigint[] = [], onBehalfOf?: { vmName: string; vcpu: number }): HypervisorCallResult | Promise<HypervisorCallResult> {
     const regs = new Uint32Array(36);
     regs[0] = fid >>> 0;
     for (let n = 1; n < args.length && n <= 17; n++) {
@@ -227,7 +227,7 @@ export class Router {
       for (let n = 0; n < 18; n++) out.push((BigInt(regs[2 * n + 1]!) << 32n) | BigInt(regs[2 * n]!));
       return { regs: out };
     };
-    const pending = this.monitor.handle(call, res, HYPERVISOR_ORIGIN);
+    const pending = this.monitor.handle(call, res, onBehalfOf ? { ...HYPERVISOR_ORIGIN, onBehalfOf } : HYPERVISOR_ORIGIN);
     return pending === undefined ? finish() : pending.then(finish);
   }
 
@@ -364,7 +364,7 @@ export class Router {
         }
         return n;
       },
-      hypervisorCall: (origin, fid, args) => this.hypervisorCall(`${origin} (for ${vm.name})`, fid, args),
+      hypervisorCall: (origin, fid, args, vcpu) => this.hypervisorCall(`${origin} (for ${vm.name})`, fid, args, { vmName: vm.name, vcpu: vcpu ?? 0 }),
       clock: this.clock,
       ports: this.servicePorts,
       vmPorts,

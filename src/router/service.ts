@@ -29,8 +29,8 @@ export interface ServiceContext {
   features(fid: number): number;
   /** How many function IDs of an owner this VM can reach (the general query Call Count). */
   callCount(owner: number): number;
-  /** Calls the hypervisor itself makes to the secure world on this VM's behalf (R9). */
-  hypervisorCall(origin: string, fid: number, args?: readonly bigint[]): HypervisorCallResult | Promise<HypervisorCallResult>;
+  /** Calls the hypervisor itself makes to the secure world on behalf of this VM's vCPU `vcpu` (R9). */
+  hypervisorCall(origin: string, fid: number, args?: readonly bigint[], vcpu?: number): HypervisorCallResult | Promise<HypervisorCallResult>;
   readonly clock: Clock;
   readonly ports: ServicePorts;
   /** What the machine backend gives this VM: guest memory, guest time. */
