@@ -10,6 +10,8 @@ import type { CallTarget, Clock, VmPorts } from "../router/ports.js";
 import type { RoutedVm } from "../router/routed-vm.js";
 import type { ServiceDefinition } from "../router/service.js";
 import { STANDARD_SERVICES } from "../services/standard.js";
+import type { ByteGenerator } from "../firmware/monitor/entropy.js";
+import { MonitorModel } from "../firmware/monitor/monitor.js";
 import { TraceRing } from "../trace/ring.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
 
@@ -17,7 +19,12 @@ export interface HypervisorOptions {
   /** Timestamps for trace events; null (the default) records none, which keeps runs deterministic. */
   readonly clock?: Clock | null;
   readonly traceCapacity?: number;
+  /** The secure monitor; the modelled one (src/firmware/monitor) when not given. */
   readonly monitor?: CallTarget;
+  /** Entropy behind the model's TRNG source: the host's CSPRNG in real runs; seeded (deterministic) by default. */
+  readonly entropy?: ByteGenerator;
+  /** Entropy bytes the model may hand out before it runs dry (default unlimited). */
+  readonly entropyBudget?: number;
   /** Where handler failures are reported, rate-limited; silent by default. */
   readonly log?: (line: string) => void;
   readonly services?: readonly ServiceDefinition[];
@@ -64,15 +71,19 @@ export class Hypervisor {
   readonly router: Router;
   readonly domains = new Map<string, Domain>();
   readonly errorLog: RateLimitedLog;
+  /** The modelled secure world (also when another monitor answers forwarded calls: it keeps the entropy source). */
+  readonly model: MonitorModel;
 
   constructor(readonly platform: PlatformConfig, opts: HypervisorOptions = {}) {
     this.errorLog = new RateLimitedLog(opts.log ?? (() => {}));
+    this.model = new MonitorModel({ ...(opts.entropy ? { entropy: opts.entropy } : {}), ...(opts.entropyBudget !== undefined ? { entropyBudget: opts.entropyBudget } : {}) });
     this.router = new Router({
       platform,
       services: opts.services ?? STANDARD_SERVICES,
       trace: new TraceRing(opts.traceCapacity, opts.clock != null),
       clock: opts.clock ?? null,
-      ...(opts.monitor ? { monitor: opts.monitor } : {}),
+      monitor: opts.monitor ?? this.model,
+      servicePorts: { entropy: this.model.entropy },
       errors: {
         handlerFailed: (vm, fid, rule, error) =>
           this.errorLog.log(`${vm}|${rule}`, `smcvisor: ${vm}: handler for ${hex32(fid)} (${rule}) failed: ${error instanceof Error ? error.message : String(error)}`),

@@ -11,10 +11,25 @@
  * chain. The reference evaluator in explain.ts applies the same order by scanning every rule.
  */
 import { CALL_TYPES } from "../smccc/fid.js";
+
+/** The service that claims a dispatch FID, or null. */
+export function claimingService(claims: readonly ServiceClaim[], fid: number): string | null {
+  const f = fid >>> 0;
+  for (const c of claims) if (c.fids?.includes(f)) return c.service;
+  if ((f & 0x00ff_0000) !== 0) return null;
+  const owner = (f >>> 24) & 0x3f, type = f >>> 30, fn = f & 0xffff;
+  for (const c of claims) if (c.owner === owner && c.types.includes(type) && fn >= c.first && fn <= c.last) return c.service;
+  return null;
+}
 import { SPECIFICITY, type Action, type Rule } from "./rules.js";
 import { PolicyTable, type Chain, type Step } from "./table.js";
 
-/** A standard service's claim: function numbers first-last of one owner, for some call types. */
+/**
+ * A standard service's claim: function numbers first-last of one owner, for some call types; or, with
+ * `fids`, exact IDs outside the SMCCC layout (PSCI 0.1 IDs chosen by a device tree). Exact IDs with bits
+ * 23:16 clear go into the table like any other; the others are looked up by the router before the
+ * calling-convention checks that would reject them.
+ */
 export interface ServiceClaim {
   readonly service: string;
   readonly owner: number;
@@ -22,6 +37,14 @@ export interface ServiceClaim {
   readonly types: readonly number[];
   readonly first: number;
   readonly last: number;
+  readonly fids?: readonly number[];
+}
+
+/** Exact IDs claimed outside the SMCCC layout: the router checks these before the convention does. */
+export function legacyClaims(claims: readonly ServiceClaim[]): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const c of claims) for (const fid of c.fids ?? []) if ((fid & 0x00ff_0000) !== 0) out.set(fid >>> 0, c.service);
+  return out;
 }
 
 const DENY: Action = { kind: "deny" };
@@ -87,12 +110,7 @@ export function compilePolicy(rules: readonly Rule[], claims: readonly ServiceCl
     if (!s) serviceSteps.set(name, (s = { rule: null, action: EMULATE, service: name, label: `default:${name}`, constraints: [] }));
     return s;
   };
-  const claimOf = (fid: number): string | null => {
-    const owner = (fid >>> 24) & 0x3f, type = fid >>> 30, fn = fid & 0xffff;
-    if ((fid & 0x00ff_0000) !== 0) return null;
-    for (const c of claims) if (c.owner === owner && c.types.includes(type) && fn >= c.first && fn <= c.last) return c.service;
-    return null;
-  };
+  const claimOf = (fid: number): string | null => claimingService(claims, fid);
 
   const buckets = new Int32Array(256);
   const oddChains = new Uint32Array(256);
@@ -133,6 +151,9 @@ export function compilePolicy(rules: readonly Rule[], claims: readonly ServiceCl
     for (const c of claims) {
       if (c.owner === owner && c.types.includes(type)) {
         items.push({ rule: null, step: serviceStep(c.service), order: 3e6, unconditional: true, first: c.first, last: c.last });
+      }
+      for (const fid of c.fids ?? []) {
+        if (fid >>> 24 === bucket && (fid & 0x00ff_0000) === 0) items.push({ rule: null, step: serviceStep(c.service), order: 3e6, unconditional: true, first: fid & 0xffff, last: fid & 0xffff });
       }
     }
     // Yielding IDs with bits 23:16 set: only owner grants match them, and no service claims them.

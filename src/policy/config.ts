@@ -54,6 +54,8 @@ const ruleSchema = z
 const psciConfig = z
   .object({
     version: z.enum(["0.2", "1.0", "1.1", "1.3"]).optional(),
+    /** CPU_SUSPEND's power_state format (PSCI 1.0+; 0.2 always uses the original one). */
+    powerStateFormat: z.enum(["original", "extended"]).optional(),
     /** PSCI 0.1 function IDs, as a device tree's cpu_suspend/cpu_off/cpu_on/migrate would name them. */
     v0_1: z.union([z.literal("kvm"), z.literal("xen"), z.object({
       cpu_suspend: u32("cpu_suspend"), cpu_off: u32("cpu_off"), cpu_on: u32("cpu_on"), migrate: u32("migrate"),
@@ -186,6 +188,17 @@ export function semanticProblems(cfg: RawConfig): ConfigError[] {
           errors.push({ path: `vms.${name}.grants[${i}].id`, message: "an AArch32 VM cannot issue SMC64 calls (SMCCC §2.5: they return -1)" });
         }
       });
+    }
+  }
+  for (const [name, vm] of Object.entries(cfg.vms)) {
+    const pv = vm.services.pvtime ?? cfg.defaults.services?.pvtime;
+    if (pv) {
+      // DEN0057A §3.2: one 64-byte record per vCPU; the guest maps them, so they must be RAM it can see.
+      const end = pv.base + BigInt(64 * vm.vcpus);
+      if ((pv.base & 63n) !== 0n) errors.push({ path: `vms.${name}.services.pvtime.base`, message: "the stolen-time records must be 64-byte aligned (a 64 KiB page is advised)" });
+      else if (pv.base < vm.memory.base || end > vm.memory.base + vm.memory.size) {
+        errors.push({ path: `vms.${name}.services.pvtime.base`, message: `the ${vm.vcpus} records (64 bytes each) must lie in the VM's RAM 0x${vm.memory.base.toString(16)}-0x${(vm.memory.base + vm.memory.size - 1n).toString(16)}` });
+      }
     }
   }
   const w = { ...CPU_PROFILES[cfg.platform.cpu], ...(cfg.platform.workarounds ?? {}) };

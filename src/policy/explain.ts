@@ -6,7 +6,7 @@
 import { checkFid, dispatchFid, FID_CHECK_LABELS, FID_OK, registerRules } from "../smccc/convention.js";
 import { decodeFid, hex32, type DecodedFid } from "../smccc/fid.js";
 import { smcccVersionName } from "../smccc/version.js";
-import { DEFAULT_DENY_LABEL, type ServiceClaim } from "./compile.js";
+import { claimingService, DEFAULT_DENY_LABEL, legacyClaims, type ServiceClaim } from "./compile.js";
 import type { VmConfig } from "./load.js";
 import { constraintAllows, formatAction, selectorMatches, SPECIFICITY, type Action, type Rule } from "./rules.js";
 
@@ -63,6 +63,10 @@ export function explain(vm: VmConfig, claims: readonly ServiceClaim[], call: Exp
       considered: [],
     };
   }
+  const legacy = legacyClaims(claims).get(decoded.fid);
+  if (legacy !== undefined) {
+    return { ...base, decision: decisionOf({ kind: "emulate" }, `default:${legacy}`, legacy, `an ID outside the SMCCC layout that this VM's ${legacy} configuration names (PSCI 0.1)`), considered: [] };
+  }
   const check = checkFid(decoded.fid, aarch32, vm.smccc);
   if (check !== FID_OK) {
     const reasons = ["", "SMC64 function IDs are invalid from an AArch32 caller (SMCCC §2.5)", "bits 23:17 of a fast call must be zero (SMCCC §2.5)", `bit 16 is must-be-zero before SMCCC 1.3 and this VM is told ${base.smccc}`];
@@ -93,12 +97,6 @@ function decisionOf(action: Action, rule: string, service: string | null, reason
   return { action: formatAction(action), rule, service, convention: false, reason };
 }
 
-export function claimingService(claims: readonly ServiceClaim[], fid: number): string | null {
-  if ((fid & 0x00ff_0000) !== 0) return null;
-  const owner = (fid >>> 24) & 0x3f, type = fid >>> 30, fn = fid & 0xffff;
-  for (const c of claims) if (c.owner === owner && c.types.includes(type) && fn >= c.first && fn <= c.last) return c.service;
-  return null;
-}
 
 function failedConstraint(r: Rule, args: readonly bigint[] | undefined, fid: number, version: number): string | null {
   for (const c of r.constraints) {

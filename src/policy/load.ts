@@ -27,7 +27,7 @@ export type PsciVersionName = "0.2" | "1.0" | "1.1" | "1.3";
 export interface ResolvedServices {
   readonly arch: boolean;
   readonly hypInfo: boolean;
-  readonly psci: false | { readonly version: PsciVersionName; readonly v0_1?: PsciConfig["v0_1"] };
+  readonly psci: false | { readonly version: PsciVersionName; readonly v0_1?: PsciConfig["v0_1"]; readonly powerStateFormat?: "original" | "extended" };
   readonly trng: boolean;
   readonly pvtime: false | { readonly base: bigint };
   readonly kvm: boolean;
@@ -145,7 +145,14 @@ function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): Resolved
   return {
     arch: pick("arch") ?? true,
     hypInfo: pick("hyp-info") ?? true,
-    psci: psci === false ? false : { version: (psci === true || psci === undefined ? undefined : psci.version) ?? "1.1", ...(typeof psci === "object" && psci.v0_1 ? { v0_1: psci.v0_1 } : {}) },
+    psci:
+      psci === false
+        ? false
+        : {
+            version: (typeof psci === "object" ? psci.version : undefined) ?? "1.1",
+            ...(typeof psci === "object" && psci.v0_1 ? { v0_1: psci.v0_1 } : {}),
+            ...(typeof psci === "object" && psci.powerStateFormat ? { powerStateFormat: psci.powerStateFormat } : {}),
+          },
     trng: pick("trng") ?? true,
     pvtime: pvtime === undefined || pvtime === false ? false : { base: pvtime.base },
     kvm: pick("kvm") ?? false,

@@ -77,6 +77,17 @@ export interface PowerPort {
   systemReset(vcpu: number, reason: string): void;
 }
 
+/**
+ * The entropy source behind TRNG (DEN0098): the secure world's, reached through the hypervisor. A
+ * deterministic seeded source in tests, the host's cryptographic source otherwise.
+ */
+export interface EntropySource {
+  /** The UUID of this entropy source implementation, for TRNG_GET_UUID. */
+  readonly uuid: string;
+  /** Fills `out` with full-entropy bytes, or returns false when none is available now (NO_ENTROPY). */
+  fill(out: Uint8Array): boolean;
+}
+
 /** Ports a machine backend gives each VM. */
 export interface VmPorts {
   readonly memory?: GuestMemory;

@@ -38,6 +38,8 @@ export class RoutedVm {
   single: (BoundStep | null)[] = [];
   /** Per chain: all its steps, for chains with argument constraints. */
   steps: BoundStep[][] = [];
+  /** Steps for IDs outside the SMCCC layout (PSCI 0.1), checked before the convention; null when none. */
+  legacy: Map<number, BoundStep> | null = null;
   /** Interned trace labels for the calling-convention answers, indexed like FID_CHECK_LABELS; then immediate, condition, bad trap. */
   conventionLabels: number[] = [];
   readonly smccc: number;

@@ -231,7 +231,7 @@ describe("failures stay with the call that caused them", () => {
     expect(m.hypervisor.router.handleTrap(m.hypervisor.domain("a").routed, 0, new Uint32Array(36), 0x5e00_0000, 0)).toBe(4 /* bad trap */);
     release();
     expect((await pending).x0).toBe(99n);
-    expect(m.vm("a").vcpu(1).smc(0x8000_0000).x0).toBe(0x1_0002n);
+    expect(m.vm("c").vcpu(0).smc(0x8000_0000).x0).toBe(0x1_0003n);
   });
 
   it("an asynchronous handler that rejects gives -1", async () => {

@@ -7,7 +7,7 @@
  * Guest-visible results are values: a denied, unknown or malformed call gets the SMCCC error, and a
  * handler that throws gives the guest -1 and is reported, never propagated.
  */
-import { TableCache, type ServiceClaim } from "../policy/compile.js";
+import { legacyClaims, TableCache, type ServiceClaim } from "../policy/compile.js";
 import type { PlatformConfig, VmConfig } from "../policy/load.js";
 import { formatAction } from "../policy/rules.js";
 import type { Step } from "../policy/table.js";
@@ -102,7 +102,8 @@ export class Router {
     }
     if (errors.length > 0) return { ok: false, errors };
 
-    const table = this.tables.compile(config.rules, this.claimsFor(config));
+    const claims = this.claimsFor(config);
+    const table = this.tables.compile(config.rules, claims);
     const index = this.trace.registerVm(config.name);
     const r32 = registerRules(config.smccc, false), r64 = registerRules(config.smccc, true);
     const vm = new RoutedVm(config, index, table, { lastArg32: r32.lastArg, lastArg64: r64.lastArg, lastResult32: r32.lastResult, lastResult64: r64.lastResult });
@@ -111,6 +112,11 @@ export class Router {
     for (const def of this.services) if (def.enabled(config)) vm.services.set(def.name, def.create(ctx));
     vm.steps = table.chains.map((c) => c.steps.map((s) => this.bindStep(vm, s)));
     vm.single = vm.steps.map((steps) => (steps.length === 1 && steps[0]!.regs.length === 0 ? steps[0]! : null));
+    const legacy = legacyClaims(claims);
+    if (legacy.size > 0) {
+      vm.legacy = new Map();
+      for (const [fid, service] of legacy) vm.legacy.set(fid, this.bindStep(vm, { rule: null, action: { kind: "emulate" }, service, label: `default:${service}`, constraints: [] }));
+    }
     this.vms.set(config.name, vm);
     return { ok: true, vm };
   }
@@ -157,13 +163,18 @@ export class Router {
 
     const res = this.res;
     res.reset();
-    // SMCCC §2.5 checks, as in checkFid (which explain uses); written out so the JIT keeps them inline.
-    const fast = rawFid < 0;
-    if ((fast && ((rawFid & 0x00fe_0000) !== 0 || ((rawFid & 0x0001_0000) !== 0 && vm.smccc < 0x1_0003))) || (aarch32 && (rawFid & 0x4000_0000) !== 0)) {
-      return this.malformed(vm, vcpu, regs, flags, rawFid, start, res);
+    let fid = rawFid;
+    // A PSCI 0.1 ID the VM's device tree names is not an SMCCC ID: the convention checks do not apply.
+    const legacy = vm.legacy === null ? undefined : vm.legacy.get(rawFid >>> 0);
+    if (legacy === undefined) {
+      // SMCCC §2.5 checks, as in checkFid (which explain uses); written out so the JIT keeps them inline.
+      const fast = rawFid < 0;
+      if ((fast && ((rawFid & 0x00fe_0000) !== 0 || ((rawFid & 0x0001_0000) !== 0 && vm.smccc < 0x1_0003))) || (aarch32 && (rawFid & 0x4000_0000) !== 0)) {
+        return this.malformed(vm, vcpu, regs, flags, rawFid, start, res);
+      }
+      // Dispatch sees the ID without the SVE hint of a fast call (SMCCC 1.3 §2.5).
+      fid = fast ? rawFid & ~0x0001_0000 : rawFid;
     }
-    // Dispatch sees the ID without the SVE hint of a fast call (SMCCC 1.3 §2.5).
-    const fid = fast ? rawFid & ~0x0001_0000 : rawFid;
     const smc64 = (fid & 0x4000_0000) !== 0;
     const call = this.call;
     call.regs = regs;
@@ -175,8 +186,11 @@ export class Router {
     call.vcpu = vcpu;
     call.lastArg = smc64 ? vm.lastArg64 : vm.lastArg32;
 
-    const chain = vm.table.chainIndex(fid);
-    const step = vm.single[chain] ?? selectStep(vm.steps[chain]!, call);
+    let step = legacy;
+    if (step === undefined) {
+      const chain = vm.table.chainIndex(fid);
+      step = vm.single[chain] ?? selectStep(vm.steps[chain]!, call);
+    }
     let pending: HandlerReturn = undefined;
     try {
       const kind = step.kind;

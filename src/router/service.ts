@@ -6,7 +6,7 @@
 import type { ServiceClaim } from "../policy/compile.js";
 import type { PlatformConfig, VmConfig } from "../policy/load.js";
 import type { SmcCall, SmcResult } from "./call.js";
-import type { CallOrigin, CallTarget, Clock, HandlerReturn, VmPorts } from "./ports.js";
+import type { CallOrigin, CallTarget, Clock, EntropySource, HandlerReturn, VmPorts } from "./ports.js";
 
 export interface ServiceInstance {
   handle(call: SmcCall, res: SmcResult): HandlerReturn;
@@ -37,9 +37,10 @@ export interface ServiceContext {
   readonly vmPorts: VmPorts;
 }
 
-/** Ports services may need beyond the router's own; later services add theirs here. */
+/** Ports services share across VMs, supplied by the hypervisor layer. */
 export interface ServicePorts {
-  readonly [name: string]: unknown;
+  /** TRNG's entropy, from the secure world. */
+  readonly entropy?: EntropySource;
 }
 
 export interface ServiceDefinition {

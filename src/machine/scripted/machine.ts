@@ -8,16 +8,78 @@ import type { TraceRing } from "../../trace/ring.js";
 import { ArrayGuestMemory } from "./memory.js";
 import { ManualTime } from "./time.js";
 import { ScriptedVcpu } from "./vcpu.js";
+import type { PowerPort } from "../../router/ports.js";
+import type { PsciService } from "../../services/psci/psci.js";
+
+/** The machine side of virtual PSCI for in-process VMs: vCPU power states and what happened to the VM. */
+export class ScriptedPower implements PowerPort {
+  vm: ScriptedVm | null = null;
+  /** "running", "off" (SYSTEM_OFF*) or "reset" (SYSTEM_RESET* until the next boot). */
+  state: "running" | "off" = "running";
+  /** What happened, in order: "cpu-on 1", "system-off PSCI_SYSTEM_OFF", ... */
+  readonly events: string[] = [];
+  resets = 0;
+
+  private vcpu(i: number): ScriptedVcpu {
+    return this.vm!.vcpus[i]!;
+  }
+
+  cpuOn(target: number, entry: bigint, context: bigint): void {
+    this.events.push(`cpu-on ${target}`);
+    this.vcpu(target).start(entry, context);
+  }
+
+  cpuOff(vcpu: number): void {
+    this.events.push(`cpu-off ${vcpu}`);
+    this.vcpu(vcpu).power = "off";
+  }
+
+  cpuSuspend(vcpu: number, entry: bigint, context: bigint): void {
+    this.events.push(`cpu-suspend ${vcpu}`);
+    const v = this.vcpu(vcpu);
+    v.power = "suspended";
+    v.resumeAt = [entry, context];
+  }
+
+  systemOff(_vcpu: number, reason: string): void {
+    this.events.push(`system-off ${reason}`);
+    this.state = "off";
+    for (const v of this.vm!.vcpus) v.power = "off";
+  }
+
+  systemReset(_vcpu: number, reason: string): void {
+    this.events.push(`system-reset ${reason}`);
+    this.resets++;
+    const vm = this.vm!;
+    vm.vcpus.forEach((v, i) => {
+      if (i === 0) v.start(vm.domain.config.memory.base, 0n);
+      else v.power = "off";
+    });
+  }
+}
 
 export class ScriptedVm {
   readonly vcpus: ScriptedVcpu[] = [];
 
-  constructor(readonly domain: Domain, readonly memory: ArrayGuestMemory, readonly time: ManualTime, trace: TraceRing) {
+  constructor(readonly domain: Domain, readonly memory: ArrayGuestMemory, readonly time: ManualTime, readonly power: ScriptedPower, trace: TraceRing) {
+    power.vm = this;
     for (let i = 0; i < domain.config.vcpus; i++) {
       const v = new ScriptedVcpu(domain, trace, i, domain.config.aarch32);
       v.pc = domain.config.memory.base;
+      // vCPU 0 boots; the others wait for PSCI CPU_ON (DEN0022 §6.3).
+      if (i > 0) v.power = "off";
       this.vcpus.push(v);
     }
+  }
+
+  /** An interrupt for a vCPU in a power-down suspend: it resumes at its entry point with x0 = context. */
+  wake(n: number): ScriptedVcpu {
+    const v = this.vcpu(n);
+    if (v.power !== "suspended" || v.resumeAt === null) throw new Error(`vCPU ${n} is not suspended`);
+    const [entry, context] = v.resumeAt;
+    v.start(entry, context);
+    (this.domain.routed.services.get("psci") as PsciService | undefined)?.resumed(n);
+    return v;
   }
 
   get name(): string {
@@ -34,26 +96,24 @@ export class ScriptedVm {
 export class ScriptedMachine {
   private readonly vms = new Map<string, ScriptedVm>();
 
-  private constructor(readonly hypervisor: Hypervisor, readonly config: Config, memories: Map<string, ArrayGuestMemory>, times: Map<string, ManualTime>) {
+  private constructor(readonly hypervisor: Hypervisor, readonly config: Config, ports: Map<string, { memory: ArrayGuestMemory; time: ManualTime; power: ScriptedPower }>) {
     for (const [name, domain] of hypervisor.domains) {
-      this.vms.set(name, new ScriptedVm(domain, memories.get(name)!, times.get(name)!, hypervisor.router.trace));
+      const p = ports.get(name)!;
+      this.vms.set(name, new ScriptedVm(domain, p.memory, p.time, p.power, hypervisor.router.trace));
     }
   }
 
   /** Builds a machine from a validated config; throws with every problem listed if the VMs cannot be created. */
   static fromConfig(config: Config, opts: HypervisorOptions = {}): ScriptedMachine {
-    const memories = new Map<string, ArrayGuestMemory>();
-    const times = new Map<string, ManualTime>();
+    const all = new Map<string, { memory: ArrayGuestMemory; time: ManualTime; power: ScriptedPower }>();
     const ports = (vm: VmConfig) => {
-      const memory = new ArrayGuestMemory(vm.memory.base, vm.memory.size);
-      const time = new ManualTime();
-      memories.set(vm.name, memory);
-      times.set(vm.name, time);
-      return { memory, time };
+      const p = { memory: new ArrayGuestMemory(vm.memory.base, vm.memory.size), time: new ManualTime(), power: new ScriptedPower() };
+      all.set(vm.name, p);
+      return p;
     };
     const r = Hypervisor.fromConfig(config, opts, ports);
     if (!r.ok) throw new Error(r.errors.map((e) => `${e.path}: ${e.message}`).join("\n"));
-    return new ScriptedMachine(r.hypervisor, config, memories, times);
+    return new ScriptedMachine(r.hypervisor, config, all);
   }
 
   /** Builds a machine from YAML or JSON text; throws with every config problem listed. For tests. */

@@ -62,7 +62,15 @@ function toWords(v: RegValue): [number, number] {
   return [Number(b & 0xffff_ffffn), Number(b >> 32n)];
 }
 
+export type VcpuPower = "on" | "off" | "suspended";
+
 export class ScriptedVcpu {
+  /** Power state as the machine sees it; PSCI decides it through the VM's PowerPort. */
+  power: VcpuPower = "on";
+  /** Times this vCPU was started at an entry point (CPU_ON, resume from power-down). */
+  starts = 0;
+  /** Where a power-down suspend resumes: [entry, context]. */
+  resumeAt: [bigint, bigint] | null = null;
   /** x0..x30 as 32-bit word pairs. */
   readonly words = new Uint32Array(62);
   /** The view the router sees: x0..x17 only. */
@@ -84,7 +92,25 @@ export class ScriptedVcpu {
 
   /** The same vCPU, but issuing its calls from AArch32 state (for tests of AArch32 callers on one VM). */
   get aarch32(): ScriptedVcpu {
-    return this.isAarch32 ? this : new ScriptedVcpu(this.domain, this.trace, this.index, true);
+    if (this.isAarch32) return this;
+    const v = new ScriptedVcpu(this.domain, this.trace, this.index, true);
+    v.power = this.power;
+    return v;
+  }
+
+  /**
+   * Starts the vCPU at `entry` as PSCI CPU_ON and resume do (DEN0022 §6.4): x0 = context, every other
+   * register zero; EL1h with DAIF masked, or for AArch32 SVC mode with A, I, F masked and T from bit 0.
+   */
+  start(entry: bigint, context: bigint): void {
+    this.words.fill(0);
+    this.setX(0, context);
+    const thumb = this.isAarch32 && (entry & 1n) !== 0n;
+    this.pc = thumb ? entry & ~1n : entry;
+    this.pstate = this.isAarch32 ? 0x1d3 | (thumb ? 0x20 : 0) : 0x3c5;
+    this.power = "on";
+    this.resumeAt = null;
+    this.starts++;
   }
 
   setX(n: number, v: RegValue): this {
@@ -126,6 +152,7 @@ export class ScriptedVcpu {
   }
 
   private trap(conduit: Conduit, fid: RegValue, args: readonly RegValue[], opts: CallOptions): number | Promise<number> {
+    if (this.power !== "on") throw new Error(`vCPU ${this.index} is ${this.power}: it cannot issue calls`);
     this.setX(0, fid);
     args.forEach((a, i) => this.setX(i + 1, a));
     if (opts.nzcv !== undefined) this.pstate = ((this.pstate & 0x0fff_ffff) | ((opts.nzcv & 0xf) << 28)) >>> 0;

@@ -25,8 +25,8 @@ describe("hypervisor identity (SMCCC §6.2)", () => {
     expect(m.vm("plain").vcpu(0).hvc(0x8500_ff00).sw(0)).toBe(-1);
     // Owner 5 for an SMCCC 1.1 VM: UID and Revision (Count itself is counted: it exists for this VM).
     expect(m.vm("old").vcpu(0).hvc(0x8500_ff00).w(0)).toBe(3);
-    // Owner 0 has no general queries, so they are not counted anywhere; owner 4 has only its queries yet.
-    expect(m.vm("old").vcpu(0).hvc(0x8400_ff00).w(0)).toBe(3);
+    // Owner 4 for that VM: its 3 queries, PSCI 1.1's 21 IDs (SMC32 and SMC64) and TRNG's 5.
+    expect(m.vm("old").vcpu(0).hvc(0x8400_ff00).w(0)).toBe(29);
   });
 
   it("is -1 when the VM has the service switched off", () => {
