@@ -69,6 +69,8 @@ export class ScriptedVcpu {
   power: VcpuPower = "on";
   /** Times this vCPU was started at an entry point (CPU_ON, resume from power-down). */
   starts = 0;
+  /** x0 at the last start: the context PSCI passed. */
+  entryX0 = 0n;
   /** Where a power-down suspend resumes: [entry, context]. */
   resumeAt: [bigint, bigint] | null = null;
   /** x0..x30 as 32-bit word pairs. */
@@ -105,6 +107,7 @@ export class ScriptedVcpu {
   start(entry: bigint, context: bigint): void {
     this.words.fill(0);
     this.setX(0, context);
+    this.entryX0 = this.getX(0);
     const thumb = this.isAarch32 && (entry & 1n) !== 0n;
     this.pc = thumb ? entry & ~1n : entry;
     this.pstate = this.isAarch32 ? 0x1d3 | (thumb ? 0x20 : 0) : 0x3c5;
