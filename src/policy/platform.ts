@@ -53,9 +53,9 @@ export function workaroundProblems(w: Workarounds): { key: keyof Workarounds; me
 }
 
 export interface SocId {
-  /** JEP-106 continuation code (bank number - 1... as the code), bits 30:24 of type 0. */
+  /** JEP-106 bank index: the number of 0x7F continuation codes (Arm Ltd: 4), bits 30:24 of type 0. */
   readonly jep106Bank: number;
-  /** JEP-106 identification code, bits 23:16 of type 0. */
+  /** JEP-106 identification code with its parity bit (Arm Ltd: 0x3B), bits 23:16 of type 0. */
   readonly jep106Id: number;
   /** Implementation-defined SoC ID, bits 15:0 of type 0. */
   readonly soc: number;

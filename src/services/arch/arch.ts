@@ -10,7 +10,7 @@ import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { ServiceContext, ServiceDefinition, ServiceInstance } from "../../router/service.js";
 import { ARCH_FUNCTIONS } from "../../smccc/functions/arch.js";
 import { SMCCC_RET } from "../../smccc/return-codes.js";
-import { SMCCC_1_1, SMCCC_1_2, SMCCC_1_3, SMCCC_1_6 } from "../../smccc/version.js";
+import { SMCCC_1_1, SMCCC_1_2, SMCCC_1_6 } from "../../smccc/version.js";
 import { socIdName, socIdType0, socIdType1 } from "./soc-id.js";
 
 const F = ARCH_FUNCTIONS;
@@ -90,14 +90,17 @@ export class ArchService implements ServiceInstance {
         return v >= SMCCC_1_2 && this.platform.socId !== null ? 0 : -1;
       case SOC_ID64:
         return v >= SMCCC_1_6 && this.socName !== null ? 0 : -1;
+      // The workaround calls are discovered through SMCCC_ARCH_FEATURES alone, so they exist from 1.1,
+      // whatever revision of DEN0028 first described them: KVM (which reports 1.1) answers WA2 and WA3,
+      // and Linux asks for them as soon as the firmware says 1.1 (arch/arm64/kernel/proton-pack.c).
       case WA1:
         return v >= SMCCC_1_1 ? this.wa.wa1 : -1;
       case WA2:
         return v >= SMCCC_1_1 ? this.wa.wa2 : -1;
       case WA3:
-        return v >= SMCCC_1_3 ? this.wa.wa3 : -1;
+        return v >= SMCCC_1_1 ? this.wa.wa3 : -1;
       case WA4:
-        return v >= SMCCC_1_6 ? this.wa.wa4 : -1;
+        return v >= SMCCC_1_1 ? this.wa.wa4 : -1;
       default:
         return -1;
     }

@@ -1,6 +1,8 @@
 /**
  * SMCCC_ARCH_SOC_ID encodings, DEN0028 §7.4.
- *   type 0 (SoC_ID_version):  bit 31 zero, [30:24] JEP-106 continuation code, [23:16] JEP-106 ID, [15:0] SoC ID
+ *   type 0 (SoC_ID_version):  bit 31 zero, [30:24] JEP-106 bank index (number of continuation codes),
+ *                             [23:16] JEP-106 identification code with its parity bit, [15:0] SoC ID.
+ *                             Linux prints "jep106:BBII:SSSS" with the parity dropped (drivers/firmware/smccc/soc_id.c).
  *   type 1 (SoC_ID_revision): bit 31 zero, [30:0] revision
  *   type 2 (SoC_ID_name, v1.6, SMC64 only): NUL-terminated ASCII in x1-x17, 8 bytes per register,
  *           the first character in the least significant byte of x1.
