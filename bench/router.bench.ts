@@ -35,58 +35,46 @@ function domains(cfg: Config): Domain[] {
   return ds;
 }
 
-/** A trap loop over the domains, round robin, for one FID: exactly what a backend does per trap. */
-function trapCase(name: string, ds: Domain[], fid: number): Case {
-  const regs = ds.map(() => new Uint32Array(36));
-  return {
-    name,
-    run(n) {
-      let acc = 0;
-      const count = ds.length;
-      for (let i = 0; i < n; i++) {
-        const k = i % count;
-        const r = regs[k]!;
-        r[0] = fid;
-        r[1] = 0;
-        ds[k]!.trap(0, r, ESR_HVC, 0x3c5);
-        acc += r[0]!;
-      }
-      return acc;
-    },
-  };
+/** What a backend calls per trap: the domain, or the hand-written handler standing in for it. */
+interface TrapEntry {
+  trap(vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number>;
+}
+
+/**
+ * One loop for every case, so each goes through the same call site a backend has: a trap entry it
+ * cannot inline (several receivers reach it). Round robin over the entries, one register file each.
+ */
+function trapLoop(entries: readonly TrapEntry[], regs: readonly Uint32Array[], fid: number, n: number): number {
+  let acc = 0;
+  const count = entries.length;
+  for (let i = 0, k = 0; i < n; i++) {
+    const r = regs[k]!;
+    r[0] = fid;
+    r[1] = 0;
+    entries[k]!.trap(0, r, ESR_HVC, 0x3c5);
+    acc += r[0]!;
+    if (++k === count) k = 0;
+  }
+  return acc;
+}
+
+function trapCase(name: string, entries: readonly TrapEntry[], fid: number): Case {
+  const regs = entries.map(() => new Uint32Array(36));
+  return { name, run: (n) => trapLoop(entries, regs, fid, n) };
 }
 
 /**
  * The limit: a hand-written handler behind the same trap entry. It does what any hypervisor must for this
  * call: decode the trap class, check the ID, write the W result and clear x1-x3.
  */
-function limitCase(): Case {
-  const regs = new Uint32Array(36);
-  const handler = (_vcpu: number, r: Uint32Array, esr: number, _pstate: number): number => {
-    if (esr >>> 26 !== 0x16 && esr >>> 26 !== 0x17) return 4;
-    if (r[0] === SMCCC_VERSION) {
-      r[0] = 0x1_0002;
-      r[1] = 0;
-      for (let i = 2; i < 8; i++) r[i] = 0;
-      return 0;
-    }
-    r[0] = 0xffff_ffff;
-    r[1] = 0;
+class HandWritten implements TrapEntry {
+  trap(_vcpu: number, r: Uint32Array, esr: number, _pstate: number): number {
+    const ec = esr >>> 26;
+    if (ec !== 0x16 && ec !== 0x17) return 4;
+    r[0] = r[0] === SMCCC_VERSION ? 0x1_0002 : 0xffff_ffff;
+    for (let i = 1; i < 8; i++) r[i] = 0;
     return 0;
-  };
-  return {
-    name: "hand-written handler (limit)",
-    run(n) {
-      let acc = 0;
-      for (let i = 0; i < n; i++) {
-        regs[0] = SMCCC_VERSION;
-        regs[1] = 0;
-        handler(0, regs, ESR_HVC, 0x3c5);
-        acc += regs[0]!;
-      }
-      return acc;
-    },
-  };
+  }
 }
 
 export interface RouterBenchResult {
@@ -97,7 +85,7 @@ export interface RouterBenchResult {
 export function routerBench(opts: { iterations: number; repetitions: number }): RouterBenchResult {
   const one = domains(config(1, 1));
   const cases: Case[] = [
-    limitCase(),
+    trapCase("hand-written handler (limit)", [new HandWritten()], SMCCC_VERSION),
     trapCase("emulated SMCCC_VERSION, 1 rule, 1 VM", one, SMCCC_VERSION),
     trapCase("denied SiP call, 1 rule, 1 VM", one, DENIED),
     trapCase("emulated, 100 rules", domains(config(1, 100)), SMCCC_VERSION),

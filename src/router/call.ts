@@ -10,54 +10,66 @@ import type { Conduit } from "../smccc/esr.js";
 
 const EMPTY = new Uint32Array(36);
 
+/** SmcCall.m slots. */
+const M_FID = 0, M_RAW = 1, M_VCPU = 2, M_LAST_ARG = 3, M_FLAGS = 4;
+/** Flag bits in SmcCall.m[M_FLAGS]. */
+export const CALL_SMC64 = 1;
+export const CALL_AARCH32 = 2;
+export const CALL_SMC = 4;
+
 export class SmcCall {
   /** The vCPU's register words, x_n at [2n] (low) and [2n + 1] (high). Read only through the methods. */
   regs: Uint32Array = EMPTY;
   /**
-   * fid, rawFid, vcpu and lastArg live in a typed array: 32-bit IDs do not fit V8's small integers, and
-   * storing them in object fields would allocate a heap number on every call.
+   * Everything else lives in one typed array: 32-bit IDs do not fit V8's small integers and would be
+   * boxed in object fields, and typed-array stores need no write barrier. [fid, rawFid, vcpu, lastArg, flags]
    */
-  private readonly m = new Uint32Array(4);
-  smc64 = false;
-  aarch32 = false;
-  conduit: Conduit = "hvc";
+  readonly m = new Uint32Array(5);
 
   /** The function ID dispatch sees (SVE hint removed). */
   get fid(): number {
-    return this.m[0]!;
-  }
-  set fid(v: number) {
-    this.m[0] = v;
+    return this.m[M_FID]!;
   }
   /** W0 as the caller wrote it. */
   get rawFid(): number {
-    return this.m[1]!;
-  }
-  set rawFid(v: number) {
-    this.m[1] = v;
+    return this.m[M_RAW]!;
   }
   get vcpu(): number {
-    return this.m[2]!;
-  }
-  set vcpu(v: number) {
-    this.m[2] = v;
+    return this.m[M_VCPU]!;
   }
   /** Highest argument register the callee may read under this call's rules. */
   get lastArg(): number {
-    return this.m[3]!;
+    return this.m[M_LAST_ARG]!;
   }
-  set lastArg(v: number) {
-    this.m[3] = v;
+  get smc64(): boolean {
+    return (this.m[M_FLAGS]! & CALL_SMC64) !== 0;
+  }
+  get aarch32(): boolean {
+    return (this.m[M_FLAGS]! & CALL_AARCH32) !== 0;
+  }
+  get conduit(): Conduit {
+    return (this.m[M_FLAGS]! & CALL_SMC) !== 0 ? "smc" : "hvc";
+  }
+
+  /** Points the view at a call (the router's job; tests may use it to build calls by hand). */
+  load(regs: Uint32Array, fid: number, rawFid: number, vcpu: number, lastArg: number, flags: number): void {
+    if (this.regs !== regs) this.regs = regs;
+    const m = this.m;
+    m[M_FID] = fid;
+    m[M_RAW] = rawFid;
+    m[M_VCPU] = vcpu;
+    m[M_LAST_ARG] = lastArg;
+    m[M_FLAGS] = flags;
   }
 
   /** W_n, the low 32 bits of argument register n (0 beyond the convention's argument registers). */
   w(n: number): number {
-    return n <= this.lastArg ? this.regs[n << 1]! : 0;
+    return n <= this.m[M_LAST_ARG]! ? this.regs[n << 1]! : 0;
   }
 
   /** The high 32 bits of X_n; always 0 for SMC32 calls, which see W registers only. */
   hi(n: number): number {
-    return this.smc64 && n <= this.lastArg ? this.regs[(n << 1) + 1]! : 0;
+    return (this.m[M_FLAGS]! & CALL_SMC64) !== 0 && n <= this.m[M_LAST_ARG]! ? this.regs[(n << 1) + 1]! : 0;
   }
 
   /** X_n as a number: exact below 2^53, which covers addresses and IDs but not arbitrary 64-bit data. */
@@ -92,11 +104,16 @@ export class SmcResult {
   halted = false;
 
   reset(): void {
-    // A loop, not fill(): this runs on every call and fill() is a builtin call the JIT does not inline.
+    // Stores, not fill(): this runs on every call and fill() is a builtin call the JIT does not inline.
     const w = this.words;
-    for (let i = 0, n = this.count << 1; i < n; i++) w[i] = 0;
-    this.count = 4;
+    w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0; w[6] = 0; w[7] = 0;
+    if (this.count > 4) this.clearTail();
     this.halted = false;
+  }
+
+  private clearTail(): void {
+    for (let i = 8, n = this.count << 1; i < n; i++) this.words[i] = 0;
+    this.count = 4;
   }
 
   /**
@@ -130,9 +147,12 @@ export class SmcResult {
     this.setWords(n, Number(v & 0xffff_ffffn), Number(v >> 32n));
   }
 
-  /** The common case: x0 = value, x1-x3 = 0. */
+  /** The common case: x0 = value, x1-x3 = 0. Values from -2^31 to 2^32-1 take the short path. */
   ret(value: number): void {
-    this.set(0, value);
+    if (value >= -0x8000_0000 && value <= 0xffff_ffff) {
+      this.words[0] = value;
+      this.words[1] = value < 0 ? 0xffff_ffff : 0;
+    } else this.set(0, value);
   }
 
   get(n: number): bigint {

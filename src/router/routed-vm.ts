@@ -14,19 +14,22 @@ export const STEP_SERVICE = 1;
 export const STEP_MONITOR = 2;
 export const STEP_TARGET = 3;
 
-export interface BoundStep {
-  /** STEP_*: dispatch by a switch in the router, not by a per-VM closure (keeps the call site monomorphic). */
-  readonly kind: number;
-  readonly service: ServiceInstance | null;
-  readonly target: CallTarget | null;
-  /** Index into ACTION_CODES, for the trace. */
-  readonly action: number;
-  /** Interned "<vm>|<rule label>" for the trace. */
-  readonly label: number;
-  readonly labelText: string;
-  /** Argument constraints: register numbers and, per register, [loHi, loLo, hiHi, hiLo] quadruples. */
-  readonly regs: readonly number[];
-  readonly ranges: readonly Uint32Array[];
+/** A chain step bound to its handler. A class, so every step has one shape and the router's loads stay monomorphic. */
+export class BoundStep {
+  constructor(
+    /** STEP_*: dispatch by a switch in the router, not by a per-VM closure (keeps the call site monomorphic). */
+    readonly kind: number,
+    readonly service: ServiceInstance | null,
+    readonly target: CallTarget | null,
+    /** Index into ACTION_CODES, for the trace. */
+    readonly action: number,
+    /** Interned "<vm>|<rule label>" for the trace. */
+    readonly label: number,
+    readonly labelText: string,
+    /** Argument constraints: register numbers and, per register, [loHi, loLo, hiHi, hiLo] quadruples. */
+    readonly regs: readonly number[],
+    readonly ranges: readonly Uint32Array[],
+  ) {}
 }
 
 export class RoutedVm {

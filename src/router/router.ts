@@ -14,11 +14,11 @@ import type { Step } from "../policy/table.js";
 import { checkFid, dispatchFid, FID_CHECK_LABELS, FID_OK, registerRules } from "../smccc/convention.js";
 import { aarch32ConditionFailed, EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64 } from "../smccc/esr.js";
 import { ACTION_CODES, FLAG_AARCH32, FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, TraceRing } from "../trace/ring.js";
-import { SmcCall, SmcResult } from "./call.js";
+import { CALL_AARCH32, CALL_SMC, CALL_SMC64, SmcCall, SmcResult } from "./call.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_ERROR, OUTCOME_HALT, OUTCOME_RETURN, OUTCOME_SKIP, OUTCOME_UNDEF } from "./outcome.js";
 import { ABSENT_MONITOR, SILENT_ERRORS, type CallOrigin, type CallTarget, type Clock, type ErrorSink, type HandlerReturn, type VmPorts } from "./ports.js";
-import { RoutedVm, STEP_DENY, STEP_MONITOR, STEP_SERVICE, STEP_TARGET, type BoundStep } from "./routed-vm.js";
-import type { HypervisorCallResult, ServiceContext, ServiceDefinition, ServicePorts } from "./service.js";
+import { BoundStep, RoutedVm, STEP_DENY, STEP_MONITOR, STEP_SERVICE, STEP_TARGET } from "./routed-vm.js";
+import type { HypervisorCallResult, ServiceContext, ServiceDefinition, ServiceInstance, ServicePorts } from "./service.js";
 
 const ACTION_EMULATE = ACTION_CODES.indexOf("emulate");
 const ACTION_CONVENTION = ACTION_CODES.indexOf("convention");
@@ -177,14 +177,7 @@ export class Router {
     }
     const smc64 = (fid & 0x4000_0000) !== 0;
     const call = this.call;
-    call.regs = regs;
-    call.fid = fid;
-    call.rawFid = rawFid;
-    call.smc64 = smc64;
-    call.aarch32 = aarch32;
-    call.conduit = (flags & FLAG_SMC) !== 0 ? "smc" : "hvc";
-    call.vcpu = vcpu;
-    call.lastArg = smc64 ? vm.lastArg64 : vm.lastArg32;
+    call.load(regs, fid, rawFid, vcpu, smc64 ? vm.lastArg64 : vm.lastArg32, (smc64 ? CALL_SMC64 : 0) | (aarch32 ? CALL_AARCH32 : 0) | ((flags & FLAG_SMC) !== 0 ? CALL_SMC : 0));
 
     let step = legacy;
     if (step === undefined) {
@@ -207,6 +200,27 @@ export class Router {
       this.res = new SmcResult();
       return this.later(vm, vcpu, regs, step, flags, rawFid, start, pending, res);
     }
+    // The common case, inline: x0-x3 of a call that returns (SMCCC's minimum), written back and traced.
+    if (res.count === 4 && !res.halted) {
+      const w = res.words;
+      regs[0] = w[0]!;
+      regs[2] = w[2]!;
+      regs[4] = w[4]!;
+      regs[6] = w[6]!;
+      if (smc64 && !aarch32) {
+        regs[1] = w[1]!;
+        regs[3] = w[3]!;
+        regs[5] = w[5]!;
+        regs[7] = w[7]!;
+      } else {
+        regs[1] = 0;
+        regs[3] = 0;
+        regs[5] = 0;
+        regs[7] = 0;
+      }
+      this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, OUTCOME_RETURN, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
+      return OUTCOME_RETURN;
+    }
     return this.complete(vm, vcpu, regs, step, flags, rawFid, start, res);
   }
 
@@ -223,12 +237,7 @@ export class Router {
       regs[2 * n + 1] = Number(v >> 32n);
     }
     const call = new SmcCall();
-    call.regs = regs;
-    call.fid = fid >>> 0;
-    call.rawFid = fid >>> 0;
-    call.smc64 = (fid & 0x4000_0000) !== 0;
-    call.conduit = "smc";
-    call.lastArg = 17;
+    call.load(regs, fid, fid, onBehalfOf?.vcpu ?? 0, 17, ((fid & 0x4000_0000) !== 0 ? CALL_SMC64 : 0) | CALL_SMC);
     const res = new SmcResult();
     const start = this.timed ? this.clock.now() : 0;
     const originId = this.trace.intern(origin);
@@ -343,21 +352,22 @@ export class Router {
       });
       return q;
     });
-    const base = { action: ACTION_CODES.indexOf(step.action.kind), label, labelText, regs, ranges, service: null, target: null };
+    const action = ACTION_CODES.indexOf(step.action.kind);
+    const make = (kind: number, service: ServiceInstance | null, target: CallTarget | null, act = action) => new BoundStep(kind, service, target, act, label, labelText, regs, ranges);
     switch (step.action.kind) {
       case "deny":
-        return { ...base, kind: STEP_DENY };
+        return make(STEP_DENY, null, null);
       case "emulate": {
         const service = step.service === null ? undefined : vm.services.get(step.service);
         // An emulate grant no service claims: answered as an unknown call, -1.
-        return service === undefined ? { ...base, kind: STEP_DENY, action: ACTION_EMULATE } : { ...base, kind: STEP_SERVICE, service };
+        return service === undefined ? make(STEP_DENY, null, null, ACTION_EMULATE) : make(STEP_SERVICE, service, null);
       }
       case "forward":
-        return { ...base, kind: STEP_MONITOR };
+        return make(STEP_MONITOR, null, null);
       case "mediate":
-        return { ...base, kind: STEP_TARGET, target: this.mediators.get(step.action.target!)! };
+        return make(STEP_TARGET, null, this.mediators.get(step.action.target!)!);
       case "delegate":
-        return { ...base, kind: STEP_TARGET, target: this.delegates.get(step.action.target!)! };
+        return make(STEP_TARGET, null, this.delegates.get(step.action.target!)!);
     }
   }
 

@@ -45,16 +45,18 @@ export class ArchService implements ServiceInstance {
 
   handle(call: SmcCall, res: SmcResult): void {
     const fid = call.fid;
+    // The call every SMCCC 1.1 caller makes first, and the benchmark's: answered before anything else.
+    if (fid === SMCCC_VERSION) {
+      // v1.0 has no SMCCC_VERSION: callers read -1 as "1.0" (DEN0028 §7.2).
+      res.ret(this.version >= SMCCC_1_1 ? this.version : SMCCC_RET.NOT_SUPPORTED);
+      return;
+    }
     const f = this.features(fid);
-    if (f < 0 && fid !== SMCCC_VERSION) {
+    if (f < 0) {
       res.ret(SMCCC_RET.NOT_SUPPORTED);
       return;
     }
     switch (fid) {
-      case SMCCC_VERSION:
-        // v1.0 has no SMCCC_VERSION: callers read -1 as "1.0" (DEN0028 §7.2).
-        res.ret(this.version >= SMCCC_1_1 ? this.version : SMCCC_RET.NOT_SUPPORTED);
-        return;
       case SMCCC_ARCH_FEATURES:
         res.ret(this.featuresOf(call.w(1)));
         return;
