@@ -44,23 +44,27 @@ interface TrapEntry {
  * One loop for every case, so each goes through the same call site a backend has: a trap entry it
  * cannot inline (several receivers reach it). Round robin over the entries, one register file each.
  */
-function trapLoop(entries: readonly TrapEntry[], regs: readonly Uint32Array[], fid: number, n: number): number {
+function trapLoop(entries: readonly TrapEntry[], regs: readonly Uint32Array[], fid: number, n: number, burst: number): number {
   let acc = 0;
   const count = entries.length;
-  for (let i = 0, k = 0; i < n; i++) {
+  for (let i = 0, k = 0, b = 0; i < n; i++) {
     const r = regs[k]!;
     r[0] = fid;
     r[1] = 0;
     entries[k]!.trap(0, r, ESR_HVC, 0x3c5);
     acc += r[0]!;
-    if (++k === count) k = 0;
+    if (++b === burst) {
+      b = 0;
+      if (++k === count) k = 0;
+    }
   }
   return acc;
 }
 
-function trapCase(name: string, entries: readonly TrapEntry[], fid: number): Case {
+/** `burst` calls from one VM before the next VM's: 1 is strict round robin, a cache worst case. */
+function trapCase(name: string, entries: readonly TrapEntry[], fid: number, burst = 1): Case {
   const regs = entries.map(() => new Uint32Array(36));
-  return { name, run: (n) => trapLoop(entries, regs, fid, n) };
+  return { name, run: (n) => trapLoop(entries, regs, fid, n, burst) };
 }
 
 /**
@@ -93,6 +97,8 @@ export function routerBench(opts: { iterations: number; repetitions: number }): 
     trapCase("denied, 10,000 rules", domains(config(1, 10_000)), DENIED),
     trapCase("emulated, 1,000 VMs (round robin)", domains(config(1000, 1)), SMCCC_VERSION),
     trapCase("denied, 1,000 VMs (round robin)", domains(config(1000, 1)), DENIED),
+    trapCase("emulated, 1,000 VMs (bursts of 64 calls)", domains(config(1000, 1)), SMCCC_VERSION, 64),
+    trapCase("limit, 1,000 register files (round robin)", Array.from({ length: 1000 }, () => new HandWritten()), SMCCC_VERSION),
   ];
   const m = measure(cases, opts);
   const ns = (i: number) => m[i]!.nsPerOp;
@@ -104,8 +110,10 @@ export function routerBench(opts: { iterations: number; repetitions: number }): 
       "emulated 100 rules / 1 rule": ns(3) / ns(1),
       "emulated 10,000 rules / 1 rule": ns(4) / ns(1),
       "denied 10,000 rules / 1 rule": ns(5) / ns(2),
-      "emulated 1,000 VMs / 1 VM": ns(6) / ns(1),
-      "denied 1,000 VMs / 1 VM": ns(7) / ns(2),
+      "emulated 1,000 VMs round robin / 1 VM": ns(6) / ns(1),
+      "denied 1,000 VMs round robin / 1 VM": ns(7) / ns(2),
+      "emulated 1,000 VMs in bursts / 1 VM": ns(8) / ns(1),
+      "limit over 1,000 register files / over 1": ns(9) / ns(0),
     },
   };
 }

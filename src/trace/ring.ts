@@ -44,15 +44,12 @@ export class TraceRing {
   // Position and laps instead of one counter: both stay small integers for any realistic run.
   private pos = 0;
   private laps = 0;
-  /** vm (bits 15:0) | vcpu (bits 23:16) */
-  private readonly who: Uint32Array;
-  /** flags (bits 7:0) | action (15:8) | outcome (23:16) */
-  private readonly what: Uint32Array;
-  private readonly fid: Uint32Array;
-  private readonly label: Uint32Array;
-  private readonly origin: Uint32Array;
-  private readonly x0lo: Uint32Array;
-  private readonly x0hi: Uint32Array;
+  /**
+   * Events, eight words each (one cache line per two events, one bounds check per event):
+   * [0] vm (bits 15:0) | vcpu (bits 23:16), [1] flags (7:0) | action (15:8) | outcome (23:16), [2] FID,
+   * [3] label, [4] origin, [5] x0 low, [6] x0 high, [7] unused (keeps events aligned to 32 bytes).
+   */
+  private readonly ev: Uint32Array;
   private readonly start: Float64Array;
   private readonly dur: Float64Array;
   private readonly strings: string[] = [""];
@@ -61,18 +58,12 @@ export class TraceRing {
   /** Calls per interned (VM, label) key, never dropped: the run summary reads these. */
   private counts = new Float64Array(64);
 
-  constructor(capacity = 1 << 16, timed = false) {
+  constructor(capacity = 1 << 14, timed = false) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) throw new RangeError("trace capacity must be an integer from 1 to 2^26");
     this.capacity = 1 << Math.ceil(Math.log2(capacity));
     this.mask = this.capacity - 1;
     this.timed = timed;
-    this.who = new Uint32Array(this.capacity);
-    this.what = new Uint32Array(this.capacity);
-    this.fid = new Uint32Array(this.capacity);
-    this.label = new Uint32Array(this.capacity);
-    this.origin = new Uint32Array(this.capacity);
-    this.x0lo = new Uint32Array(this.capacity);
-    this.x0hi = new Uint32Array(this.capacity);
+    this.ev = new Uint32Array(this.capacity * 8);
     this.start = new Float64Array(timed ? this.capacity : 0);
     this.dur = new Float64Array(timed ? this.capacity : 0);
   }
@@ -127,13 +118,15 @@ export class TraceRing {
     const i = this.pos;
     this.pos = (i + 1) & this.mask;
     if (this.pos === 0) this.laps++;
-    this.who[i] = vm | (vcpu << 16);
-    this.what[i] = flags | (action << 8) | (outcome << 16);
-    this.fid[i] = fid;
-    this.label[i] = label;
-    this.origin[i] = origin;
-    this.x0lo[i] = x0lo;
-    this.x0hi[i] = x0hi;
+    const ev = this.ev;
+    const b = i << 3;
+    ev[b + 6] = x0hi; // the highest index first: one bounds check covers the rest
+    ev[b] = vm | (vcpu << 16);
+    ev[b + 1] = flags | (action << 8) | (outcome << 16);
+    ev[b + 2] = fid;
+    ev[b + 3] = label;
+    ev[b + 4] = origin;
+    ev[b + 5] = x0lo;
     if (this.timed) {
       this.start[i] = start;
       this.dur[i] = duration;
@@ -168,22 +161,24 @@ export class TraceRing {
   /** The event with sequence number `seq` (it must still be in the ring). */
   private eventAt(seq: number): TraceEvent {
     const i = seq & this.mask;
-    const who = this.who[i]!, what = this.what[i]!;
+    const b = i << 3;
+    const ev = this.ev;
+    const who = ev[b]!, what = ev[b + 1]!;
     const f = what & 0xff;
-    const labelText = this.strings[this.label[i]!]!;
+    const labelText = this.strings[ev[b + 3]!]!;
     return {
       seq,
       vm: this.vmName(who & 0xffff),
       vcpu: who >>> 16,
       conduit: f & FLAG_HYPERVISOR ? "hypervisor" : f & FLAG_SMC ? "smc" : "hvc",
       aarch32: (f & FLAG_AARCH32) !== 0,
-      fid: this.fid[i]!,
+      fid: ev[b + 2]!,
       action: ACTION_CODES[(what >>> 8) & 0xff]!,
       // Labels are interned as "<vm>|<rule>" so counters are per VM; events show the rule part.
       rule: labelText.slice(labelText.indexOf("|") + 1),
-      origin: this.origin[i] ? this.strings[this.origin[i]!]! : null,
+      origin: ev[b + 4] ? this.strings[ev[b + 4]!]! : null,
       outcome: OUTCOME_NAMES[(what >>> 16) & 0xff]!,
-      x0: (BigInt(this.x0hi[i]!) << 32n) | BigInt(this.x0lo[i]!),
+      x0: (BigInt(ev[b + 6]!) << 32n) | BigInt(ev[b + 5]!),
       start: this.timed ? this.start[i]! : 0,
       duration: this.timed ? this.dur[i]! : 0,
     };
