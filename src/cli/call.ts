@@ -1,4 +1,5 @@
 /** `smcvisor call`: one call, in-process, through the full router. */
+import { randomFillSync } from "node:crypto";
 import { ScriptedMachine } from "../machine/scripted/machine.js";
 import { decodeFid, hex32 } from "../smccc/fid.js";
 import { hex64, parseArgs, parseFid, parseValue, UsageError, type Io } from "./args.js";
@@ -27,7 +28,8 @@ export async function callCommand(argv: readonly string[], io: Io): Promise<numb
     io.err(`${loaded.source}: no VM named "${vmName}" (have: ${loaded.config.vms.map((v) => v.name).join(", ")})`);
     return 2;
   }
-  const machine = ScriptedMachine.fromConfig(loaded.config, { clock: { now: () => performance.now() * 1e6 }, log: io.err });
+  // Real runs draw TRNG entropy from the host's CSPRNG; tests use the model's seeded source.
+  const machine = ScriptedMachine.fromConfig(loaded.config, { clock: { now: () => performance.now() * 1e6 }, log: io.err, entropy: (out) => randomFillSync(out) });
   const vm = machine.vm(vmName);
   const vcpuIndex = flags.has("vcpu") ? Number(parseValue(flags.get("vcpu") as string, "--vcpu")) : 0;
   let vcpu = vm.vcpu(vcpuIndex);

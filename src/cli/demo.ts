@@ -3,6 +3,7 @@
  * Linux guest makes, plus SiP calls their policies treat differently; the decisions are printed and the
  * trace is written in Chrome/Perfetto format.
  */
+import { randomFillSync } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ScriptedMachine } from "../machine/scripted/machine.js";
@@ -17,6 +18,11 @@ const CALLS: readonly { fid: number; args?: number[]; conduit?: "smc" | "hvc"; n
   { fid: 0x8000_0001, args: [0x8000_7fff], note: "ARCH_FEATURES(WORKAROUND_2)" },
   { fid: 0x8000_0002, args: [0], note: "SOC_ID (JEP-106)" },
   { fid: 0x8600_ff01, note: "vendor hypervisor UID" },
+  { fid: 0x8400_0000, note: "PSCI_VERSION" },
+  { fid: 0x8400_000a, args: [0x8000_0000], note: "PSCI_FEATURES(SMCCC_VERSION)" },
+  { fid: 0xc400_0003, args: [1, 0x4008_0000, 0x1234], note: "PSCI_CPU_ON vCPU 1" },
+  { fid: 0xc400_0004, args: [1, 0], note: "PSCI_AFFINITY_INFO vCPU 1" },
+  { fid: 0xc400_0053, args: [64], note: "TRNG_RND64 (64 bits in x3)" },
   { fid: 0x8200_0001, note: "SiP call, SMC32" },
   { fid: 0xc200_0001, note: "SiP call, SMC64" },
   { fid: 0x8000_0000, conduit: "smc", note: "SMCCC_VERSION by SMC" },
@@ -29,7 +35,7 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     printConfigErrors(loaded.source, loaded.errors, io);
     return 2;
   }
-  const machine = ScriptedMachine.fromConfig(loaded.config, { clock: { now: () => performance.now() * 1e6 }, log: io.err });
+  const machine = ScriptedMachine.fromConfig(loaded.config, { clock: { now: () => performance.now() * 1e6 }, log: io.err, entropy: (out) => randomFillSync(out) });
   io.out(`smcvisor in-process demo: ${loaded.source}, ${loaded.config.vms.length} VMs`);
   for (const vm of loaded.config.vms) {
     io.out("");
@@ -43,7 +49,9 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
   const tracePath = resolve(io.cwd, (flags.get("trace") as string | undefined) ?? "out/demo-trace.json");
   mkdirSync(dirname(tracePath), { recursive: true });
   writeFileSync(tracePath, JSON.stringify(toChromeTrace(machine.trace.events())));
+  const physical = machine.trace.events().filter((e) => e.vm === "hypervisor");
   io.out("");
+  for (const e of physical) io.out(`hypervisor → secure world: ${hex32(e.fid)} ${e.origin} → x0 ${hex64(e.x0)}`);
   io.out(`trace: ${machine.trace.total} calls → ${tracePath} (open in ui.perfetto.dev or chrome://tracing)`);
   return 0;
 }
