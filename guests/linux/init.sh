@@ -1,0 +1,23 @@
+#!/bin/sh
+# /init of smcvisor's Linux test guest: load the firmware-interface modules, report what the checks need
+# as "SMCV-<KIND> ..." lines on the console, run the scenario's own commands, power off through PSCI.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "SMCV-GUEST up kernel=$(uname -r) cmdline=$(cat /proc/cmdline)"
+for m in $(cat /etc/smcvisor/modules); do
+  if insmod "/lib/modules/$m.ko"; then echo "SMCV-MODULE loaded $m"; else echo "SMCV-MODULE failed $m"; fi
+done
+dmesg | grep -E 'psci|SMC Calling Convention|SMP: Total|SOC_ID|smccc|optee|hw_random|kvm|Spectre|ptp' | sed 's/^/SMCV-DMESG /'
+echo "SMCV-CPUS online=$(cat /sys/devices/system/cpu/online)"
+if [ -d /sys/class/misc/hw_random ]; then
+  echo "SMCV-RNG current=$(cat /sys/class/misc/hw_random/rng_current) available=$(cat /sys/class/misc/hw_random/rng_available)"
+  echo "SMCV-RNG bytes=$(head -c 16 /dev/hwrng | od -An -tx1 | tr -d ' \n')"
+fi
+for f in /sys/devices/soc0/*; do [ -f "$f" ] && echo "SMCV-SOC $(basename "$f")=$(cat "$f")"; done
+for f in /sys/devices/system/cpu/vulnerabilities/*; do echo "SMCV-VULN $(basename "$f")=$(cat "$f")"; done
+for d in /dev/tee0 /dev/teepriv0; do [ -e "$d" ] && echo "SMCV-TEE present=$d"; done
+if [ -x /etc/smcvisor/run.sh ]; then /etc/smcvisor/run.sh 2>&1 | sed 's/^/SMCV-RUN /'; fi
+echo "SMCV-GUEST poweroff"
+poweroff -f
