@@ -218,7 +218,7 @@ export class Router {
         regs[5] = 0;
         regs[7] = 0;
       }
-      this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, OUTCOME_RETURN, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
+      this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, OUTCOME_RETURN, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
       return OUTCOME_RETURN;
     }
     return this.complete(vm, vcpu, regs, step, flags, rawFid, start, res);
@@ -241,11 +241,10 @@ export class Router {
     const res = new SmcResult();
     const start = this.timed ? this.clock.now() : 0;
     const originId = this.trace.intern(origin);
-    const label = this.trace.intern("hypervisor|hypervisor-call");
     const forward = ACTION_CODES.indexOf("forward");
     const finish = (): HypervisorCallResult => {
       this.writeBack(regs, res, call.smc64);
-      this.trace.record(HYPERVISOR_VM, 0, FLAG_HYPERVISOR | FLAG_SMC, fid >>> 0, forward, label, originId, OUTCOME_RETURN, regs[0]!, regs[1]!, start, this.timed ? this.clock.now() - start : 0);
+      this.trace.record(HYPERVISOR_VM, 0, FLAG_HYPERVISOR | FLAG_SMC, fid >>> 0, forward, originId, OUTCOME_RETURN, regs[0]!, regs[1]!, start, this.timed ? this.clock.now() - start : 0);
       const out: bigint[] = [];
       for (let n = 0; n < 18; n++) out.push((BigInt(regs[2 * n + 1]!) << 32n) | BigInt(regs[2 * n]!));
       return { regs: out };
@@ -289,7 +288,7 @@ export class Router {
     let outcome = OUTCOME_RETURN;
     if (res.halted) outcome = OUTCOME_HALT;
     else this.writeBack(regs, res, smc64);
-    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, outcome, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
+    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, outcome, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
     return outcome;
   }
 
@@ -312,12 +311,12 @@ export class Router {
     res.ret(-1);
     this.writeBack(regs, res, (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0);
     this.errors.handlerFailed(vm.name, rawFid >>> 0, step.labelText, error);
-    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, 0, OUTCOME_ERROR, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
+    this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, OUTCOME_ERROR, regs[0]! | 0, regs[1]! | 0, start, this.timed ? this.clock.now() - start : 0);
     return OUTCOME_ERROR;
   }
 
   private conventionEvent(vm: RoutedVm, vcpu: number, flags: number, rawFid: number, label: number, outcome: number, x0lo: number, x0hi: number, start: number): number {
-    this.trace.record(vm.index, vcpu, flags, rawFid, ACTION_CONVENTION, vm.conventionLabels[label]!, 0, outcome, x0lo, x0hi, start, this.timed ? this.clock.now() - start : 0);
+    this.trace.record(vm.index, vcpu, flags, rawFid, ACTION_CONVENTION, vm.conventionLabels[label]!, outcome, x0lo, x0hi, start, this.timed ? this.clock.now() - start : 0);
     return outcome;
   }
 

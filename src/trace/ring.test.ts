@@ -5,7 +5,7 @@ import { FLAG_SMC, TraceRing } from "./ring.js";
 function fill(ring: TraceRing, n: number) {
   const vm = ring.registerVm("dom0");
   const label = ring.intern("dom0|default:arch");
-  for (let i = 0; i < n; i++) ring.record(vm, i % 2, FLAG_SMC, 0x8000_0000, 0, label, 0, 0, 0x1_0002, 0, i * 1000, 100);
+  for (let i = 0; i < n; i++) ring.record(vm, i % 2, FLAG_SMC, 0x8000_0000, 0, label, 0, 0x1_0002, 0, i * 1000, 100);
 }
 
 describe("trace ring", () => {

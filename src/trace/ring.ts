@@ -47,7 +47,8 @@ export class TraceRing {
   /**
    * Events, eight words each (one cache line per two events, one bounds check per event):
    * [0] vm (bits 15:0) | vcpu (bits 23:16), [1] flags (7:0) | action (15:8) | outcome (23:16), [2] FID,
-   * [3] label, [4] origin, [5] x0 low, [6] x0 high, [7] unused (keeps events aligned to 32 bytes).
+   * [3] label (for the hypervisor's own calls: their origin), [4] x0 low, [5] x0 high, [6-7] unused (keeps
+   * events aligned to 32 bytes).
    */
   private readonly ev: Uint32Array;
   private readonly start: Float64Array;
@@ -108,7 +109,6 @@ export class TraceRing {
     fid: number,
     action: number,
     label: number,
-    origin: number,
     outcome: number,
     x0lo: number,
     x0hi: number,
@@ -120,13 +120,12 @@ export class TraceRing {
     if (this.pos === 0) this.laps++;
     const ev = this.ev;
     const b = i << 3;
-    ev[b + 6] = x0hi; // the highest index first: one bounds check covers the rest
+    ev[b + 5] = x0hi; // the highest index first: one bounds check covers the rest
     ev[b] = vm | (vcpu << 16);
     ev[b + 1] = flags | (action << 8) | (outcome << 16);
     ev[b + 2] = fid;
     ev[b + 3] = label;
-    ev[b + 4] = origin;
-    ev[b + 5] = x0lo;
+    ev[b + 4] = x0lo;
     if (this.timed) {
       this.start[i] = start;
       this.dur[i] = duration;
@@ -174,11 +173,12 @@ export class TraceRing {
       aarch32: (f & FLAG_AARCH32) !== 0,
       fid: ev[b + 2]!,
       action: ACTION_CODES[(what >>> 8) & 0xff]!,
-      // Labels are interned as "<vm>|<rule>" so counters are per VM; events show the rule part.
-      rule: labelText.slice(labelText.indexOf("|") + 1),
-      origin: ev[b + 4] ? this.strings[ev[b + 4]!]! : null,
+      // Labels are interned as "<vm>|<rule>" so counters are per VM; events show the rule part. The
+      // hypervisor's own calls carry their origin in the label slot.
+      rule: f & FLAG_HYPERVISOR ? "hypervisor-call" : labelText.slice(labelText.indexOf("|") + 1),
+      origin: f & FLAG_HYPERVISOR ? labelText : null,
       outcome: OUTCOME_NAMES[(what >>> 16) & 0xff]!,
-      x0: (BigInt(ev[b + 6]!) << 32n) | BigInt(ev[b + 5]!),
+      x0: (BigInt(ev[b + 5]!) << 32n) | BigInt(ev[b + 4]!),
       start: this.timed ? this.start[i]! : 0,
       duration: this.timed ? this.dur[i]! : 0,
     };
