@@ -24,7 +24,7 @@ const ownerSchema = z.union([
   z.number().int().min(0).max(63),
 ]);
 
-const argName = z.string().regex(/^x([1-9]|1[0-7])$/, "argument constraints name registers x1-x17");
+const argName = z.string().regex(/^[xw]([1-9]|1[0-7])$/, "argument constraints name registers x1-x17 (whole) or w1-w17 (low 32 bits)");
 
 const ruleSchema = z
   .object({

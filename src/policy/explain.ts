@@ -100,10 +100,11 @@ function decisionOf(action: Action, rule: string, service: string | null, reason
 
 function failedConstraint(r: Rule, args: readonly bigint[] | undefined, fid: number, version: number): string | null {
   for (const c of r.constraints) {
-    const v = visibleArg(args, c.reg, fid, version);
+    const whole = visibleArg(args, c.reg, fid, version);
+    const v = c.low32 ? whole & 0xffff_ffffn : whole;
     if (!constraintAllows(c, v)) {
       const allowed = c.ranges.map(([lo, hi]) => (lo === hi ? `0x${lo.toString(16)}` : `0x${lo.toString(16)}-0x${hi.toString(16)}`)).join(", ");
-      return `x${c.reg} = 0x${v.toString(16)} is not among ${allowed}`;
+      return `${c.low32 ? "w" : "x"}${c.reg} = 0x${v.toString(16)} is not among ${allowed}`;
     }
   }
   return null;

@@ -100,7 +100,7 @@ describe("config validation: errors are data with the path of the offending fiel
     const j = validateConfig({ vms: { dom0: { grants: [{ owner: "sip", action: "forward", args: { x1: [1, "5-7"] } }] } } });
     expect(y).toEqual(j);
     if (!y.ok) throw new Error("expected valid");
-    expect(y.value.vms[0]!.rules[0]!.constraints).toEqual([{ reg: 1, ranges: [[1n, 1n], [5n, 7n]] }]);
+    expect(y.value.vms[0]!.rules[0]!.constraints).toEqual([{ reg: 1, low32: false, ranges: [[1n, 1n], [5n, 7n]] }]);
   });
 
   it("applies defaults that a VM may override", () => {

@@ -175,7 +175,7 @@ function normalizeRule(g: RuleConfig, index: number, path: string, errors: Confi
     selector = { kind: "owner", first, last, calls: (g.calls ?? [...CALL_TYPES]) as CallType[] };
   }
   const constraints = Object.entries(g.args ?? {})
-    .map(([reg, ranges]) => ({ reg: Number(reg.slice(1)), ranges }))
+    .map(([reg, ranges]) => ({ reg: Number(reg.slice(1)), low32: reg.startsWith("w"), ranges }))
     .sort((a, b) => a.reg - b.reg);
   return {
     index,

@@ -32,6 +32,11 @@ export type Selector =
 export interface ArgConstraint {
   /** Register number, 1-17. */
   readonly reg: number;
+  /**
+   * Compare W_reg (the low 32 bits) instead of X_reg: for interfaces that pack two 32-bit arguments in
+   * one register, as ZynqMP's EEMI does (x1 = arg1 << 32 | arg0).
+   */
+  readonly low32: boolean;
   readonly ranges: readonly (readonly [bigint, bigint])[];
 }
 

@@ -276,6 +276,14 @@ describe("forwarding and the hypervisor's own calls", () => {
     expect(e).toMatchObject({ vm: "hypervisor", conduit: "hypervisor", origin: "vCPU power-on", fid: 0xc400_0003, action: "forward" });
   });
 
+  it("matches a W-register constraint on the low half of an SMC64 argument", () => {
+    const monitor: CallTarget = { handle: (_c, res) => res.ret(0) };
+    const { m } = machine('vms:\n  dom0:\n    grants:\n      - { id: 0xc200000d, args: { w1: [33] }, action: forward }\n', { monitor });
+    const v = m.vm("dom0").vcpu(0);
+    expect(v.smc(0xc200_000d, 0x1_0000_0021n).decision.action).toBe("forward");
+    expect(v.smc(0xc200_000d, 0x1_0000_0022n).decision.action).toBe("deny");
+  });
+
   it("refuses a VM whose policy names a mediator or delegate nobody registered", () => {
     expect(() => machine('vms:\n  a:\n    grants:\n      - { owner: trusted-os, action: "mediate:optee" }\n')).toThrow(/vms\.a\.grants\[0\]\.action: no mediator named "optee"/);
   });

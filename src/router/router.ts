@@ -340,7 +340,8 @@ export class Router {
   private bindStep(vm: RoutedVm, step: Step): BoundStep {
     const labelText = step.label;
     const label = this.trace.intern(`${vm.name}|${labelText}`);
-    const regs = step.constraints.map((c) => c.reg);
+    // Bit 8 marks a W-register (low 32 bits) constraint.
+    const regs = step.constraints.map((c) => c.reg | (c.low32 ? 0x100 : 0));
     const ranges = step.constraints.map((c) => {
       const q = new Uint32Array(c.ranges.length * 4);
       c.ranges.forEach(([lo, hi], i) => {
@@ -411,8 +412,9 @@ function selectStep(steps: readonly BoundStep[], call: SmcCall): BoundStep {
 
 function constraintsHold(step: BoundStep, call: SmcCall): boolean {
   for (let k = 0; k < step.regs.length; k++) {
-    const reg = step.regs[k]!;
-    const vh = call.hi(reg), vl = call.w(reg);
+    const r = step.regs[k]!;
+    const reg = r & 0xff;
+    const vh = r & 0x100 ? 0 : call.hi(reg), vl = call.w(reg);
     const q = step.ranges[k]!;
     let ok = false;
     for (let i = 0; i < q.length; i += 4) {
