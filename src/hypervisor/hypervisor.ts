@@ -71,12 +71,19 @@ export class Hypervisor {
   readonly router: Router;
   readonly domains = new Map<string, Domain>();
   readonly errorLog: RateLimitedLog;
+  private readonly ports = new Map<string, VmPorts>();
   /** The modelled secure world (also when another monitor answers forwarded calls: it keeps the entropy source). */
   readonly model: MonitorModel;
 
   constructor(readonly platform: PlatformConfig, opts: HypervisorOptions = {}) {
     this.errorLog = new RateLimitedLog(opts.log ?? (() => {}));
-    this.model = new MonitorModel({ ...(opts.entropy ? { entropy: opts.entropy } : {}), ...(opts.entropyBudget !== undefined ? { entropyBudget: opts.entropyBudget } : {}) });
+    this.model = new MonitorModel({
+      ...(opts.entropy ? { entropy: opts.entropy } : {}),
+      ...(opts.entropyBudget !== undefined ? { entropyBudget: opts.entropyBudget } : {}),
+      ...(platform.sipNodes ? { nodes: platform.sipNodes.map((n) => ({ id: n.id, name: n.name ?? `NODE_${n.id}`, ...(n.owner ? { owner: n.owner } : {}) })) } : {}),
+      memory: { read: (vm, pa, length) => this.readForSecureWorld(vm, pa, length) },
+      onRefusal: (vm, vcpu, fid, what) => this.router.recordRefusal(vm, vcpu, fid, what),
+    });
     this.router = new Router({
       platform,
       services: opts.services ?? STANDARD_SERVICES,
@@ -102,10 +109,24 @@ export class Hypervisor {
     return errors.length > 0 ? { ok: false, errors } : { ok: true, hypervisor: hv };
   }
 
+  /**
+   * The secure world reading memory a VM named by platform physical address: only the VM's own RAM, never
+   * secure memory or another VM's (the map decides), and only through the VM's memory port.
+   */
+  readForSecureWorld(vm: string, pa: bigint, length: number): Uint8Array | string {
+    const refused = this.platform.memoryMap.refusal(vm, pa, BigInt(length));
+    if (refused !== null) return refused;
+    const c = this.platform.memoryMap.classify(pa, BigInt(length));
+    const memory = this.ports.get(vm)?.memory;
+    if (c.kind !== "vm" || !memory) return `${vm} has no memory the secure world can reach`;
+    return memory.read(c.ipa, length) ?? `0x${pa.toString(16)} is not RAM of ${vm}`;
+  }
+
   /** Toolstack: create a domain. Its policy stays open until it first runs. */
   createDomain(vm: VmConfig, ports: VmPorts = {}): { ok: true; domain: Domain } | { ok: false; errors: AddVmError[] } {
     const r = this.router.addVm(vm, ports);
     if (!r.ok) return r;
+    this.ports.set(vm.name, ports);
     const domain = new Domain(r.vm, this);
     this.domains.set(vm.name, domain);
     return { ok: true, domain };
@@ -118,6 +139,7 @@ export class Hypervisor {
     this.router.removeVm(d.routed);
     d.markDestroyed();
     this.domains.delete(name);
+    this.ports.delete(name);
     return true;
   }
 

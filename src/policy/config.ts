@@ -80,6 +80,8 @@ const memorySchema = z
   .object({
     base: uintBig(64, "base").default(0x4000_0000n),
     size: size("size").default(256n << 20n),
+    /** Where the RAM lives in the platform's physical address space; default: placed from 4 GiB up. */
+    pa: uintBig(64, "pa").optional(),
   })
   .strict()
   .refine((m) => m.size > 0n && (m.base & 0xfffn) === 0n && (m.size & 0xfffn) === 0n, {
@@ -92,6 +94,8 @@ const vmSchema = z
     vcpus: z.number().int().min(1).max(256).default(1),
     aarch32: z.boolean().default(false),
     memory: memorySchema.default({ base: 0x4000_0000n, size: 256n << 20n }),
+    /** A board profile whose own SMC interface (not SMCCC) a board module serves, e.g. "omap4". */
+    board: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "a board profile name").optional(),
     smccc: smcccVersion.optional(),
     conduit: z.enum(["smc", "hvc"]).optional(),
     immediate: z.enum(["not-supported", "undef"]).optional(),
@@ -123,9 +127,30 @@ const socIdSchema = z
   })
   .strict();
 
+const secureRegionSchema = z
+  .object({
+    name: z.string().min(1),
+    base: uintBig(64, "base"),
+    size: size("size"),
+  })
+  .strict()
+  .refine((r) => r.size > 0n, { message: "a secure region has a size" });
+
+const sipNodeSchema = z
+  .object({
+    id: u32("id"),
+    name: z.string().min(1).optional(),
+    owner: z.string().optional(),
+  })
+  .strict();
+
 const platformSchema = z
   .object({
     name: z.string().min(1).default("smcvisor-virt"),
+    /** Secure RAM: no normal-world VM may read or write it by any path. */
+    secureMemory: z.array(secureRegionSchema).default([]),
+    /** The SiP platform-management service's device nodes and who holds them from boot. */
+    sip: z.object({ nodes: z.array(sipNodeSchema).optional() }).strict().optional(),
     cpu: z.enum(Object.keys(CPU_PROFILES) as [keyof typeof CPU_PROFILES]).default("cortex-a57"),
     workarounds: workaroundsSchema.optional(),
     socId: z.union([z.literal(false), socIdSchema]).optional(),
@@ -141,9 +166,16 @@ const defaultsSchema = z
   })
   .strict();
 
+const delegateSchema = z.union([
+  z.object({ module: z.string().min(1), timeoutMs: z.number().int().min(1).max(60_000).optional() }).strict(),
+  z.object({ command: z.array(z.string().min(1)).min(1), timeoutMs: z.number().int().min(1).max(60_000).optional() }).strict(),
+]);
+
 export const configSchema = z
   .object({
-    platform: platformSchema.default({ name: "smcvisor-virt", cpu: "cortex-a57" }),
+    platform: platformSchema.default({ name: "smcvisor-virt", cpu: "cortex-a57", secureMemory: [] }),
+    /** User handlers for `delegate:<name>` grants: a module loaded in-process, or a process spoken to over a socket. */
+    delegates: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "a delegate name is lower-case letters, digits, _ or -"), delegateSchema).default({}),
     defaults: defaultsSchema.default({}),
     vms: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,31}$/, "a VM name is a letter then up to 31 letters, digits, _ or -"), vmSchema)
       .refine((vms) => Object.keys(vms).length > 0, "a config names at least one VM"),

@@ -14,7 +14,7 @@ describe("config validation: errors are data with the path of the offending fiel
     if (!r.ok) return;
     const vm = r.value.vms[0]!;
     expect(vm).toMatchObject({ name: "vm0", id: 1, vcpus: 1, aarch32: false, smccc: 0x10002, conduit: "hvc", immediate: "not-supported" });
-    expect(vm.memory).toEqual({ base: 0x4000_0000n, size: 256n << 20n });
+    expect(vm.memory).toEqual({ base: 0x4000_0000n, size: 256n << 20n, pa: 0x1_0000_0000n });
     expect(vm.services).toMatchObject({ arch: true, hypInfo: true, trng: true, pvtime: false, kvm: false, psci: { version: "1.1" } });
     expect(r.value.platform.cpu).toBe("cortex-a57");
   });

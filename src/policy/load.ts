@@ -19,6 +19,7 @@ import {
 } from "./config.js";
 import { CPU_PROFILES, type SocId, type Workarounds } from "./platform.js";
 import { parseAction, selectorIntervals, type Rule, type Selector } from "./rules.js";
+import { MemoryMap, memoryMapProblems, placeVms, type SecureRegion } from "./memory-map.js";
 
 export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly errors: readonly ConfigError[] };
 
@@ -38,7 +39,10 @@ export interface VmConfig {
   readonly id: number;
   readonly vcpus: number;
   readonly aarch32: boolean;
-  readonly memory: { readonly base: bigint; readonly size: bigint };
+  /** RAM: its IPA base and size, and where it lives in the platform's physical address space. */
+  readonly memory: { readonly base: bigint; readonly size: bigint; readonly pa: bigint };
+  /** A board profile whose own SMC interface a board module serves (seed 004). */
+  readonly board: string | null;
   /** SMCCC version told to the VM, encoded as SMCCC_VERSION returns it. */
   readonly smccc: number;
   readonly conduit: "smc" | "hvc";
@@ -53,12 +57,22 @@ export interface PlatformConfig {
   readonly cpu: string;
   readonly workarounds: Workarounds;
   readonly socId: SocId | null;
+  readonly secureMemory: readonly SecureRegion[];
+  /** SiP device nodes (default: the model's ZynqMP-shaped table) with their boot-time holders. */
+  readonly sipNodes: readonly { readonly id: number; readonly name?: string; readonly owner?: string }[] | null;
+  readonly memoryMap: MemoryMap;
 }
+
+export type DelegateConfig = { readonly module: string; readonly timeoutMs: number } | { readonly command: readonly string[]; readonly timeoutMs: number };
 
 export interface Config {
   readonly platform: PlatformConfig;
   readonly vms: readonly VmConfig[];
+  readonly delegates: Readonly<Record<string, DelegateConfig>>;
 }
+
+/** How long a delegate may take before the guest gets its error. */
+export const DEFAULT_DELEGATE_TIMEOUT_MS = 1000;
 
 /** The SoC identity used when a config does not give one (example values, not a real SoC). */
 export const DEFAULT_SOC_ID: SocId = { jep106Bank: 0x4, jep106Id: 0x3b, soc: 0x5356, revision: 1, name: "smcvisor virtual platform" };
@@ -109,11 +123,21 @@ export function validateConfig(data: unknown): Result<Config> {
 }
 
 function normalize(raw: RawConfig, errors: ConfigError[]): Config {
+  const placed = placeVms(Object.entries(raw.vms).map(([name, vm]) => ({ name, base: vm.memory.base, size: vm.memory.size, pa: vm.memory.pa })));
+  const memoryMap = new MemoryMap(raw.platform.secureMemory, placed);
+  for (const p of memoryMapProblems(memoryMap)) errors.push({ path: p.vm ? `vms.${p.vm}.memory` : "platform.secureMemory", message: p.message });
+  const sipNodes = raw.platform.sip?.nodes ?? null;
+  sipNodes?.forEach((n, i) => {
+    if (n.owner !== undefined && !(n.owner in raw.vms)) errors.push({ path: `platform.sip.nodes[${i}].owner`, message: `no VM named "${n.owner}"` });
+  });
   const platform: PlatformConfig = {
     name: raw.platform.name,
     cpu: raw.platform.cpu,
     workarounds: { ...CPU_PROFILES[raw.platform.cpu], ...(raw.platform.workarounds ?? {}) },
     socId: raw.platform.socId === false ? null : (raw.platform.socId ?? DEFAULT_SOC_ID),
+    secureMemory: raw.platform.secureMemory,
+    sipNodes,
+    memoryMap,
   };
   const vms: VmConfig[] = [];
   let nextId = 1;
@@ -126,7 +150,8 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
       id,
       vcpus: vm.vcpus,
       aarch32: vm.aarch32,
-      memory: vm.memory,
+      memory: { base: vm.memory.base, size: vm.memory.size, pa: placed.find((p) => p.vm === name)!.pa },
+      board: vm.board ?? null,
       smccc: SMCCC_VERSIONS[(vm.smccc ?? raw.defaults.smccc ?? DEFAULT_SMCCC_VERSION) as keyof typeof SMCCC_VERSIONS],
       conduit: vm.conduit ?? raw.defaults.conduit ?? "hvc",
       immediate: vm.immediate ?? raw.defaults.immediate ?? "not-supported",
@@ -135,7 +160,18 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     });
   }
   errors.push(...exclusivityProblems(vms));
-  return { platform, vms };
+  for (const vm of vms) {
+    for (const r of vm.rules) {
+      if (r.action.kind === "delegate" && !(r.action.target! in raw.delegates)) {
+        errors.push({ path: `${r.path}.action`, message: `no delegate named "${r.action.target}" in delegates (have: ${Object.keys(raw.delegates).join(", ") || "none"})` });
+      }
+    }
+  }
+  const delegates: Record<string, DelegateConfig> = {};
+  for (const [name, d] of Object.entries(raw.delegates)) {
+    delegates[name] = "module" in d ? { module: d.module, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS } : { command: d.command, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS };
+  }
+  return { platform, vms, delegates };
 }
 
 function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): ResolvedServices {

@@ -253,6 +253,16 @@ export class Router {
     return pending === undefined ? finish() : pending.then(finish);
   }
 
+  /**
+   * Records that the secure world refused a VM something it may not touch (secure memory, another VM's
+   * node or RAM): one extra trace event beside the call's own, with the reason as its rule.
+   */
+  recordRefusal(vmName: string, vcpu: number, fid: number, reason: string): void {
+    const vm = this.vms.get(vmName);
+    if (!vm) return;
+    this.trace.record(vm.index, vcpu, FLAG_SMC, fid | 0, ACTION_CODES.indexOf("deny"), this.trace.intern(`${vmName}|refused: ${reason}`), OUTCOME_RETURN, 0, 0, this.timed ? this.clock.now() : 0, 0);
+  }
+
   /** The FEATURES answer for a FID as this VM's policy sees it (see ServiceContext.features). */
   features(vm: RoutedVm, fid: number): number {
     if (checkFid(fid, vm.config.aarch32, vm.smccc) !== FID_OK) return -1;

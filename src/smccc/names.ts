@@ -3,6 +3,7 @@
  * ./functions; this index is derived from them, so dispatch, trace labels and docs cannot disagree.
  */
 import { ARCH_FUNCTIONS } from "./functions/arch.js";
+import { EEMI_FUNCTIONS } from "./functions/eemi.js";
 import { FFA_FUNCTIONS } from "./functions/ffa.js";
 import { KVM_VENDOR_HYP_FUNCTIONS, PV_TIME_FUNCTIONS } from "./functions/hypervisor.js";
 import { OPTEE_FUNCTIONS } from "./functions/optee.js";
@@ -20,6 +21,7 @@ export const FUNCTION_TABLES: Readonly<Record<string, FunctionTable>> = {
   "kvm-vendor-hyp": KVM_VENDOR_HYP_FUNCTIONS,
   optee: OPTEE_FUNCTIONS,
   ffa: FFA_FUNCTIONS,
+  "sip-eemi": EEMI_FUNCTIONS,
 };
 
 const byFid = new Map<number, string>();

@@ -5,6 +5,8 @@
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin, CallTarget } from "../../router/ports.js";
+import { uuidToSmcccWords } from "../../smccc/uuid.js";
+import { EemiService, ZYNQMP_NODES, type NodeSpec, type PlatformMemoryAccess } from "./eemi.js";
 import { ModelEntropy, seededGenerator, type ByteGenerator } from "./entropy.js";
 import { PhysicalPsci } from "./physical-psci.js";
 
@@ -13,22 +15,60 @@ export interface MonitorOptions {
   readonly entropy?: ByteGenerator;
   /** Entropy bytes available before the source runs dry (default: unlimited). */
   readonly entropyBudget?: number;
+  /** The SiP service's device nodes (default: the ZynqMP-shaped table). */
+  readonly nodes?: readonly NodeSpec[];
+  /** How the monitor reaches memory a caller names (checked against secure memory and VM ownership). */
+  readonly memory?: PlatformMemoryAccess;
+  /** Told when the monitor refuses a caller for touching what is not its own (the trace records it). */
+  readonly onRefusal?: (vm: string, vcpu: number, fid: number, what: string) => void;
 }
+
+/** The monitor's identity on the owners it serves (fixed UUIDs of the model, version 4). */
+export const MONITOR_SIP_UUID = "8f1c2a6e-3b7d-4e95-b0a4-6d2e9c13f57a";
+export const MONITOR_STD_UUID = "c4e0b8d2-7a15-4f3c-9e6b-2a58d1f0c7e4";
+
+const SIP_OWNER = 2;
 
 export class MonitorModel implements CallTarget {
   readonly psci = new PhysicalPsci();
   readonly entropy: ModelEntropy;
+  readonly eemi: EemiService;
   /** Calls served, by origin VM name: what the monitor saw (tests read this). */
   readonly served = new Map<string, number>();
+  private current: { vcpu: number; fid: number } = { vcpu: 0, fid: 0 };
 
   constructor(opts: MonitorOptions = {}) {
     this.entropy = new ModelEntropy(opts.entropy ?? seededGenerator(0), opts.entropyBudget);
+    this.eemi = new EemiService(opts.nodes ?? ZYNQMP_NODES, opts.memory, (vm, what) => opts.onRefusal?.(vm, this.current.vcpu, this.current.fid, what));
   }
 
   handle(call: SmcCall, res: SmcResult, origin: CallOrigin): void {
     this.served.set(origin.vmName, (this.served.get(origin.vmName) ?? 0) + 1);
-    if (this.psci.claims(call.fid)) return this.psci.handle(call, res, origin);
-    // Nothing else is modelled yet: SMCCC's answer to an unknown function.
+    this.current = { vcpu: origin.vcpu, fid: call.rawFid };
+    const fid = call.fid;
+    if (this.psci.claims(fid)) return this.psci.handle(call, res, origin);
+    if (this.eemi.claims(fid)) return this.eemi.handle(call, res, origin);
+    if ((fid & 0xffff_ff00) >>> 0 === 0x8200_ff00 || (fid & 0xffff_ff00) >>> 0 === 0x8400_ff00) return this.query(fid, res);
+    // Anything else: SMCCC's answer to an unknown function.
+    res.ret(-1);
+  }
+
+  /** General queries for the owners the monitor serves (SMCCC §6.2). */
+  private query(fid: number, res: SmcResult): void {
+    const owner = (fid >>> 24) & 0x3f;
+    switch (fid & 0xffff) {
+      case 0xff00:
+        // Call Count: the EEMI APIs for SiP; physical PSCI's calls for the standard service.
+        return res.ret(owner === SIP_OWNER ? 16 : 6);
+      case 0xff01: {
+        const w = uuidToSmcccWords(owner === SIP_OWNER ? MONITOR_SIP_UUID : MONITOR_STD_UUID);
+        for (let i = 0; i < 4; i++) res.set(i, w[i]!);
+        return;
+      }
+      case 0xff03:
+        res.ret(1);
+        return res.set(1, 0);
+    }
     res.ret(-1);
   }
 }
