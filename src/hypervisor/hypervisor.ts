@@ -6,7 +6,7 @@
 import type { Config, PlatformConfig, VmConfig } from "../policy/load.js";
 import { hex32 } from "../smccc/fid.js";
 import { Router, type AddVmError } from "../router/router.js";
-import type { CallTarget, Clock, VmPorts } from "../router/ports.js";
+import type { BoardFirmware, CallTarget, Clock, VmPorts } from "../router/ports.js";
 import type { RoutedVm } from "../router/routed-vm.js";
 import type { ServiceDefinition } from "../router/service.js";
 import { STANDARD_SERVICES } from "../services/standard.js";
@@ -28,6 +28,10 @@ export interface HypervisorOptions {
   /** Where handler failures are reported, rate-limited; silent by default. */
   readonly log?: (line: string) => void;
   readonly services?: readonly ServiceDefinition[];
+  /** Handlers for `delegate:<name>` grants (the machine layer creates them from the config). */
+  readonly delegates?: ReadonlyMap<string, CallTarget>;
+  /** Board profiles VMs may name (`board: <name>`). */
+  readonly boards?: ReadonlyMap<string, (vm: VmConfig) => BoardFirmware>;
 }
 
 export type DomainState = "created" | "running" | "destroyed";
@@ -98,9 +102,11 @@ export class Hypervisor {
     });
   }
 
-  /** Creates a hypervisor with a domain for every VM of the config. */
+  /** Creates a hypervisor with a domain for every VM of the config (delegates from `opts.delegates`). */
   static fromConfig(config: Config, opts: HypervisorOptions = {}, ports: (vm: VmConfig) => VmPorts = () => ({})): { ok: true; hypervisor: Hypervisor } | { ok: false; errors: AddVmError[] } {
     const hv = new Hypervisor(config.platform, opts);
+    for (const [name, target] of opts.delegates ?? []) hv.router.registerDelegate(name, target);
+    for (const [name, create] of opts.boards ?? []) hv.router.registerBoard(name, create);
     const errors: AddVmError[] = [];
     for (const vm of config.vms) {
       const r = hv.createDomain(vm, ports(vm));

@@ -26,6 +26,17 @@ export interface CallTarget {
   handle(call: SmcCall, res: SmcResult, origin: CallOrigin): HandlerReturn;
 }
 
+/**
+ * A board's own firmware interface (seed 004, QEMU's "fake monitor mode"): boot ROMs of older SoCs expose
+ * SMC calls that are not SMCCC (OMAP4 passes its service number in r12). The board decides from the
+ * registers whether a trapped SMC is its own, before the calling convention looks at it.
+ */
+export interface BoardFirmware extends CallTarget {
+  readonly name: string;
+  /** Whether this trapped SMC is the board's call; `call` shows every register, unmasked. */
+  claims(call: SmcCall): boolean;
+}
+
 /** Until a secure world is attached, the monitor answers every call with -1 (SMCCC NOT_SUPPORTED). */
 export const ABSENT_MONITOR: CallTarget = {
   handle(_call, res) {

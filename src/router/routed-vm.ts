@@ -5,7 +5,7 @@
  */
 import type { PolicyTable } from "../policy/table.js";
 import type { VmConfig } from "../policy/load.js";
-import type { CallOrigin, CallTarget } from "./ports.js";
+import type { BoardFirmware, CallOrigin, CallTarget } from "./ports.js";
 import type { ServiceInstance } from "./service.js";
 
 /** How a bound step is invoked. */
@@ -41,6 +41,9 @@ export class RoutedVm {
   single: (BoundStep | null)[] = [];
   /** Per chain: all its steps, for chains with argument constraints. */
   steps: BoundStep[][] = [];
+  /** The VM's board firmware (a non-SMCCC SMC interface), checked first for trapped SMCs; null when none. */
+  board: BoardFirmware | null = null;
+  boardStep: BoundStep | null = null;
   /** Steps for IDs outside the SMCCC layout (PSCI 0.1), checked before the convention; null when none. */
   legacy: Map<number, BoundStep> | null = null;
   /** Interned trace labels for the calling-convention answers, indexed like FID_CHECK_LABELS; then immediate, condition, bad trap. */

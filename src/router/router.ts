@@ -16,7 +16,7 @@ import { aarch32ConditionFailed, EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64 } from "
 import { ACTION_CODES, FLAG_AARCH32, FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, TraceRing } from "../trace/ring.js";
 import { CALL_AARCH32, CALL_SMC, CALL_SMC64, SmcCall, SmcResult } from "./call.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_ERROR, OUTCOME_HALT, OUTCOME_RETURN, OUTCOME_SKIP, OUTCOME_UNDEF } from "./outcome.js";
-import { ABSENT_MONITOR, SILENT_ERRORS, type CallOrigin, type CallTarget, type Clock, type ErrorSink, type HandlerReturn, type VmPorts } from "./ports.js";
+import { ABSENT_MONITOR, SILENT_ERRORS, type CallOrigin, type BoardFirmware, type CallTarget, type Clock, type ErrorSink, type HandlerReturn, type VmPorts } from "./ports.js";
 import { BoundStep, RoutedVm, STEP_DENY, STEP_MONITOR, STEP_SERVICE, STEP_TARGET } from "./routed-vm.js";
 import type { HypervisorCallResult, ServiceContext, ServiceDefinition, ServiceInstance, ServicePorts } from "./service.js";
 
@@ -57,6 +57,7 @@ export class Router {
   private readonly servicePorts: ServicePorts;
   private readonly mediators = new Map<string, CallTarget>();
   private readonly delegates = new Map<string, CallTarget>();
+  private readonly boards = new Map<string, (vm: VmConfig) => BoardFirmware>();
   private readonly vms = new Map<string, RoutedVm>();
   private readonly tables = new TableCache();
   /** The call view and result of the call in progress; replaced when a call goes asynchronous. */
@@ -82,6 +83,11 @@ export class Router {
     this.delegates.set(name, target);
   }
 
+  /** A board profile: each VM that names it gets its own instance (its own board state). */
+  registerBoard(name: string, create: (vm: VmConfig) => BoardFirmware): void {
+    this.boards.set(name, create);
+  }
+
   /** The claims of every service the VM has: the second level of dispatch. */
   claimsFor(vm: VmConfig): ServiceClaim[] {
     return this.services.filter((s) => s.enabled(vm)).flatMap((s) => s.claims(vm, this.platform));
@@ -100,6 +106,9 @@ export class Router {
       if (kind === "mediate" && !this.mediators.has(target!)) errors.push({ path: `${r.path}.action`, message: `no mediator named "${target}" is registered (known: ${[...this.mediators.keys()].join(", ") || "none"})` });
       if (kind === "delegate" && !this.delegates.has(target!)) errors.push({ path: `${r.path}.action`, message: `no delegate handler named "${target}" is configured (known: ${[...this.delegates.keys()].join(", ") || "none"})` });
     }
+    if (config.board !== null && !this.boards.has(config.board)) {
+      errors.push({ path: `vms.${config.name}.board`, message: `no board profile named "${config.board}" (known: ${[...this.boards.keys()].join(", ") || "none"})` });
+    }
     if (errors.length > 0) return { ok: false, errors };
 
     const claims = this.claimsFor(config);
@@ -112,6 +121,10 @@ export class Router {
     for (const def of this.services) if (def.enabled(config)) vm.services.set(def.name, def.create(ctx));
     vm.steps = table.chains.map((c) => c.steps.map((s) => this.bindStep(vm, s)));
     vm.single = vm.steps.map((steps) => (steps.length === 1 && steps[0]!.regs.length === 0 ? steps[0]! : null));
+    if (config.board !== null) {
+      vm.board = this.boards.get(config.board)!(config);
+      vm.boardStep = new BoundStep(STEP_TARGET, null, vm.board, ACTION_CODES.indexOf("delegate"), this.trace.intern(`${config.name}|board:${config.board}`), `board:${config.board}`, [], []);
+    }
     const legacy = legacyClaims(claims);
     if (legacy.size > 0) {
       vm.legacy = new Map();
@@ -163,6 +176,10 @@ export class Router {
 
     const res = this.res;
     res.reset();
+    if (vm.board !== null && (flags & FLAG_SMC) !== 0) {
+      const claimed = this.boardTrap(vm, vcpu, regs, flags, rawFid, start, res);
+      if (claimed !== -1) return claimed;
+    }
     let fid = rawFid;
     // A PSCI 0.1 ID the VM's device tree names is not an SMCCC ID: the convention checks do not apply.
     const legacy = vm.legacy === null ? undefined : vm.legacy.get(rawFid >>> 0);
@@ -279,6 +296,30 @@ export class Router {
       return service === undefined ? -1 : service.features(d);
     }
     return -1;
+  }
+
+  /**
+   * A trapped SMC of a VM with board firmware: the board sees every register and says whether the call is
+   * its own; if so it answers (through the same handler path as a delegate). Returns -1 when not claimed.
+   */
+  private boardTrap(vm: RoutedVm, vcpu: number, regs: Uint32Array, flags: number, rawFid: number, start: number, res: SmcResult): number | Promise<number> {
+    const aarch32 = (flags & FLAG_AARCH32) !== 0;
+    const call = this.call;
+    call.load(regs, rawFid, rawFid, vcpu, 17, CALL_SMC | (aarch32 ? CALL_AARCH32 : CALL_SMC64));
+    if (!vm.board!.claims(call)) return -1;
+    const step = vm.boardStep!;
+    let pending: HandlerReturn;
+    try {
+      pending = vm.board!.handle(call, res, vm.origins[vcpu]!);
+    } catch (error) {
+      return this.failed(vm, vcpu, regs, step, flags, rawFid, start, error, res);
+    }
+    if (pending !== undefined) {
+      this.call = new SmcCall();
+      this.res = new SmcResult();
+      return this.later(vm, vcpu, regs, step, flags, rawFid, start, pending, res);
+    }
+    return this.complete(vm, vcpu, regs, step, flags, rawFid, start, res);
   }
 
   private malformed(vm: RoutedVm, vcpu: number, regs: Uint32Array, flags: number, rawFid: number, start: number, res: SmcResult): number {

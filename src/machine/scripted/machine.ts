@@ -10,6 +10,8 @@ import { ManualTime } from "./time.js";
 import { ScriptedVcpu } from "./vcpu.js";
 import type { PowerPort } from "../../router/ports.js";
 import type { PsciService } from "../../services/psci/psci.js";
+import { loadDelegates } from "../delegates/load.js";
+import { BOARDS } from "../boards/index.js";
 
 /** The machine side of virtual PSCI for in-process VMs: vCPU power states and what happened to the VM. */
 export class ScriptedPower implements PowerPort {
@@ -111,9 +113,37 @@ export class ScriptedMachine {
       all.set(vm.name, p);
       return p;
     };
-    const r = Hypervisor.fromConfig(config, opts, ports);
+    const r = Hypervisor.fromConfig(config, { boards: BOARDS, ...opts }, ports);
     if (!r.ok) throw new Error(r.errors.map((e) => `${e.path}: ${e.message}`).join("\n"));
     return new ScriptedMachine(r.hypervisor, config, all);
+  }
+
+  /**
+   * Builds a machine whose config may name delegate handlers: they are loaded (modules) or started
+   * (processes) first. `close()` stops the processes.
+   */
+  static async create(config: Config, opts: HypervisorOptions & { cwd?: string } = {}): Promise<ScriptedMachine> {
+    let machine: ScriptedMachine | null = null;
+    const delegates = await loadDelegates(config, {
+      cwd: opts.cwd ?? process.cwd(),
+      memoryOf: (vm) => machine?.vm(vm).memory,
+      ...(opts.log ? { log: opts.log } : {}),
+    });
+    try {
+      machine = ScriptedMachine.fromConfig(config, { ...opts, delegates: delegates.targets });
+    } catch (e) {
+      delegates.close();
+      throw e;
+    }
+    machine.closers.push(() => delegates.close());
+    return machine;
+  }
+
+  private readonly closers: (() => void)[] = [];
+
+  /** Stops what the machine started (delegate processes). */
+  close(): void {
+    for (const c of this.closers.splice(0)) c();
   }
 
   /** Builds a machine from YAML or JSON text; throws with every config problem listed. For tests. */
