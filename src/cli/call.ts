@@ -29,7 +29,15 @@ export async function callCommand(argv: readonly string[], io: Io): Promise<numb
     return 2;
   }
   // Real runs draw TRNG entropy from the host's CSPRNG; tests use the model's seeded source.
-  const machine = ScriptedMachine.fromConfig(loaded.config, { clock: { now: () => performance.now() * 1e6 }, log: io.err, entropy: (out) => randomFillSync(out) });
+  const machine = await ScriptedMachine.create(loaded.config, { cwd: io.cwd, clock: { now: () => performance.now() * 1e6 }, log: io.err, entropy: (out) => randomFillSync(out) });
+  try {
+    return await runCall(machine, vmName, flags, fid, args, imm, conduit, io);
+  } finally {
+    machine.close();
+  }
+}
+
+async function runCall(machine: ScriptedMachine, vmName: string, flags: Map<string, string | true>, fid: number, args: bigint[], imm: number, conduit: "smc" | "hvc", io: Io): Promise<number> {
   const vm = machine.vm(vmName);
   const vcpuIndex = flags.has("vcpu") ? Number(parseValue(flags.get("vcpu") as string, "--vcpu")) : 0;
   let vcpu = vm.vcpu(vcpuIndex);

@@ -1,5 +1,7 @@
 /** `smcvisor config check F`: exit 0 when valid; otherwise one line per problem with its path, exit 2. */
 import { Hypervisor } from "../hypervisor/hypervisor.js";
+import { BOARDS } from "../machine/boards/index.js";
+import { ABSENT_MONITOR } from "../router/ports.js";
 import { parseArgs, UsageError, type Io } from "./args.js";
 import { loadConfigFile } from "./config-file.js";
 
@@ -10,8 +12,10 @@ export function configCommand(argv: readonly string[], io: Io): number {
   const loaded = loadConfigFile(file, io);
   let errors = loaded.ok ? [] : loaded.errors;
   if (loaded.ok) {
-    // Names of mediators and delegates are checked the way the hypervisor checks them at VM creation.
-    const r = Hypervisor.fromConfig(loaded.config);
+    // What the hypervisor checks at VM creation (mediator names, board profiles), with the config's
+    // delegates standing in for the handlers a run would load or start.
+    const delegates = new Map(Object.keys(loaded.config.delegates).map((n) => [n, ABSENT_MONITOR] as const));
+    const r = Hypervisor.fromConfig(loaded.config, { delegates, boards: BOARDS });
     if (!r.ok) errors = r.errors;
   }
   if (flags.has("json")) {

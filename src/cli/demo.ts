@@ -7,6 +7,7 @@ import { randomFillSync } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ScriptedMachine } from "../machine/scripted/machine.js";
+import type { Config } from "../policy/load.js";
 import { hex32 } from "../smccc/fid.js";
 import { toChromeTrace } from "../trace/chrome.js";
 import { hex64, parseArgs, type Io } from "./args.js";
@@ -23,8 +24,10 @@ const CALLS: readonly { fid: number; args?: number[]; conduit?: "smc" | "hvc"; n
   { fid: 0xc400_0003, args: [1, 0x4008_0000, 0x1234], note: "PSCI_CPU_ON vCPU 1" },
   { fid: 0xc400_0004, args: [1, 0], note: "PSCI_AFFINITY_INFO vCPU 1" },
   { fid: 0xc400_0053, args: [64], note: "TRNG_RND64 (64 bits in x3)" },
-  { fid: 0x8200_0001, note: "SiP call, SMC32" },
-  { fid: 0xc200_0001, note: "SiP call, SMC64" },
+  { fid: 0xc200_0001, note: "EEMI PM_GET_API_VERSION" },
+  { fid: 0xc200_0024, args: [133], note: "EEMI PM_CLOCK_ENABLE UART_0" },
+  { fid: 0xc200_000d, args: [40], note: "EEMI PM_REQUEST_NODE SD_1" },
+  { fid: 0x8300_0002, note: "OEM board info (delegate)" },
   { fid: 0x8000_0000, conduit: "smc", note: "SMCCC_VERSION by SMC" },
 ];
 
@@ -35,7 +38,16 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     printConfigErrors(loaded.source, loaded.errors, io);
     return 2;
   }
-  const machine = ScriptedMachine.fromConfig(loaded.config, { clock: { now: () => performance.now() * 1e6 }, log: io.err, entropy: (out) => randomFillSync(out) });
+  const machine = await ScriptedMachine.create(loaded.config, { cwd: io.cwd, clock: { now: () => performance.now() * 1e6 }, log: io.err, entropy: (out) => randomFillSync(out) });
+  try {
+    return await runDemo(machine, loaded.config, loaded.source, flags, io);
+  } finally {
+    machine.close();
+  }
+}
+
+async function runDemo(machine: ScriptedMachine, config: Config, source: string, flags: Map<string, string | true>, io: Io): Promise<number> {
+  const loaded = { config, source };
   io.out(`smcvisor in-process demo: ${loaded.source}, ${loaded.config.vms.length} VMs`);
   for (const vm of loaded.config.vms) {
     io.out("");
