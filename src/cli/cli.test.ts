@@ -56,7 +56,7 @@ describe("smcvisor call", () => {
   it("names an unknown VM", async () => {
     const r = await run("call", "--config", "examples/policy.yaml", "--vm", "nope", "0x80000000");
     expect(r.code).toBe(2);
-    expect(r.err[0]).toMatch(/no VM named "nope" \(have: dom0, domU\)/);
+    expect(r.err[0]).toMatch(/no VM named "nope" \(have: dom0, domU, drv\)/);
   });
 });
 
