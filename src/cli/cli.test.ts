@@ -81,7 +81,7 @@ describe("smcvisor config check", () => {
 
   it("prints one line per problem with its path and exits 2", async () => {
     const f = join(dir, "bad.yaml");
-    writeFileSync(f, "vms:\n  a:\n    cpus: 2\n    grants:\n      - { owner: sip, action: allow }\n      - { owner: trusted-os, action: \"mediate:optee\" }\n");
+    writeFileSync(f, "vms:\n  a:\n    cpus: 2\n    grants:\n      - { owner: sip, action: allow }\n      - { owner: trusted-os, action: \"mediate:nosuch\" }\n");
     const r = await run("config", "check", f);
     expect(r.code).toBe(2);
     expect(r.out.map((l) => l.replace(f + ": ", ""))).toEqual([
@@ -92,7 +92,7 @@ describe("smcvisor config check", () => {
 
   it("checks mediator names once the schema is satisfied", async () => {
     const f = join(dir, "med.json");
-    writeFileSync(f, JSON.stringify({ vms: { a: { grants: [{ owner: "trusted-os", action: "mediate:optee" }] } } }));
+    writeFileSync(f, JSON.stringify({ vms: { a: { grants: [{ owner: "trusted-os", action: "mediate:nosuch" }] } } }));
     const r = await run("config", "check", f, "--json");
     expect(r.code).toBe(2);
     expect(r.json().errors[0].path).toBe("vms.a.grants[0].action");

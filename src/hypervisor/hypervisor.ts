@@ -12,6 +12,11 @@ import type { ServiceDefinition } from "../router/service.js";
 import { STANDARD_SERVICES } from "../services/standard.js";
 import type { ByteGenerator } from "../firmware/monitor/entropy.js";
 import { MonitorModel } from "../firmware/monitor/monitor.js";
+import { OpteeOs } from "../firmware/optee/os.js";
+import { defaultTas } from "../firmware/optee/tas/index.js";
+import type { Mediator, MediatorHost } from "../mediators/mediator.js";
+import { OpteeMediator } from "../mediators/optee/mediator.js";
+import { HypervisorHeap } from "./heap.js";
 import { TraceRing } from "../trace/ring.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
 
@@ -76,6 +81,11 @@ export class Hypervisor {
   readonly domains = new Map<string, Domain>();
   readonly errorLog: RateLimitedLog;
   private readonly ports = new Map<string, VmPorts>();
+  /** The hypervisor's own pages (mediator shadow buffers and page lists). */
+  readonly heap = new HypervisorHeap();
+  /** The modelled OP-TEE, when the platform has one. */
+  readonly optee: OpteeOs | null = null;
+  readonly mediators = new Map<string, Mediator>();
   /** The modelled secure world (also when another monitor answers forwarded calls: it keeps the entropy source). */
   readonly model: MonitorModel;
 
@@ -88,6 +98,16 @@ export class Hypervisor {
       memory: { read: (vm, pa, length) => this.readForSecureWorld(vm, pa, length) },
       onRefusal: (vm, vcpu, fid, what) => this.router.recordRefusal(vm, vcpu, fid, what),
     });
+    if (platform.tee?.os === "optee") {
+      this.optee = new OpteeOs({
+        memory: { read: (pa, length) => this.normalRead(pa, length), write: (pa, data) => this.normalWrite(pa, data) },
+        tas: defaultTas(),
+        threads: platform.tee.threads,
+        maxGuests: platform.tee.maxGuests,
+        random: (out) => this.model.entropy.fill(out),
+      });
+      this.model.trustedOs = this.optee;
+    }
     this.router = new Router({
       platform,
       services: opts.services ?? STANDARD_SERVICES,
@@ -100,6 +120,8 @@ export class Hypervisor {
           this.errorLog.log(`${vm}|${rule}`, `smcvisor: ${vm}: handler for ${hex32(fid)} (${rule}) failed: ${error instanceof Error ? error.message : String(error)}`),
       },
     });
+    // The mediators built in (R5); each probes the secure world once and stays silent if its TEE is absent.
+    this.registerMediator(new OpteeMediator(this.mediatorHost(), platform.tee?.limits));
   }
 
   /** Creates a hypervisor with a domain for every VM of the config (delegates from `opts.delegates`). */
@@ -115,6 +137,35 @@ export class Hypervisor {
     return errors.length > 0 ? { ok: false, errors } : { ok: true, hypervisor: hv };
   }
 
+  /** What mediators get from the hypervisor (MediatorHost). */
+  private mediatorHost(): MediatorHost {
+    return {
+      secureCall: (origin, vm, regs) => {
+        const args = [0n, ...regs.slice(1).map((r) => BigInt(r >>> 0))];
+        const r = this.router.hypervisorCall(origin, regs[0]! >>> 0, args, vm ? { vmName: vm, vcpu: 0 } : undefined);
+        const low = (x: { regs: readonly bigint[] }) => x.regs.slice(0, 8).map((v) => Number(v & 0xffff_ffffn));
+        return r instanceof Promise ? r.then(low) : low(r);
+      },
+      memory: (vm) => this.ports.get(vm)?.memory,
+      ipaToPa: (vm, ipa, length) => this.platform.memoryMap.ipaToPa(vm, ipa, length),
+      heap: this.heap,
+      log: (vm, key, line) => this.errorLog.log(`${vm}|${key}`, line),
+    };
+  }
+
+  /** Normal-world memory by platform physical address, as the secure world reads it: VM RAM or the hypervisor's pages. */
+  private normalRead(pa: bigint, length: number): Uint8Array | null {
+    if (this.heap.contains(pa, length)) return this.heap.read(pa, length);
+    const c = this.platform.memoryMap.classify(pa, BigInt(length));
+    return c.kind === "vm" ? (this.ports.get(c.vm)?.memory?.read(c.ipa, length) ?? null) : null;
+  }
+
+  private normalWrite(pa: bigint, data: Uint8Array): boolean {
+    if (this.heap.contains(pa, data.length)) return this.heap.write(pa, data);
+    const c = this.platform.memoryMap.classify(pa, BigInt(data.length));
+    return c.kind === "vm" ? (this.ports.get(c.vm)?.memory?.write(c.ipa, data) ?? false) : false;
+  }
+
   /**
    * The secure world reading memory a VM named by platform physical address: only the VM's own RAM, never
    * secure memory or another VM's (the map decides), and only through the VM's memory port.
@@ -128,11 +179,30 @@ export class Hypervisor {
     return memory.read(c.ipa, length) ?? `0x${pa.toString(16)} is not RAM of ${vm}`;
   }
 
-  /** Toolstack: create a domain. Its policy stays open until it first runs. */
+  /** Registers a TEE mediator and probes the secure world for its TEE (silently: no TEE is a valid platform). */
+  registerMediator(m: Mediator): void {
+    const present = m.probe();
+    if (present instanceof Promise) throw new Error(`mediator ${m.name}: the in-process secure world answers synchronously`);
+    this.mediators.set(m.name, m);
+    this.router.registerMediator(m.name, m);
+  }
+
+  /** Toolstack: create a domain, and enable its TEE if its config asks (the error is the user's to see). */
   createDomain(vm: VmConfig, ports: VmPorts = {}): { ok: true; domain: Domain } | { ok: false; errors: AddVmError[] } {
     const r = this.router.addVm(vm, ports);
     if (!r.ok) return r;
     this.ports.set(vm.name, ports);
+    if (vm.tee) {
+      const m = this.mediators.get(vm.tee.mediator)!;
+      const enabled = m.enable(vm);
+      if (enabled instanceof Promise) throw new Error(`mediator ${m.name}: enable must answer synchronously in-process`);
+      if (!enabled.ok) {
+        this.router.removeVm(r.vm);
+        this.ports.delete(vm.name);
+        return { ok: false, errors: [{ path: `vms.${vm.name}.tee`, message: `cannot enable ${m.name}: ${enabled.message}` }] };
+      }
+      if (vm.tee.contentKey && this.optee) this.optee.provisionKey(vm.id, vm.tee.contentKey);
+    }
     const domain = new Domain(r.vm, this);
     this.domains.set(vm.name, domain);
     return { ok: true, domain };
@@ -142,6 +212,7 @@ export class Hypervisor {
   destroyDomain(name: string): boolean {
     const d = this.domains.get(name);
     if (!d) return false;
+    if (d.config.tee) void this.mediators.get(d.config.tee.mediator)?.destroy(name);
     this.router.removeVm(d.routed);
     d.markDestroyed();
     this.domains.delete(name);

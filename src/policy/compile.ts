@@ -12,6 +12,16 @@
  */
 import { CALL_TYPES } from "../smccc/fid.js";
 
+/** The claim covering a dispatch FID, or null. */
+export function claimFor(claims: readonly ServiceClaim[], fid: number): ServiceClaim | null {
+  const f = fid >>> 0;
+  for (const c of claims) if (c.fids?.includes(f)) return c;
+  if ((f & 0x00ff_0000) !== 0) return null;
+  const owner = (f >>> 24) & 0x3f, type = f >>> 30, fn = f & 0xffff;
+  for (const c of claims) if (c.owner === owner && c.types.includes(type) && fn >= c.first && fn <= c.last) return c;
+  return null;
+}
+
 /** The service that claims a dispatch FID, or null. */
 export function claimingService(claims: readonly ServiceClaim[], fid: number): string | null {
   const f = fid >>> 0;
@@ -38,6 +48,8 @@ export interface ServiceClaim {
   readonly first: number;
   readonly last: number;
   readonly fids?: readonly number[];
+  /** For a TEE mediator's claims: calls go to `mediate:<mediator>` rather than to an emulating service. */
+  readonly mediator?: string;
 }
 
 /** Exact IDs claimed outside the SMCCC layout: the router checks these before the convention does. */
@@ -105,9 +117,14 @@ export function compilePolicy(rules: readonly Rule[], claims: readonly ServiceCl
   const interner = new ChainInterner();
   const denyStep: Step = { rule: null, action: DENY, service: null, label: DEFAULT_DENY_LABEL, constraints: [] };
   const serviceSteps = new Map<string, Step>();
-  const serviceStep = (name: string): Step => {
+  const serviceStep = (name: string, mediator?: string): Step => {
     let s = serviceSteps.get(name);
-    if (!s) serviceSteps.set(name, (s = { rule: null, action: EMULATE, service: name, label: `default:${name}`, constraints: [] }));
+    if (!s) {
+      const step: Step = mediator
+        ? { rule: null, action: { kind: "mediate", target: mediator }, service: null, label: `tee:${mediator}`, constraints: [] }
+        : { rule: null, action: EMULATE, service: name, label: `default:${name}`, constraints: [] };
+      serviceSteps.set(name, (s = step));
+    }
     return s;
   };
   const claimOf = (fid: number): string | null => claimingService(claims, fid);
@@ -150,10 +167,10 @@ export function compilePolicy(rules: readonly Rule[], claims: readonly ServiceCl
     // Segments are also cut at claim boundaries, so an emulating grant's step names one service.
     for (const c of claims) {
       if (c.owner === owner && c.types.includes(type)) {
-        items.push({ rule: null, step: serviceStep(c.service), order: 3e6, unconditional: true, first: c.first, last: c.last });
+        items.push({ rule: null, step: serviceStep(c.service, c.mediator), order: 3e6, unconditional: true, first: c.first, last: c.last });
       }
       for (const fid of c.fids ?? []) {
-        if (fid >>> 24 === bucket && (fid & 0x00ff_0000) === 0) items.push({ rule: null, step: serviceStep(c.service), order: 3e6, unconditional: true, first: fid & 0xffff, last: fid & 0xffff });
+        if (fid >>> 24 === bucket && (fid & 0x00ff_0000) === 0) items.push({ rule: null, step: serviceStep(c.service, c.mediator), order: 3e6, unconditional: true, first: fid & 0xffff, last: fid & 0xffff });
       }
     }
     // Yielding IDs with bits 23:16 set: only owner grants match them, and no service claims them.

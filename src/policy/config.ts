@@ -94,6 +94,17 @@ const vmSchema = z
     vcpus: z.number().int().min(1).max(256).default(1),
     aarch32: z.boolean().default(false),
     memory: memorySchema.default({ base: 0x4000_0000n, size: 256n << 20n }),
+    /** A TEE this VM may use through its mediator (enabled by the toolstack when the VM is created). */
+    tee: z
+      .union([
+        z.literal("optee"),
+        z.object({
+          mediator: z.literal("optee"),
+          /** The content key provisioned to this VM alone in the TEE (32 bytes, hex). */
+          contentKey: z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, "a content key is 32 bytes of hex").optional(),
+        }).strict(),
+      ])
+      .optional(),
     /** A board profile whose own SMC interface (not SMCCC) a board module serves, e.g. "omap4". */
     board: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "a board profile name").optional(),
     smccc: smcccVersion.optional(),
@@ -149,6 +160,23 @@ const platformSchema = z
     name: z.string().min(1).default("smcvisor-virt"),
     /** Secure RAM: no normal-world VM may read or write it by any path. */
     secureMemory: z.array(secureRegionSchema).default([]),
+    /** A trusted OS in the modelled secure world, and the mediator's per-VM limits. */
+    tee: z
+      .object({
+        os: z.literal("optee"),
+        threads: z.number().int().min(1).max(64).optional(),
+        maxGuests: z.number().int().min(1).max(64).optional(),
+        limits: z
+          .object({
+            callsInFlight: z.number().int().min(1).max(64).optional(),
+            registrations: z.number().int().min(1).max(65536).optional(),
+            pages: z.number().int().min(1).max(1 << 22).optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
     /** The SiP platform-management service's device nodes and who holds them from boot. */
     sip: z.object({ nodes: z.array(sipNodeSchema).optional() }).strict().optional(),
     cpu: z.enum(Object.keys(CPU_PROFILES) as [keyof typeof CPU_PROFILES]).default("cortex-a57"),

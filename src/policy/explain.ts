@@ -6,7 +6,7 @@
 import { checkFid, dispatchFid, FID_CHECK_LABELS, FID_OK, registerRules } from "../smccc/convention.js";
 import { decodeFid, hex32, type DecodedFid } from "../smccc/fid.js";
 import { smcccVersionName } from "../smccc/version.js";
-import { claimingService, DEFAULT_DENY_LABEL, legacyClaims, type ServiceClaim } from "./compile.js";
+import { claimFor, claimingService, DEFAULT_DENY_LABEL, legacyClaims, type ServiceClaim } from "./compile.js";
 import type { VmConfig } from "./load.js";
 import { constraintAllows, formatAction, selectorMatches, SPECIFICITY, type Action, type Rule } from "./rules.js";
 
@@ -86,6 +86,10 @@ export function explain(vm: VmConfig, claims: readonly ServiceClaim[], call: Exp
     }
     considered.push({ rule: r.label, result: "decided", detail: `${r.selector.kind} grant, action ${formatAction(r.action)}` });
     return { ...base, decision: decisionOf(r.action, r.label, r.action.kind === "emulate" ? service : null, `${describeSelector(r)} grants it`), considered };
+  }
+  const claim = claimFor(claims, fid);
+  if (claim?.mediator) {
+    return { ...base, decision: decisionOf({ kind: "mediate", target: claim.mediator }, `tee:${claim.mediator}`, null, `the ${claim.mediator} mediator serves the Trusted OS and Trusted Application owners for VMs with that TEE enabled`), considered };
   }
   if (service !== null) {
     return { ...base, decision: decisionOf({ kind: "emulate" }, `default:${service}`, service, `the standard ${service} service answers it for every VM that has it`), considered };

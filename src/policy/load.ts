@@ -43,6 +43,8 @@ export interface VmConfig {
   readonly memory: { readonly base: bigint; readonly size: bigint; readonly pa: bigint };
   /** A board profile whose own SMC interface a board module serves (seed 004). */
   readonly board: string | null;
+  /** The TEE mediator enabled for the VM, and the content key provisioned to it. */
+  readonly tee: { readonly mediator: string; readonly contentKey: Uint8Array | null } | null;
   /** SMCCC version told to the VM, encoded as SMCCC_VERSION returns it. */
   readonly smccc: number;
   readonly conduit: "smc" | "hvc";
@@ -61,6 +63,8 @@ export interface PlatformConfig {
   /** SiP device nodes (default: the model's ZynqMP-shaped table) with their boot-time holders. */
   readonly sipNodes: readonly { readonly id: number; readonly name?: string; readonly owner?: string }[] | null;
   readonly memoryMap: MemoryMap;
+  /** The trusted OS in the modelled secure world, if any. */
+  readonly tee: { readonly os: "optee"; readonly threads: number; readonly maxGuests: number; readonly limits: { readonly callsInFlight: number; readonly registrations: number; readonly pages: number } } | null;
 }
 
 export type DelegateConfig = { readonly module: string; readonly timeoutMs: number } | { readonly command: readonly string[]; readonly timeoutMs: number };
@@ -138,6 +142,14 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     secureMemory: raw.platform.secureMemory,
     sipNodes,
     memoryMap,
+    tee: raw.platform.tee
+      ? {
+          os: raw.platform.tee.os,
+          threads: raw.platform.tee.threads ?? 8,
+          maxGuests: raw.platform.tee.maxGuests ?? 4,
+          limits: { callsInFlight: 4, registrations: 256, pages: 16384, ...(raw.platform.tee.limits ?? {}) },
+        }
+      : null,
   };
   const vms: VmConfig[] = [];
   let nextId = 1;
@@ -152,6 +164,7 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
       aarch32: vm.aarch32,
       memory: { base: vm.memory.base, size: vm.memory.size, pa: placed.find((p) => p.vm === name)!.pa },
       board: vm.board ?? null,
+      tee: vm.tee === undefined ? null : typeof vm.tee === "string" ? { mediator: vm.tee, contentKey: null } : { mediator: vm.tee.mediator, contentKey: vm.tee.contentKey ? hexBytes(vm.tee.contentKey) : null },
       smccc: SMCCC_VERSIONS[(vm.smccc ?? raw.defaults.smccc ?? DEFAULT_SMCCC_VERSION) as keyof typeof SMCCC_VERSIONS],
       conduit: vm.conduit ?? raw.defaults.conduit ?? "hvc",
       immediate: vm.immediate ?? raw.defaults.immediate ?? "not-supported",
@@ -160,6 +173,9 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     });
   }
   errors.push(...exclusivityProblems(vms));
+  for (const [name, vm] of Object.entries(raw.vms)) {
+    if (vm.tee !== undefined && !raw.platform.tee) errors.push({ path: `vms.${name}.tee`, message: "the platform has no TEE (platform.tee)" });
+  }
   for (const vm of vms) {
     for (const r of vm.rules) {
       if (r.action.kind === "delegate" && !(r.action.target! in raw.delegates)) {
@@ -172,6 +188,11 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     delegates[name] = "module" in d ? { module: d.module, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS } : { command: d.command, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS };
   }
   return { platform, vms, delegates };
+}
+
+function hexBytes(hex: string): Uint8Array {
+  const h = hex.replace(/^0x/, "");
+  return Uint8Array.from(h.match(/../g)!.map((b) => parseInt(b, 16)));
 }
 
 function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): ResolvedServices {

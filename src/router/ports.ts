@@ -2,6 +2,8 @@
  * The router's ports: small interfaces for everything outside the pure core (ARCHITECTURE "Design
  * rules"). Fakes implement them in tests; the hypervisor layer supplies real ones.
  */
+import type { ServiceClaim } from "../policy/compile.js";
+import type { VmConfig } from "../policy/load.js";
 import type { SmcCall, SmcResult } from "./call.js";
 
 /** What a handler returns: nothing when the result is ready, a promise when it completes later. */
@@ -35,6 +37,11 @@ export interface BoardFirmware extends CallTarget {
   readonly name: string;
   /** Whether this trapped SMC is the board's call; `call` shows every register, unmasked. */
   claims(call: SmcCall): boolean;
+}
+
+/** A TEE mediator as the router sees it: a call target that claims owner ranges for VMs with its TEE. */
+export interface MediatorTarget extends CallTarget {
+  claims(vm: VmConfig): readonly ServiceClaim[];
 }
 
 /** Until a secure world is attached, the monitor answers every call with -1 (SMCCC NOT_SUPPORTED). */

@@ -16,7 +16,7 @@ import { aarch32ConditionFailed, EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64 } from "
 import { ACTION_CODES, FLAG_AARCH32, FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, TraceRing } from "../trace/ring.js";
 import { CALL_AARCH32, CALL_SMC, CALL_SMC64, SmcCall, SmcResult } from "./call.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_ERROR, OUTCOME_HALT, OUTCOME_RETURN, OUTCOME_SKIP, OUTCOME_UNDEF } from "./outcome.js";
-import { ABSENT_MONITOR, SILENT_ERRORS, type CallOrigin, type BoardFirmware, type CallTarget, type Clock, type ErrorSink, type HandlerReturn, type VmPorts } from "./ports.js";
+import { ABSENT_MONITOR, SILENT_ERRORS, type CallOrigin, type BoardFirmware, type CallTarget, type Clock, type ErrorSink, type HandlerReturn, type MediatorTarget, type VmPorts } from "./ports.js";
 import { BoundStep, RoutedVm, STEP_DENY, STEP_MONITOR, STEP_SERVICE, STEP_TARGET } from "./routed-vm.js";
 import type { HypervisorCallResult, ServiceContext, ServiceDefinition, ServiceInstance, ServicePorts } from "./service.js";
 
@@ -55,7 +55,7 @@ export class Router {
   private readonly timed: boolean;
   private readonly errors: ErrorSink;
   private readonly servicePorts: ServicePorts;
-  private readonly mediators = new Map<string, CallTarget>();
+  private readonly mediators = new Map<string, MediatorTarget>();
   private readonly delegates = new Map<string, CallTarget>();
   private readonly boards = new Map<string, (vm: VmConfig) => BoardFirmware>();
   private readonly vms = new Map<string, RoutedVm>();
@@ -75,7 +75,7 @@ export class Router {
     this.servicePorts = opts.servicePorts ?? {};
   }
 
-  registerMediator(name: string, target: CallTarget): void {
+  registerMediator(name: string, target: MediatorTarget): void {
     this.mediators.set(name, target);
   }
 
@@ -90,7 +90,9 @@ export class Router {
 
   /** The claims of every service the VM has: the second level of dispatch. */
   claimsFor(vm: VmConfig): ServiceClaim[] {
-    return this.services.filter((s) => s.enabled(vm)).flatMap((s) => s.claims(vm, this.platform));
+    const services = this.services.filter((s) => s.enabled(vm)).flatMap((s) => s.claims(vm, this.platform));
+    const mediator = vm.tee ? this.mediators.get(vm.tee.mediator) : undefined;
+    return mediator ? [...services, ...mediator.claims(vm)] : services;
   }
 
   getVm(name: string): RoutedVm | undefined {
@@ -105,6 +107,9 @@ export class Router {
       const { kind, target } = r.action;
       if (kind === "mediate" && !this.mediators.has(target!)) errors.push({ path: `${r.path}.action`, message: `no mediator named "${target}" is registered (known: ${[...this.mediators.keys()].join(", ") || "none"})` });
       if (kind === "delegate" && !this.delegates.has(target!)) errors.push({ path: `${r.path}.action`, message: `no delegate handler named "${target}" is configured (known: ${[...this.delegates.keys()].join(", ") || "none"})` });
+    }
+    if (config.tee && !this.mediators.has(config.tee.mediator)) {
+      errors.push({ path: `vms.${config.name}.tee`, message: `no mediator named "${config.tee.mediator}" is registered (known: ${[...this.mediators.keys()].join(", ") || "none"})` });
     }
     if (config.board !== null && !this.boards.has(config.board)) {
       errors.push({ path: `vms.${config.name}.board`, message: `no board profile named "${config.board}" (known: ${[...this.boards.keys()].join(", ") || "none"})` });

@@ -21,6 +21,8 @@ export interface MonitorOptions {
   readonly memory?: PlatformMemoryAccess;
   /** Told when the monitor refuses a caller for touching what is not its own (the trace records it). */
   readonly onRefusal?: (vm: string, vcpu: number, fid: number, what: string) => void;
+  /** The trusted OS the monitor dispatches Trusted OS calls to (OP-TEE), if the platform has one. */
+  readonly trustedOs?: CallTarget;
 }
 
 /** The monitor's identity on the owners it serves (fixed UUIDs of the model, version 4). */
@@ -36,8 +38,10 @@ export class MonitorModel implements CallTarget {
   /** Calls served, by origin VM name: what the monitor saw (tests read this). */
   readonly served = new Map<string, number>();
   private current: { vcpu: number; fid: number } = { vcpu: 0, fid: 0 };
+  trustedOs: CallTarget | null;
 
   constructor(opts: MonitorOptions = {}) {
+    this.trustedOs = opts.trustedOs ?? null;
     this.entropy = new ModelEntropy(opts.entropy ?? seededGenerator(0), opts.entropyBudget);
     this.eemi = new EemiService(opts.nodes ?? ZYNQMP_NODES, opts.memory, (vm, what) => opts.onRefusal?.(vm, this.current.vcpu, this.current.fid, what));
   }
@@ -48,6 +52,9 @@ export class MonitorModel implements CallTarget {
     const fid = call.fid;
     if (this.psci.claims(fid)) return this.psci.handle(call, res, origin);
     if (this.eemi.claims(fid)) return this.eemi.handle(call, res, origin);
+    // Trusted OS calls (fast OEN 50-63, yielding OEN 2-63) go to the trusted OS, as TF-A's SPD does.
+    const oen = (fid >>> 24) & 0x3f;
+    if (this.trustedOs !== null && ((fid & 0x8000_0000) !== 0 ? oen >= 50 : oen >= 2)) return this.trustedOs.handle(call, res, origin) as void;
     if ((fid & 0xffff_ff00) >>> 0 === 0x8200_ff00 || (fid & 0xffff_ff00) >>> 0 === 0x8400_ff00) return this.query(fid, res);
     // Anything else: SMCCC's answer to an unknown function.
     res.ret(-1);

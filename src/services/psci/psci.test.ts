@@ -56,7 +56,7 @@ describe("virtual PSCI beyond the conformance cases", () => {
   it("issues the physical CPU_ON through the hypervisor entry, visible in the trace (R9)", () => {
     const m = machine("vms:\n  vm0: { vcpus: 2 }\n");
     m.vm("vm0").vcpu(0).smc(F.PSCI_CPU_ON.smc64, 1, ENTRY, 0);
-    const physical = m.trace.events().filter((e) => e.vm === "hypervisor");
+    const physical = m.trace.events().filter((e) => e.vm === "hypervisor" && e.fid === F.PSCI_CPU_ON.smc64);
     expect(physical).toHaveLength(1);
     expect(physical[0]).toMatchObject({ fid: F.PSCI_CPU_ON.smc64, origin: "psci: power on vCPU 1 (for vm0)", x0: 0n });
     expect(m.hypervisor.model.psci.cpus("vm0")[1]).toBe(1);

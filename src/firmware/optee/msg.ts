@@ -1,0 +1,97 @@
+/**
+ * struct optee_msg_arg and struct optee_msg_param, read from and written to bytes (little-endian):
+ *   header: u32 cmd, func, session, cancel_id, pad, ret, ret_origin, num_params
+ *   param:  u64 attr, then a 24-byte union: value {u64 a, b, c} | tmem {u64 buf_ptr, size, shm_ref}
+ *           | rmem {u64 offs, size, shm_ref}
+ */
+import { MSG_HEADER_SIZE, MSG_PARAM_SIZE } from "./abi.js";
+
+export interface MsgParam {
+  attr: bigint;
+  /** value.a / tmem.buf_ptr / rmem.offs */
+  a: bigint;
+  /** value.b / tmem.size / rmem.size */
+  b: bigint;
+  /** value.c / tmem.shm_ref / rmem.shm_ref */
+  c: bigint;
+}
+
+export interface MsgArg {
+  cmd: number;
+  func: number;
+  session: number;
+  cancelId: number;
+  ret: number;
+  retOrigin: number;
+  params: MsgParam[];
+}
+
+export function msgSize(numParams: number): number {
+  return MSG_HEADER_SIZE + MSG_PARAM_SIZE * numParams;
+}
+
+/** num_params from a header, without reading the rest. */
+export function headerNumParams(header: Uint8Array): number {
+  return new DataView(header.buffer, header.byteOffset, header.byteLength).getUint32(28, true);
+}
+
+export function decodeMsg(bytes: Uint8Array): MsgArg {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = dv.getUint32(28, true);
+  const params: MsgParam[] = [];
+  for (let i = 0; i < n; i++) {
+    const o = MSG_HEADER_SIZE + MSG_PARAM_SIZE * i;
+    params.push({ attr: dv.getBigUint64(o, true), a: dv.getBigUint64(o + 8, true), b: dv.getBigUint64(o + 16, true), c: dv.getBigUint64(o + 24, true) });
+  }
+  return {
+    cmd: dv.getUint32(0, true),
+    func: dv.getUint32(4, true),
+    session: dv.getUint32(8, true),
+    cancelId: dv.getUint32(12, true),
+    ret: dv.getUint32(20, true),
+    retOrigin: dv.getUint32(24, true),
+    params,
+  };
+}
+
+export function encodeMsg(m: MsgArg): Uint8Array {
+  const bytes = new Uint8Array(msgSize(m.params.length));
+  const dv = new DataView(bytes.buffer);
+  dv.setUint32(0, m.cmd >>> 0, true);
+  dv.setUint32(4, m.func >>> 0, true);
+  dv.setUint32(8, m.session >>> 0, true);
+  dv.setUint32(12, m.cancelId >>> 0, true);
+  dv.setUint32(20, m.ret >>> 0, true);
+  dv.setUint32(24, m.retOrigin >>> 0, true);
+  dv.setUint32(28, m.params.length, true);
+  m.params.forEach((p, i) => {
+    const o = MSG_HEADER_SIZE + MSG_PARAM_SIZE * i;
+    dv.setBigUint64(o, BigInt.asUintN(64, p.attr), true);
+    dv.setBigUint64(o + 8, BigInt.asUintN(64, p.a), true);
+    dv.setBigUint64(o + 16, BigInt.asUintN(64, p.b), true);
+    dv.setBigUint64(o + 24, BigInt.asUintN(64, p.c), true);
+  });
+  return bytes;
+}
+
+/**
+ * OPEN_SESSION's META parameters carry a UUID as raw octets in the value union (Linux export_uuid into
+ * params[0].u.octets; optee_os tee_uuid_from_octets): the UUID's 16 bytes in string order, so value.a read
+ * as a little-endian u64 holds bytes 0-7.
+ */
+export function uuidFromValues(a: bigint, b: bigint): string {
+  const bytes: number[] = [];
+  for (const v of [a, b]) for (let i = 0n; i < 8n; i++) bytes.push(Number((BigInt.asUintN(64, v) >> (8n * i)) & 0xffn));
+  const hex = bytes.map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+export function uuidToValues(uuid: string): [bigint, bigint] {
+  const hex = uuid.replace(/-/g, "");
+  const le = (h: string) => {
+    let v = 0n;
+    for (let i = 7; i >= 0; i--) v = (v << 8n) | BigInt(parseInt(h.slice(2 * i, 2 * i + 2), 16));
+    return v;
+  };
+  return [le(hex.slice(0, 16)), le(hex.slice(16))];
+}

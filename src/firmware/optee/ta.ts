@@ -1,0 +1,47 @@
+/**
+ * Trusted applications of the OP-TEE model, written in TypeScript. A TA sees GlobalPlatform-style
+ * parameters (the OS has already copied memref contents out of normal-world memory) and may ask the
+ * normal world for services over RPC: invocations are generators, so a TA suspends at `yield` while its
+ * thread waits for the normal world, and the OS resumes it with the answer.
+ */
+export type TaParamType = "none" | "value-in" | "value-out" | "value-inout" | "memref-in" | "memref-out" | "memref-inout";
+
+export interface TaParam {
+  readonly type: TaParamType;
+  /** Values: a and b (32-bit each, as TEE_Param.value). */
+  a: number;
+  b: number;
+  /** Memrefs: the contents (a copy for input), and the size the TA reports back for output. */
+  buffer: Uint8Array;
+  size: number;
+}
+
+/** What a TA may ask the normal world for (OPTEE_RPC_CMD_*). */
+export type RpcRequest = { readonly kind: "get-time" } | { readonly kind: "preempt" };
+export type RpcReply = { readonly kind: "time"; readonly seconds: number; readonly nanos: number } | { readonly kind: "resumed" } | { readonly kind: "failed"; readonly result: number };
+
+export interface TaClient {
+  /** The normal-world guest (client ID) calling. */
+  readonly guest: number;
+  /** GlobalPlatform login method (0 public, 1 user, ..., 0x80000000 REE kernel). */
+  readonly login: number;
+}
+
+export interface TaEnv {
+  readonly client: TaClient;
+  /** Entropy from the secure world's source; false when it has none now. */
+  random(out: Uint8Array): boolean;
+  /** The content key provisioned for the calling guest, if any. */
+  contentKey(): Uint8Array | null;
+}
+
+export type TaResult = { readonly result: number; readonly origin?: number };
+
+export interface TrustedApp<S = unknown> {
+  readonly uuid: string;
+  readonly name: string;
+  /** Opens a session; returns its state, or a TEE error. */
+  open(params: TaParam[], env: TaEnv): { result: number; state?: S };
+  invoke(state: S, cmd: number, params: TaParam[], env: TaEnv): Generator<RpcRequest, TaResult, RpcReply>;
+  close(state: S): void;
+}

@@ -1,0 +1,54 @@
+/**
+ * The TEE mediator framework (R4, R5, R11; the Xen TEE-mediator patch of seed 002, with its review
+ * applied). A mediator sits between VMs and one trusted OS: it probes the secure world once (a boolean, and
+ * silence when there is no TEE: that is a valid platform), claims its owner ranges for the VMs it is
+ * enabled for (SMC and HVC alike), and has an explicit lifecycle per VM: enabling is a toolstack
+ * operation that returns an error the user sees, destroying frees everything the mediator and the TEE
+ * hold for the VM. Several mediators can be active on different owner ranges.
+ */
+import type { ServiceClaim } from "../policy/compile.js";
+import type { VmConfig } from "../policy/load.js";
+import type { CallTarget, GuestMemory } from "../router/ports.js";
+
+/** Pages of the hypervisor's own memory (shadow buffers a VM cannot touch), by platform physical address. */
+export interface PageHeap {
+  alloc(): bigint | null;
+  free(pa: bigint): void;
+  read(pa: bigint, length: number): Uint8Array | null;
+  write(pa: bigint, data: Uint8Array): boolean;
+  readonly inUse: number;
+}
+
+/** What the hypervisor gives a mediator. */
+export interface MediatorHost {
+  /**
+   * An SMC from the hypervisor to the secure world (R9), x0..x7 in and x0..x7 out, traced with its origin.
+   * `vm` names the VM it is made for.
+   */
+  secureCall(origin: string, vm: string | null, regs: readonly number[]): number[] | Promise<number[]>;
+  /** A VM's RAM by IPA. */
+  memory(vm: string): GuestMemory | undefined;
+  /** A VM's IPA range as platform physical address, or null unless it is all the VM's own RAM. */
+  ipaToPa(vm: string, ipa: bigint, length: bigint): bigint | null;
+  readonly heap: PageHeap;
+  /** Reports what a hostile or broken guest did, rate-limited by the hypervisor. */
+  log(vm: string, key: string, line: string): void;
+}
+
+export type EnableResult = { readonly ok: true } | { readonly ok: false; readonly message: string };
+
+export interface Mediator extends CallTarget {
+  readonly name: string;
+  /** The function IDs it serves for a VM it is enabled for. */
+  claims(vm: VmConfig): readonly ServiceClaim[];
+  /** Whether its TEE is in the secure world. Called once, before any VM is enabled. */
+  probe(): boolean | Promise<boolean>;
+  /** Toolstack: make the TEE available to a VM (for OP-TEE, VM_CREATED). */
+  enable(vm: VmConfig): EnableResult | Promise<EnableResult>;
+  /** Toolstack: the VM is gone; free everything held for it, here and in the TEE. */
+  destroy(vm: string): void | Promise<void>;
+  /** What is held for a VM (sessions, threads, registrations, pages...): teardown must leave zeros. */
+  counters(vm: string): Readonly<Record<string, number>>;
+}
+
+export type MediatorFactory = (host: MediatorHost) => Mediator;
