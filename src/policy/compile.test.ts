@@ -14,7 +14,7 @@ const CLAIMS: ServiceClaim[] = [
 ];
 
 function vmOf(grantsYaml: string): VmConfig {
-  const r = parseConfigText(`vms:\n  vm0:\n    grants:\n${grantsYaml}`);
+  const r = parseConfigText(`delegates:\n  board: { module: ./board.ts }\nvms:\n  vm0:\n    grants:\n${grantsYaml}`);
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.value.vms[0]!;
 }
@@ -100,7 +100,7 @@ const ruleArb = fc.record({
 
 function configFor(rules: readonly { sel: object; action: string; args: [number, number] | undefined; low32?: boolean }[]): VmConfig {
   const grants = rules.map((r) => ({ ...r.sel, action: r.action, ...(r.args ? { args: { [r.low32 ? "w1" : "x1"]: [`${Math.min(...r.args)}-${Math.max(...r.args)}`] } } : {}) }));
-  const r = parseConfigText(JSON.stringify({ vms: { vm0: { grants } } }), "json");
+  const r = parseConfigText(JSON.stringify({ delegates: { h: { module: "./h.ts" } }, vms: { vm0: { grants } } }), "json");
   if (!r.ok) throw new Error(JSON.stringify(r.errors));
   return r.value.vms[0]!;
 }

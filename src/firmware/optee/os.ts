@@ -31,8 +31,8 @@ import {
   RPC_CMD,
   SEC_CAP,
   TEEC,
-} from "./abi.js";
-import { decodeMsg, encodeMsg, headerNumParams, msgSize, uuidFromValues, type MsgArg, type MsgParam } from "./msg.js";
+} from "../../smccc/optee/abi.js";
+import { decodeMsg, encodeMsg, headerNumParams, msgSize, uuidFromValues, type MsgArg, type MsgParam } from "../../smccc/optee/msg.js";
 import type { RpcReply, RpcRequest, TaEnv, TaParam, TaParamType, TaResult, TrustedApp } from "./ta.js";
 
 /** Normal-world memory by physical address (VM RAM or the hypervisor's own pages), never secure memory. */
@@ -279,24 +279,22 @@ export class OpteeOs implements CallTarget {
       const outcome = this.start(g, t, msg);
       if (outcome !== null) return this.finish(g, t, outcome, res);
     }
-    let r = reply === null ? t.gen!.next() : t.gen!.next(reply);
-    for (;;) {
-      if (r.done) return this.finish(g, t, r.value, res);
-      const req = r.value;
-      if (req.kind === "preempt") {
-        t.step = { kind: "preempt" };
-        return this.rpc(res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0, t.id);
-      }
-      // A command for the normal world needs an RPC argument buffer: a cached one, or a new allocation.
-      const cached = g.rpcCache.entries().next();
-      if (!cached.done) {
-        const [cookie, pa] = cached.value;
-        g.rpcCache.delete(cookie);
-        return this.sendCommand(t, cookie, pa, req, res);
-      }
-      t.step = { kind: "alloc-rpc-arg", then: req };
-      return this.rpc(res, OPTEE_RPC_FUNC.ALLOC, RPC_ARG_SIZE, 0, t.id);
+    const r = reply === null ? t.gen!.next() : t.gen!.next(reply);
+    if (r.done) return this.finish(g, t, r.value, res);
+    const req = r.value;
+    if (req.kind === "preempt") {
+      t.step = { kind: "preempt" };
+      return this.rpc(res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0, t.id);
     }
+    // A command for the normal world needs an RPC argument buffer: a cached one, or a new allocation.
+    const cached = g.rpcCache.entries().next();
+    if (!cached.done) {
+      const [cookie, pa] = cached.value;
+      g.rpcCache.delete(cookie);
+      return this.sendCommand(t, cookie, pa, req, res);
+    }
+    t.step = { kind: "alloc-rpc-arg", then: req };
+    return this.rpc(res, OPTEE_RPC_FUNC.ALLOC, RPC_ARG_SIZE, 0, t.id);
   }
 
   /** Starts the work of a message; returns its result now if it needs no TA invocation. */

@@ -12,8 +12,8 @@ import type { ServiceClaim } from "../../policy/compile.js";
 import type { VmConfig } from "../../policy/load.js";
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin } from "../../router/ports.js";
-import { ATTR, ATTR_META, ATTR_NONCONTIG, ATTR_TYPE_MASK, isRpc, MAX_PARAMS, MSG_CMD, OPTEE_MSG_UID, OPTEE_RET, OPTEE_RPC_FUNC, OPTEE_SMC, ORIGIN, PAGE_SIZE, SEC_CAP, TEEC } from "../../firmware/optee/abi.js";
-import { decodeMsg, encodeMsg, headerNumParams, msgSize, type MsgArg, type MsgParam } from "../../firmware/optee/msg.js";
+import { ATTR, ATTR_META, ATTR_NONCONTIG, ATTR_TYPE_MASK, isRpc, MAX_PARAMS, MSG_CMD, OPTEE_MSG_UID, OPTEE_RET, OPTEE_RPC_FUNC, OPTEE_SMC, ORIGIN, PAGE_SIZE, SEC_CAP, TEEC } from "../../smccc/optee/abi.js";
+import { decodeMsg, encodeMsg, headerNumParams, msgSize, type MsgArg, type MsgParam } from "../../smccc/optee/msg.js";
 import type { EnableResult, Mediator, MediatorHost } from "../mediator.js";
 import { translatePageList } from "./page-list.js";
 

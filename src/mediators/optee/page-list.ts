@@ -5,7 +5,7 @@
  * and translated, and a new list of platform addresses is built in the hypervisor's own pages, which is
  * what OP-TEE reads. A list that loops, or names memory the VM does not own, is refused.
  */
-import { PAGE_SIZE, PAGELIST_ENTRIES, TEEC } from "../../firmware/optee/abi.js";
+import { PAGE_SIZE, PAGELIST_ENTRIES, TEEC } from "../../smccc/optee/abi.js";
 import type { MediatorHost } from "../mediator.js";
 
 export type PageListResult =

@@ -5,7 +5,7 @@
  * four zero bytes, and the block counter starts at 0. Long buffers are processed in 16 KiB pieces with a
  * chance for the normal world to take its interrupts between them, as a real TA would be preempted.
  */
-import { TEEC } from "../abi.js";
+import { TEEC } from "../../../smccc/optee/abi.js";
 import { chacha20 } from "../chacha20.js";
 import type { TrustedApp } from "../ta.js";
 

@@ -4,7 +4,7 @@
  * driver on the TEE bus (here the RNG TA, which Linux's optee-rng binds to); PTA_CMD_GET_DEVICES_SUPP
  * those that need tee-supplicant first (none). A buffer too small gets SHORT_BUFFER with the size needed.
  */
-import { TEEC } from "../abi.js";
+import { TEEC } from "../../../smccc/optee/abi.js";
 import { uuidBytes } from "../../../smccc/uuid.js";
 import type { TrustedApp } from "../ta.js";
 
@@ -17,7 +17,6 @@ export function deviceEnumPta(devices: readonly string[]): TrustedApp<null> {
     uuid: DEVICE_ENUM_PTA_UUID,
     name: "device.pta",
     open: () => ({ result: TEEC.SUCCESS, state: null }),
-    // eslint-disable-next-line require-yield
     *invoke(_state, cmd, params) {
       const list = cmd === PTA_CMD_GET_DEVICES ? devices : cmd === PTA_CMD_GET_DEVICES_SUPP ? [] : null;
       if (list === null) return { result: TEEC.ERROR_NOT_SUPPORTED };

@@ -4,7 +4,7 @@
  * subtracts one. Each invoke also asks the normal world for the time over RPC, as a real TA calling
  * TEE_GetREETime would, so every invoke exercises the RPC path.
  */
-import { TEEC } from "../abi.js";
+import { TEEC } from "../../../smccc/optee/abi.js";
 import type { TrustedApp } from "../ta.js";
 
 export const HELLO_WORLD_UUID = "8aaaf200-2450-11e4-abe2-0002a5d5c51b";

@@ -4,7 +4,7 @@
  * world's entropy source; TA_CMD_GET_RNG_INFO returns the rate in value a (bytes per second) and the
  * quality in value b (per 1024 bits).
  */
-import { TEEC } from "../abi.js";
+import { TEEC } from "../../../smccc/optee/abi.js";
 import type { TrustedApp } from "../ta.js";
 
 export const RNG_TA_UUID = "ab7a617c-b8e7-4d8f-8301-d09b61036b64";
@@ -16,7 +16,6 @@ export const rngTa: TrustedApp<null> = {
   uuid: RNG_TA_UUID,
   name: "rng",
   open: () => ({ result: TEEC.SUCCESS, state: null }),
-  // eslint-disable-next-line require-yield
   *invoke(_state, cmd, params, env) {
     const p = params[0];
     if (cmd === TA_CMD_GET_ENTROPY) {
