@@ -1,0 +1,260 @@
+/*
+ * The bare-metal conformance guest: it runs a script of SMC/HVC calls from real EL1 code, one line per
+ * call on the PL011 console, so the conformance cases of test/conformance run under QEMU exactly as they
+ * run in-process. The script follows the image at offset 1 MiB (src/machine/qemu/baremetal.ts):
+ *
+ *   header: "SMCVSCRP" magic, step count, flags
+ *   step:   vcpu, conduit (0 hvc, 1 smc), flags (1 halts, 2 waits after a halt), group size, x0..x17
+ *
+ * Steps run in order across vCPUs; a race group of k steps is issued by k vCPUs at the same moment.
+ * Output lines:
+ *   SMCV-ENTRY <cpu> <x0>          a vCPU started at secondary_entry
+ *   SMCV-STEP <i> <x0> .. <x17>    a call returned
+ *   SMCV-HALT <i>                  a call that does not return is about to be made
+ *   SMCV-LOOP <n> <ticks>          loop mode: n calls took <ticks> counter ticks
+ *   SMCV-AFTER-SMC <n>             the instruction after an SMC ran n times in all
+ *   SMCV-DONE                      the script is finished
+ */
+typedef unsigned long u64;
+typedef unsigned int u32;
+
+#define UART 0x09000000ul
+#define MAX_CPUS 8
+
+struct header {
+	u64 magic;
+	u64 steps;
+	u64 flags;
+	u64 loop_count; /* loop mode: issue step 0 this many times and report the time */
+};
+
+struct step {
+	u32 vcpu;
+	u32 conduit;
+	u32 flags;
+	u32 group;
+	u64 x[18];
+};
+
+#define STEP_HALTS 1u
+#define STEP_AFTER_HALT 2u
+
+extern char __script[];
+extern void call(u64 *regs, u64 conduit);
+
+u64 after_smc;
+static volatile u64 next_step;
+static volatile u64 ready[MAX_CPUS];
+static volatile u64 done[MAX_CPUS];
+static volatile u32 uart_lock;
+static u64 results[MAX_CPUS][18];
+
+static void lock(void)
+{
+	u32 tmp, one = 1;
+	__asm__ volatile("1: ldaxr %w0, [%1]\n cbnz %w0, 1b\n stxr %w0, %w2, [%1]\n cbnz %w0, 1b"
+			 : "=&r"(tmp) : "r"(&uart_lock), "r"(one) : "memory");
+}
+
+static void unlock(void)
+{
+	__asm__ volatile("stlr wzr, [%0]" : : "r"(&uart_lock) : "memory");
+}
+
+static void putc_(char c)
+{
+	volatile u32 *uart = (volatile u32 *)UART;
+	while (uart[0x18 / 4] & (1u << 5))
+		;
+	uart[0] = (u32)c;
+}
+
+static void puts_(const char *s)
+{
+	while (*s)
+		putc_(*s++);
+}
+
+static void puthex(u64 v)
+{
+	putc_(' ');
+	putc_('0');
+	putc_('x');
+	int started = 0;
+	for (int i = 60; i >= 0; i -= 4) {
+		u32 d = (v >> i) & 0xf;
+		if (d || started || i == 0) {
+			putc_((char)(d < 10 ? '0' + d : 'a' + d - 10));
+			started = 1;
+		}
+	}
+}
+
+static void putdec(u64 v)
+{
+	char buf[24];
+	int n = 0;
+	do {
+		buf[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	putc_(' ');
+	while (n)
+		putc_(buf[--n]);
+}
+
+static u64 counter(void)
+{
+	u64 v;
+	__asm__ volatile("isb; mrs %0, cntvct_el0" : "=r"(v));
+	return v;
+}
+
+static u64 counter_freq(void)
+{
+	u64 v;
+	__asm__ volatile("mrs %0, cntfrq_el0" : "=r"(v));
+	return v;
+}
+
+static void barrier(void)
+{
+	__asm__ volatile("dmb sy" : : : "memory");
+}
+
+static void print_step(u64 i, const u64 *x)
+{
+	lock();
+	puts_("SMCV-STEP");
+	putdec(i);
+	for (int r = 0; r < 18; r++)
+		puthex(x[r]);
+	putc_('\n');
+	unlock();
+}
+
+static void finish(void)
+{
+	lock();
+	puts_("SMCV-AFTER-SMC");
+	putdec(after_smc);
+	puts_("\nSMCV-DONE\n");
+	unlock();
+}
+
+static void run_loop(const struct header *h, const struct step *s)
+{
+	u64 regs[18];
+	u64 start = counter();
+	for (u64 n = 0; n < h->loop_count; n++) {
+		for (int r = 0; r < 18; r++)
+			regs[r] = s->x[r];
+		call(regs, s->conduit);
+	}
+	u64 ticks = counter() - start;
+	lock();
+	puts_("SMCV-LOOP");
+	putdec(h->loop_count);
+	putdec(ticks);
+	putdec(counter_freq());
+	puthex(regs[0]);
+	putc_('\n');
+	unlock();
+	finish();
+}
+
+static void run_script(u64 cpu)
+{
+	const struct header *h = (const struct header *)__script;
+	const struct step *steps = (const struct step *)(h + 1);
+	u64 regs[18];
+	for (;;) {
+		barrier();
+		u64 i = next_step;
+		if (i >= h->steps)
+			break;
+		const struct step *s = &steps[i];
+		u32 k = s->group ? s->group : 1;
+		u32 member = k;
+		for (u32 j = 0; j < k; j++)
+			if (steps[i + j].vcpu == cpu)
+				member = j;
+		if (member == k)
+			continue;
+		s = &steps[i + member];
+		if (s->flags & STEP_AFTER_HALT) {
+			/* Give the halting call of the previous step time to reach the hypervisor. */
+			u64 until = counter() + counter_freq() / 50;
+			while (counter() < until)
+				;
+		}
+		if (k > 1) {
+			/* A race: every member arrives, then all issue their calls at once. */
+			ready[member] = i + 1;
+			barrier();
+			for (u32 j = 0; j < k; j++)
+				while (ready[j] != i + 1)
+					barrier();
+		}
+		for (int r = 0; r < 18; r++)
+			regs[r] = s->x[r];
+		if (s->flags & STEP_HALTS) {
+			lock();
+			puts_("SMCV-HALT");
+			putdec(i + member);
+			putc_('\n');
+			unlock();
+			barrier();
+			next_step = i + k;
+			barrier();
+			call(regs, s->conduit);
+			return; /* not reached when the call halts, as it must */
+		}
+		call(regs, s->conduit);
+		if (k == 1) {
+			print_step(i, regs);
+			barrier();
+			next_step = i + 1;
+			continue;
+		}
+		for (int r = 0; r < 18; r++)
+			results[member][r] = regs[r];
+		barrier();
+		done[member] = i + 1;
+		barrier();
+		if (member != 0) {
+			while (next_step == i)
+				barrier();
+			continue;
+		}
+		for (u32 j = 0; j < k; j++)
+			while (done[j] != i + 1)
+				barrier();
+		for (u32 j = 0; j < k; j++)
+			print_step(i + j, results[j]);
+		barrier();
+		next_step = i + k;
+	}
+	if (cpu == 0)
+		finish();
+}
+
+void guest_main(u64 cpu, u64 secondary, u64 x0)
+{
+	const struct header *h = (const struct header *)__script;
+	if (secondary) {
+		lock();
+		puts_("SMCV-ENTRY");
+		putdec(cpu);
+		puthex(x0);
+		putc_('\n');
+		unlock();
+	} else if (h->magic != 0x5052435356434d53ul) { /* "SMCVSCRP" */
+		puts_("SMCV-ERROR no script\n");
+		return;
+	} else if (h->loop_count) {
+		run_loop(h, (const struct step *)(h + 1));
+		return;
+	}
+	run_script(cpu);
+}

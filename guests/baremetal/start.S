@@ -1,0 +1,88 @@
+/*
+ * The bare-metal conformance guest's entry points, loaded like a Linux Image (x0 = device tree, unused).
+ * The boot vCPU enters at offset 0, vCPUs started by PSCI CPU_ON at offset 0x40 with x0 = context.
+ * Runs at EL1 with the MMU off; one stack per vCPU indexed by MPIDR.Aff0.
+ */
+#define STACK_SIZE 0x4000
+#define MAX_CPUS 8
+
+	.section .text.boot, "ax"
+	.global _start
+_start:
+	mov	x20, #0			/* boot vCPU */
+	mov	x21, x0
+	b	common
+
+	.org 0x40
+	.global secondary_entry
+secondary_entry:
+	mov	x20, #1
+	mov	x21, x0			/* PSCI context */
+common:
+	mrs	x19, mpidr_el1
+	and	x19, x19, #0xff
+	cmp	x19, #MAX_CPUS
+	b.hs	hang
+	ldr	x1, =stacks
+	mov	x2, #STACK_SIZE
+	madd	x1, x19, x2, x1
+	add	x1, x1, x2
+	mov	sp, x1
+	/* Clear BSS once, on the boot vCPU (an image reloaded at reset gets it cleared again). */
+	cbnz	x20, 2f
+	ldr	x1, =__bss_start
+	ldr	x2, =__bss_end
+1:	cmp	x1, x2
+	b.hs	2f
+	str	xzr, [x1], #8
+	b	1b
+2:	mov	x0, x19
+	mov	x1, x20
+	mov	x2, x21
+	bl	guest_main
+hang:
+	wfe
+	b	hang
+
+/* call(regs, conduit): x0..x17 from regs[], hvc #0 (conduit 0) or smc #0 (1), results stored back. */
+	.global call
+call:
+	stp	x29, x30, [sp, #-32]!
+	str	x0, [sp, #16]
+	mov	x18, x0
+	mov	x30, x1
+	ldp	x0, x1, [x18, #0]
+	ldp	x2, x3, [x18, #16]
+	ldp	x4, x5, [x18, #32]
+	ldp	x6, x7, [x18, #48]
+	ldp	x8, x9, [x18, #64]
+	ldp	x10, x11, [x18, #80]
+	ldp	x12, x13, [x18, #96]
+	ldp	x14, x15, [x18, #112]
+	ldp	x16, x17, [x18, #128]
+	cbnz	x30, 3f
+	hvc	#0
+	b	4f
+3:	smc	#0
+	/* The instruction after the SMC: it must run exactly once (R10). */
+	ldr	x18, =after_smc
+	ldr	x30, [x18]
+	add	x30, x30, #1
+	str	x30, [x18]
+4:	ldr	x18, [sp, #16]
+	stp	x0, x1, [x18, #0]
+	stp	x2, x3, [x18, #16]
+	stp	x4, x5, [x18, #32]
+	stp	x6, x7, [x18, #48]
+	stp	x8, x9, [x18, #64]
+	stp	x10, x11, [x18, #80]
+	stp	x12, x13, [x18, #96]
+	stp	x14, x15, [x18, #112]
+	stp	x16, x17, [x18, #128]
+	ldp	x29, x30, [sp], #32
+	ret
+
+	.section .bss
+	.balign 16
+stacks:
+	.space STACK_SIZE * MAX_CPUS

@@ -1,0 +1,107 @@
+/**
+ * Scripts for the bare-metal conformance guest (guests/baremetal): a list of calls, each with the vCPU
+ * that makes it, packed behind the guest's binary so QEMU loads both as one kernel image.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { REPO_ROOT } from "./paths.js";
+
+/** Where the guest is linked and where its script starts (guests/baremetal/guest.ld). */
+export const GUEST_LOAD = 0x4020_0000n;
+export const SCRIPT_OFFSET = 0x10_0000;
+/** PSCI CPU_ON's entry for vCPUs the script starts (guests/baremetal/start.S). */
+export const GUEST_SECONDARY_ENTRY = GUEST_LOAD + 0x40n;
+
+const MAGIC = 0x5052_4353_5643_4d53n; // "SMCVSCRP"
+const STEP_SIZE = 16 + 18 * 8;
+
+export const STEP_HALTS = 1;
+export const STEP_AFTER_HALT = 2;
+
+export interface ScriptStep {
+  readonly vcpu: number;
+  readonly conduit: "hvc" | "smc";
+  /** x0..x17 (missing ones are 0). */
+  readonly regs: readonly bigint[];
+  readonly halts?: boolean;
+  /** Number of steps (this one first) issued at the same moment by different vCPUs. */
+  readonly group?: number;
+}
+
+export function guestBinaryPath(): string {
+  return process.env.SMCVISOR_BAREMETAL ?? join(REPO_ROOT, "build", "baremetal", "guest.bin");
+}
+
+/** The script in the guest's format (guests/baremetal/guest.c). `loop` > 0: repeat step 0 that many times. */
+export function encodeScript(steps: readonly ScriptStep[], loop = 0): Uint8Array {
+  const out = new Uint8Array(32 + steps.length * STEP_SIZE);
+  const v = new DataView(out.buffer);
+  v.setBigUint64(0, MAGIC, true);
+  v.setBigUint64(8, BigInt(steps.length), true);
+  v.setBigUint64(24, BigInt(loop), true);
+  steps.forEach((s, i) => {
+    const o = 32 + i * STEP_SIZE;
+    const prevHalts = i > 0 && steps[i - 1]!.halts === true;
+    v.setUint32(o, s.vcpu, true);
+    v.setUint32(o + 4, s.conduit === "smc" ? 1 : 0, true);
+    v.setUint32(o + 8, (s.halts ? STEP_HALTS : 0) | (prevHalts ? STEP_AFTER_HALT : 0), true);
+    v.setUint32(o + 12, s.group ?? 0, true);
+    for (let r = 0; r < 18; r++) v.setBigUint64(o + 16 + 8 * r, BigInt.asUintN(64, s.regs[r] ?? 0n), true);
+  });
+  return out;
+}
+
+/** Writes guest binary + script as one image file. */
+export function writeScriptImage(path: string, steps: readonly ScriptStep[], loop = 0): void {
+  const bin = readFileSync(guestBinaryPath());
+  if (bin.length > SCRIPT_OFFSET) throw new Error(`the bare-metal guest is larger than ${SCRIPT_OFFSET} bytes`);
+  const script = encodeScript(steps, loop);
+  const image = new Uint8Array(SCRIPT_OFFSET + script.length);
+  image.set(bin);
+  image.set(script, SCRIPT_OFFSET);
+  writeFileSync(path, image);
+}
+
+export interface GuestReport {
+  readonly steps: Map<number, bigint[]>;
+  readonly halts: Set<number>;
+  readonly entries: { cpu: number; x0: bigint }[];
+  readonly loop: { calls: number; ticks: number; freq: number; x0: bigint } | null;
+  afterSmc: number | null;
+  done: boolean;
+  readonly errors: string[];
+}
+
+export function emptyReport(): GuestReport {
+  return { steps: new Map(), halts: new Set(), entries: [], loop: null, afterSmc: null, done: false, errors: [] };
+}
+
+/** Parses one console line of the guest into `r`; returns whether it was one of the guest's lines. */
+export function parseGuestLine(line: string, r: GuestReport): boolean {
+  const f = line.trim().split(/\s+/);
+  switch (f[0]) {
+    case "SMCV-STEP":
+      r.steps.set(Number(f[1]), f.slice(2, 20).map((x) => BigInt(x)));
+      return true;
+    case "SMCV-HALT":
+      r.halts.add(Number(f[1]));
+      return true;
+    case "SMCV-ENTRY":
+      r.entries.push({ cpu: Number(f[1]), x0: BigInt(f[2]!) });
+      return true;
+    case "SMCV-LOOP":
+      (r as { loop: GuestReport["loop"] }).loop = { calls: Number(f[1]), ticks: Number(f[2]), freq: Number(f[3]), x0: BigInt(f[4]!) };
+      return true;
+    case "SMCV-AFTER-SMC":
+      r.afterSmc = Number(f[1]);
+      return true;
+    case "SMCV-DONE":
+      r.done = true;
+      return true;
+    case "SMCV-ERROR":
+      r.errors.push(f.slice(1).join(" "));
+      return true;
+    default:
+      return false;
+  }
+}

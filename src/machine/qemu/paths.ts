@@ -1,0 +1,30 @@
+/** Where the QEMU backend finds its parts: the QEMU binary and the shim that scripts/setup builds. */
+import { execFileSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+
+export function shimPath(): string {
+  return process.env.SMCVISOR_SHIM ?? join(REPO_ROOT, "build", "shim", "shim.elf");
+}
+
+export function findQemu(): string {
+  const q = process.env.SMCVISOR_QEMU ?? "qemu-system-aarch64";
+  try {
+    execFileSync(q, ["--version"], { stdio: "ignore" });
+  } catch {
+    throw new Error(`${q} not found: run \`node scripts/setup.mjs\` (Debian package qemu-system-arm)`);
+  }
+  return q;
+}
+
+/** Whether this machine can run QEMU guests (tests skip with this reason otherwise). */
+export function qemuUnavailable(): string | null {
+  try {
+    findQemu();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return null;
+}
