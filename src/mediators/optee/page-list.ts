@@ -20,9 +20,9 @@ export function translatePageList(host: MediatorHost, vm: string, bufPtr: bigint
   const mem = host.memory(vm);
   if (!mem) return { ok: false, result: TEEC.ERROR_BAD_PARAMETERS, why: "no memory" };
   const listPages: bigint[] = [];
-  const fail = (why: string): PageListResult => {
+  const fail = (why: string, result: number = TEEC.ERROR_BAD_PARAMETERS): PageListResult => {
     for (const p of listPages) host.heap.free(p);
-    return { ok: false, result: TEEC.ERROR_BAD_PARAMETERS, why };
+    return { ok: false, result, why };
   };
   const seen = new Set<bigint>();
   let guestList = bufPtr & ~0xfffn;
@@ -30,13 +30,17 @@ export function translatePageList(host: MediatorHost, vm: string, bufPtr: bigint
   let previous: Uint8Array | null = null;
   let previousPa = 0n;
   while (done < count) {
+    // List pages are whole pages (Linux allocates them page-aligned); an offset would let a list alias
+    // itself at a different address and dodge the loop check.
+    if ((guestList & 0xfffn) !== 0n) return fail(`list page 0x${guestList.toString(16)} is not page-aligned`);
     if (seen.has(guestList)) return fail(`the list loops back to 0x${guestList.toString(16)}`);
     seen.add(guestList);
     const raw = mem.read(guestList, PAGE_SIZE);
     if (raw === null) return fail(`list page 0x${guestList.toString(16)} is outside the VM's RAM`);
     const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     const page = host.heap.alloc();
-    if (page === null) return fail("the hypervisor is out of pages for page lists");
+    // The hypervisor's shortage, not the guest's mistake: the guest may retry later.
+    if (page === null) return fail("the hypervisor is out of pages for page lists", TEEC.ERROR_OUT_OF_MEMORY);
     listPages.push(page);
     const out = new Uint8Array(PAGE_SIZE);
     const odv = new DataView(out.buffer);
