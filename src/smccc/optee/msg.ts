@@ -35,9 +35,16 @@ export function headerNumParams(header: Uint8Array): number {
   return new DataView(header.buffer, header.byteOffset, header.byteLength).getUint32(28, true);
 }
 
-export function decodeMsg(bytes: Uint8Array): MsgArg {
+/**
+ * Decodes a message argument. `numParams` is the count the caller has already checked (it read the
+ * header once, then the rest): the header's num_params in `bytes` is then ignored, so a buffer the
+ * normal world rewrites between the two reads cannot change how many parameters are decoded (a double
+ * fetch). Without it, the header's count is used; a buffer too short for it is a RangeError.
+ */
+export function decodeMsg(bytes: Uint8Array, numParams?: number): MsgArg {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = dv.getUint32(28, true);
+  const n = numParams ?? dv.getUint32(28, true);
+  if (bytes.byteLength < msgSize(n)) throw new RangeError(`a message with ${n} parameters needs ${msgSize(n)} bytes; have ${bytes.byteLength}`);
   const params: MsgParam[] = [];
   for (let i = 0; i < n; i++) {
     const o = MSG_HEADER_SIZE + MSG_PARAM_SIZE * i;
