@@ -122,8 +122,13 @@ static void barrier(void)
 	__asm__ volatile("dmb sy" : : : "memory");
 }
 
-static void print_step(u64 i, const u64 *x)
+static volatile u64 entries, expected_entries;
+
+static void print_step(u64 i, const u64 *x, u64 fid)
 {
+	/* A successful CPU_ON (SMC32 or SMC64) will start a vCPU: finish() waits for its entry line. */
+	if ((fid & 0xbfffffffu) == 0x84000003u && x[0] == 0)
+		expected_entries++;
 	lock();
 	puts_("SMCV-STEP");
 	putdec(i);
@@ -135,6 +140,13 @@ static void print_step(u64 i, const u64 *x)
 
 static void finish(void)
 {
+	/* vCPUs the script started print their entry line first (for at most 5 s). */
+	u64 until = counter() + 5 * counter_freq();
+	while (counter() < until) {
+		barrier();
+		if (entries >= expected_entries)
+			break;
+	}
 	lock();
 	puts_("SMCV-AFTER-SMC");
 	putdec(after_smc);
@@ -212,7 +224,7 @@ static void run_script(u64 cpu)
 		}
 		call(regs, s->conduit);
 		if (k == 1) {
-			print_step(i, regs);
+			print_step(i, regs, s->x[0]);
 			barrier();
 			next_step = i + 1;
 			continue;
@@ -231,7 +243,7 @@ static void run_script(u64 cpu)
 			while (done[j] != i + 1)
 				barrier();
 		for (u32 j = 0; j < k; j++)
-			print_step(i + j, results[j]);
+			print_step(i + j, results[j], steps[i + j].x[0]);
 		barrier();
 		next_step = i + k;
 	}
@@ -244,6 +256,7 @@ void guest_main(u64 cpu, u64 secondary, u64 x0)
 	const struct header *h = (const struct header *)__script;
 	if (secondary) {
 		lock();
+		entries++;
 		puts_("SMCV-ENTRY");
 		putdec(cpu);
 		puthex(x0);

@@ -17,7 +17,8 @@ export function allCases(p: Params): Case[] {
   return [...psciCases(p), ...trngCases(p), ...pvtimeCases(p)];
 }
 
-export function conformanceSuite(backend: Backend, params: readonly Params[] = ALL_PARAMS): void {
+export function conformanceSuite(backend: Backend, params: readonly Params[] = ALL_PARAMS, opts: { concurrent?: boolean } = {}): void {
+  const test = opts.concurrent ? it.concurrent : it;
   for (const p of params) {
     describe(`${backend.name}: PSCI ${p.psci}, ${p.aarch32 ? "AArch32" : "AArch64"} caller, ${p.conduit.toUpperCase()}`, () => {
       for (const c of allCases(p)) {
@@ -27,7 +28,7 @@ export function conformanceSuite(backend: Backend, params: readonly Params[] = A
           it.skip(`${c.name} [skipped: ${backend.name} cannot do ${reason}]`, () => {});
           continue;
         }
-        it(c.name, async () => checkCase(c, await backend.run(c, p), p));
+        test(c.name, async () => checkCase(c, await backend.run(c, p), p), 60_000);
       }
     });
   }

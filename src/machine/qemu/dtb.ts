@@ -42,13 +42,27 @@ export function mergeDts(base: string, o: DtOverrides): string {
   return `${header}\n/memreserve/ ${hex(SHIM_BASE)} ${hex(SHIM_SIZE)};${base.slice(header.length)}${lines.join("\n")}`;
 }
 
-/** Dumps QEMU's device tree for `machineArgs` and writes the merged one to `out`. */
-export async function buildDtb(qemu: string, machineArgs: readonly string[], dir: string, out: string, o: DtOverrides): Promise<void> {
+/** QEMU's device tree per machine shape, as source: the same arguments always give the same tree. */
+const dumped = new Map<string, Promise<string>>();
+
+async function qemuDts(qemu: string, machineArgs: readonly string[], dir: string): Promise<string> {
   const base = `${dir}/qemu.dtb`;
   const args = machineArgs.map((a, i) => (machineArgs[i - 1] === "-M" ? `${a},dumpdtb=${base}` : a));
   await run(qemu, [...args, "-display", "none", "-nodefaults"], { cwd: dir });
   const { stdout } = await run("dtc", ["-q", "-I", "dtb", "-O", "dts", base]);
-  await writeFile(`${dir}/guest.dts`, mergeDts(stdout, o));
+  return stdout;
+}
+
+/** Dumps QEMU's device tree for `machineArgs` (once per shape) and writes the merged one to `out`. */
+export async function buildDtb(qemu: string, machineArgs: readonly string[], dir: string, out: string, o: DtOverrides): Promise<void> {
+  const key = [qemu, ...machineArgs].join(" ");
+  let dts = dumped.get(key);
+  if (!dts) {
+    dts = qemuDts(qemu, machineArgs, dir);
+    dumped.set(key, dts);
+    dts.catch(() => dumped.delete(key));
+  }
+  await writeFile(`${dir}/guest.dts`, mergeDts(await dts, o));
   await run("dtc", ["-q", "-I", "dts", "-O", "dtb", "-o", out, `${dir}/guest.dts`]);
   await readFile(out);
 }

@@ -21,6 +21,7 @@ export interface QemuMachineOptions extends HypervisorOptions {
   readonly fastTable?: readonly FastAnswer[];
   readonly extraArgs?: readonly string[];
   readonly gicVersion?: 2 | 3;
+  readonly onReset?: (vm: string) => void;
 }
 
 export class QemuMachine {
@@ -54,6 +55,7 @@ export class QemuMachine {
         ...(opts.fastTable ? { fastTable: opts.fastTable } : {}),
         ...(opts.extraArgs ? { extraArgs: opts.extraArgs } : {}),
         ...(opts.gicVersion ? { gicVersion: opts.gicVersion } : {}),
+        ...(opts.onReset ? { onReset: () => opts.onReset!(vm.name) } : {}),
       });
       vms.set(vm.name, q);
       return q.ports;

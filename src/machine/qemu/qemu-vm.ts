@@ -53,6 +53,8 @@ export interface QemuVmOptions {
   readonly console: (line: string) => void;
   /** Answers the shim gives itself without a round trip (the null-trap benchmark; counted in the trace). */
   readonly fastTable?: readonly FastAnswer[];
+  /** The guest asked for SYSTEM_RESET (QEMU resets and the guest boots again). */
+  readonly onReset?: () => void;
   /** Extra QEMU arguments (tests). */
   readonly extraArgs?: readonly string[];
 }
@@ -312,6 +314,8 @@ export class QemuVm implements PowerPort {
         return { type: RSP.SYSTEM_OFF };
       case "system-reset":
         for (const other of this.vcpus) other.pendingStart = null;
+        this.resets++;
+        queueMicrotask(() => this.opts.onReset?.());
         return { type: RSP.SYSTEM_RESET };
       case "suspend":
         return { type: RSP.RESUME_AT, entry: h.entry, regs: [h.context, 0n, 0n, 0n], flags: RESUME_WFI };
@@ -321,6 +325,8 @@ export class QemuVm implements PowerPort {
   }
 
   private poweredOff: string | null = null;
+  /** SYSTEM_RESETs so far. */
+  resets = 0;
 
   /** Sends queued replies up to and including the next one the shim answers (PHYS_SMC) or the last. */
   private flush(v: VcpuChannel): void {
