@@ -148,10 +148,9 @@ export class OpteeOs implements CallTarget {
   // --- fast calls -------------------------------------------------------------------------------------
 
   private fast(fid: number, client: number, call: SmcCall, res: SmcResult): void {
-    // With virtualization, only the hypervisor (client 0) and created guests may call (virtualization.c).
-    if (client !== 0 && !this.guests.has(client) && fid !== OPTEE_SMC.CALLS_UID && fid !== OPTEE_SMC.CALLS_REVISION && fid !== OPTEE_SMC.CALLS_COUNT) {
-      return res.ret(OPTEE_RET.ENOTAVAIL);
-    }
+    // With virtualization, only the hypervisor (client 0) and created guests may call, whatever the call
+    // (thread_optee_smc.c thread_handle_fast_smc: virt_set_guest fails → ENOTAVAIL).
+    if (client !== 0 && !this.guests.has(client)) return res.ret(OPTEE_RET.ENOTAVAIL);
     switch (fid) {
       case OPTEE_SMC.CALLS_COUNT:
         return res.ret(14);
@@ -193,6 +192,9 @@ export class OpteeOs implements CallTarget {
       case OPTEE_SMC.GET_THREAD_COUNT:
         res.ret(OPTEE_RET.OK);
         return res.set(1, this.threads.length);
+      case OPTEE_SMC.BOOT_SECONDARY:
+        // entry_fast.c without CFG_BOOT_SECONDARY_REQUEST: every core is started by PSCI.
+        return res.ret(OPTEE_RET.ENOTAVAIL);
     }
     res.ret(OPTEE_RET.UNKNOWN_FUNCTION);
   }
@@ -245,25 +247,28 @@ export class OpteeOs implements CallTarget {
     const g = this.guests.get(client);
     // Yielding calls need a created guest: the hypervisor itself (client 0) gets ENOTAVAIL too.
     if (!g) return res.ret(OPTEE_RET.ENOTAVAIL);
-    if (fid === OPTEE_SMC.CALL_WITH_ARG) return this.callWithArg(g, (BigInt(call.w(1)) << 32n) | BigInt(call.w(2)), res);
     if (fid === OPTEE_SMC.RETURN_FROM_RPC) return this.returnFromRpc(g, call, res);
-    if (fid === OPTEE_SMC.CALL_WITH_RPC_ARG || fid === OPTEE_SMC.CALL_WITH_REGD_ARG) return res.ret(OPTEE_RET.EBADCMD);
-    res.ret(OPTEE_RET.UNKNOWN_FUNCTION);
+    // Any other yielding call takes a thread first, then std_smc_entry refuses what is not CALL_WITH_ARG
+    // (thread_optee_smc.c): EBADCMD, CALL_WITH_RPC_ARG and CALL_WITH_REGD_ARG included (no RPC_ARG capability).
+    return this.callWithArg(g, fid, (BigInt(call.w(1)) << 32n) | BigInt(call.w(2)), res);
   }
 
-  private callWithArg(g: Guest, argPa: bigint, res: SmcResult): void {
+  private callWithArg(g: Guest, fid: number, argPa: bigint, res: SmcResult): void {
     const slot = this.threads.indexOf(null);
     if (slot < 0) {
       this.threadLimitHits++;
       return res.ret(OPTEE_RET.ETHREAD_LIMIT);
     }
+    if (fid !== OPTEE_SMC.CALL_WITH_ARG) return res.ret(OPTEE_RET.EBADCMD);
     const header = this.opts.memory.read(argPa, 32);
     if (header === null || (argPa & 7n) !== 0n) return res.ret(OPTEE_RET.EBADADDR);
     const n = headerNumParams(header);
     if (n > MAX_PARAMS) return res.ret(OPTEE_RET.EBADADDR);
     const bytes = this.opts.memory.read(argPa, msgSize(n));
     if (bytes === null) return res.ret(OPTEE_RET.EBADADDR);
-    const msg = decodeMsg(bytes);
+    const msg = decodeMsg(bytes, n);
+    // entry_std.c: a command it does not know is an SMC-level error; the message is left as it was.
+    if (!KNOWN_CMDS.has(msg.cmd)) return res.ret(OPTEE_RET.EBADCMD);
     const t: Thread = { id: slot, guest: g.id, argPa, msg, gen: null, taParams: [], session: null, step: null };
     this.threads[slot] = t;
     this.run(g, t, null, res);
@@ -343,7 +348,7 @@ export class OpteeOs implements CallTarget {
         return { result: TEEC.SUCCESS, origin: ORIGIN.TEE };
       }
     }
-    return { result: TEEC.ERROR_NOT_SUPPORTED, origin: ORIGIN.TEE };
+    return { result: TEEC.ERROR_NOT_SUPPORTED, origin: ORIGIN.TEE }; // unreachable: callWithArg refused it
   }
 
   private registerShm(g: Guest, msg: MsgArg): TaResult {
@@ -448,9 +453,11 @@ export class OpteeOs implements CallTarget {
         p.a = BigInt(tp.a >>> 0);
         p.b = BigInt(tp.b >>> 0);
       } else if (type === ATTR.RMEM_OUTPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_OUTPUT || type === ATTR.TMEM_INOUT) {
-        const ranges = this.memrefRanges(g, type, p);
+        // Only a TMEM with address 0 is the null memref; an RMEM's `a` is an offset, and 0 is the usual one.
+        const isNull = type >= ATTR.TMEM_INPUT && p.a === 0n;
+        const ranges = isNull ? null : this.memrefRanges(g, type, p);
         const n = Math.min(tp.size, tp.buffer.length);
-        if (ranges !== null && p.a !== 0n) {
+        if (ranges !== null) {
           let off = 0;
           for (const [pa, len] of ranges) {
             if (off >= n) break;
@@ -516,11 +523,12 @@ export class OpteeOs implements CallTarget {
       }
       case "cmd": {
         const bytes = this.opts.memory.read(step.pa, RPC_ARG_SIZE);
-        // Copy first, then check: the normal world may still be writing the buffer.
+        // Copy first, then check: the normal world may still be writing the buffer. Only the one parameter
+        // we sent is read back; num_params in the buffer is the normal world's to scribble on.
         const reply: RpcReply =
           bytes === null
             ? { kind: "failed", result: TEEC.ERROR_COMMUNICATION }
-            : ((m) => (m.ret === TEEC.SUCCESS && m.params[0] ? { kind: "time", seconds: Number(m.params[0].a & 0xffff_ffffn), nanos: Number(m.params[0].b & 0xffff_ffffn) } : { kind: "failed", result: m.ret }))(decodeMsg(bytes));
+            : ((m) => (m.ret === TEEC.SUCCESS && m.params[0] ? { kind: "time", seconds: Number(m.params[0].a & 0xffff_ffffn), nanos: Number(m.params[0].b & 0xffff_ffffn) } : { kind: "failed", result: m.ret }))(decodeMsg(bytes, 1));
         if (g.shmCacheEnabled) {
           g.rpcCache.set(step.cookie, step.pa);
           return this.run(g, t, reply, res);
@@ -534,6 +542,8 @@ export class OpteeOs implements CallTarget {
     }
   }
 }
+
+const KNOWN_CMDS = new Set<number>([MSG_CMD.OPEN_SESSION, MSG_CMD.INVOKE_COMMAND, MSG_CMD.CLOSE_SESSION, MSG_CMD.CANCEL, MSG_CMD.REGISTER_SHM, MSG_CMD.UNREGISTER_SHM]);
 
 const TYPE_NAMES: Readonly<Record<number, TaParamType>> = {
   [ATTR.NONE]: "none",
