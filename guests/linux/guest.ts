@@ -3,6 +3,7 @@
  * cached under the smcvisor cache directory and rebuilt only when an input changes.
  */
 import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -56,7 +57,14 @@ export function ensureLinuxGuest(opts: LinuxGuestOptions = {}): LinuxGuest {
     writeFileSync(`${initrd}.tmp`, data);
     renameSync(`${initrd}.tmp`, initrd);
   }
-  return { kernel: join(bootDir, vmlinuz), initrd, kernelVersion, modules };
+  // Debian's arm64 vmlinuz is a gzip-compressed Image; smcvisor loads the Image itself (no boot loader).
+  const image = join(dir, "Image");
+  if (!existsSync(image)) {
+    const raw = readFileSync(join(bootDir, vmlinuz));
+    writeFileSync(`${image}.tmp`, raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw);
+    renameSync(`${image}.tmp`, image);
+  }
+  return { kernel: image, initrd, kernelVersion, modules };
 }
 
 // `node bin/run-ts.mjs guests/linux/guest.ts` builds the default guest and prints where it is.

@@ -5,6 +5,7 @@ import { configCommand } from "./config-check.js";
 import { decodeCommand } from "./decode.js";
 import { demoCommand } from "./demo.js";
 import { explainCommand } from "./explain.js";
+import { runCommand } from "./run.js";
 
 const HELP = `smcvisor: the firmware-call layer of an Arm hypervisor
 
@@ -15,7 +16,9 @@ usage:
   smcvisor explain --config F --vm NAME <fid> [args...] [--aarch32] [--imm N] [--json]
                                                      the decision for a call and the rule behind it
   smcvisor config check <file> [--json]              validate a config (exit 2 with one line per problem)
-  smcvisor demo [--config F] [--trace OUT]           the in-process demo`;
+  smcvisor demo [--config F] [--trace OUT]           the in-process demo
+  smcvisor run <scenario.yaml> [--trace OUT] [--quiet] [--json]
+                                                     boot a scenario's VMs under QEMU and the EL2 shim`;
 
 export async function main(argv: readonly string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -26,6 +29,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case "explain": return explainCommand(rest, io);
       case "config": return configCommand(rest, io);
       case "demo": return await demoCommand(rest, io);
+      case "run": return await runCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

@@ -1,0 +1,143 @@
+/**
+ * `smcvisor run <scenario.yaml>`: boots every VM of a scenario under QEMU and the EL2 shim, streams each
+ * console with the VM's name, writes the trace, prints a summary, and exits 0 only when every VM powered
+ * off cleanly and every expectation held.
+ */
+import { randomFillSync } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { ensureLinuxGuest } from "../../guests/linux/guest.js";
+import { QemuMachine } from "../machine/qemu/machine.js";
+import type { GuestImage, VmExit } from "../machine/qemu/qemu-vm.js";
+import { consoleMatches, DEBIAN_GUEST, loadScenario, type GuestSpec, type Scenario } from "../machine/qemu/scenario.js";
+import { hex32 } from "../smccc/fid.js";
+import { fidName } from "../smccc/names.js";
+import { ownerName } from "../smccc/owners.js";
+import { toChromeTrace } from "../trace/chrome.js";
+import type { TraceEvent } from "../trace/ring.js";
+import { parseArgs, UsageError, type Io } from "./args.js";
+
+export interface VmReport {
+  readonly name: string;
+  readonly exit: VmExit;
+  readonly console: readonly string[];
+  /** Expectations that did not hold, in words. */
+  readonly failures: readonly string[];
+  readonly calls: number;
+  readonly denied: number;
+  readonly errors: number;
+  readonly byService: ReadonlyMap<string, number>;
+}
+
+export interface RunReport {
+  readonly ok: boolean;
+  readonly vms: readonly VmReport[];
+  readonly events: readonly TraceEvent[];
+  readonly dropped: number;
+}
+
+const nameOf = (fid: number) => fidName(fid) ?? hex32(fid);
+
+function matchesCall(want: string, e: TraceEvent): boolean {
+  return /^0x/i.test(want) ? (e.fid >>> 0) === (Number(want) >>> 0) : nameOf(e.fid) === want;
+}
+
+function guestImage(g: GuestSpec, s: Scenario): GuestImage {
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(s.dir, p));
+  if (g.kernel === DEBIAN_GUEST) {
+    const files = g.run !== undefined ? [{ path: "etc/smcvisor/run.sh", data: new TextEncoder().encode(`#!/bin/sh\n${g.run}\n`), mode: 0o755 }] : [];
+    const linux = ensureLinuxGuest({ files });
+    return { kernel: linux.kernel, initrd: g.initrd === undefined || g.initrd === DEBIAN_GUEST ? linux.initrd : path(g.initrd), cmdline: g.cmdline };
+  }
+  return { kernel: path(g.kernel), ...(g.initrd ? { initrd: path(g.initrd) } : {}), cmdline: g.cmdline };
+}
+
+/** Runs a scenario; `onConsole` sees every line as it comes. */
+export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, line: string) => void; log?: (line: string) => void; onStart?: (m: QemuMachine) => void } = {}): Promise<RunReport> {
+  const images = new Map<string, GuestImage>();
+  for (const [name, g] of s.guests) images.set(name, guestImage(g, s));
+  const consoles = new Map<string, string[]>(s.config.vms.map((v) => [v.name, []]));
+  const machine = await QemuMachine.create(s.config, {
+    images,
+    cwd: s.dir,
+    traceCapacity: 1 << 20,
+    clock: { now: () => performance.now() * 1e6 },
+    entropy: (out) => randomFillSync(out),
+    ...(opts.log ? { log: opts.log } : {}),
+    console: (vm, line) => {
+      const lines = consoles.get(vm)!;
+      // Keep what expectations need without letting a chatty guest take all memory.
+      if (lines.length < 100_000) lines.push(line);
+      opts.onConsole?.(vm, line);
+    },
+  });
+  opts.onStart?.(machine);
+  const exits = await machine.run(s.timeoutMs);
+  const trace = machine.hypervisor.router.trace;
+  const events = trace.events();
+  const vms = exits.map((exit): VmReport => {
+    const g = s.guests.get(exit.name)!;
+    const lines = consoles.get(exit.name)!;
+    const mine = events.filter((e) => e.vm === exit.name);
+    const failures: string[] = [];
+    if (exit.state !== "off") failures.push(`did not power off cleanly: ${exit.reason}`);
+    for (const p of g.expect.console) if (!lines.some((l) => consoleMatches(p, l))) failures.push(`console never showed ${JSON.stringify(p)}`);
+    for (const p of g.expect.notConsole) {
+      const hit = lines.find((l) => consoleMatches(p, l));
+      if (hit !== undefined) failures.push(`console showed ${JSON.stringify(p)}: ${hit}`);
+    }
+    for (const c of g.expect.calls) if (!mine.some((e) => matchesCall(c, e))) failures.push(`the trace has no ${c} call`);
+    for (const c of g.expect.denied) if (!mine.some((e) => e.action === "deny" && matchesCall(c, e))) failures.push(`the trace has no denied ${c}`);
+    const byService = new Map<string, number>();
+    for (const e of mine) {
+      const owner = ownerName((e.fid >>> 24) & 0x3f, (e.fid & 0x8000_0000) !== 0);
+      byService.set(owner, (byService.get(owner) ?? 0) + 1);
+    }
+    return {
+      name: exit.name,
+      exit,
+      console: lines,
+      failures,
+      calls: mine.length,
+      denied: mine.filter((e) => e.action === "deny").length,
+      errors: mine.filter((e) => e.outcome === "error").length,
+      byService,
+    };
+  });
+  return { ok: vms.every((v) => v.failures.length === 0), vms, events, dropped: trace.dropped };
+}
+
+export async function runCommand(argv: readonly string[], io: Io): Promise<number> {
+  const { positionals: positional, flags } = parseArgs(argv, ["quiet", "json"], ["trace"]);
+  if (positional.length !== 1) throw new UsageError("usage: smcvisor run <scenario.yaml> [--trace OUT] [--quiet] [--json]");
+  const path = resolve(io.cwd, positional[0]!);
+  const loaded = loadScenario(path);
+  if (!loaded.ok) {
+    for (const e of loaded.errors) io.err(`${positional[0]}: ${e.path}: ${e.message}`);
+    return 2;
+  }
+  const s = loaded.scenario;
+  const width = Math.max(...s.config.vms.map((v) => v.name.length));
+  io.out(`smcvisor run: ${s.name}: ${s.config.vms.map((v) => `${v.name} (${v.vcpus} vCPU, ${s.guests.get(v.name)!.kernel})`).join(", ")}`);
+  const report = await runScenario(s, {
+    log: io.err,
+    ...(flags.has("quiet") ? {} : { onConsole: (vm: string, line: string) => io.out(`${vm.padEnd(width)} | ${line}`) }),
+  });
+  const tracePath = resolve(io.cwd, (flags.get("trace") as string | undefined) ?? s.trace);
+  mkdirSync(dirname(tracePath), { recursive: true });
+  writeFileSync(tracePath, JSON.stringify(toChromeTrace(report.events)));
+  if (flags.has("json")) {
+    io.out(JSON.stringify({ ok: report.ok, trace: tracePath, vms: report.vms.map((v) => ({ name: v.name, state: v.exit.state, reason: v.exit.reason, calls: v.calls, denied: v.denied, errors: v.errors, byService: Object.fromEntries(v.byService), failures: v.failures })) }, null, 2));
+    return report.ok ? 0 : 1;
+  }
+  io.out("");
+  io.out("summary");
+  for (const v of report.vms) {
+    io.out(`  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}`);
+    io.out(`    by owner: ${[...v.byService].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
+    for (const f of v.failures) io.out(`    FAILED: ${f}`);
+  }
+  io.out(`  trace: ${tracePath} (${report.events.length} events${report.dropped > 0 ? `, ${report.dropped} oldest dropped` : ""}; open in https://ui.perfetto.dev)`);
+  io.out(report.ok ? "  every VM powered off cleanly and every expectation held" : "  FAILED");
+  return report.ok ? 0 : 1;
+}

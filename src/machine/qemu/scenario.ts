@@ -1,0 +1,119 @@
+/**
+ * Scenarios for `smcvisor run`: a policy config (inline, or a file it names) plus, per VM, the guest it
+ * boots and what must hold at the end. Errors are data with the path of the offending field, like the
+ * policy's own.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { parse } from "yaml";
+import { z } from "zod";
+import type { ConfigError } from "../../policy/config.js";
+import { validateConfig, type Config } from "../../policy/load.js";
+
+/** Stands for the Debian Linux guest that `scripts/setup` builds (guests/linux). */
+export const DEBIAN_GUEST = "debian";
+
+const text = z.string().min(1);
+const expectSchema = z
+  .object({
+    /** Each must appear in some console line: a substring, or /a regular expression/. */
+    console: z.array(text).default([]),
+    /** None may appear. */
+    notConsole: z.array(text).default([]),
+    /** Function names (or 0x IDs) the VM must have called, as the trace records them. */
+    calls: z.array(text).default([]),
+    /** Function names (or 0x IDs) that must have been denied at least once. */
+    denied: z.array(text).default([]),
+  })
+  .strict();
+
+const guestSchema = z
+  .object({
+    kernel: text,
+    initrd: text.optional(),
+    cmdline: z.string().default("console=ttyAMA0 rdinit=/init panic=-1"),
+    /** Files of the Linux guest's initramfs /etc/smcvisor/run.sh: shell commands run before power-off. */
+    run: z.string().optional(),
+    expect: expectSchema.default({ console: [], notConsole: [], calls: [], denied: [] }),
+  })
+  .strict();
+
+const scenarioSchema = z
+  .object({
+    name: z.string().optional(),
+    description: z.string().optional(),
+    /** A policy file (relative to the scenario) instead of inline platform/defaults/delegates/vms. */
+    policy: text.optional(),
+    guests: z.record(z.string(), guestSchema),
+    timeoutSeconds: z.number().positive().max(3600).default(180),
+    /** Where the Chrome/Perfetto trace goes (relative to the working directory). */
+    trace: text.default("out/trace.json"),
+  })
+  .passthrough();
+
+export type GuestSpec = z.infer<typeof guestSchema>;
+export type Expectations = z.infer<typeof expectSchema>;
+
+export interface Scenario {
+  readonly name: string;
+  readonly config: Config;
+  readonly guests: ReadonlyMap<string, GuestSpec>;
+  readonly timeoutMs: number;
+  readonly trace: string;
+  /** The directory relative paths in the scenario are resolved against. */
+  readonly dir: string;
+}
+
+export type ScenarioResult = { ok: true; scenario: Scenario } | { ok: false; errors: ConfigError[] };
+
+const POLICY_KEYS = ["platform", "defaults", "delegates", "vms"];
+
+export function parseScenario(source: string, data: unknown, readPolicy: (path: string) => unknown): ScenarioResult {
+  const parsed = scenarioSchema.safeParse(data ?? {});
+  if (!parsed.success) {
+    return { ok: false, errors: parsed.error.issues.map((i) => ({ path: i.path.map(String).join(".") || "(scenario)", message: i.message })) };
+  }
+  const s = parsed.data;
+  const rest = Object.fromEntries(Object.entries(s).filter(([k]) => POLICY_KEYS.includes(k)));
+  const unknown = Object.keys(s).filter((k) => !POLICY_KEYS.includes(k) && !(k in scenarioSchema.shape));
+  if (unknown.length > 0) return { ok: false, errors: unknown.map((k) => ({ path: k, message: "unknown field" })) };
+  let policyData: unknown = rest;
+  if (s.policy !== undefined) {
+    if (Object.keys(rest).length > 0) return { ok: false, errors: [{ path: "policy", message: `give a policy file or inline ${POLICY_KEYS.join("/")}, not both` }] };
+    try {
+      policyData = readPolicy(s.policy);
+    } catch (e) {
+      return { ok: false, errors: [{ path: "policy", message: `cannot read ${s.policy}: ${(e as Error).message}` }] };
+    }
+  }
+  const config = validateConfig(policyData);
+  if (!config.ok) return { ok: false, errors: config.errors.map((e) => ({ path: s.policy ? `${s.policy}: ${e.path}` : e.path, message: e.message })) };
+  const errors: ConfigError[] = [];
+  const names = new Set(config.value.vms.map((v) => v.name));
+  for (const vm of names) if (!(vm in s.guests)) errors.push({ path: `guests.${vm}`, message: "every VM needs a guest (kernel)" });
+  for (const g of Object.keys(s.guests)) if (!names.has(g)) errors.push({ path: `guests.${g}`, message: `no VM named ${g} in the policy (have: ${[...names].join(", ")})` });
+  if (errors.length > 0) return { ok: false, errors };
+  return {
+    ok: true,
+    scenario: { name: s.name ?? source, config: config.value, guests: new Map(Object.entries(s.guests)), timeoutMs: s.timeoutSeconds * 1000, trace: s.trace, dir: "." },
+  };
+}
+
+/** Reads a scenario file (YAML or JSON). */
+export function loadScenario(path: string): ScenarioResult {
+  let data: unknown;
+  try {
+    data = parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    return { ok: false, errors: [{ path: "(file)", message: `cannot read ${path}: ${(e as Error).message.split("\n")[0]}` }] };
+  }
+  const dir = dirname(path);
+  const r = parseScenario(path, data, (p) => parse(readFileSync(isAbsolute(p) ? p : resolve(dir, p), "utf8")));
+  return r.ok ? { ok: true, scenario: { ...r.scenario, dir } } : r;
+}
+
+/** Whether a console line satisfies a pattern: /regex/ or a substring. */
+export function consoleMatches(pattern: string, line: string): boolean {
+  const m = /^\/(.*)\/([a-z]*)$/.exec(pattern);
+  return m ? new RegExp(m[1]!, m[2]).test(line) : line.includes(pattern);
+}
