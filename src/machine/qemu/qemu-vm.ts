@@ -21,6 +21,7 @@ import { FileGuestMemory } from "./guest-memory.js";
 import { kernelFootprint, layoutFor, type Layout } from "./layout.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
+const PSCI_ALREADY_ON = -4;
 /** QEMU's virt machine numbers at most 8 CPUs in cluster 0, which is what the shim indexes by. */
 export const MAX_QEMU_VCPUS = 8;
 
@@ -72,8 +73,8 @@ type Halt = { kind: "cpu-off" } | { kind: "system-off"; reason: string } | { kin
 
 interface Outgoing {
   readonly reply: Reply;
-  /** A PHYS_SMC: the shim answers with PHYS_RESULT, handed here. */
-  readonly onResult?: (regs: Uint32Array) => void;
+  /** A PHYS_SMC: the shim answers with PHYS_RESULT, handed here; "retry" sends the same call again shortly. */
+  readonly onResult?: (regs: Uint32Array) => void | "retry";
 }
 
 class VcpuChannel {
@@ -237,8 +238,13 @@ export class QemuVm implements PowerPort {
       case REQ.PHYS_RESULT: {
         const waiting = v.awaiting;
         if (!waiting) return this.fail(`vCPU ${v.index}: protocol error: PHYS_RESULT without a PHYS_SMC`);
+        if (waiting.onResult?.(r.words) === "retry") {
+          setTimeout(() => {
+            if (!this.ending) this.send(v, waiting.reply);
+          }, 1);
+          return;
+        }
         v.awaiting = null;
-        waiting.onResult?.(r.words);
         return this.flush(v);
       }
       case REQ.UNEXPECTED:
@@ -356,11 +362,16 @@ export class QemuVm implements PowerPort {
     const t = this.vcpus[target];
     if (!caller || !t) throw new Error(`CPU_ON for vCPU ${target} outside a call`);
     t.pendingStart = { entry, context };
+    let tries = 0;
     caller.outbox.push({
       reply: { type: RSP.PHYS_SMC, regs: [PSCI_CPU_ON64, mpidrOf(target), 0n, BigInt(target)] },
-      onResult: (regs) => {
+      onResult: (regs): "retry" | undefined => {
         const ret = regs[0]! | 0;
+        // Virtual PSCI turned the target off when its CPU_OFF trapped; the physical CPU_OFF follows when
+        // the shim acts on the reply. A CPU_ON that overtakes it gets ALREADY_ON (-4): try again shortly.
+        if (ret === PSCI_ALREADY_ON && ++tries < 2000) return "retry";
         if (ret !== 0) this.fail(`physical CPU_ON for vCPU ${target} failed with ${ret} (QEMU's PSCI)`);
+        return undefined;
       },
     });
   }
@@ -426,6 +437,11 @@ export class QemuVm implements PowerPort {
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
     this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls });
+  }
+
+  /** The VM's run directory (its FIFOs; tests write malformed frames into them). */
+  get runDir(): string {
+    return this.opts.runDir;
   }
 
   /** The QEMU process id (tests kill it to check that other VMs survive). */

@@ -1,0 +1,144 @@
+// The EL2 shim and the QEMU backend with the bare-metal guest: trap semantics (R10), the CPU_ON race,
+// and isolation between VMs when one QEMU dies or sends garbage.
+import { existsSync, openSync, readdirSync, writeSync, closeSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { emptyReport, GUEST_SECONDARY_ENTRY, parseGuestLine, writeScriptImage, type GuestReport, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
+import { QemuMachine } from "../../src/machine/qemu/machine.js";
+import type { VmExit } from "../../src/machine/qemu/qemu-vm.js";
+import { parseConfigText } from "../../src/policy/load.js";
+
+const dir = mkdtempSync(join(tmpdir(), "smcvisor-shim-test-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Guest {
+  readonly steps: readonly ScriptStep[];
+  readonly loop?: number;
+  /** Stop the VM when its script is done (scripts that do not end in SYSTEM_OFF). */
+  readonly stopWhenDone?: boolean;
+}
+
+async function boot(policy: string, guests: Record<string, Guest>, during?: (m: QemuMachine, reports: Map<string, GuestReport>, line: { vm: string; text: string }) => void) {
+  const cfg = parseConfigText(policy);
+  if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+  const images = new Map<string, { kernel: string }>();
+  const reports = new Map<string, GuestReport>();
+  for (const [name, g] of Object.entries(guests)) {
+    const image = join(dir, `${name}-${Math.random().toString(36).slice(2)}.img`);
+    writeScriptImage(image, g.steps, g.loop ?? 0);
+    images.set(name, { kernel: image });
+    reports.set(name, emptyReport());
+  }
+  const m = await QemuMachine.create(cfg.value, {
+    images,
+    console: (vm, text) => {
+      const r = reports.get(vm)!;
+      if (parseGuestLine(text, r) && r.done && guests[vm]!.stopWhenDone) m.vm(vm).stop("script done");
+      during?.(m, reports, { vm, text });
+    },
+  });
+  const exits = await m.run(60_000);
+  return { m, reports, exits: new Map(exits.map((e): [string, VmExit] => [e.name, e])) };
+}
+
+const FIDS: { fid: bigint; args?: bigint[] }[] = [
+  { fid: 0x8000_0000n },
+  { fid: 0x8000_0001n, args: [0x8000_8000n] },
+  { fid: 0x8000_0002n, args: [0n] },
+  { fid: 0x8400_0000n },
+  { fid: 0x8400_000an, args: [0xc400_0003n] },
+  { fid: 0xc400_0004n, args: [0n, 0n] },
+  { fid: 0x8400_0050n },
+  { fid: 0xc400_0053n, args: [192n] },
+  { fid: 0x8600_ff01n },
+  { fid: 0x8200_0001n },
+  { fid: 0xc300_1234n, args: [1n, 2n, 3n, 4n, 5n, 6n, 7n] },
+];
+
+describe("trapped SMC and HVC from real EL1 code", () => {
+  it("give identical results for the same call, and the instruction after the SMC runs exactly once", async () => {
+    const steps: ScriptStep[] = FIDS.flatMap((f) =>
+      (["hvc", "smc"] as const).map((conduit) => ({ vcpu: 0, conduit, regs: [f.fid, ...(f.args ?? []), ...Array.from({ length: 17 - (f.args?.length ?? 0) }, (_, i) => 0x1000n + BigInt(i))] })),
+    );
+    const { reports, exits } = await boot("vms:\n  vm0:\n    vcpus: 1\n", { vm0: { steps, stopWhenDone: true } });
+    expect(exits.get("vm0")!.state).toBe("stopped");
+    const r = reports.get("vm0")!;
+    FIDS.forEach((f, i) => {
+      const hvc = r.steps.get(2 * i)!, smc = r.steps.get(2 * i + 1)!;
+      // TRNG data is random: compare everything but x1..x3 for it.
+      const same = f.fid === 0xc400_0053n ? [0, ...Array.from({ length: 14 }, (_, k) => k + 4)] : Array.from({ length: 18 }, (_, k) => k);
+      expect(same.map((k) => smc[k]), `0x${f.fid.toString(16)}`).toEqual(same.map((k) => hvc[k]));
+    });
+    expect(r.steps.get(18)![0]).toBe(0xffff_ffffn); // SiP call with no grant: denied, -1 as W0
+    expect(r.afterSmc).toBe(FIDS.length);
+  }, 60_000);
+});
+
+describe("CPU_ON races under multi-threaded TCG", () => {
+  it("every vCPU issuing CPU_ON for the same secondary at once: one SUCCESS, the rest ALREADY_ON, one entry, for 8 rounds", async () => {
+    const on = (vcpu: number, target: number, ctx: number): ScriptStep => ({ vcpu, conduit: "hvc", regs: [0xc400_0003n, BigInt(target), GUEST_SECONDARY_ENTRY, BigInt(ctx)] });
+    const steps: ScriptStep[] = [on(0, 1, 1), on(0, 2, 2)];
+    const rounds = 8;
+    for (let r = 0; r < rounds; r++) {
+      steps.push({ ...on(0, 3, 100 + r), group: 3 }, on(1, 3, 100 + r), on(2, 3, 100 + r));
+      steps.push({ vcpu: 3, conduit: "hvc", regs: [0x8400_0002n], halts: true });
+    }
+    steps.push({ vcpu: 0, conduit: "hvc", regs: [0xc400_0004n, 3n, 0n] });
+    const { reports, exits } = await boot("vms:\n  vm0:\n    vcpus: 4\n", { vm0: { steps, stopWhenDone: true } });
+    expect(exits.get("vm0")!.state).toBe("stopped");
+    const r = reports.get("vm0")!;
+    for (let round = 0; round < rounds; round++) {
+      const base = 2 + round * 4;
+      const rets = [0, 1, 2].map((k) => Number(BigInt.asIntN(64, r.steps.get(base + k)![0]!)));
+      expect(rets.filter((x) => x === 0), `round ${round}: ${rets}`).toHaveLength(1);
+      expect(rets.filter((x) => x !== 0), `round ${round}: ${rets}`).toEqual([-4, -4]);
+      expect(r.halts.has(base + 3)).toBe(true);
+    }
+    const entries3 = r.entries.filter((e) => e.cpu === 3);
+    expect(entries3.map((e) => e.x0)).toEqual(Array.from({ length: rounds }, (_, i) => BigInt(100 + i)));
+    expect(r.steps.get(steps.length - 1)![0]).toBe(1n); // AFFINITY_INFO: OFF after the last CPU_OFF
+  }, 60_000);
+});
+
+describe("one VM's failure ends that VM only", () => {
+  const TWO_VMS = "vms:\n  victim:\n    vcpus: 1\n  survivor:\n    vcpus: 1\n";
+  // The survivor makes many calls (each a console line), then powers off through PSCI.
+  const survivor: Guest = { steps: [...Array.from({ length: 400 }, () => ({ vcpu: 0, conduit: "hvc" as const, regs: [0x8400_0000n] })), { vcpu: 0, conduit: "hvc", regs: [0x8400_0008n], halts: true }] };
+  const victim: Guest = { steps: [{ vcpu: 0, conduit: "hvc", regs: [0x8000_0000n] }], loop: 1_000_000_000 };
+
+  it("killing one VM's QEMU leaves the other running to a clean power-off, and removes the victim's FIFOs and RAM file", async () => {
+    let runDir = "";
+    let killed = false;
+    const { m, exits } = await boot(TWO_VMS, { victim, survivor }, (mm, _r, line) => {
+      if (!killed && line.vm === "survivor" && line.text.startsWith("SMCV-STEP 5 ")) {
+        killed = true;
+        runDir = mm.vm("victim").runDir;
+        expect(existsSync(join(runDir, "vcpu0.req"))).toBe(true);
+        process.kill(mm.vm("victim").pid!, "SIGKILL");
+      }
+    });
+    expect(killed).toBe(true);
+    expect(exits.get("victim")).toMatchObject({ state: "failed", reason: expect.stringContaining("killed by SIGKILL") });
+    expect(exits.get("survivor")).toMatchObject({ state: "off", reason: "powered off (PSCI_SYSTEM_OFF)" });
+    expect(existsSync(runDir)).toBe(false);
+    expect(readdirSync("/dev/shm").filter((f) => f.startsWith(`smcvisor-${process.pid}-`))).toEqual([]);
+    // The victim made calls before it died; the hypervisor kept serving the survivor after.
+    expect(m.hypervisor.router.trace.events().filter((e) => e.vm === "survivor" && e.fid === 0x8400_0000)).toHaveLength(400);
+  }, 60_000);
+
+  it("a malformed frame on one VM's channel ends that VM with the reason; the other powers off cleanly", async () => {
+    let sent = false;
+    const { exits } = await boot(TWO_VMS, { victim, survivor }, (mm, _r, line) => {
+      if (!sent && line.vm === "survivor" && line.text.startsWith("SMCV-STEP 5 ")) {
+        sent = true;
+        const fd = openSync(join(mm.vm("victim").runDir, "vcpu0.req"), "w");
+        writeSync(fd, new Uint8Array(200).fill(0x41));
+        closeSync(fd);
+      }
+    });
+    expect(sent).toBe(true);
+    expect(exits.get("victim")).toMatchObject({ state: "failed", reason: expect.stringContaining("protocol error: bad magic 0x41414141") });
+    expect(exits.get("survivor")!.state).toBe("off");
+  }, 60_000);
+});
