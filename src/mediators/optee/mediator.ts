@@ -171,7 +171,11 @@ export class OpteeMediator implements Mediator {
     if (n > MAX_PARAMS) return this.refuse(st, res, OPTEE_RET.EBADADDR, `message argument with ${n} parameters`);
     const bytes = mem!.read(guestArg, msgSize(n));
     if (bytes === null) return this.refuse(st, res, OPTEE_RET.EBADADDR, "message argument outside the VM's RAM");
-    const msg = decodeMsg(bytes);
+    // The count checked above, not the header's second copy: another vCPU may have rewritten it in between.
+    const msg = decodeMsg(bytes, n);
+    // Commands beyond the message protocol (asynchronous notification, protected memory) are not offered:
+    // an SMC-level EBADCMD, as OP-TEE answers a command it does not know (entry_std.c), the message untouched.
+    if (msg.cmd > MSG_CMD.UNREGISTER_SHM) return this.refuse(st, res, OPTEE_RET.EBADCMD, `message command ${msg.cmd}`);
     // Then check and translate the copy.
     const listPages: bigint[] = [];
     const checked = this.translate(st, msg, listPages);
@@ -196,7 +200,6 @@ export class OpteeMediator implements Mediator {
    * message may go on, or the TEE result it gets instead.
    */
   private translate(st: VmState, msg: MsgArg, listPages: bigint[]): number | null {
-    if (msg.cmd > MSG_CMD.UNREGISTER_SHM) return TEEC.ERROR_NOT_SUPPORTED;
     if (msg.cmd === MSG_CMD.REGISTER_SHM && st.registrations.size >= this.limits.registrations) return TEEC.ERROR_OUT_OF_MEMORY;
     for (let i = 0; i < msg.params.length; i++) {
       const p = msg.params[i]!;
@@ -277,7 +280,7 @@ export class OpteeMediator implements Mediator {
     if (a0 === OPTEE_RET.OK) {
       const answered = this.host.heap.read(call.shadow, msgSize(call.sent.params.length));
       if (answered !== null) {
-        const back = decodeMsg(answered);
+        const back = decodeMsg(answered, call.sent.params.length);
         this.writeResults(st, call.guestArg, call.sent, back, true);
         if (call.sent.cmd === MSG_CMD.REGISTER_SHM && back.ret === TEEC.SUCCESS) {
           const pages = (call.sent.params[0] as MsgParam & { pages?: number }).pages ?? 0;
