@@ -8,6 +8,7 @@
  *
  * Steps run in order across vCPUs; a race group of k steps is issued by k vCPUs at the same moment.
  * Output lines:
+ *   SMCV-BOOT                      the boot vCPU started (again after a reset)
  *   SMCV-ENTRY <cpu> <x0>          a vCPU started at secondary_entry
  *   SMCV-STEP <i> <x0> .. <x17>    a call returned
  *   SMCV-HALT <i>                  a call that does not return is about to be made
@@ -262,10 +263,13 @@ void guest_main(u64 cpu, u64 secondary, u64 x0)
 		puthex(x0);
 		putc_('\n');
 		unlock();
-	} else if (h->magic != 0x5052435356434d53ul) { /* "SMCVSCRP" */
+	} else {
+		puts_("SMCV-BOOT\n");
+	}
+	if (!secondary && h->magic != 0x5052435356434d53ul) { /* "SMCVSCRP" */
 		puts_("SMCV-ERROR no script\n");
 		return;
-	} else if (h->loop_count) {
+	} else if (!secondary && h->loop_count) {
 		run_loop(h, (const struct step *)(h + 1));
 		return;
 	}

@@ -9,15 +9,28 @@
 	.section .text.boot, "ax"
 	.global _start
 _start:
-	mov	x20, #0			/* boot vCPU */
-	mov	x21, x0
-	b	common
+	/*
+	 * An arm64 Image header (Linux Documentation/arch/arm64/booting.rst), so QEMU's own loader places
+	 * the guest where smcvisor does when it runs under QEMU's built-in PSCI as a peer: text_offset 2 MiB.
+	 */
+	b	primary_entry		/* code0 */
+	.word	0			/* code1 */
+	.quad	0x200000		/* text_offset */
+	.quad	0x400000		/* image_size: code, BSS and the script after it */
+	.quad	0			/* flags: little-endian */
+	.quad	0, 0, 0			/* res2..res4 */
+	.ascii	"ARM\x64"		/* magic */
+	.word	0			/* res5 */
 
 	.org 0x40
 	.global secondary_entry
 secondary_entry:
 	mov	x20, #1
 	mov	x21, x0			/* PSCI context */
+	b	common
+primary_entry:
+	mov	x20, #0			/* boot vCPU */
+	mov	x21, x0
 common:
 	mrs	x19, mpidr_el1
 	and	x19, x19, #0xff

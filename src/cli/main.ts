@@ -2,6 +2,7 @@
 import { UsageError, type Io } from "./args.js";
 import { callCommand } from "./call.js";
 import { configCommand } from "./config-check.js";
+import { conformCommand } from "./conform.js";
 import { decodeCommand } from "./decode.js";
 import { demoCommand } from "./demo.js";
 import { explainCommand } from "./explain.js";
@@ -18,7 +19,9 @@ usage:
   smcvisor config check <file> [--json]              validate a config (exit 2 with one line per problem)
   smcvisor demo [--config F] [--trace OUT]           the in-process demo
   smcvisor run <scenario.yaml> [--trace OUT] [--quiet] [--json]
-                                                     boot a scenario's VMs under QEMU and the EL2 shim`;
+                                                     boot a scenario's VMs under QEMU and the EL2 shim
+  smcvisor conform [--target smcvisor|qemu-builtin] [--filter TEXT] [--json]
+                                                     conformance cases from real EL1 code, side by side`;
 
 export async function main(argv: readonly string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -30,6 +33,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case "config": return configCommand(rest, io);
       case "demo": return await demoCommand(rest, io);
       case "run": return await runCommand(rest, io);
+      case "conform": return await conformCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

@@ -9,6 +9,8 @@ import { REPO_ROOT } from "./paths.js";
 /** Where the guest is linked and where its script starts (guests/baremetal/guest.ld). */
 export const GUEST_LOAD = 0x4020_0000n;
 export const SCRIPT_OFFSET = 0x10_0000;
+/** image_size in the guest's arm64 Image header (guests/baremetal/start.S). */
+export const IMAGE_SIZE = 0x40_0000;
 /** PSCI CPU_ON's entry for vCPUs the script starts (guests/baremetal/start.S). */
 export const GUEST_SECONDARY_ENTRY = GUEST_LOAD + 0x40n;
 
@@ -56,6 +58,7 @@ export function writeScriptImage(path: string, steps: readonly ScriptStep[], loo
   const bin = readFileSync(guestBinaryPath());
   if (bin.length > SCRIPT_OFFSET) throw new Error(`the bare-metal guest is larger than ${SCRIPT_OFFSET} bytes`);
   const script = encodeScript(steps, loop);
+  if (SCRIPT_OFFSET + script.length > IMAGE_SIZE) throw new Error(`a script of ${steps.length} steps does not fit the guest's ${IMAGE_SIZE >> 20} MiB image`);
   const image = new Uint8Array(SCRIPT_OFFSET + script.length);
   image.set(bin);
   image.set(script, SCRIPT_OFFSET);
@@ -63,6 +66,8 @@ export function writeScriptImage(path: string, steps: readonly ScriptStep[], loo
 }
 
 export interface GuestReport {
+  /** SMCV-BOOT lines: 1, or more after resets. */
+  boots: number;
   readonly steps: Map<number, bigint[]>;
   readonly halts: Set<number>;
   readonly entries: { cpu: number; x0: bigint }[];
@@ -73,13 +78,25 @@ export interface GuestReport {
 }
 
 export function emptyReport(): GuestReport {
-  return { steps: new Map(), halts: new Set(), entries: [], loop: null, afterSmc: null, done: false, errors: [] };
+  return { boots: 0, steps: new Map(), halts: new Set(), entries: [], loop: null, afterSmc: null, done: false, errors: [] };
 }
 
 /** Parses one console line of the guest into `r`; returns whether it was one of the guest's lines. */
 export function parseGuestLine(line: string, r: GuestReport): boolean {
-  const f = line.trim().split(/\s+/);
+  try {
+    return parseFields(line.trim().split(/\s+/), r);
+  } catch {
+    // A line cut short (the guest stopped mid-line): note it, never throw at the console reader.
+    r.errors.push(`unparseable line: ${line.slice(0, 200)}`);
+    return false;
+  }
+}
+
+function parseFields(f: string[], r: GuestReport): boolean {
   switch (f[0]) {
+    case "SMCV-BOOT":
+      r.boots++;
+      return true;
     case "SMCV-STEP":
       r.steps.set(Number(f[1]), f.slice(2, 20).map((x) => BigInt(x)));
       return true;

@@ -1,0 +1,71 @@
+/**
+ * The peer backend: the same bare-metal guest and scripts under QEMU's own built-in PSCI (`-M virt`
+ * without virtualization: the guest runs at EL1 and QEMU answers its HVCs itself; no smcvisor, no shim).
+ * QEMU's PSCI is version 1.1 over HVC with no SMCCC_VERSION, TRNG or PV time, so `smcvisor conform` shows
+ * where the two differ and which one the specification supports.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { emptyReport, parseGuestLine, writeScriptImage } from "../../src/machine/qemu/baremetal.js";
+import { findQemu } from "../../src/machine/qemu/paths.js";
+import { parseConfigText } from "../../src/policy/load.js";
+import type { Backend, Case, CaseResult, Params, StepResult } from "./case.js";
+import { scriptFor } from "./qemu.js";
+
+export const qemuBuiltinBackend: Backend = {
+  name: "qemu-builtin",
+  capabilities: new Set(["system-events", "entry-registers"]),
+  async run(c: Case, p: Params): Promise<CaseResult> {
+    const parsed = parseConfigText(JSON.stringify({ vms: { vm0: { ...c.vm } } }), "json");
+    if (!parsed.ok) throw new Error(`case config: ${JSON.stringify(parsed.errors)}`);
+    const vm = parsed.value.vms[0]!;
+    const dir = mkdtempSync(join(tmpdir(), "smcvisor-peer-"));
+    const image = join(dir, "guest.img");
+    writeScriptImage(image, scriptFor(c, p));
+    const report = emptyReport();
+    let state: CaseResult["vmState"] = "running";
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const args = ["-M", "virt", "-cpu", "cortex-a57", "-smp", String(vm.vcpus), "-m", `${vm.memory.size >> 20n}M`, "-kernel", image, "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio"];
+        const q = spawn(findQemu(), args, { stdio: ["ignore", "pipe", "pipe"] });
+        let buf = "";
+        let stopped = false;
+        const stop = () => {
+          stopped = true;
+          q.kill("SIGKILL");
+        };
+        // A guest that hangs (a call that never returns) is "running" when the time is up.
+        const timer = setTimeout(stop, 5000);
+        q.stdout.setEncoding("utf8");
+        q.stdout.on("data", (s: string) => {
+          buf += s;
+          let nl: number;
+          while ((nl = buf.indexOf("\n")) >= 0) {
+            const line = buf.slice(0, nl).replace(/\r$/, "");
+            buf = buf.slice(nl + 1);
+            parseGuestLine(line, report);
+            if (report.boots > 1) {
+              state = "reset";
+              stop();
+            } else if (report.done) stop();
+          }
+        });
+        q.on("error", reject);
+        q.on("exit", () => {
+          clearTimeout(timer);
+          // QEMU exits by itself only when the guest powered it off (PSCI SYSTEM_OFF).
+          if (!stopped) state = "off";
+          resolve();
+        });
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const steps: StepResult[] = c.steps.map((_s, i) => (report.halts.has(i) ? { regs: [], halted: true } : { regs: report.steps.get(i) ?? [], halted: false }));
+    const starts = Array.from({ length: vm.vcpus }, (_, i) => report.entries.filter((e) => e.cpu === i).length);
+    const entryContext = Array.from({ length: vm.vcpus }, (_, i) => report.entries.filter((e) => e.cpu === i).at(-1)?.x0 ?? 0n);
+    return { steps, starts, entryContext, vmState: state };
+  },
+};
