@@ -402,6 +402,25 @@ describe("dynamic shared memory: REGISTER_SHM with page lists", () => {
     expect(r).toMatchObject({ a0: R.OK, msg: { ret: TEEC.SUCCESS } });
   });
 
+  it("bounds what one message makes it copy: memrefs over 64 MiB together are OUT_OF_MEMORY before anything is read", () => {
+    const { create, guest, os } = setup();
+    create(1);
+    const g = guest(1);
+    // 40 MiB registered: one page named 10,240 times (OP-TEE does not mind repeats).
+    const page = g.allocShm(PAGE_SIZE).pages[0]!;
+    const list = g.writePageList(Array.from({ length: 10_240 }, () => page));
+    const cookie = 0xb16n;
+    expect(run(g.message({ cmd: MSG_CMD.REGISTER_SHM, func: 0, session: 0, cancelId: 0, ret: 0, retOrigin: 0, params: [{ attr: BigInt(ATTR.TMEM_OUTPUT | ATTR_NONCONTIG), a: list.addr, b: 40n << 20n, c: cookie }] })).msg.ret).toBe(TEEC.SUCCESS);
+    expect(os.counters(1).pages).toBe(10_240);
+    const s = run(g.openSession(RNG_TA_UUID)).session;
+    const rmem = (size: bigint) => ({ attr: BigInt(ATTR.RMEM_INOUT), a: 0n, b: size, c: cookie });
+    const r = run(g.invoke(s, TA_CMD_GET_ENTROPY, [rmem(40n << 20n), rmem(40n << 20n)]));
+    expect(r).toMatchObject({ a0: R.OK, result: TEEC.ERROR_OUT_OF_MEMORY, origin: ORIGIN.TEE });
+    expect(run(g.invoke(s, TA_CMD_GET_ENTROPY, [rmem(64n), ...Array.from({ length: 126 }, () => rmem(1n << 20n))])).result).toBe(TEEC.ERROR_OUT_OF_MEMORY);
+    expect(run(g.invoke(s, TA_CMD_GET_ENTROPY, [rmem(64n), rmem(1n << 20n)])).result).toBe(TEEC.SUCCESS);
+    expect(os.busyThreads).toBe(0);
+  });
+
   it("a non-contiguous temporary memref (TMEM | NONCONTIG) is read and written through its list", () => {
     const { create, guest } = setup();
     create(1);

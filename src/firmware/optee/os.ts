@@ -56,6 +56,9 @@ export interface OpteeOsOptions {
 /** OS revision reported by CALL_GET_OS_REVISION. */
 export const OS_REVISION = { major: 4, minor: 0, build: 0x5356 } as const;
 
+/** Memref bytes one message may carry in all: what a TA may have mapped at once. */
+export const MAX_MEMREF_BYTES = 64 << 20;
+
 /** The RPC argument OP-TEE allocates for its commands: a header and four parameters (THREAD_RPC_MAX_NUM_PARAMS). */
 const RPC_ARG_SIZE = msgSize(4);
 
@@ -311,7 +314,7 @@ export class OpteeOs implements CallTarget {
         const ta = this.tas.get(uuidFromValues(p0.a, p0.b));
         if (!ta) return { result: TEEC.ERROR_ITEM_NOT_FOUND, origin: ORIGIN.TEE };
         const params = this.taParams(g, msg.params.slice(2));
-        if (params === null) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
+        if (typeof params === "number") return { result: params, origin: ORIGIN.TEE };
         const opened = ta.open(params, this.env(g, Number(p1.c & 0xffff_ffffn)));
         this.writeOutParams(g, msg.params.slice(2), params);
         if (opened.result !== TEEC.SUCCESS) return { result: opened.result, origin: ORIGIN.TRUSTED_APP };
@@ -324,7 +327,7 @@ export class OpteeOs implements CallTarget {
         const s = g.sessions.get(msg.session);
         if (!s) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
         const params = this.taParams(g, msg.params);
-        if (params === null) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
+        if (typeof params === "number") return { result: params, origin: ORIGIN.TEE };
         t.taParams = params;
         t.session = s;
         t.gen = s.ta.invoke(s.state, msg.func, params, this.env(g, 0));
@@ -389,22 +392,30 @@ export class OpteeOs implements CallTarget {
     };
   }
 
-  /** Message parameters to TA parameters, copying memref contents out of normal-world memory. */
-  private taParams(g: Guest, params: readonly MsgParam[]): TaParam[] | null {
+  /**
+   * Message parameters to TA parameters, copying memref contents out of normal-world memory. A TEEC error
+   * instead when a parameter is bad, or when the memrefs together exceed what a TA may map (checked before
+   * anything is copied: 127 memrefs could otherwise name one large registration 127 times).
+   */
+  private taParams(g: Guest, params: readonly MsgParam[]): TaParam[] | number {
+    let total = 0n;
+    for (const p of params) {
+      const kind = TYPE_NAMES[Number(p.attr & BigInt(ATTR_TYPE_MASK))];
+      if (kind === undefined) return TEEC.ERROR_BAD_PARAMETERS;
+      if (kind.startsWith("memref")) total += p.b;
+    }
+    if (total > BigInt(MAX_MEMREF_BYTES)) return TEEC.ERROR_OUT_OF_MEMORY;
     const out: TaParam[] = [];
     for (const p of params) {
       const type = Number(p.attr & BigInt(ATTR_TYPE_MASK));
-      const kind = TYPE_NAMES[type];
-      if (kind === undefined) return null;
+      const kind = TYPE_NAMES[type]!;
       if (kind === "none" || kind.startsWith("value")) {
         out.push({ type: kind, a: Number(p.a & 0xffff_ffffn), b: Number(p.b & 0xffff_ffffn), buffer: new Uint8Array(0), size: 0 });
         continue;
       }
-      const size = Number(p.b);
-      if (size > 64 << 20) return null;
       const data = this.readMemref(g, type, p);
-      if (data === null) return null;
-      out.push({ type: kind, a: 0, b: 0, buffer: data, size });
+      if (data === null) return TEEC.ERROR_BAD_PARAMETERS;
+      out.push({ type: kind, a: 0, b: 0, buffer: data, size: Number(p.b) });
     }
     return out;
   }

@@ -630,6 +630,23 @@ describe("per-VM limits: one VM cannot starve another", () => {
     expect(limited).toBeGreaterThan(0);
   });
 
+  it("the pages of all temporary memrefs of one message count together against the VM's page limit", () => {
+    const t = machine({ limits: "{ pages: 8 }" });
+    const s = sessionOf(t.a, RNG_TA_UUID);
+    const five = t.a.allocShm(5 * PAGE_SIZE, { contiguous: true });
+    const scattered = t.a.allocShm(5 * PAGE_SIZE);
+    const list = t.a.writePageList(scattered.pages);
+    const tmem = param.tmem("inout", five.addr(0), 5 * PAGE_SIZE);
+    const nc = param.tmemNoncontig("inout", list.addr, 5 * PAGE_SIZE);
+    expect(run(t.a.invoke(s, TA_CMD_GET_ENTROPY, [tmem])).result).toBe(TEEC.SUCCESS);
+    expect(run(t.a.invoke(s, TA_CMD_GET_ENTROPY, [nc])).result).toBe(TEEC.SUCCESS);
+    for (const params of [[tmem, tmem], [nc, nc], [tmem, nc], [nc, tmem]]) {
+      const r = run(t.a.invoke(s, TA_CMD_GET_ENTROPY, params));
+      expect(r.msg).toMatchObject({ ret: TEEC.ERROR_OUT_OF_MEMORY, retOrigin: ORIGIN.COMMS });
+    }
+    expect(t.heap.inUse).toBe(0);
+  });
+
   it("registrations and registered pages per VM: OUT_OF_MEMORY from COMMS beyond them, room again after UNREGISTER_SHM", () => {
     const t = machine({ limits: "{ registrations: 2, pages: 6 }" });
     const [x, y, z] = [t.a.allocShm(PAGE_SIZE), t.a.allocShm(4 * PAGE_SIZE), t.a.allocShm(2 * PAGE_SIZE)];

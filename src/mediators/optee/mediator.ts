@@ -200,7 +200,11 @@ export class OpteeMediator implements Mediator {
    * message may go on, or the TEE result it gets instead.
    */
   private translate(st: VmState, msg: MsgArg, listPages: bigint[]): number | null {
-    if (msg.cmd === MSG_CMD.REGISTER_SHM && st.registrations.size >= this.limits.registrations) return TEEC.ERROR_OUT_OF_MEMORY;
+    const registering = msg.cmd === MSG_CMD.REGISTER_SHM;
+    if (registering && st.registrations.size >= this.limits.registrations) return TEEC.ERROR_OUT_OF_MEMORY;
+    // The pages all of one message's temporary memrefs may span, together: without it, 127 parameters of a
+    // full budget each would pin 127 times the hypervisor pages and secure-world memory of one.
+    let pagesLeft = registering ? this.limits.pages - st.pages : this.limits.pages;
     for (let i = 0; i < msg.params.length; i++) {
       const p = msg.params[i]!;
       const type = Number(p.attr & BigInt(ATTR_TYPE_MASK));
@@ -226,8 +230,9 @@ export class OpteeMediator implements Mediator {
         case ATTR.TMEM_OUTPUT:
         case ATTR.TMEM_INOUT: {
           if (p.a === 0n && p.b === 0n && !(flags & BigInt(ATTR_NONCONTIG))) break; // null memref
-          const r = this.translateTmem(st, p, flags, listPages, msg.cmd === MSG_CMD.REGISTER_SHM);
-          if (r !== null) return r;
+          const r = this.translateTmem(st, p, flags, listPages, registering, pagesLeft);
+          if (typeof r !== "number") return r.error;
+          pagesLeft -= r;
           break;
         }
         default:
@@ -238,24 +243,26 @@ export class OpteeMediator implements Mediator {
     return null;
   }
 
-  private translateTmem(st: VmState, p: MsgParam, flags: bigint, listPages: bigint[], registering: boolean): number | null {
+  /** Translates one TMEM in place; the pages it spans, or the TEE result that refuses it. */
+  private translateTmem(st: VmState, p: MsgParam, flags: bigint, listPages: bigint[], registering: boolean, budget: number): number | { error: number } {
     if (flags & BigInt(ATTR_NONCONTIG)) {
-      const budget = registering ? this.limits.pages - st.pages : this.limits.pages;
       const r = translatePageList(this.host, st.name, p.a, p.b, budget);
       if (!r.ok) {
         this.host.log(st.name, `optee:pagelist`, `smcvisor: optee mediator: ${st.name}: page list refused: ${r.why}`);
-        return r.result;
+        return { error: r.result };
       }
       listPages.push(...r.listPages);
       p.a = r.bufPtr;
       if (registering) (p as MsgParam & { pages?: number }).pages = r.pages;
-      return null;
+      return r.pages;
     }
     // A contiguous buffer: all of it must be the VM's own RAM.
     const pa = this.host.ipaToPa(st.name, p.a, p.b === 0n ? 1n : p.b);
-    if (pa === null) return TEEC.ERROR_BAD_PARAMETERS;
+    if (pa === null) return { error: TEEC.ERROR_BAD_PARAMETERS };
+    const pages = Number(((p.a & 0xfffn) + p.b + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE));
+    if (pages > budget) return { error: TEEC.ERROR_OUT_OF_MEMORY };
     p.a = pa;
-    return null;
+    return pages;
   }
 
   private completeRefused(st: VmState, guestArg: bigint, msg: MsgArg, result: number, res: SmcResult): void {
