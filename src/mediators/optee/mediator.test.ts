@@ -128,6 +128,18 @@ describe("enabling the TEE for a VM (R11)", () => {
   });
 });
 
+describe("a platform without a TEE", () => {
+  it("probes silently, and a VM asking for one is a config error with its path", () => {
+    const lines: string[] = [];
+    const m = ScriptedMachine.fromText("vms:\n  a: { memory: { size: 1MiB } }\n", "yaml", { log: (l) => lines.push(l) });
+    expect((m.hypervisor.mediators.get("optee") as OpteeMediator).present).toBe(false);
+    expect(m.hypervisor.optee).toBeNull();
+    expect(lines).toEqual([]);
+    expect(m.vm("a").vcpu(0).smc(OPTEE_SMC.CALLS_UID).x0).toBe(ONES32);
+    expect(() => ScriptedMachine.fromText("vms:\n  a: { tee: optee, memory: { size: 1MiB } }\n")).toThrow("vms.a.tee: the platform has no TEE (platform.tee)");
+  });
+});
+
 describe("a VM without the TEE enabled gets -1 (0xFFFFFFFF as an SMC32 result)", () => {
   it("for every OP-TEE function ID, by SMC and by HVC", () => {
     const { m } = machine();
@@ -356,6 +368,22 @@ describe("hostile guests: addresses are translated and checked, every refusal is
     settled(t);
   });
 
+  it("reports what a hostile guest does rate-limited, however it varies the details", () => {
+    const t = machine();
+    const v = t.m.vm("a").vcpu(0);
+    const at = IPA + 0x1000n;
+    t.m.vm("a").memory.write(at, encodeMsg(msg(MSG_CMD.CANCEL, [])));
+    for (let n = 0; n < 3000; n++) {
+      t.m.vm("a").memory.write(at + 28n, u32(128 + n));
+      expect(v.smc(OPTEE_SMC.CALL_WITH_ARG, 0, Number(at), 0).x0).toBe(BigInt(R.EBADADDR));
+      t.m.vm("a").memory.write(at + 28n, u32(0));
+      t.m.vm("a").memory.write(at, u32(100 + n));
+      expect(v.smc(OPTEE_SMC.CALL_WITH_ARG, 0, Number(at), 0).x0).toBe(BigInt(R.EBADCMD));
+    }
+    expect(t.log.length).toBeLessThan(40);
+    expect(t.log[0]).toBe("smcvisor: optee mediator: a: message argument with 128 parameters");
+  });
+
   it("temporary memrefs outside the VM's own RAM: BAD_PARAMETERS from COMMS, nothing written anywhere", () => {
     const t = machine();
     const s = sessionOf(t.a, RNG_TA_UUID);
@@ -575,6 +603,41 @@ describe("hostile guests: addresses are translated and checked, every refusal is
       expect(output.read()).toEqual(plain);
       expect(allZero(decoy.read())).toBe(true);
     });
+  });
+});
+
+describe("the hypervisor's own resources", () => {
+  it("DISABLE_SHM_CACHE hands back OP-TEE's cached RPC buffers one by one, and the mediator forgets each", () => {
+    const t = machine();
+    run(t.a.probe());
+    const s = sessionOf(t.a, HELLO_WORLD_UUID);
+    run(t.a.invoke(s, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)]));
+    expect(t.mediator.counters("a").rpcBuffers).toBe(1);
+    expect(t.os.counters(1).rpcBuffers).toBe(1);
+    expect(t.a.rpcBuffers.size).toBe(1);
+    expect(run(t.a.disableShmCache())).toBe(R.ENOTAVAIL);
+    expect(t.mediator.counters("a").rpcBuffers).toBe(0);
+    expect(t.os.counters(1).rpcBuffers).toBe(0);
+    expect(t.a.rpcBuffers.size).toBe(0);
+  });
+
+  it("no page left for a shadow argument is ENOMEM; none for a page list is OUT_OF_MEMORY; nothing leaks either way", () => {
+    const t = machine();
+    const s = sessionOf(t.a, RNG_TA_UUID);
+    const alloc = t.heap.alloc.bind(t.heap);
+    t.heap.alloc = () => null;
+    expect(run(t.a.invoke(s, TA_CMD_GET_ENTROPY, [param.valueOut()])).a0).toBe(R.ENOMEM);
+    const shm = t.a.allocShm(PAGE_SIZE);
+    const r = run(t.a.registerShm(shm));
+    expect(r).toMatchObject({ a0: R.OK, result: TEEC.ERROR_OUT_OF_MEMORY, origin: ORIGIN.COMMS });
+    // A list page but no shadow.
+    let left = 1;
+    t.heap.alloc = () => (left-- > 0 ? alloc() : null);
+    expect(run(t.a.registerShm(shm)).a0).toBe(R.ENOMEM);
+    t.heap.alloc = alloc;
+    expect(t.heap.inUse).toBe(0);
+    expect(t.mediator.counters("a")).toEqual(ZERO_COUNTERS);
+    expect(run(t.a.registerShm(shm)).result).toBe(TEEC.SUCCESS);
   });
 });
 

@@ -156,8 +156,12 @@ export class OpteeMediator implements Mediator {
     for (let i = 0; i < 4; i++) res.set(i, r[i]! >>> 0);
   }
 
+  /**
+   * Refuses a call with an SMC-level code and reports why. The report is rate-limited per VM and code, not
+   * per detail: a guest varying the details (a count, a command) must not get a fresh allowance each time.
+   */
   private refuse(st: VmState, res: SmcResult, code: number, why: string): void {
-    this.host.log(st.name, `optee:${why}`, `smcvisor: optee mediator: ${st.name}: ${why}`);
+    this.host.log(st.name, `optee:a0=${code}`, `smcvisor: optee mediator: ${st.name}: ${why}`);
     res.ret(code);
   }
 
