@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: every benchmark, printed as a table with ratios against baselines measured in the same
- * run; `--json` for machine-readable results. `--quick` for a short run.
+ * run; `--json` for machine-readable results. `--quick` for a short run, `--no-qemu` for the in-process part only.
  */
 import { fmt, table } from "./harness.js";
+import { platformBench } from "./platform.bench.js";
 import { routerBench } from "./router.bench.js";
 
 const args = new Set(process.argv.slice(2));
@@ -10,13 +11,25 @@ const quick = args.has("--quick");
 const json = args.has("--json");
 
 const router = routerBench({ iterations: quick ? 200_000 : 2_000_000, repetitions: quick ? 3 : 9 });
+const platform = args.has("--no-qemu") ? null : await platformBench({ quick });
 
 if (json) {
-  console.log(JSON.stringify({ node: process.version, router }, null, 2));
+  console.log(JSON.stringify({ node: process.version, router, platform }, null, 2));
 } else {
   console.log(`smcvisor benchmarks (Node ${process.version}; medians of interleaved repetitions)\n`);
   console.log("In-process router: one trapped HVC per iteration, same trap entry for every case\n");
   console.log(table([["case", "ns/call", "calls/s"], ...router.measurements.map((m) => [m.name, m.nsPerOp.toFixed(1), fmt(m.opsPerSec)])]));
   console.log("");
   console.log(table([["ratio", "value"], ...Object.entries(router.ratios).map(([k, v]) => [k, `${v.toFixed(2)}x`])]));
+}
+
+if (!json && platform) {
+  console.log("");
+  console.log("Platform: a bare-metal loop of hvc PSCI_VERSION from EL1 (guest counter), medians");
+  console.log("");
+  console.log(table([["case", "calls", "ns/call", "calls/s"], ...platform.loops.map((l) => [l.name, String(l.calls), l.nsPerCall.toFixed(0), fmt(1e9 / l.nsPerCall)])]));
+  console.log("");
+  console.log(table([["Linux boot (2 vCPUs) to its first userspace line", "ms (each run)"], ...platform.boots.map((b) => [b.name, b.ms.map((x) => x.toFixed(0)).join(", ")])]));
+  console.log("");
+  console.log(table([["ratio", "value"], ...Object.entries(platform.ratios).map(([k, v]) => [k, `${v.toFixed(2)}x`])]));
 }

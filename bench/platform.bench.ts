@@ -1,0 +1,158 @@
+/**
+ * Platform benchmarks (ARCHITECTURE "Performance"): the same bare-metal loop of N `hvc` PSCI_VERSION calls
+ * from EL1 under (a) QEMU's built-in PSCI, (b) the shim answering from its fast table with no host round
+ * trip (the null trap: the limit of this design), (c) smcvisor's full path (shim → FIFO → Node router →
+ * back); and Debian Linux's boot to its first userspace line under smcvisor against QEMU's built-in PSCI.
+ * Times come from the guest's own counter (CNTVCT_EL0) or the host's clock, as ratios in one run.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensureLinuxGuest } from "../guests/linux/guest.js";
+import { emptyReport, parseGuestLine, writeScriptImage } from "../src/machine/qemu/baremetal.js";
+import { QemuMachine } from "../src/machine/qemu/machine.js";
+import type { FastAnswer } from "../src/machine/qemu/qemu-vm.js";
+import { findQemu } from "../src/machine/qemu/paths.js";
+import { parseConfigText } from "../src/policy/load.js";
+
+const PSCI_VERSION = 0x8400_0000n;
+const MARKER = "SMCV-GUEST up";
+
+export interface PlatformResult {
+  readonly loops: { name: string; calls: number; nsPerCall: number }[];
+  readonly boots: { name: string; ms: number[] }[];
+  readonly ratios: Record<string, number>;
+}
+
+function config(vcpus: number, mem = "256MiB") {
+  const c = parseConfigText(`vms:\n  vm0:\n    vcpus: ${vcpus}\n    memory: { size: ${mem} }\n`);
+  if (!c.ok) throw new Error(JSON.stringify(c.errors));
+  return c.value;
+}
+
+/** One loop under smcvisor; `fast` answers PSCI_VERSION in the shim. */
+async function smcvisorLoop(image: string, fast: boolean): Promise<number> {
+  const report = emptyReport();
+  const fastTable: FastAnswer[] = fast ? [{ fid: Number(PSCI_VERSION), value: 0x1_0001n, hvc: true, smc: true }] : [];
+  const m = await QemuMachine.create(config(1), {
+    images: new Map([["vm0", { kernel: image }]]),
+    fastTable,
+    console: (_vm, line) => {
+      if (parseGuestLine(line, report) && report.done) m.vm("vm0").stop("done");
+    },
+  });
+  await m.run(300_000);
+  if (!report.loop) throw new Error(`the loop did not finish: ${report.errors.join("; ")}`);
+  return (report.loop.ticks / report.loop.freq / report.loop.calls) * 1e9;
+}
+
+/** Runs QEMU directly (built-in PSCI); resolves with the guest's output lines when `until` says so or QEMU exits. */
+function builtin(args: string[], until: (line: string) => boolean): Promise<{ lines: string[]; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const q = spawn(findQemu(), ["-M", "virt", "-cpu", "cortex-a57,pmu=off", "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const lines: string[] = [];
+    let buf = "";
+    let ms = 0;
+    q.stdout.setEncoding("utf8");
+    q.stdout.on("data", (s: string) => {
+      buf += s;
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).replace(/\r$/, "");
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (ms === 0 && until(line)) {
+          ms = performance.now() - t0;
+          q.kill("SIGKILL");
+        }
+      }
+    });
+    q.on("error", reject);
+    q.on("exit", () => resolve({ lines, ms: ms || performance.now() - t0 }));
+  });
+}
+
+async function builtinLoop(image: string): Promise<number> {
+  const report = emptyReport();
+  const { lines } = await builtin(["-smp", "1", "-m", "256M", "-kernel", image], (l) => {
+    parseGuestLine(l, report);
+    return report.done;
+  });
+  if (!report.loop) throw new Error(`the loop did not finish under QEMU's PSCI: ${lines.slice(-3).join(" / ")}`);
+  return (report.loop.ticks / report.loop.freq / report.loop.calls) * 1e9;
+}
+
+async function smcvisorBoot(kernel: string, initrd: string): Promise<number> {
+  let ms = 0;
+  const t0 = performance.now();
+  const m = await QemuMachine.create(config(2, "512MiB"), {
+    images: new Map([["vm0", { kernel, initrd, cmdline: "console=ttyAMA0 rdinit=/init panic=-1" }]]),
+    console: (_vm, line) => {
+      if (ms === 0 && line.includes(MARKER)) {
+        ms = performance.now() - t0;
+        m.vm("vm0").stop("marker");
+      }
+    },
+  });
+  await m.run(120_000);
+  if (ms === 0) throw new Error("Linux did not reach its marker under smcvisor");
+  return ms;
+}
+
+async function builtinBoot(kernel: string, initrd: string): Promise<number> {
+  const { ms, lines } = await builtin(["-smp", "2", "-m", "512M", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyAMA0 rdinit=/init panic=-1"], (l) => l.includes(MARKER));
+  if (!lines.some((l) => l.includes(MARKER))) throw new Error("Linux did not reach its marker under QEMU's PSCI");
+  return ms;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export async function platformBench(opts: { quick: boolean }): Promise<PlatformResult> {
+  const dir = mkdtempSync(join(tmpdir(), "smcvisor-bench-"));
+  try {
+    const nFast = opts.quick ? 200_000 : 1_000_000;
+    const nSlow = opts.quick ? 5_000 : 20_000;
+    const img = (n: number) => {
+      const p = join(dir, `loop-${n}.img`);
+      writeScriptImage(p, [{ vcpu: 0, conduit: "hvc", regs: [PSCI_VERSION] }], n);
+      return p;
+    };
+    const fastImg = img(nFast), slowImg = img(nSlow);
+    const reps = opts.quick ? 1 : 3;
+    const a: number[] = [], b: number[] = [], c: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      a.push(await builtinLoop(fastImg));
+      b.push(await smcvisorLoop(fastImg, true));
+      c.push(await smcvisorLoop(slowImg, false));
+    }
+    const linux = ensureLinuxGuest();
+    const bootReps = opts.quick ? 1 : 3;
+    const bq: number[] = [], bs: number[] = [];
+    for (let r = 0; r < bootReps; r++) {
+      bq.push(await builtinBoot(linux.kernel, linux.initrd));
+      bs.push(await smcvisorBoot(linux.kernel, linux.initrd));
+    }
+    const loops = [
+      { name: "(a) QEMU built-in PSCI, hvc at EL1", calls: nFast, nsPerCall: median(a) },
+      { name: "(b) smcvisor shim fast table (null trap)", calls: nFast, nsPerCall: median(b) },
+      { name: "(c) smcvisor full path (shim → Node → shim)", calls: nSlow, nsPerCall: median(c) },
+    ];
+    return {
+      loops,
+      boots: [
+        { name: "Linux boot to userspace, QEMU built-in PSCI", ms: bq },
+        { name: "Linux boot to userspace, smcvisor", ms: bs },
+      ],
+      ratios: {
+        "null trap / QEMU built-in": median(b) / median(a),
+        "full path / QEMU built-in": median(c) / median(a),
+        "full path / null trap": median(c) / median(b),
+        "Linux boot smcvisor / built-in": median(bs) / median(bq),
+      },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
