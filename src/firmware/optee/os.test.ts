@@ -1,5 +1,7 @@
 // The OP-TEE model at its own interface: SMCs with the client ID in a7 and messages at platform physical
 // addresses, as the hypervisor's mediator makes them. Exact codes from optee_smc.h / optee_msg.h.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { directTransport, FlatMemory, interleave, OpteeGuest, param, run, secureSmc, type GuestStep } from "../../../test/support/optee-guest.js";
 import { OPTEE_FUNCTIONS as F } from "../../smccc/functions/optee.js";
@@ -560,5 +562,16 @@ describe("guests side by side", () => {
       mem.write(g.lastArg, encodeMsg(m));
     });
     expect(r.msg.params[0]!.a).toBe(42n);
+  });
+});
+
+describe("README.md", () => {
+  const readme = readFileSync(join(import.meta.dirname, "README.md"), "utf8");
+  it("lists every OP-TEE function ID with its value, and every message command", () => {
+    for (const [name, def] of Object.entries(F)) {
+      expect(readme, name).toContain(name);
+      expect(readme, name).toContain(`0x${def.smc32.toString(16).toUpperCase().padStart(8, "0")}`);
+    }
+    for (const name of Object.keys(MSG_CMD)) expect(readme, name).toContain(name);
   });
 });

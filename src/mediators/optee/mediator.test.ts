@@ -1,6 +1,8 @@
 // The OP-TEE mediator, end to end: scripted VMs whose guest OP-TEE driver (test/support/optee-guest.ts)
 // talks through the router and the mediator to the modelled OP-TEE. Exact codes from optee_smc.h and
 // optee_msg.h; hostile guests get the documented error and no other VM notices.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { interleave, OpteeGuest, param, run, type GuestStep } from "../../../test/support/optee-guest.js";
 import { chacha20 } from "../../firmware/optee/chacha20.js";
@@ -830,5 +832,16 @@ describe("the guest's argument after a call", () => {
     const back = decodeMsg(t.m.vm("a").memory.read(arg, msgSize(3))!, 3);
     expect(r.a0).toBe(R.OK);
     expect(back).toEqual({ ...sent, ret: TEEC.SUCCESS, retOrigin: ORIGIN.TRUSTED_APP, params: [sent.params[0], sent.params[1], { attr: BigInt(ATTR.VALUE_OUTPUT), a: 0n, b: 0n, c: 0n }] });
+  });
+});
+
+describe("README.md", () => {
+  const readme = readFileSync(join(import.meta.dirname, "README.md"), "utf8");
+  it("lists every OP-TEE function ID with its value, and every message command", () => {
+    for (const [name, def] of Object.entries(F)) {
+      expect(readme, name).toContain(name);
+      expect(readme, name).toContain(`0x${def.smc32.toString(16).toUpperCase().padStart(8, "0")}`);
+    }
+    for (const name of Object.keys(MSG_CMD)) expect(readme, name).toContain(name);
   });
 });
