@@ -3,6 +3,7 @@
 // optee_msg.h; hostile guests get the documented error and no other VM notices.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { interleave, OpteeGuest, param, run, type GuestStep } from "../../../test/support/optee-guest.js";
 import { chacha20 } from "../../firmware/optee/chacha20.js";
@@ -832,6 +833,51 @@ describe("the guest's argument after a call", () => {
     const back = decodeMsg(t.m.vm("a").memory.read(arg, msgSize(3))!, 3);
     expect(r.a0).toBe(R.OK);
     expect(back).toEqual({ ...sent, ret: TEEC.SUCCESS, retOrigin: ORIGIN.TRUSTED_APP, params: [sent.params[0], sent.params[1], { attr: BigInt(ATTR.VALUE_OUTPUT), a: 0n, b: 0n, c: 0n }] });
+  });
+});
+
+describe("any message a guest can write", () => {
+  it("never makes the mediator or OP-TEE throw, and leaves no thread, shadow or call in flight behind", () => {
+    const t = machine();
+    const sa = sessionOf(t.a, HELLO_WORLD_UUID);
+    const sr = sessionOf(t.a, RNG_TA_UUID);
+    const sb = sessionOf(t.b, HELLO_WORLD_UUID);
+    const shm = t.a.allocShm(3 * PAGE_SIZE);
+    run(t.a.registerShm(shm));
+    // A page list with good and bad entries, and one that loops, at fixed places in a's RAM.
+    const good = t.a.writePageList(t.a.allocShm(2 * PAGE_SIZE).pages).addr;
+    const mixed = t.a.writePageList([shm.pages[0]!, PA.b, SECURE, 0x5000_0000n]).addr;
+    const loop = t.a.writePageList(Array.from({ length: PAGELIST_ENTRIES }, () => shm.pages[1]!)).addr;
+    t.m.vm("a").memory.write(loop + 8n * BigInt(PAGELIST_ENTRIES), u64(loop));
+    const u64Arb = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
+    const addr = fc.oneof(fc.constantFrom(0n, shm.addr(0), shm.addr(100), good, good | 0x10n, mixed, loop, IPA, IPA + RAM - 8n, PA.a, PA.b, SECURE, t.heap.base), u64Arb);
+    const size = fc.oneof(fc.constantFrom(0n, 1n, 64n, 4096n, 5000n, 8192n, 600n * 4096n, 1n << 20n, 64n << 20n), u64Arb);
+    const cookie = fc.constantFrom(0n, shm.cookie, shm.cookie + 1n, 0x5eedn);
+    const attr = fc.oneof(fc.constantFrom(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x101, 0x109, 0x209, 0x20a, 0x20b, 0x205, 0x203, 0x1_0003, 0x7_0009).map(BigInt), u64Arb);
+    const paramArb = fc.record({ attr, a: addr, b: size, c: fc.oneof(cookie, u64Arb) });
+    const msgArb = fc.record({
+      cmd: fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constant(0xffff_ffff)),
+      func: fc.integer({ min: 0, max: 2 }),
+      session: fc.constantFrom(0, sa, sr, sb, 99),
+      cancelId: fc.constant(0),
+      ret: fc.constant(0),
+      retOrigin: fc.constant(0),
+      params: fc.array(paramArb, { maxLength: 5 }),
+    });
+    const codes = new Set<number>([R.OK, R.EBADADDR, R.EBADCMD, R.ENOMEM, R.ETHREAD_LIMIT]);
+    fc.assert(
+      fc.property(msgArb, (m) => {
+        const r = run(t.a.message(m));
+        expect(codes.has(r.a0)).toBe(true);
+        expect(t.log.filter((l) => l.includes("failed"))).toEqual([]);
+        expect(t.heap.inUse).toBe(0);
+        expect(t.mediator.counters("a")).toMatchObject({ inFlight: 0, pendingRpc: 0 });
+        expect(t.os.busyThreads).toBe(0);
+      }),
+      { numRuns: 400 },
+    );
+    expect(allZero(t.m.vm("b").memory.bytes.subarray(Number(t.b.pages.base - IPA) + 8 * PAGE_SIZE))).toBe(true);
+    expect(run(t.b.invoke(sb, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])).msg.params[0]!.a).toBe(2n);
   });
 });
 
