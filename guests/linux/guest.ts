@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildInitramfs } from "./initramfs.js";
 import { cacheDir, fetchPackage, resolveDepends } from "./debian.js";
+import { teeClientFiles } from "./tee-client.js";
 
 export const DEFAULT_MODULES = ["tee", "optee", "arm_smccc_trng", "optee-rng"] as const;
 
@@ -24,6 +25,8 @@ export interface LinuxGuestOptions {
   readonly kernelPackage?: string;
   readonly modules?: readonly string[];
   readonly files?: readonly { readonly path: string; readonly data: Uint8Array; readonly mode?: number }[];
+  /** Include the OP-TEE client userspace (teec-client, libteec, libc, tee-supplicant); default true. */
+  readonly teeClient?: boolean;
 }
 
 function walk(dir: string, out: Map<string, string>): void {
@@ -45,14 +48,15 @@ export function ensureLinuxGuest(opts: LinuxGuestOptions = {}): LinuxGuest {
   walk(join(kernelPkg.root, "lib", "modules", kernelVersion), modulePaths);
   const init = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "init.sh"), "utf8");
   const modules = opts.modules ?? DEFAULT_MODULES;
+  const files = [...(opts.teeClient === false ? [] : teeClientFiles()), ...(opts.files ?? [])];
   // The initramfs is named after a hash of everything that goes into it.
   const h = createHash("sha256").update(kernelVersion).update(init).update(modules.join(",")).update(busybox.deb);
-  for (const f of opts.files ?? []) h.update(f.path).update(f.data);
+  for (const f of files) h.update(f.path).update(f.data);
   const dir = join(cacheDir(), "linux", kernelVersion);
   mkdirSync(dir, { recursive: true });
   const initrd = join(dir, `initramfs-${h.digest("hex").slice(0, 16)}.cpio.gz`);
   if (!existsSync(initrd)) {
-    const data = buildInitramfs({ busybox: join(busybox.root, "bin", "busybox"), modules, modulePaths, init, ...(opts.files ? { files: opts.files } : {}) });
+    const data = buildInitramfs({ busybox: join(busybox.root, "bin", "busybox"), modules, modulePaths, init, files });
     // Written under a temporary name and renamed, so a crash never leaves a half-written initramfs behind.
     writeFileSync(`${initrd}.tmp`, data);
     renameSync(`${initrd}.tmp`, initrd);

@@ -12,12 +12,24 @@ done
 dmesg | grep -E 'psci|SMC Calling Convention|SMP: Total|SOC_ID|smccc|optee|hw_random|kvm|Spectre|ptp' | sed 's/^/SMCV-DMESG /'
 echo "SMCV-CPUS online=$(cat /sys/devices/system/cpu/online)"
 if [ -d /sys/class/misc/hw_random ]; then
-  echo "SMCV-RNG current=$(cat /sys/class/misc/hw_random/rng_current) available=$(cat /sys/class/misc/hw_random/rng_available)"
+  rng=/sys/class/misc/hw_random
+  current=$(cat $rng/rng_current)
+  echo "SMCV-RNG current=$current available=$(cat $rng/rng_available)"
   echo "SMCV-RNG bytes=$(head -c 16 /dev/hwrng | od -An -tx1 | tr -d ' \n')"
+  # Every source the kernel found, one at a time, then the kernel's own choice again.
+  for r in $(cat $rng/rng_available); do
+    echo "$r" > $rng/rng_current && echo "SMCV-RNG $r bytes=$(head -c 16 /dev/hwrng | od -An -tx1 | tr -d ' \n')"
+  done
+  echo "$current" > $rng/rng_current
 fi
 for f in /sys/devices/soc0/*; do [ -f "$f" ] && echo "SMCV-SOC $(basename "$f")=$(cat "$f")"; done
 for f in /sys/devices/system/cpu/vulnerabilities/*; do echo "SMCV-VULN $(basename "$f")=$(cat "$f")"; done
 for d in /dev/tee0 /dev/teepriv0; do [ -e "$d" ] && echo "SMCV-TEE present=$d"; done
+# tee-supplicant serves the driver's requests for normal-world services (TA loading, secure storage).
+if [ -e /dev/teepriv0 ] && [ -x /usr/sbin/tee-supplicant ]; then
+  mkdir -p /var/lib/tee /data/tee
+  /usr/sbin/tee-supplicant -d && echo "SMCV-TEE supplicant started" || echo "SMCV-TEE supplicant failed"
+fi
 if [ -x /etc/smcvisor/run.sh ]; then /etc/smcvisor/run.sh 2>&1 | sed 's/^/SMCV-RUN /'; fi
 echo "SMCV-GUEST poweroff"
 poweroff -f

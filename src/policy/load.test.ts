@@ -109,3 +109,14 @@ describe("config validation: errors are data with the path of the offending fiel
     expect(r.value.vms.map((v) => [v.smccc, v.services.trng])).toEqual([[0x10001, false], [0x10003, true]]);
   });
 });
+
+describe("TEE limits", () => {
+  it("calls in flight per VM default to an equal share of OP-TEE's threads", () => {
+    const r = parseConfigText("platform:\n  tee: { os: optee, threads: 8, maxGuests: 2 }\nvms:\n  a: { tee: { mediator: optee } }\n");
+    if (!r.ok) throw new Error(JSON.stringify(r.errors));
+    expect(r.value.platform.tee!.limits.callsInFlight).toBe(4);
+    const d = parseConfigText("platform:\n  tee: { os: optee }\nvms:\n  a: {}\n");
+    if (!d.ok) throw new Error(JSON.stringify(d.errors));
+    expect(d.value.platform.tee).toMatchObject({ threads: 8, maxGuests: 4, limits: { callsInFlight: 2 } });
+  });
+});

@@ -147,7 +147,8 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
           os: raw.platform.tee.os,
           threads: raw.platform.tee.threads ?? 8,
           maxGuests: raw.platform.tee.maxGuests ?? 4,
-          limits: { callsInFlight: 4, registrations: 256, pages: 16384, ...(raw.platform.tee.limits ?? {}) },
+          // Per-VM calls in flight default to an equal share of OP-TEE's threads, so no VM can starve another.
+          limits: { callsInFlight: Math.max(1, Math.floor((raw.platform.tee.threads ?? 8) / (raw.platform.tee.maxGuests ?? 4))), registrations: 256, pages: 16384, ...(raw.platform.tee.limits ?? {}) },
         }
       : null,
   };

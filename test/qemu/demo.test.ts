@@ -2,6 +2,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { runScenario, type RunReport, type VmReport } from "../../src/cli/run.js";
 import { loadScenario, type Scenario } from "../../src/machine/qemu/scenario.js";
+import { chacha20 } from "../../src/firmware/optee/chacha20.js";
 import { CPU_PROFILES } from "../../src/policy/platform.js";
 
 let scenario: Scenario;
@@ -44,12 +45,50 @@ describe("examples/demo.yaml under QEMU", () => {
     }
   });
 
-  it("the TRNG backs dom0's /dev/hwrng; domU's TRNG calls are denied and it has none", () => {
+  it("the TRNG is one of dom0's hardware RNGs and gives bytes; domU's TRNG calls are denied and it has none", () => {
     expect(line(vm("dom0"), "SMCV-RNG current=")).toContain("smccc_trng");
-    expect(line(vm("dom0"), "SMCV-RNG bytes=")).toMatch(/bytes=[0-9a-f]{32}$/);
+    expect(line(vm("dom0"), "SMCV-RNG smccc_trng bytes=")).toMatch(/bytes=[0-9a-f]{32}$/);
     expect(report.events.some((e) => e.vm === "dom0" && e.fid === 0xc400_0053 && e.action === "emulate")).toBe(true);
     expect(report.events.some((e) => e.vm === "domU" && e.fid === 0x8400_0050 && e.action === "deny" && e.x0 === 0xffff_ffffn)).toBe(true);
-    expect(line(vm("domU"), "SMCV-RNG current=smccc_trng")).toBeUndefined();
+    expect(line(vm("domU"), "SMCV-RNG smccc_trng")).toBeUndefined();
+  });
+
+  it("Linux's OP-TEE driver binds in both VMs through the mediator, with dynamic shared memory, and optee-rng reads the RNG TA", () => {
+    for (const v of report.vms) {
+      expect(v.console.some((l) => l.includes("optee: dynamic shared memory is enabled")), v.name).toBe(true);
+      expect(line(v, "SMCV-TEE present=/dev/tee0"), v.name).toBeDefined();
+      expect(line(v, "SMCV-TEE present=/dev/teepriv0"), v.name).toBeDefined();
+      expect(line(v, "SMCV-RNG current=")!, v.name).toMatch(/available=.*optee-rng/);
+      expect(line(v, "SMCV-RNG optee-rng bytes="), v.name).toMatch(/bytes=[0-9a-f]{32}$/);
+      // Every OP-TEE call went to the mediator: none was denied or failed.
+      const tee = report.events.filter((e) => e.vm === v.name && ((e.fid >>> 24) & 0x3f) >= 50);
+      expect(tee.length).toBeGreaterThan(100);
+      expect(tee.filter((e) => e.action !== "mediate" || e.outcome === "error")).toEqual([]);
+    }
+  });
+
+  it("a libteec client in each VM invokes the hello-world TA and decrypts with its own VM's key", () => {
+    const fnv1a = (p: Uint8Array) => {
+      let h = 0xcbf29ce484222325n;
+      for (const b of p) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
+      return h.toString(16).padStart(16, "0");
+    };
+    const hashes = new Set<string>();
+    for (const v of report.vms) {
+      expect(line(v, "SMCV-RUN SMCV-TEEC hello"), v.name).toBe("SMCV-RUN SMCV-TEEC hello 0x0 41 42");
+      const d = line(v, "SMCV-RUN SMCV-TEEC decrypt")!.split(" ");
+      // Decrypting 64 KiB of zeros gives the ChaCha20 keystream of this VM's key with nonce (7, 9).
+      const key = scenario.config.vms.find((c) => c.name === v.name)!.tee!.contentKey!;
+      const nonce = new Uint8Array(12);
+      new DataView(nonce.buffer).setUint32(0, 7, true);
+      new DataView(nonce.buffer).setUint32(4, 9, true);
+      const out = new Uint8Array(65536);
+      chacha20(key, nonce, 0, new Uint8Array(65536), out);
+      expect(d.slice(3, 6), v.name).toEqual(["0x0", "65536", fnv1a(out)]);
+      hashes.add(d[5]!);
+      expect(line(v, "SMCV-RUN SMCV-TEEC threads 4 calls"), v.name).toMatch(/calls [1-9]\d* errors 0$/);
+    }
+    expect(hashes.size).toBe(2);
   });
 
   it("each secondary vCPU came up through a physical CPU_ON the hypervisor made for it (R9)", () => {

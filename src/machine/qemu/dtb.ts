@@ -35,7 +35,8 @@ export function mergeDts(base: string, o: DtOverrides): string {
     "/ {",
     `\tpsci { method = ${quote(o.conduit)}; };`,
     `\tchosen { ${chosen.join(" ")} };`,
-    ...(o.optee ? ['\tfirmware { optee { compatible = "linaro,optee-tz"; method = "smc"; }; };'] : []),
+    // Linux's optee driver calls through the method the node names: the VM's conduit (mediation is the same for both).
+    ...(o.optee ? [`\tfirmware { optee { compatible = "linaro,optee-tz"; method = ${quote(o.conduit)}; }; };`] : []),
     "};",
     "",
   ];

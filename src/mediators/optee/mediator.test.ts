@@ -779,7 +779,8 @@ describe("destroying a VM in the middle of a session (R11)", () => {
 
 describe("two VMs at once", () => {
   it("interleaved sessions and invokes in both VMs each get their own results", () => {
-    const t = machine();
+    // Four calls in flight per VM: both VMs together fill OP-TEE's eight threads.
+    const t = machine({ limits: "{ callsInFlight: 4 }" });
     const gs = [t.a, t.b];
     const sessions = gs.map((g) => sessionOf(g, HELLO_WORLD_UUID));
     let peak = 0;
