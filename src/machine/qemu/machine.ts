@@ -91,7 +91,15 @@ export class QemuMachine {
     }, timeoutMs);
     try {
       await Promise.all([...this.vms.values()].map((q) => q.start()));
-      return await Promise.all([...this.vms.values()].map((q) => q.exited));
+      // A VM that has ended is destroyed at once: its mediators and the TEE let go of everything it held.
+      return await Promise.all(
+        [...this.vms.values()].map((q) =>
+          q.exited.then((e) => {
+            this.hypervisor.destroyDomain(q.name);
+            return e;
+          }),
+        ),
+      );
     } finally {
       clearTimeout(timer);
       this.close();
