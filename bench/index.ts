@@ -5,6 +5,7 @@
 import { fmt, table } from "./harness.js";
 import { platformBench } from "./platform.bench.js";
 import { routerBench } from "./router.bench.js";
+import { teeBench } from "./tee.bench.js";
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
@@ -12,9 +13,10 @@ const json = args.has("--json");
 
 const router = routerBench({ iterations: quick ? 200_000 : 2_000_000, repetitions: quick ? 3 : 9 });
 const platform = args.has("--no-qemu") ? null : await platformBench({ quick });
+const tee = await teeBench({ quick, qemu: !args.has("--no-qemu") });
 
 if (json) {
-  console.log(JSON.stringify({ node: process.version, router, platform }, null, 2));
+  console.log(JSON.stringify({ node: process.version, router, platform, tee }, null, 2));
 } else {
   console.log(`smcvisor benchmarks (Node ${process.version}; medians of interleaved repetitions)\n`);
   console.log("In-process router: one trapped HVC per iteration, same trap entry for every case\n");
@@ -32,4 +34,15 @@ if (!json && platform) {
   console.log(table([["Linux boot (2 vCPUs) to its first userspace line", "ms (each run)"], ...platform.boots.map((b) => [b.name, b.ms.map((x) => x.toFixed(0)).join(", ")])]));
   console.log("");
   console.log(table([["ratio", "value"], ...Object.entries(platform.ratios).map(([k, v]) => [k, `${v.toFixed(2)}x`])]));
+}
+
+if (!json) {
+  console.log("");
+  console.log("TEE: OP-TEE round trips through the mediator and the modelled OP-TEE (per second)");
+  console.log("");
+  const rows = Object.keys(tee.inProcess).map((k) => [k, fmt(tee.inProcess[k]!), tee.linux?.[k] !== undefined ? fmt(tee.linux[k]!) : ""]);
+  for (const k of Object.keys(tee.linux ?? {})) if (!(k in tee.inProcess)) rows.push([k, "", fmt(tee.linux![k]!)]);
+  console.log(table([["case", "in-process", "Linux userspace"], ...rows]));
+  console.log("");
+  console.log(table([["ratio", "value"], ...Object.entries(tee.ratios).map(([k, v]) => [k, `${v.toFixed(3)}x`])]));
 }
