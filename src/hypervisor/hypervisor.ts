@@ -14,7 +14,7 @@ import type { ByteGenerator } from "../firmware/monitor/entropy.js";
 import { MonitorModel } from "../firmware/monitor/monitor.js";
 import { OpteeOs } from "../firmware/optee/os.js";
 import { defaultTas } from "../firmware/optee/tas/index.js";
-import type { Mediator, MediatorHost } from "../mediators/mediator.js";
+import type { Mediator, MediatorFactory, MediatorHost } from "../mediators/mediator.js";
 import { OpteeMediator } from "../mediators/optee/mediator.js";
 import { HypervisorHeap } from "./heap.js";
 import { TraceRing } from "../trace/ring.js";
@@ -37,6 +37,8 @@ export interface HypervisorOptions {
   readonly delegates?: ReadonlyMap<string, CallTarget>;
   /** Board profiles VMs may name (`board: <name>`). */
   readonly boards?: ReadonlyMap<string, (vm: VmConfig) => BoardFirmware>;
+  /** Mediators beyond the built-in ones, for `mediate:<name>` grants (each probes the secure world once). */
+  readonly mediators?: readonly MediatorFactory[];
 }
 
 export type DomainState = "created" | "running" | "destroyed";
@@ -122,6 +124,7 @@ export class Hypervisor {
     });
     // The mediators built in (R5); each probes the secure world once and stays silent if its TEE is absent.
     this.registerMediator(new OpteeMediator(this.mediatorHost(), platform.tee?.limits));
+    for (const create of opts.mediators ?? []) this.registerMediator(create(this.mediatorHost()));
   }
 
   /** Creates a hypervisor with a domain for every VM of the config (delegates from `opts.delegates`). */
