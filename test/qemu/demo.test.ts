@@ -29,7 +29,7 @@ describe("examples/demo.yaml under QEMU", () => {
     expect(vm("dom0").console.some((l) => l.includes("psci: PSCIv1.1 detected"))).toBe(true);
     expect(vm("domU").console.some((l) => l.includes("psci: PSCIv1.0 detected"))).toBe(true);
     expect(vm("dom0").console.some((l) => l.includes("SMC Calling Convention v1.2"))).toBe(true);
-    expect(vm("domU").console.some((l) => l.includes("SMC Calling Convention v1.1"))).toBe(true);
+    expect(vm("domU").console.some((l) => l.includes("SMC Calling Convention v1.2"))).toBe(true);
   });
 
   it("the Spectre lines agree with the platform profile's workaround answers", () => {
@@ -45,13 +45,20 @@ describe("examples/demo.yaml under QEMU", () => {
     }
   });
 
-  it("the TRNG is one of dom0's hardware RNGs and gives bytes; domU's TRNG calls are denied and it has none", () => {
-    // With OP-TEE enabled Linux may prefer optee-rng as rng_current; the guest selects each source in turn.
-    expect(line(vm("dom0"), "SMCV-RNG current=")).toMatch(/available=smccc_trng optee-rng\s*$/);
-    expect(line(vm("dom0"), "SMCV-RNG smccc_trng bytes=")).toMatch(/bytes=[0-9a-f]{32}$/);
-    expect(report.events.some((e) => e.vm === "dom0" && e.fid === 0xc400_0053 && e.action === "emulate")).toBe(true);
-    expect(report.events.some((e) => e.vm === "domU" && e.fid === 0x8400_0050 && e.action === "deny" && e.x0 === 0xffff_ffffn)).toBe(true);
-    expect(line(vm("domU"), "SMCV-RNG smccc_trng")).toBeUndefined();
+  it("the SMCCC TRNG is a hardware RNG in each VM and gives bytes; the SoC ID comes from SMCCC_ARCH_SOC_ID", () => {
+    for (const v of report.vms) {
+      // With OP-TEE enabled Linux may prefer optee-rng as rng_current; the guest selects each source in turn.
+      expect(line(v, "SMCV-RNG current="), v.name).toMatch(/available=smccc_trng optee-rng\s*$/);
+      expect(line(v, "SMCV-RNG smccc_trng bytes="), v.name).toMatch(/bytes=[0-9a-f]{32}$/);
+      expect(report.events.some((e) => e.vm === v.name && e.fid === 0xc400_0053 && e.action === "emulate" && e.x0 === 0n)).toBe(true);
+      expect(line(v, "SMCV-SOC soc_id="), v.name).toBe("SMCV-SOC soc_id=jep106:043b:0d07");
+    }
+  });
+
+  it("domU's policy hides the hypervisor's identity: its vendor-hypervisor UID call is denied with -1", () => {
+    const uid = report.events.filter((e) => e.fid === 0x8600_ff01);
+    expect(uid.filter((e) => e.vm === "domU").map((e) => [e.action, e.x0])).toEqual([["deny", 0xffff_ffffn]]);
+    expect(uid.filter((e) => e.vm === "dom0").every((e) => e.action === "emulate")).toBe(true);
   });
 
   it("Linux's OP-TEE driver binds in both VMs through the mediator, with dynamic shared memory, and optee-rng reads the RNG TA", () => {
