@@ -1,5 +1,5 @@
 /*
- * The shim <-> hypervisor channel, protocol version 1: docs/qemu-channel.md is the reference and
+ * The shim <-> hypervisor channel, protocol version 2: docs/qemu-channel.md is the reference and
  * src/machine/qemu/channel.ts the hypervisor's side. Fixed-size little-endian frames.
  */
 #ifndef SMCV_PROTOCOL_H
@@ -10,7 +10,7 @@ typedef unsigned int u32;
 typedef unsigned short u16;
 
 #define SMCV_MAGIC 0x56434D53u /* "SMCV" */
-#define SMCV_VERSION 1
+#define SMCV_VERSION 2
 
 /* Requests (shim -> hypervisor). */
 #define REQ_HELLO 1
@@ -31,6 +31,11 @@ typedef unsigned short u16;
 
 #define RESUME_WFI 1u
 
+/* Fast-table key bits above the function ID. */
+#define FAST_HVC (1ul << 32)
+#define FAST_SMC (1ul << 33)
+#define FAST_RECORD_WA2 (1ul << 34) /* W1 is this CPU's SMCCC_ARCH_WORKAROUND_2 state */
+
 struct request {
 	u32 magic;
 	u16 version;
@@ -42,6 +47,8 @@ struct request {
 	u64 far;
 	u64 cntvct;
 	u64 local_calls;
+	/* SMCCC_ARCH_WORKAROUND_2 as the guest last set it through the fast table: 0 unknown, 1 off, 2 on. */
+	u64 wa2_state;
 	u64 x[18];
 };
 
@@ -57,7 +64,7 @@ struct reply {
 	u64 x[18];
 };
 
-_Static_assert(sizeof(struct request) == 200, "request frame is 200 bytes");
+_Static_assert(sizeof(struct request) == 208, "request frame is 208 bytes");
 _Static_assert(sizeof(struct reply) == 184, "reply frame is 184 bytes");
 
 #endif

@@ -37,7 +37,7 @@ extern void enter_guest(u64 *regs, u64 sp_top, u64 entry, u64 spsr) __attribute_
 extern void phys_smc(u64 *regs);
 
 struct fast_entry {
-	u64 key; /* fid | conduit bits << 32 (bit 32: hvc, bit 33: smc) */
+	u64 key; /* fid | FAST_HVC | FAST_SMC | FAST_RECORD_WA2 */
 	u64 value;
 };
 
@@ -47,6 +47,7 @@ struct cpu {
 	u32 index;
 	u32 open;
 	u64 local_calls;
+	u64 wa2_state;
 	struct request req;
 	struct reply rsp;
 	u64 regs[31];
@@ -133,6 +134,7 @@ static void send(struct cpu *c, u16 type)
 	c->req.vcpu = c->index;
 	c->req.cntvct = READ_SYSREG(cntvct_el0);
 	c->req.local_calls = c->local_calls;
+	c->req.wa2_state = c->wa2_state;
 	c->local_calls = 0;
 	if (transfer(c, SYS_WRITE, c->req_fd, &c->req, sizeof(c->req)) != 0)
 		park();
@@ -231,20 +233,31 @@ static void inject_undef(u64 esr)
 	WRITE_SYSREG(spsr_el2, 0x3c5);
 }
 
+/*
+ * A call the hypervisor said the shim may answer itself (the fast table: side-effect-free calls such as
+ * SMCCC_ARCH_WORKAROUND_1/3, and WORKAROUND_2 whose only effect is per-CPU state, reported in every
+ * frame): x0 = the table's value and x1-x3 = 0, exactly as the router would answer, ELR past an SMC.
+ */
 static int answer_locally(struct cpu *c, u64 *frame, u32 esr)
 {
 	u32 ec = esr >> 26;
 	if (fast_count == 0 || (esr & 0xffff) != 0 || (ec != EC_HVC64 && ec != EC_SMC64))
 		return 0;
-	u64 key = (u32)frame[0] | (ec == EC_HVC64 ? 1ul << 32 : 1ul << 33);
+	u64 conduit = ec == EC_HVC64 ? FAST_HVC : FAST_SMC;
+	u32 fid = (u32)frame[0];
 	for (u32 i = 0; i < fast_count; i++) {
-		if ((fast[i].key & key) == key && (u32)fast[i].key == (u32)frame[0]) {
-			frame[0] = fast[i].value;
-			if (ec == EC_SMC64)
-				WRITE_SYSREG(elr_el2, READ_SYSREG(elr_el2) + 4);
-			c->local_calls++;
-			return 1;
-		}
+		if ((u32)fast[i].key != fid || !(fast[i].key & conduit))
+			continue;
+		if (fast[i].key & FAST_RECORD_WA2)
+			c->wa2_state = (u32)frame[1] != 0 ? 2 : 1;
+		frame[0] = fast[i].value;
+		frame[1] = 0;
+		frame[2] = 0;
+		frame[3] = 0;
+		if (ec == EC_SMC64)
+			WRITE_SYSREG(elr_el2, READ_SYSREG(elr_el2) + 4);
+		c->local_calls++;
+		return 1;
 	}
 	return 0;
 }

@@ -142,3 +142,58 @@ describe("one VM's failure ends that VM only", () => {
     expect(exits.get("survivor")!.state).toBe("off");
   }, 60_000);
 });
+
+describe("the shim's fast path (SMCCC_ARCH_WORKAROUND_1/2/3)", () => {
+  const WA1 = 0x8000_8000n, WA2 = 0x8000_7fffn, WA3 = 0x8000_3fffn;
+  const steps: ScriptStep[] = [
+    ...[WA1, WA2, WA3].flatMap((fid) => (["hvc", "smc"] as const).map((conduit) => ({ vcpu: 0, conduit, regs: [fid, 0n, 0x1111n, 0x2222n, 0x3333n, 0x4444n] }))),
+    { vcpu: 0, conduit: "smc", regs: [WA2, 1n, 7n, 7n, 7n] }, // SSBD back on
+    { vcpu: 0, conduit: "smc", regs: [0x8400_0000n] }, // a routed call carries the shim's state to the hypervisor
+  ];
+  const policy = (grants = "") => `platform: { cpu: cortex-a57 }\nvms:\n  vm0:\n    vcpus: 1\n${grants}`;
+
+  it("answers them in the shim exactly as the router does, runs the instruction after an SMC once, and reports the WORKAROUND_2 state", async () => {
+    const fast = await boot(policy(), { vm0: { steps, stopWhenDone: true } });
+    const slow = await (async () => {
+      const cfg = parseConfigText(policy());
+      if (!cfg.ok) throw new Error("config");
+      const image = join(dir, "slow.img");
+      writeScriptImage(image, steps);
+      const report = emptyReport();
+      const m = await QemuMachine.create(cfg.value, { images: new Map([["vm0", { kernel: image }]]), fastTable: [], console: (_vm, l) => void (parseGuestLine(l, report) && report.done && m.vm("vm0").stop("done")) });
+      await m.run(60_000);
+      return { m, report };
+    })();
+    const f = fast.reports.get("vm0")!, s = slow.report;
+    for (let i = 0; i < steps.length; i++) expect(f.steps.get(i), `step ${i}`).toEqual(s.steps.get(i));
+    expect(f.steps.get(0)!.slice(0, 6)).toEqual([0n, 0n, 0n, 0n, 0x3333n, 0x4444n]);
+    expect(f.afterSmc).toBe(s.afterSmc);
+    expect(f.afterSmc).toBe(5);
+    // Seven workaround calls answered in the shim, none traced one by one; the router saw them all in the slow run.
+    expect(fast.exits.get("vm0")!.localCalls).toBe(7n);
+    const traced = (m: QemuMachine) => m.hypervisor.router.trace.events().filter((e) => e.fid >>> 16 === 0x8000 && e.fid !== 0x8000_0000).length;
+    expect(traced(fast.m)).toBe(0);
+    expect(traced(slow.m)).toBe(7);
+  }, 60_000);
+
+  it("reports the vCPU's WORKAROUND_2 state to the Arm Architecture service", async () => {
+    const off: ScriptStep[] = [{ vcpu: 0, conduit: "smc", regs: [WA2, 0n] }, { vcpu: 0, conduit: "hvc", regs: [0x8400_0000n] }];
+    let arch: { ssbdEnabled: Uint8Array } | null = null;
+    let atSecondCall = -1;
+    await boot(policy(), { vm0: { steps: off, stopWhenDone: true } }, (m, _r, line) => {
+      arch ??= m.hypervisor.domain("vm0").routed.services.get("arch") as unknown as { ssbdEnabled: Uint8Array };
+      // The firmware default is on (1); the guest turned it off in the shim, and the next routed call told us.
+      if (line.text.startsWith("SMCV-STEP 1 ")) atSecondCall = arch.ssbdEnabled[0]!;
+    });
+    expect(atSecondCall).toBe(0);
+  }, 60_000);
+
+  it("leaves a call the policy decides itself to the router (a grant denies WORKAROUND_1)", async () => {
+    const calls = [WA1, WA3, 0x8400_0000n].map((fid): ScriptStep => ({ vcpu: 0, conduit: "hvc", regs: [fid] }));
+    const { m, reports, exits } = await boot(policy("    grants: [{ id: 0x80008000, action: deny }]\n"), { vm0: { steps: calls, stopWhenDone: true } });
+    expect(reports.get("vm0")!.steps.get(0)![0]).toBe(0xffff_ffffn);
+    expect(reports.get("vm0")!.steps.get(1)![0]).toBe(0n);
+    expect(exits.get("vm0")!.localCalls).toBe(1n);
+    expect(m.hypervisor.router.trace.events().filter((e) => e.fid === 0x8000_8000).map((e) => e.action)).toEqual(["deny"]);
+  }, 60_000);
+});

@@ -1,15 +1,17 @@
 /**
- * The shim ↔ hypervisor frames, protocol version 1 (docs/qemu-channel.md; shim/protocol.h is the other
- * side). Pure codec: no I/O. Requests are 200 bytes, replies 184, all little-endian.
+ * The shim ↔ hypervisor frames, protocol version 2 (docs/qemu-channel.md; shim/protocol.h is the other
+ * side). Pure codec: no I/O. Requests are 208 bytes, replies 184, all little-endian.
  */
 export const MAGIC = 0x5643_4d53; // "SMCV"
-export const VERSION = 1;
-export const REQUEST_SIZE = 200;
+export const VERSION = 2;
+export const REQUEST_SIZE = 208;
 export const REPLY_SIZE = 184;
 
 export const REQ = { HELLO: 1, TRAP: 2, PHYS_RESULT: 3, UNEXPECTED: 4 } as const;
 export const RSP = { RETURN: 1, UNDEF: 2, PHYS_SMC: 3, RESUME_AT: 4, CPU_OFF: 5, SYSTEM_OFF: 6, SYSTEM_RESET: 7, STOP: 8, FAST_TABLE: 9 } as const;
 export const RESUME_WFI = 1n;
+/** Fast-table key bit: the shim keeps W1 of this call as the CPU's SMCCC_ARCH_WORKAROUND_2 state. */
+export const FAST_RECORD_WA2 = 1n << 34n;
 
 export interface Request {
   readonly type: number;
@@ -21,6 +23,8 @@ export interface Request {
   readonly cntvct: bigint;
   /** Calls the shim answered from its fast table since its previous frame. */
   readonly localCalls: bigint;
+  /** SMCCC_ARCH_WORKAROUND_2 as the guest last set it in the shim's fast path: 0 unknown, 1 off, 2 on. */
+  readonly wa2State: number;
   /** x0..x17 as 36 little-endian 32-bit words (x_n low at [2n]): the router's register view. */
   readonly words: Uint32Array;
 }
@@ -40,7 +44,9 @@ export function decodeRequest(frame: Uint8Array, vcpus: number): DecodeResult {
   const vcpu = v.getUint32(8, true);
   if (vcpu >= vcpus) return { ok: false, reason: `vCPU ${vcpu} does not exist (the VM has ${vcpus})` };
   const words = new Uint32Array(36);
-  for (let i = 0; i < 36; i++) words[i] = v.getUint32(56 + 4 * i, true);
+  for (let i = 0; i < 36; i++) words[i] = v.getUint32(64 + 4 * i, true);
+  const wa2State = Number(v.getBigUint64(56, true));
+  if (wa2State > 2) return { ok: false, reason: `WORKAROUND_2 state ${wa2State} (want 0, 1 or 2)` };
   return {
     ok: true,
     request: {
@@ -52,6 +58,7 @@ export function decodeRequest(frame: Uint8Array, vcpus: number): DecodeResult {
       far: v.getBigUint64(32, true),
       cntvct: v.getBigUint64(40, true),
       localCalls: v.getBigUint64(48, true),
+      wa2State,
       words,
     },
   };
@@ -87,7 +94,7 @@ export function encodeReply(r: Reply): Uint8Array {
 }
 
 /** Encodes a request (what the shim sends): for tests and the channel's own checks. */
-export function encodeRequest(r: Omit<Request, "words"> & { regs?: readonly bigint[] }): Uint8Array {
+export function encodeRequest(r: Omit<Request, "words" | "wa2State"> & { wa2State?: number; regs?: readonly bigint[] }): Uint8Array {
   const out = new Uint8Array(REQUEST_SIZE);
   const v = new DataView(out.buffer);
   v.setUint32(0, MAGIC, true);
@@ -100,13 +107,14 @@ export function encodeRequest(r: Omit<Request, "words"> & { regs?: readonly bigi
   v.setBigUint64(32, r.far, true);
   v.setBigUint64(40, r.cntvct, true);
   v.setBigUint64(48, r.localCalls, true);
-  (r.regs ?? []).slice(0, 18).forEach((x, i) => v.setBigUint64(56 + 8 * i, BigInt.asUintN(64, x), true));
+  v.setBigUint64(56, BigInt(r.wa2State ?? 0), true);
+  (r.regs ?? []).slice(0, 18).forEach((x, i) => v.setBigUint64(64 + 8 * i, BigInt.asUintN(64, x), true));
   return out;
 }
 
 /** Fast-table entry key: the function ID and the conduits the shim may answer it for locally. */
-export function fastKey(fid: number, conduits: { hvc: boolean; smc: boolean }): bigint {
-  return BigInt(fid >>> 0) | (conduits.hvc ? 1n << 32n : 0n) | (conduits.smc ? 1n << 33n : 0n);
+export function fastKey(fid: number, conduits: { hvc: boolean; smc: boolean; recordsWa2?: boolean }): bigint {
+  return BigInt(fid >>> 0) | (conduits.hvc ? 1n << 32n : 0n) | (conduits.smc ? 1n << 33n : 0n) | (conduits.recordsWa2 ? FAST_RECORD_WA2 : 0n);
 }
 
 /** Splits a byte stream into whole frames; keeps the remainder for the next chunk. */

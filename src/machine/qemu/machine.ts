@@ -18,7 +18,8 @@ export interface QemuMachineOptions extends HypervisorOptions {
   /** Each console line, with the VM's name. */
   readonly console?: (vm: string, line: string) => void;
   readonly cwd?: string;
-  readonly fastTable?: readonly FastAnswer[];
+  /** The shims' fast tables: "auto" (the default) per VM policy, [] for none (every call to the router). */
+  readonly fastTable?: readonly FastAnswer[] | "auto";
   readonly extraArgs?: readonly string[];
   readonly gicVersion?: 2 | 3;
   readonly onReset?: (vm: string) => void;

@@ -19,6 +19,8 @@ import { decodeRequest, encodeReply, fastKey, FrameSplitter, REQ, RESUME_WFI, RS
 import { buildDtb } from "./dtb.js";
 import { FileGuestMemory } from "./guest-memory.js";
 import { kernelFootprint, layoutFor, type Layout } from "./layout.js";
+import { fastAnswersFor } from "./fast-path.js";
+import { ArchService } from "../../services/arch/arch.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
 const PSCI_ALREADY_ON = -4;
@@ -37,6 +39,8 @@ export interface FastAnswer {
   readonly value: bigint;
   readonly hvc: boolean;
   readonly smc: boolean;
+  /** The shim keeps W1 as the vCPU's SMCCC_ARCH_WORKAROUND_2 state and reports it in every frame. */
+  readonly recordsWa2?: boolean;
 }
 
 export interface QemuVmOptions {
@@ -52,8 +56,11 @@ export interface QemuVmOptions {
   readonly gicVersion?: 2 | 3;
   /** Every line the guest prints on its console. */
   readonly console: (line: string) => void;
-  /** Answers the shim gives itself without a round trip (the null-trap benchmark; counted in the trace). */
-  readonly fastTable?: readonly FastAnswer[];
+  /**
+   * Answers the shim gives itself without a round trip, counted but not traced one by one: a fixed
+   * table (the null-trap benchmark), or "auto" for what fast-path.ts finds eligible in the VM's policy.
+   */
+  readonly fastTable?: readonly FastAnswer[] | "auto";
   /** The guest asked for SYSTEM_RESET (QEMU resets and the guest boots again). */
   readonly onReset?: () => void;
   /** Extra QEMU arguments (tests). */
@@ -134,6 +141,17 @@ export class QemuVm implements PowerPort {
 
   attach(domain: Domain): void {
     this.domain = domain;
+    const arch = domain.routed.services.get("arch");
+    if (arch instanceof ArchService) this.wa2 = (vcpu, on) => void (arch.ssbdEnabled[vcpu] = on ? 1 : 0);
+  }
+
+  /** Where the WORKAROUND_2 state the shim reports goes: the VM's Arm Architecture service. */
+  private wa2: ((vcpu: number, on: boolean) => void) | null = null;
+
+  /** The fast table this VM's shim gets. */
+  get fastTable(): readonly FastAnswer[] {
+    const t = this.opts.fastTable ?? "auto";
+    return t === "auto" ? (this.domain ? fastAnswersFor(this.domain) : []) : t;
   }
 
   /** The QEMU arguments that shape the machine (shared with the device-tree dump so the two agree). */
@@ -230,6 +248,7 @@ export class QemuVm implements PowerPort {
     if (r.vcpu !== v.index) return this.fail(`vCPU ${v.index}: protocol error: frame names vCPU ${r.vcpu}`);
     v.lastCounter = r.cntvct;
     this.localCalls += r.localCalls;
+    if (r.wa2State !== 0) this.wa2?.(r.vcpu, r.wa2State === 2);
     switch (r.type) {
       case REQ.HELLO:
         return this.onHello(v);
@@ -257,7 +276,7 @@ export class QemuVm implements PowerPort {
 
   private onHello(v: VcpuChannel): void {
     if (v.busy || v.awaiting) return this.fail(`vCPU ${v.index}: protocol error: HELLO in the middle of a call`);
-    const table = this.opts.fastTable ?? [];
+    const table = this.fastTable;
     const out: Outgoing[] = [];
     if (table.length > 0) {
       out.push({ reply: { type: RSP.FAST_TABLE, count: table.length, regs: table.flatMap((e) => [fastKey(e.fid, e), e.value]) } });
