@@ -8,6 +8,7 @@ import { runScenario } from "../src/cli/run.js";
 import { chacha20 } from "../src/firmware/optee/chacha20.js";
 import { CONTENT_DECRYPT_UUID, TA_DECRYPT_CMD_DECRYPT } from "../src/firmware/optee/tas/content-decrypt.js";
 import { HELLO_WORLD_UUID, TA_HELLO_WORLD_CMD_INC_VALUE } from "../src/firmware/optee/tas/hello-world.js";
+import { RNG_TA_UUID, TA_CMD_GET_RNG_INFO } from "../src/firmware/optee/tas/rng.js";
 import { ScriptedMachine } from "../src/machine/scripted/machine.js";
 import { parseScenario } from "../src/machine/qemu/scenario.js";
 import { OpteeGuest, param, run } from "../test/support/optee-guest.js";
@@ -44,6 +45,7 @@ function inProcess(ms: number): Record<string, number> {
   const g = OpteeGuest.forVm(m.vm("a"));
   run(g.probe());
   const hello = run(g.openSession(HELLO_WORLD_UUID)).session;
+  const rng = run(g.openSession(RNG_TA_UUID)).session;
   const dec = run(g.openSession(CONTENT_DECRYPT_UUID)).session;
   const input = g.allocShm(65536), output = g.allocShm(65536);
   run(g.registerShm(input));
@@ -52,7 +54,8 @@ function inProcess(ms: number): Record<string, number> {
   const plain = new Uint8Array(65536), out = new Uint8Array(65536), nonce = new Uint8Array(12);
   const r: Record<string, number> = {};
   r["no-op fast call (OPTEE_SMC_CALLS_REVISION through the mediator)"] = rate(() => void vcpu.smc(0xbf00_ff03), ms);
-  r["invoke, small value (hello world)"] = rate(() => void run(g.invoke(hello, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])), ms);
+  r["invoke, small value (RNG TA GET_RNG_INFO)"] = rate(() => void run(g.invoke(rng, TA_CMD_GET_RNG_INFO, [param.valueOut()])), ms);
+  r["invoke, small value with one RPC (hello world)"] = rate(() => void run(g.invoke(hello, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])), ms);
   const memref = rate(() => void run(g.invoke(dec, TA_DECRYPT_CMD_DECRYPT, [param.rmem("in", input), param.rmem("out", output), param.valueIn(0, 0)])), ms);
   r["invoke, 64 KiB registered memref (decrypt)"] = memref;
   r["open + close session"] = rate(() => void run(g.closeSession(run(g.openSession(HELLO_WORLD_UUID)).session)), ms);
@@ -78,7 +81,8 @@ async function linux(seconds: number): Promise<Record<string, number>> {
   const threads = /calls (\d+)/.exec(lines.find((l) => l.includes("SMCV-TEEC threads 4")) ?? "");
   return {
     "no-op TEE ioctl (TEE_IOC_VERSION)": value("ioctl-version"),
-    "invoke, small value (hello world)": value("invoke-value"),
+    "invoke, small value (RNG TA GET_RNG_INFO)": value("invoke-value"),
+    "invoke, small value with one RPC (hello world)": value("invoke-value-rpc"),
     "invoke, 64 KiB memref (decrypt)": value("invoke-memref64k"),
     "open + close session": value("open-close"),
     "invoke, 4 threads in all": threads ? Number(threads[1]) / seconds : NaN,
@@ -90,11 +94,11 @@ export async function teeBench(opts: { quick: boolean; qemu: boolean }): Promise
   const ip = inProcess(opts.quick ? 300 : 1500);
   const lx = opts.qemu ? await linux(opts.quick ? 1 : 3) : null;
   const ratios: Record<string, number> = {
-    "in-process: small invoke / no-op fast call": ip["invoke, small value (hello world)"]! / ip["no-op fast call (OPTEE_SMC_CALLS_REVISION through the mediator)"]!,
+    "in-process: small invoke / no-op fast call": ip["invoke, small value (RNG TA GET_RNG_INFO)"]! / ip["no-op fast call (OPTEE_SMC_CALLS_REVISION through the mediator)"]!,
     "in-process: decrypt throughput / Node directly": ip["decrypt MB/s through the whole path"]! / ip["decrypt MB/s in Node directly (limit)"]!,
   };
   if (lx) {
-    ratios["Linux: small invoke / no-op ioctl (aim: 0.25 or better)"] = lx["invoke, small value (hello world)"]! / lx["no-op TEE ioctl (TEE_IOC_VERSION)"]!;
+    ratios["Linux: small invoke / no-op ioctl (aim: 0.25 or better)"] = lx["invoke, small value (RNG TA GET_RNG_INFO)"]! / lx["no-op TEE ioctl (TEE_IOC_VERSION)"]!;
     ratios["Linux: decrypt throughput / Node directly"] = lx["decrypt MB/s through the whole path"]! / ip["decrypt MB/s in Node directly (limit)"]!;
   }
   return { inProcess: ip, linux: lx, ratios };

@@ -10,6 +10,8 @@ export const PAGE = 4096;
 export class HypervisorHeap implements PageHeap {
   private readonly pages = new Map<number, Uint8Array>();
   private readonly free_: number[] = [];
+  /** Buffers of freed pages, reused (zeroed) instead of allocating: a mediator allocates pages per call. */
+  private readonly spare: Uint8Array[] = [];
   private next = 0;
 
   constructor(readonly base: bigint = HEAP_BASE, readonly maxPages = 16384) {}
@@ -25,13 +27,19 @@ export class HypervisorHeap implements PageHeap {
   alloc(): bigint | null {
     const index = this.free_.pop() ?? (this.next < this.maxPages ? this.next++ : -1);
     if (index < 0) return null;
-    this.pages.set(index, new Uint8Array(PAGE));
+    const reused = this.spare.pop();
+    // A page never shows one VM's data to the next user.
+    this.pages.set(index, reused ? reused.fill(0) : new Uint8Array(PAGE));
     return this.base + BigInt(index * PAGE);
   }
 
   free(pa: bigint): void {
     const index = Number((pa - this.base) / BigInt(PAGE));
-    if (this.pages.delete(index)) this.free_.push(index);
+    const page = this.pages.get(index);
+    if (page && this.pages.delete(index)) {
+      this.free_.push(index);
+      if (this.spare.length < 256) this.spare.push(page);
+    }
   }
 
   read(pa: bigint, length: number): Uint8Array | null {

@@ -1,0 +1,29 @@
+import { describe, expect, it } from "vitest";
+import { HEAP_BASE, HypervisorHeap, PAGE } from "./heap.js";
+
+describe("the hypervisor heap", () => {
+  it("hands out pages at platform addresses, reads and writes across page boundaries, and refuses unallocated ones", () => {
+    const h = new HypervisorHeap(HEAP_BASE, 4);
+    const a = h.alloc()!, b = h.alloc()!;
+    expect([a, b]).toEqual([HEAP_BASE, HEAP_BASE + BigInt(PAGE)]);
+    expect(h.write(a + BigInt(PAGE - 2), Uint8Array.of(1, 2, 3, 4))).toBe(true);
+    expect([...h.read(a + BigInt(PAGE - 2), 4)!]).toEqual([1, 2, 3, 4]);
+    expect(h.read(b + BigInt(PAGE), 1)).toBeNull();
+    expect(h.inUse).toBe(2);
+  });
+
+  it("a freed page comes back zeroed: no VM sees another's data", () => {
+    const h = new HypervisorHeap(HEAP_BASE, 1);
+    const a = h.alloc()!;
+    h.write(a, new Uint8Array(PAGE).fill(0xaa));
+    expect(h.alloc()).toBeNull();
+    h.free(a);
+    expect(h.inUse).toBe(0);
+    const again = h.alloc()!;
+    expect(again).toBe(a);
+    expect(h.read(again, PAGE)!.every((x) => x === 0)).toBe(true);
+    h.free(again);
+    h.free(again);
+    expect(h.inUse).toBe(0);
+  });
+});
