@@ -3,7 +3,7 @@
  * call on the PL011 console, so the conformance cases of test/conformance run under QEMU exactly as they
  * run in-process. The script follows the image at offset 1 MiB (src/machine/qemu/baremetal.ts):
  *
- *   header: "SMCVSCRP" magic, step count, flags
+ *   header: "SMCVSCRP" magic, step count, flags, loop count, halt acknowledgements (written by the host)
  *   step:   vcpu, conduit (0 hvc, 1 smc), flags (1 halts, 2 waits after a halt), group size, x0..x17
  *
  * Steps run in order across vCPUs; a race group of k steps is issued by k vCPUs at the same moment.
@@ -25,9 +25,12 @@ typedef unsigned int u32;
 struct header {
 	u64 magic;
 	u64 steps;
-	u64 flags;
+	u64 flags;	/* HOST_ACKS_HALTS: the host counts halting calls in halt_acks */
 	u64 loop_count; /* loop mode: issue step 0 this many times and report the time */
+	u64 halt_acks;	/* written by the host: halting calls the hypervisor has taken */
 };
+
+#define HOST_ACKS_HALTS 1ul
 
 struct step {
 	u32 vcpu;
@@ -123,7 +126,7 @@ static void barrier(void)
 	__asm__ volatile("dmb sy" : : : "memory");
 }
 
-static volatile u64 entries, expected_entries;
+static volatile u64 entries, expected_entries, halts_issued;
 
 static void print_step(u64 i, const u64 *x, u64 fid)
 {
@@ -196,10 +199,15 @@ static void run_script(u64 cpu)
 			continue;
 		s = &steps[i + member];
 		if (s->flags & STEP_AFTER_HALT) {
-			/* Give the halting call of the previous step time to reach the hypervisor. */
-			u64 until = counter() + counter_freq() / 50;
-			while (counter() < until)
-				;
+			/*
+			 * The previous step's call does not return: wait until the hypervisor has taken it (the
+			 * host counts them in the header), or 20 ms under a host that does not (QEMU's own PSCI).
+			 */
+			const volatile struct header *vh = h;
+			int acks = (h->flags & HOST_ACKS_HALTS) != 0;
+			u64 until = counter() + (acks ? 10 * counter_freq() : counter_freq() / 50);
+			while (counter() < until && !(acks && vh->halt_acks >= halts_issued))
+				barrier();
 		}
 		if (k > 1) {
 			/* A race: every member arrives, then all issue their calls at once. */
@@ -216,6 +224,7 @@ static void run_script(u64 cpu)
 			puts_("SMCV-HALT");
 			putdec(i + member);
 			putc_('\n');
+			halts_issued++;
 			unlock();
 			barrier();
 			next_step = i + k;

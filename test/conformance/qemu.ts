@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { emptyReport, GUEST_SECONDARY_ENTRY, parseGuestLine, writeScriptImage, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
+import { emptyReport, GUEST_SECONDARY_ENTRY, HALT_ACKS_OFFSET, parseGuestLine, SCRIPT_ADDRESS, writeScriptImage, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
 import { QemuMachine } from "../../src/machine/qemu/machine.js";
 import { parseConfigText } from "../../src/policy/load.js";
 import { SECONDARY_ENTRY, type Backend, type Case, type CaseResult, type Params, type StepResult } from "./case.js";
@@ -43,10 +43,11 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
     if (!parsed.ok) throw new Error(`case config: ${JSON.stringify(parsed.errors)}`);
     const dir = mkdtempSync(join(tmpdir(), "smcvisor-case-"));
     const image = join(dir, "guest.img");
-    writeScriptImage(image, scriptFor(c, p));
+    writeScriptImage(image, scriptFor(c, p), 0, { hostAcksHalts: true });
     const report = emptyReport();
     const consoleLines: string[] = [];
     let reset = false;
+    let halts = 0n;
     try {
       const m = await QemuMachine.create(parsed.value, {
         images: new Map([["vm0", { kernel: image }]]),
@@ -54,6 +55,12 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
         console: (_vm, line) => {
           consoleLines.push(line);
           if (parseGuestLine(line, report) && report.done) m.vm("vm0").stop("script done");
+        },
+        // The guest waits for this count before the step after a call that does not return.
+        onHalt: () => {
+          const word = new Uint8Array(8);
+          new DataView(word.buffer).setBigUint64(0, ++halts, true);
+          m.vm("vm0").memory.write(SCRIPT_ADDRESS + BigInt(HALT_ACKS_OFFSET), word);
         },
         onReset: () => {
           reset = true;

@@ -17,6 +17,13 @@ export const GUEST_SECONDARY_ENTRY = GUEST_LOAD + 0x40n;
 const MAGIC = 0x5052_4353_5643_4d53n; // "SMCVSCRP"
 const STEP_SIZE = 16 + 18 * 8;
 
+/** Header flag: the host writes the number of halting calls the hypervisor has taken at HALT_ACKS_OFFSET. */
+export const HOST_ACKS_HALTS = 1n;
+const HEADER_SIZE = 40;
+/** Where, from the script's start, the host counts halting calls (guests/baremetal/guest.c, struct header). */
+export const HALT_ACKS_OFFSET = 32;
+export const SCRIPT_ADDRESS = GUEST_LOAD + BigInt(SCRIPT_OFFSET);
+
 export const STEP_HALTS = 1;
 export const STEP_AFTER_HALT = 2;
 
@@ -35,14 +42,15 @@ export function guestBinaryPath(): string {
 }
 
 /** The script in the guest's format (guests/baremetal/guest.c). `loop` > 0: repeat step 0 that many times. */
-export function encodeScript(steps: readonly ScriptStep[], loop = 0): Uint8Array {
-  const out = new Uint8Array(32 + steps.length * STEP_SIZE);
+export function encodeScript(steps: readonly ScriptStep[], loop = 0, opts: { hostAcksHalts?: boolean } = {}): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE + steps.length * STEP_SIZE);
   const v = new DataView(out.buffer);
   v.setBigUint64(0, MAGIC, true);
   v.setBigUint64(8, BigInt(steps.length), true);
+  v.setBigUint64(16, opts.hostAcksHalts ? HOST_ACKS_HALTS : 0n, true);
   v.setBigUint64(24, BigInt(loop), true);
   steps.forEach((s, i) => {
-    const o = 32 + i * STEP_SIZE;
+    const o = HEADER_SIZE + i * STEP_SIZE;
     const prevHalts = i > 0 && steps[i - 1]!.halts === true;
     v.setUint32(o, s.vcpu, true);
     v.setUint32(o + 4, s.conduit === "smc" ? 1 : 0, true);
@@ -54,10 +62,10 @@ export function encodeScript(steps: readonly ScriptStep[], loop = 0): Uint8Array
 }
 
 /** Writes guest binary + script as one image file. */
-export function writeScriptImage(path: string, steps: readonly ScriptStep[], loop = 0): void {
+export function writeScriptImage(path: string, steps: readonly ScriptStep[], loop = 0, opts: { hostAcksHalts?: boolean } = {}): void {
   const bin = readFileSync(guestBinaryPath());
   if (bin.length > SCRIPT_OFFSET) throw new Error(`the bare-metal guest is larger than ${SCRIPT_OFFSET} bytes`);
-  const script = encodeScript(steps, loop);
+  const script = encodeScript(steps, loop, opts);
   if (SCRIPT_OFFSET + script.length > IMAGE_SIZE) throw new Error(`a script of ${steps.length} steps does not fit the guest's ${IMAGE_SIZE >> 20} MiB image`);
   const image = new Uint8Array(SCRIPT_OFFSET + script.length);
   image.set(bin);

@@ -23,6 +23,7 @@ export interface QemuMachineOptions extends HypervisorOptions {
   readonly extraArgs?: readonly string[];
   readonly gicVersion?: 2 | 3;
   readonly onReset?: (vm: string) => void;
+  readonly onHalt?: (vm: string, vcpu: number) => void;
 }
 
 export class QemuMachine {
@@ -57,6 +58,7 @@ export class QemuMachine {
         ...(opts.extraArgs ? { extraArgs: opts.extraArgs } : {}),
         ...(opts.gicVersion ? { gicVersion: opts.gicVersion } : {}),
         ...(opts.onReset ? { onReset: () => opts.onReset!(vm.name) } : {}),
+        ...(opts.onHalt ? { onHalt: (vcpu: number) => opts.onHalt!(vm.name, vcpu) } : {}),
       });
       vms.set(vm.name, q);
       return q.ports;

@@ -61,6 +61,8 @@ export interface QemuVmOptions {
    * table (the null-trap benchmark), or "auto" for what fast-path.ts finds eligible in the VM's policy.
    */
   readonly fastTable?: readonly FastAnswer[] | "auto";
+  /** A call of vCPU `vcpu` that does not return (CPU_OFF, SYSTEM_OFF, power-down suspend) was taken. */
+  readonly onHalt?: (vcpu: number) => void;
   /** The guest asked for SYSTEM_RESET (QEMU resets and the guest boots again). */
   readonly onReset?: () => void;
   /** Extra QEMU arguments (tests). */
@@ -322,7 +324,10 @@ export class QemuVm implements PowerPort {
       return this.fail(`vCPU ${v.index}: trap with ESR 0x${r.esr.toString(16)} is not an SMC or HVC`);
     }
     if (outcome === OUTCOME_UNDEF) out.push({ reply: { type: RSP.UNDEF } });
-    else if (outcome === OUTCOME_HALT) out.push({ reply: this.haltReply(v) });
+    else if (outcome === OUTCOME_HALT) {
+      out.push({ reply: this.haltReply(v) });
+      this.opts.onHalt?.(v.index);
+    }
     else if (outcome === OUTCOME_SKIP) out.push({ reply: { type: RSP.RETURN, count: 0, advance: pcAdvance(r.esr, outcome) } });
     else out.push({ reply: { type: RSP.RETURN, count: 18, advance: pcAdvance(r.esr, outcome), regs: r.words } });
     this.flush(v);
