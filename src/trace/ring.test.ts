@@ -27,6 +27,35 @@ describe("trace ring", () => {
     expect(ring.counters()).toEqual([{ key: "dom0|default:arch", calls: 10 }]);
   });
 
+  it("counts every call per label exactly, at any point of any lap, whether recorded or claimed in place", () => {
+    for (const capacity of [1, 2, 4, 8]) {
+      const ring = new TraceRing(capacity);
+      const vm = ring.registerVm("a");
+      const labels = ["a|x", "a|y", "a|z"].map((l) => ring.intern(l));
+      const want = [0, 0, 0];
+      for (let i = 0; i < 37; i++) {
+        const k = (i * 7) % 3;
+        if (i % 2 === 0) ring.record(vm, 0, 0, 0x8000_0000 + i, 0, labels[k]!, 0, i, 0, 0, 0);
+        else {
+          // The router's fast path: claim a slot and write record()'s layout itself.
+          const b = ring.claim();
+          const ev = ring.words;
+          ev[b + 5] = 0;
+          ev[b] = vm;
+          ev[b + 1] = 0;
+          ev[b + 2] = 0x8000_0000 + i;
+          ev[b + 3] = labels[k]!;
+          ev[b + 4] = i;
+        }
+        want[k]!++;
+        const got = Object.fromEntries(ring.counters().map((c) => [c.key, c.calls]));
+        expect(got, `capacity ${capacity}, after ${i + 1} calls`).toEqual(Object.fromEntries(["a|x", "a|y", "a|z"].map((l, j) => [l, want[j]]).filter(([, n]) => (n as number) > 0)));
+        expect(ring.latest()!.fid).toBe(0x8000_0000 + i);
+        expect(ring.total).toBe(i + 1);
+      }
+    }
+  });
+
   it("exports Chrome trace-event JSON with a process per VM and a thread per vCPU", () => {
     const ring = new TraceRing(16, true);
     fill(ring, 3);

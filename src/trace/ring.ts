@@ -41,7 +41,8 @@ export class TraceRing {
   /** Whether events carry times (the router has a clock); fixed at construction. */
   readonly timed: boolean;
   private readonly mask: number;
-  // Position and laps instead of one counter: both stay small integers for any realistic run.
+  // Position (events in the current lap, 0..capacity) and completed laps instead of one counter: both stay
+  // small integers for any realistic run.
   private pos = 0;
   private laps = 0;
   /**
@@ -56,7 +57,11 @@ export class TraceRing {
   private readonly strings: string[] = [""];
   private readonly stringIds = new Map<string, number>([["", 0]]);
   private readonly vmNames: string[] = [];
-  /** Calls per interned (VM, label) key, never dropped: the run summary reads these. */
+  /**
+   * Calls per interned (VM, label) key for events the ring has completed a lap over, never dropped: the
+   * run summary reads these plus the current lap's. Tallied once per lap, not per event, so recording
+   * an event is only its stores.
+   */
   private counts = new Float64Array(64);
 
   constructor(capacity = 1 << 14, timed = false) {
@@ -115,9 +120,7 @@ export class TraceRing {
     start: number,
     duration: number,
   ): void {
-    const i = this.pos;
-    this.pos = (i + 1) & this.mask;
-    if (this.pos === 0) this.laps++;
+    const i = this.claim() >>> 3;
     const ev = this.ev;
     const b = i << 3;
     ev[b + 5] = x0hi; // the highest index first: one bounds check covers the rest
@@ -130,7 +133,34 @@ export class TraceRing {
       this.start[i] = start;
       this.dur[i] = duration;
     }
-    this.counts[label]!++;
+  }
+
+  /**
+   * The slot for the next event: the index of its first word in `words`. record() uses it, and so does the
+   * router's fast path, which writes an untimed event's words itself (record()'s layout) to keep a call
+   * off its hot path.
+   */
+  claim(): number {
+    let i = this.pos;
+    if (i === this.capacity) {
+      // The ring is full and its oldest event is about to be overwritten: count the whole lap now.
+      this.tally(this.capacity, this.counts);
+      this.laps++;
+      i = 0;
+    }
+    this.pos = i + 1;
+    return i << 3;
+  }
+
+  /** The event words, for claim(): [b] vm | vcpu << 16, [b+1] flags | action << 8 | outcome << 16, [b+2] FID, [b+3] label, [b+4] x0 low, [b+5] x0 high. */
+  get words(): Uint32Array {
+    return this.ev;
+  }
+
+  /** Adds the labels of events 0..n-1 to `into`. */
+  private tally(n: number, into: Float64Array): void {
+    const ev = this.ev;
+    for (let k = 0; k < n; k++) into[ev[(k << 3) + 3]!]!++;
   }
 
   /** The events still in the ring, oldest first. */
@@ -149,7 +179,10 @@ export class TraceRing {
   /** Every (VM, rule label) key with its call count since the start, for summaries. */
   counters(): { key: string; calls: number }[] {
     const out: { key: string; calls: number }[] = [];
-    for (let id = 1; id < this.strings.length; id++) if (this.counts[id]! > 0) out.push({ key: this.strings[id]!, calls: this.counts[id]! });
+    // Laps already tallied, plus the events of the current lap (positions 0..pos-1; the rest were counted).
+    const all = Float64Array.from(this.counts);
+    this.tally(this.pos, all);
+    for (let id = 1; id < this.strings.length; id++) if (all[id]! > 0) out.push({ key: this.strings[id]!, calls: all[id]! });
     return out;
   }
 
