@@ -30,6 +30,7 @@ typedef unsigned short u16;
 #define RSP_FAST_TABLE 9
 
 #define RESUME_WFI 1u
+#define RESUME_AARCH32 2u /* EL1 runs AArch32 (HCR_EL2.RW = 0), entering in SVC mode; bit 0 of entry = Thumb */
 
 /* Fast-table key bits above the function ID. */
 #define FAST_HVC (1ul << 32)

@@ -174,10 +174,23 @@ static void __attribute__((noreturn)) final_command(struct cpu *c, struct reply 
 		if (r->flags & RESUME_WFI)
 			__asm__ volatile("dsb sy; wfi");
 		zero(c->regs, sizeof(c->regs));
-		for (int i = 0; i < 4; i++)
-			c->regs[i] = r->x[i];
-		/* EL1h with D, A, I, F masked (DEN0022 §6.4.3). */
-		enter_guest(c->regs, stack_top(c), r->entry, 0x3c5);
+		u64 entry = r->entry, spsr;
+		if (r->flags & RESUME_AARCH32) {
+			/* EL1 is AArch32: HCR_EL2.RW = 0 (TSC stays); SVC mode with A, I, F masked, T from entry bit 0 (DEN0022 §6.4.3). */
+			WRITE_SYSREG(hcr_el2, 0x00080000ul);
+			spsr = 0x1d3 | ((entry & 1) ? 0x20 : 0);
+			entry &= ~1ul;
+			for (int i = 0; i < 4; i++)
+				c->regs[i] = (u32)r->x[i];
+		} else {
+			/* EL1h with D, A, I, F masked (DEN0022 §6.4.3). */
+			WRITE_SYSREG(hcr_el2, 0x80080000ul);
+			spsr = 0x3c5;
+			for (int i = 0; i < 4; i++)
+				c->regs[i] = r->x[i];
+		}
+		__asm__ volatile("isb");
+		enter_guest(c->regs, stack_top(c), entry, spsr);
 	}
 	case RSP_CPU_OFF:
 		regs[0] = PSCI_CPU_OFF;
@@ -306,6 +319,8 @@ void shim_exception(u64 kind, u64 *frame)
 			WRITE_SYSREG(elr_el2, READ_SYSREG(elr_el2) + r->advance);
 			return;
 		case RSP_UNDEF:
+			if (READ_SYSREG(spsr_el2) & 0x10)
+				unexpected(c, esr, frame); /* UNDEF injection into AArch32 EL1 is not implemented */
 			inject_undef(esr);
 			return;
 		case RSP_PHYS_SMC:

@@ -16,7 +16,7 @@
  *   SMCV-AFTER-SMC <n>             the instruction after an SMC ran n times in all
  *   SMCV-DONE                      the script is finished
  */
-typedef unsigned long u64;
+typedef unsigned long long u64;
 typedef unsigned int u32;
 
 #define UART 0x09000000ul
@@ -30,7 +30,7 @@ struct header {
 	u64 halt_acks;	/* written by the host: halting calls the hypervisor has taken */
 };
 
-#define HOST_ACKS_HALTS 1ul
+#define HOST_ACKS_HALTS 1ull
 
 struct step {
 	u32 vcpu;
@@ -44,7 +44,7 @@ struct step {
 #define STEP_AFTER_HALT 2u
 
 extern char __script[];
-extern void call(u64 *regs, u64 conduit);
+extern void call(u64 *regs, unsigned long conduit);
 
 u64 after_smc;
 static volatile u64 next_step;
@@ -56,13 +56,23 @@ static u64 results[MAX_CPUS][18];
 static void lock(void)
 {
 	u32 tmp, one = 1;
+#ifdef __aarch64__
 	__asm__ volatile("1: ldaxr %w0, [%1]\n cbnz %w0, 1b\n stxr %w0, %w2, [%1]\n cbnz %w0, 1b"
 			 : "=&r"(tmp) : "r"(&uart_lock), "r"(one) : "memory");
+#else
+	__asm__ volatile("1: ldrex %0, [%1]\n cmp %0, #0\n bne 1b\n strex %0, %2, [%1]\n cmp %0, #0\n bne 1b\n dmb sy"
+			 : "=&r"(tmp) : "r"(&uart_lock), "r"(one) : "memory", "cc");
+#endif
 }
 
 static void unlock(void)
 {
+#ifdef __aarch64__
 	__asm__ volatile("stlr wzr, [%0]" : : "r"(&uart_lock) : "memory");
+#else
+	__asm__ volatile("dmb sy" : : : "memory");
+	uart_lock = 0;
+#endif
 }
 
 static void putc_(char c)
@@ -110,14 +120,24 @@ static void putdec(u64 v)
 static u64 counter(void)
 {
 	u64 v;
+#ifdef __aarch64__
 	__asm__ volatile("isb; mrs %0, cntvct_el0" : "=r"(v));
+#else
+	__asm__ volatile("isb; mrrc p15, 1, %Q0, %R0, c14" : "=r"(v)); /* CNTVCT */
+#endif
 	return v;
 }
 
 static u64 counter_freq(void)
 {
 	u64 v;
+#ifdef __aarch64__
 	__asm__ volatile("mrs %0, cntfrq_el0" : "=r"(v));
+#else
+	u32 f;
+	__asm__ volatile("mrc p15, 0, %0, c14, c0, 0" : "=r"(f)); /* CNTFRQ */
+	v = f;
+#endif
 	return v;
 }
 
@@ -179,7 +199,7 @@ static void run_loop(const struct header *h, const struct step *s)
 	finish();
 }
 
-static void run_script(u64 cpu)
+static void run_script(unsigned long cpu)
 {
 	const struct header *h = (const struct header *)__script;
 	const struct step *steps = (const struct step *)(h + 1);
@@ -261,7 +281,7 @@ static void run_script(u64 cpu)
 		finish();
 }
 
-void guest_main(u64 cpu, u64 secondary, u64 x0)
+void guest_main(unsigned long cpu, unsigned long secondary, unsigned long x0)
 {
 	const struct header *h = (const struct header *)__script;
 	if (secondary) {
@@ -275,7 +295,7 @@ void guest_main(u64 cpu, u64 secondary, u64 x0)
 	} else {
 		puts_("SMCV-BOOT\n");
 	}
-	if (!secondary && h->magic != 0x5052435356434d53ul) { /* "SMCVSCRP" */
+	if (!secondary && h->magic != 0x5052435356434d53ull) { /* "SMCVSCRP" */
 		puts_("SMCV-ERROR no script\n");
 		return;
 	} else if (!secondary && h->loop_count) {

@@ -5,7 +5,8 @@ export const steps = [
     name: "QEMU and the AArch64 toolchain",
     for: ["tests", "start"],
     run(ctx) {
-      ctx.aptInstall(["qemu-system-arm", "gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "device-tree-compiler", "make"]);
+      // gcc-arm-linux-gnueabihf builds the bare-metal guest for AArch32 EL1 as well.
+      ctx.aptInstall(["qemu-system-arm", "gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "gcc-arm-linux-gnueabihf", "device-tree-compiler", "make"]);
     },
   },
   {

@@ -36,14 +36,14 @@ export interface QemuRunInfo {
 
 export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
   name: "QEMU",
-  capabilities: new Set(["system-events", "entropy-budget", "entry-registers"]),
+  capabilities: new Set(["aarch32", "system-events", "entropy-budget", "entry-registers"]),
   async run(c: Case, p: Params): Promise<CaseResult> {
-    const vm = { conduit: p.conduit, ...c.vm, services: { psci: { version: p.psci }, ...((c.vm?.services as object) ?? {}) } };
+    const vm = { aarch32: p.aarch32, conduit: p.conduit, ...c.vm, services: { psci: { version: p.psci }, ...((c.vm?.services as object) ?? {}) } };
     const parsed = parseConfigText(JSON.stringify({ vms: { vm0: vm } }), "json");
     if (!parsed.ok) throw new Error(`case config: ${JSON.stringify(parsed.errors)}`);
     const dir = mkdtempSync(join(tmpdir(), "smcvisor-case-"));
     const image = join(dir, "guest.img");
-    writeScriptImage(image, scriptFor(c, p), 0, { hostAcksHalts: true });
+    writeScriptImage(image, scriptFor(c, p), 0, { hostAcksHalts: true, aarch32: p.aarch32 });
     const report = emptyReport();
     const consoleLines: string[] = [];
     let reset = false;

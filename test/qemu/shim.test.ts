@@ -14,6 +14,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 interface Guest {
   readonly steps: readonly ScriptStep[];
+  /** The A32 build of the guest (the VM's policy must say aarch32: true). */
+  readonly aarch32?: boolean;
   readonly loop?: number;
   /** Stop the VM when its script is done (scripts that do not end in SYSTEM_OFF). */
   readonly stopWhenDone?: boolean;
@@ -26,7 +28,7 @@ async function boot(policy: string, guests: Record<string, Guest>, during?: (m: 
   const reports = new Map<string, GuestReport>();
   for (const [name, g] of Object.entries(guests)) {
     const image = join(dir, `${name}-${Math.random().toString(36).slice(2)}.img`);
-    writeScriptImage(image, g.steps, g.loop ?? 0);
+    writeScriptImage(image, g.steps, g.loop ?? 0, { aarch32: g.aarch32 ?? false });
     images.set(name, { kernel: image });
     reports.set(name, emptyReport());
   }
@@ -56,12 +58,12 @@ const FIDS: { fid: bigint; args?: bigint[] }[] = [
   { fid: 0xc300_1234n, args: [1n, 2n, 3n, 4n, 5n, 6n, 7n] },
 ];
 
-describe("trapped SMC and HVC from real EL1 code", () => {
+describe.each([false, true])("trapped SMC and HVC from real EL1 code (AArch32: %s)", (aarch32) => {
   it("give identical results for the same call, and the instruction after the SMC runs exactly once", async () => {
     const steps: ScriptStep[] = FIDS.flatMap((f) =>
       (["hvc", "smc"] as const).map((conduit) => ({ vcpu: 0, conduit, regs: [f.fid, ...(f.args ?? []), ...Array.from({ length: 17 - (f.args?.length ?? 0) }, (_, i) => 0x1000n + BigInt(i))] })),
     );
-    const { reports, exits } = await boot("vms:\n  vm0:\n    vcpus: 1\n", { vm0: { steps, stopWhenDone: true } });
+    const { reports, exits } = await boot(`vms:\n  vm0:\n    vcpus: 1\n    aarch32: ${aarch32}\n`, { vm0: { steps, stopWhenDone: true, aarch32 } });
     expect(exits.get("vm0")!.state).toBe("stopped");
     const r = reports.get("vm0")!;
     FIDS.forEach((f, i) => {
@@ -71,6 +73,8 @@ describe("trapped SMC and HVC from real EL1 code", () => {
       expect(same.map((k) => smc[k]), `0x${f.fid.toString(16)}`).toEqual(same.map((k) => hvc[k]));
     });
     expect(r.steps.get(18)![0]).toBe(0xffff_ffffn); // SiP call with no grant: denied, -1 as W0
+    // An SMC64 ID from AArch32 is -1 by the convention (SMCCC §2.5); from AArch64 it is a call.
+    if (aarch32) expect(r.steps.get(11)![0]).toBe(0xffff_ffffn);
     expect(r.afterSmc).toBe(FIDS.length);
   }, 60_000);
 });

@@ -37,8 +37,9 @@ export interface ScriptStep {
   readonly group?: number;
 }
 
-export function guestBinaryPath(): string {
-  return process.env.SMCVISOR_BAREMETAL ?? join(REPO_ROOT, "build", "baremetal", "guest.bin");
+/** The guest for AArch64 EL1, or for AArch32 EL1 (A32) with `aarch32`. */
+export function guestBinaryPath(aarch32 = false): string {
+  return join(REPO_ROOT, "build", "baremetal", aarch32 ? "guest32.bin" : "guest.bin");
 }
 
 /** The script in the guest's format (guests/baremetal/guest.c). `loop` > 0: repeat step 0 that many times. */
@@ -62,8 +63,8 @@ export function encodeScript(steps: readonly ScriptStep[], loop = 0, opts: { hos
 }
 
 /** Writes guest binary + script as one image file. */
-export function writeScriptImage(path: string, steps: readonly ScriptStep[], loop = 0, opts: { hostAcksHalts?: boolean } = {}): void {
-  const bin = readFileSync(guestBinaryPath());
+export function writeScriptImage(path: string, steps: readonly ScriptStep[], loop = 0, opts: { hostAcksHalts?: boolean; aarch32?: boolean } = {}): void {
+  const bin = readFileSync(guestBinaryPath(opts.aarch32));
   if (bin.length > SCRIPT_OFFSET) throw new Error(`the bare-metal guest is larger than ${SCRIPT_OFFSET} bytes`);
   const script = encodeScript(steps, loop, opts);
   if (SCRIPT_OFFSET + script.length > IMAGE_SIZE) throw new Error(`a script of ${steps.length} steps does not fit the guest's ${IMAGE_SIZE >> 20} MiB image`);

@@ -10,6 +10,8 @@ export const REPLY_SIZE = 184;
 export const REQ = { HELLO: 1, TRAP: 2, PHYS_RESULT: 3, UNEXPECTED: 4 } as const;
 export const RSP = { RETURN: 1, UNDEF: 2, PHYS_SMC: 3, RESUME_AT: 4, CPU_OFF: 5, SYSTEM_OFF: 6, SYSTEM_RESET: 7, STOP: 8, FAST_TABLE: 9 } as const;
 export const RESUME_WFI = 1n;
+/** RESUME_AT flag: EL1 runs AArch32 (SVC mode; bit 0 of the entry point selects Thumb). */
+export const RESUME_AARCH32 = 2n;
 /** Fast-table key bit: the shim keeps W1 of this call as the CPU's SMCCC_ARCH_WORKAROUND_2 state. */
 export const FAST_RECORD_WA2 = 1n << 34n;
 

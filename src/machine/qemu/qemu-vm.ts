@@ -15,7 +15,7 @@ import type { VmConfig } from "../../policy/load.js";
 import type { GuestTime, PowerPort, VmPorts } from "../../router/ports.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_HALT, OUTCOME_SKIP, OUTCOME_UNDEF, pcAdvance } from "../../router/outcome.js";
 import { mpidrOf } from "../../services/psci/topology.js";
-import { decodeRequest, encodeReply, fastKey, FrameSplitter, REQ, RESUME_WFI, RSP, type Reply, type Request } from "./channel.js";
+import { decodeRequest, encodeReply, fastKey, FrameSplitter, REQ, RESUME_AARCH32, RESUME_WFI, RSP, type Reply, type Request } from "./channel.js";
 import { buildDtb } from "./dtb.js";
 import { FileGuestMemory } from "./guest-memory.js";
 import { kernelFootprint, layoutFor, type Layout } from "./layout.js";
@@ -120,7 +120,6 @@ export class QemuVm implements PowerPort {
 
   constructor(readonly config: VmConfig, private readonly opts: QemuVmOptions) {
     if (config.vcpus > MAX_QEMU_VCPUS) throw new Error(`vms.${config.name}.vcpus: the QEMU backend runs at most ${MAX_QEMU_VCPUS} vCPUs per VM`);
-    if (config.aarch32) throw new Error(`vms.${config.name}.aarch32: the QEMU backend runs AArch64 guests only`);
     mkdirSync(opts.runDir, { recursive: true });
     this.memory = new FileGuestMemory(opts.ramFile, config.memory.base, config.memory.size);
     for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new VcpuChannel(i, join(opts.runDir, `vcpu${i}.req`), join(opts.runDir, `vcpu${i}.rsp`)));
@@ -285,11 +284,11 @@ export class QemuVm implements PowerPort {
     }
     if (v.index === 0 && v.pendingStart === null) {
       // The boot CPU (after reset too): the image with x0 = the device tree (Linux arm64 booting.rst).
-      out.push({ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [this.layout!.dtb, 0n, 0n, 0n] } });
+      out.push({ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [this.layout!.dtb, 0n, 0n, 0n], flags: this.resumeFlags } });
     } else if (v.pendingStart) {
       const s = v.pendingStart;
       v.pendingStart = null;
-      out.push({ reply: { type: RSP.RESUME_AT, entry: s.entry, regs: [s.context, 0n, 0n, 0n] } });
+      out.push({ reply: { type: RSP.RESUME_AT, entry: s.entry, regs: [s.context, 0n, 0n, 0n], flags: this.resumeFlags } });
     } else {
       this.send(v, { type: RSP.STOP });
       return this.fail(`vCPU ${v.index} came up without a virtual CPU_ON`);
@@ -348,13 +347,18 @@ export class QemuVm implements PowerPort {
         queueMicrotask(() => this.opts.onReset?.());
         return { type: RSP.SYSTEM_RESET };
       case "suspend":
-        return { type: RSP.RESUME_AT, entry: h.entry, regs: [h.context, 0n, 0n, 0n], flags: RESUME_WFI };
+        return { type: RSP.RESUME_AT, entry: h.entry, regs: [h.context, 0n, 0n, 0n], flags: RESUME_WFI | this.resumeFlags };
       default:
         return { type: RSP.STOP };
     }
   }
 
   private poweredOff: string | null = null;
+
+  /** RESUME_AT flags for this VM: AArch32 EL1 when the VM is configured so. */
+  private get resumeFlags(): bigint {
+    return this.config.aarch32 ? RESUME_AARCH32 : 0n;
+  }
   /** SYSTEM_RESETs so far. */
   resets = 0;
 
