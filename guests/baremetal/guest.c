@@ -4,7 +4,7 @@
  * run in-process. The script follows the image at offset 1 MiB (src/machine/qemu/baremetal.ts):
  *
  *   header: "SMCVSCRP" magic, step count, flags, loop count, halt acknowledgements (written by the host)
- *   step:   vcpu, conduit (0 hvc, 1 smc), flags (1 halts, 2 waits after a halt), group size, x0..x17
+ *   step:   vcpu, conduit (0 hvc #0, 1 smc #0, 2 hvc #1, 3 smc #1), flags (1 halts, 2 waits after a halt), group size, x0..x17
  *
  * Steps run in order across vCPUs; a race group of k steps is issued by k vCPUs at the same moment.
  * Output lines:
@@ -12,6 +12,7 @@
  *   SMCV-ENTRY <cpu> <x0>          a vCPU started at secondary_entry
  *   SMCV-STEP <i> <x0> .. <x17>    a call returned
  *   SMCV-HALT <i>                  a call that does not return is about to be made
+ *   SMCV-UNDEF <i> <esr>           the call took an UNDEFINED exception (AArch64; conduits 2, 3: #imm 1)
  *   SMCV-LOOP <n> <ticks>          loop mode: n calls took <ticks> counter ticks
  *   SMCV-AFTER-SMC <n>             the instruction after an SMC ran n times in all
  *   SMCV-DONE                      the script is finished
@@ -44,6 +45,8 @@ struct step {
 #define STEP_AFTER_HALT 2u
 
 extern char __script[];
+/* AArch64: UNDEFINED exceptions taken (count, last ESR_EL1), kept by the EL1 vectors in start.S. */
+extern volatile u64 undefs[2];
 extern void call(u64 *regs, unsigned long conduit);
 
 u64 after_smc;
@@ -252,7 +255,20 @@ static void run_script(unsigned long cpu)
 			call(regs, s->conduit);
 			return; /* not reached when the call halts, as it must */
 		}
+#ifdef __aarch64__
+		u64 undefs_before = undefs[0];
+#endif
 		call(regs, s->conduit);
+#ifdef __aarch64__
+		if (undefs[0] != undefs_before) {
+			lock();
+			puts_("SMCV-UNDEF");
+			putdec(i + member);
+			puthex(undefs[1]);
+			putc_('\n');
+			unlock();
+		}
+#endif
 		if (k == 1) {
 			print_step(i, regs, s->x[0]);
 			barrier();

@@ -49,7 +49,10 @@ common:
 	b.hs	2f
 	str	xzr, [x1], #8
 	b	1b
-2:	mov	x0, x19
+2:	ldr	x1, =el1_vectors
+	msr	vbar_el1, x1
+	isb
+	mov	x0, x19
 	mov	x1, x20
 	mov	x2, x21
 	bl	guest_main
@@ -73,10 +76,19 @@ call:
 	ldp	x12, x13, [x18, #96]
 	ldp	x14, x15, [x18, #112]
 	ldp	x16, x17, [x18, #128]
+	cmp	x30, #2
+	b.eq	5f
+	cmp	x30, #3
+	b.eq	6f
 	cbnz	x30, 3f
 	hvc	#0
 	b	4f
+5:	hvc	#1			/* a non-zero immediate: not an SMCCC call (SMCCC §2.9) */
+	b	4f
+6:	smc	#1
+	b	7f
 3:	smc	#0
+7:
 	/* The instruction after the SMC: it must run exactly once (R10). */
 	ldr	x18, =after_smc
 	ldr	x30, [x18]
@@ -95,7 +107,32 @@ call:
 	ldp	x29, x30, [sp], #32
 	ret
 
+/*
+ * EL1 vectors: the only exception this guest expects is an UNDEFINED instruction the hypervisor injects
+ * (Xen's answer to an HVC or SMC with a non-zero immediate). Count it, keep its ESR and skip the instruction.
+ */
+	.balign 0x800
+el1_vectors:
+	.skip 0x200
+	/* current EL with SP_ELx, synchronous */
+	stp	x0, x1, [sp, #-16]!
+	ldr	x0, =undefs
+	ldr	x1, [x0]
+	add	x1, x1, #1
+	str	x1, [x0]
+	mrs	x1, esr_el1
+	str	x1, [x0, #8]
+	mrs	x1, elr_el1
+	add	x1, x1, #4
+	msr	elr_el1, x1
+	ldp	x0, x1, [sp], #16
+	eret
+	.balign 0x800
+
 	.section .bss
 	.balign 16
+	.global undefs
+undefs:
+	.space 16			/* count, last ESR_EL1 */
 stacks:
 	.space STACK_SIZE * MAX_CPUS

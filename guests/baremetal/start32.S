@@ -50,6 +50,13 @@ hang:
 	b	hang
 
 /* call(regs, conduit): r0..r7 from the low words of regs[0..7], hvc #0 (conduit 0) or smc #0, results back zero-extended. */
+	.global undefs
+	.section .bss
+	.balign 8
+undefs:
+	.space 16		@ AArch32: no vectors; kept so guest.c links alike
+	.text
+
 	.global call
 call:
 	push	{r4-r11, lr}
@@ -64,11 +71,20 @@ call:
 	ldr	r5, [r12, #40]
 	ldr	r6, [r12, #48]
 	ldr	r7, [r12, #56]
+	cmp	lr, #2
+	beq	5f
+	cmp	lr, #3
+	beq	6f
 	cmp	lr, #0
 	bne	3f
 	hvc	#0
 	b	4f
+5:	hvc	#1		@ a non-zero immediate: not an SMCCC call
+	b	4f
+6:	smc	#1
+	b	7f
 3:	smc	#0
+7:
 	/* The instruction after the SMC: it must run exactly once (R10). */
 	ldr	r12, =after_smc
 	ldr	lr, [r12]

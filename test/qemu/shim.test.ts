@@ -201,3 +201,33 @@ describe("the shim's fast path (SMCCC_ARCH_WORKAROUND_1/2/3)", () => {
     expect(m.hypervisor.router.trace.events().filter((e) => e.fid === 0x8000_8000).map((e) => e.action)).toEqual(["deny"]);
   }, 60_000);
 });
+
+describe("a non-zero immediate from real EL1 code (SMCCC §2.9)", () => {
+  const steps = (fid: bigint): ScriptStep[] => [
+    { vcpu: 0, conduit: "hvc", imm: 1, regs: [fid, 5n] },
+    { vcpu: 0, conduit: "smc", imm: 1, regs: [fid, 5n] },
+    { vcpu: 0, conduit: "hvc", regs: [fid] },
+  ];
+
+  it("by default is answered like KVM: x0 = ~0, the instruction skipped, nothing injected", async () => {
+    for (const aarch32 of [false, true]) {
+      const { reports } = await boot(`vms:\n  vm0:\n    vcpus: 1\n    aarch32: ${aarch32}\n`, { vm0: { steps: steps(0x8400_0000n), stopWhenDone: true, aarch32 } });
+      const r = reports.get("vm0")!;
+      const ones = aarch32 ? 0xffff_ffffn : 0xffff_ffff_ffff_ffffn;
+      // A trapped AArch32 SMC reports no immediate (ESR EC 0x13 has CV/COND only), so SMC #1 from A32 is a call.
+      expect([r.steps.get(0)![0], r.steps.get(1)![0], r.steps.get(2)![0]], `AArch32 ${aarch32}`).toEqual([ones, aarch32 ? 0x1_0001n : ones, 0x1_0001n]);
+      expect(r.undefs.size).toBe(0);
+    }
+  }, 60_000);
+
+  it("with immediate: undef, is answered like Xen: an UNDEFINED exception at the instruction, registers untouched", async () => {
+    const { m, reports } = await boot("vms:\n  vm0:\n    vcpus: 1\n    immediate: undef\n", { vm0: { steps: steps(0x8400_0000n), stopWhenDone: true } });
+    const r = reports.get("vm0")!;
+    // The guest's EL1 vector saw EC 0 (unknown reason), IL set, and skipped the instruction itself.
+    expect([...r.undefs]).toEqual([[0, 0x200_0000n], [1, 0x200_0000n]]);
+    expect(r.steps.get(0)!.slice(0, 2)).toEqual([0x8400_0000n, 5n]);
+    expect(r.steps.get(1)!.slice(0, 2)).toEqual([0x8400_0000n, 5n]);
+    expect(r.steps.get(2)![0]).toBe(0x1_0001n);
+    expect(m.hypervisor.router.trace.events().filter((e) => e.vm === "vm0").map((e) => e.outcome)).toEqual(["undef", "undef", "return"]);
+  }, 60_000);
+});

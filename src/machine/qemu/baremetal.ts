@@ -30,6 +30,8 @@ export const STEP_AFTER_HALT = 2;
 export interface ScriptStep {
   readonly vcpu: number;
   readonly conduit: "hvc" | "smc";
+  /** The instruction's immediate: 0 (an SMCCC call) or 1. */
+  readonly imm?: 0 | 1;
   /** x0..x17 (missing ones are 0). */
   readonly regs: readonly bigint[];
   readonly halts?: boolean;
@@ -54,7 +56,7 @@ export function encodeScript(steps: readonly ScriptStep[], loop = 0, opts: { hos
     const o = HEADER_SIZE + i * STEP_SIZE;
     const prevHalts = i > 0 && steps[i - 1]!.halts === true;
     v.setUint32(o, s.vcpu, true);
-    v.setUint32(o + 4, s.conduit === "smc" ? 1 : 0, true);
+    v.setUint32(o + 4, (s.conduit === "smc" ? 1 : 0) + (s.imm === 1 ? 2 : 0), true);
     v.setUint32(o + 8, (s.halts ? STEP_HALTS : 0) | (prevHalts ? STEP_AFTER_HALT : 0), true);
     v.setUint32(o + 12, s.group ?? 0, true);
     for (let r = 0; r < 18; r++) v.setBigUint64(o + 16 + 8 * r, BigInt.asUintN(64, s.regs[r] ?? 0n), true);
@@ -79,6 +81,8 @@ export interface GuestReport {
   boots: number;
   readonly steps: Map<number, bigint[]>;
   readonly halts: Set<number>;
+  /** Steps whose call took an UNDEFINED exception, with ESR_EL1 (AArch64 guest). */
+  readonly undefs: Map<number, bigint>;
   readonly entries: { cpu: number; x0: bigint }[];
   readonly loop: { calls: number; ticks: number; freq: number; x0: bigint } | null;
   afterSmc: number | null;
@@ -87,7 +91,7 @@ export interface GuestReport {
 }
 
 export function emptyReport(): GuestReport {
-  return { boots: 0, steps: new Map(), halts: new Set(), entries: [], loop: null, afterSmc: null, done: false, errors: [] };
+  return { boots: 0, steps: new Map(), halts: new Set(), undefs: new Map(), entries: [], loop: null, afterSmc: null, done: false, errors: [] };
 }
 
 /** Parses one console line of the guest into `r`; returns whether it was one of the guest's lines. */
@@ -108,6 +112,9 @@ function parseFields(f: string[], r: GuestReport): boolean {
       return true;
     case "SMCV-STEP":
       r.steps.set(Number(f[1]), f.slice(2, 20).map((x) => BigInt(x)));
+      return true;
+    case "SMCV-UNDEF":
+      r.undefs.set(Number(f[1]), BigInt(f[2]!));
       return true;
     case "SMCV-HALT":
       r.halts.add(Number(f[1]));
