@@ -10,14 +10,17 @@ async function run(...argv: string[]) {
 }
 
 describe("smcvisor conform", () => {
-  it("shows the CPU_ON race that QEMU's own PSCI gets wrong under multi-threaded TCG, and smcvisor right", async () => {
+  it("runs the CPU_ON race under both: smcvisor always gets it right, QEMU's own PSCI is reported either way", async () => {
     const r = await run("conform", "--filter", "racing CPU_ON", "--json");
     expect(r.code).toBe(0);
     const rows = JSON.parse(r.out) as { case: string; smcvisor: { status: string }; "qemu-builtin": { status: string; why?: string } }[];
     expect(rows).toHaveLength(1);
     expect(rows[0]!.smcvisor.status).toBe("pass");
-    // QEMU's PSCI may or may not lose this race on a given run; when it does, the reason names the race.
-    if (rows[0]!["qemu-builtin"].status !== "pass") expect(rows[0]!["qemu-builtin"].why).toMatch(/^race cpu3: got/);
+    // QEMU's PSCI may or may not lose this race on a given run (and then fail at the race or a later step);
+    // whatever happens is reported with its reason, never as an error of the tool.
+    const peer = rows[0]!["qemu-builtin"];
+    expect(["pass", "fail"]).toContain(peer.status);
+    if (peer.status === "fail") expect(peer.why).toMatch(/^(race cpu3: got|step \d+ \(vCPU \d, 0x[0-9a-f]+\): )/);
   }, 60_000);
 
   it("prints a side-by-side table with a line per case and a count per target", async () => {
