@@ -5,7 +5,6 @@
  * back); and Debian Linux's boot to its first userspace line under smcvisor against QEMU's built-in PSCI.
  * Times come from the guest's own counter (CNTVCT_EL0) or the host's clock, as ratios in one run.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +12,7 @@ import { ensureLinuxGuest } from "../guests/linux/guest.js";
 import { emptyReport, parseGuestLine, writeScriptImage } from "../src/machine/qemu/baremetal.js";
 import { QemuMachine } from "../src/machine/qemu/machine.js";
 import type { FastAnswer } from "../src/machine/qemu/qemu-vm.js";
-import { findQemu } from "../src/machine/qemu/paths.js";
+import { runBuiltin } from "../src/machine/qemu/builtin.js";
 import { parseConfigText } from "../src/policy/load.js";
 
 const PSCI_VERSION = 0x8400_0000n;
@@ -47,38 +46,13 @@ async function smcvisorLoop(image: string, fast: boolean): Promise<number> {
   return (report.loop.ticks / report.loop.freq / report.loop.calls) * 1e9;
 }
 
-/** Runs QEMU directly (built-in PSCI); resolves with the guest's output lines when `until` says so or QEMU exits. */
-function builtin(args: string[], until: (line: string) => boolean): Promise<{ lines: string[]; ms: number }> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const q = spawn(findQemu(), ["-M", "virt", "-cpu", "cortex-a57,pmu=off", "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    const lines: string[] = [];
-    let buf = "";
-    let ms = 0;
-    q.stdout.setEncoding("utf8");
-    q.stdout.on("data", (s: string) => {
-      buf += s;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl).replace(/\r$/, "");
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        if (ms === 0 && until(line)) {
-          ms = performance.now() - t0;
-          q.kill("SIGKILL");
-        }
-      }
-    });
-    q.on("error", reject);
-    q.on("exit", () => resolve({ lines, ms: ms || performance.now() - t0 }));
-  });
-}
-
 async function builtinLoop(image: string): Promise<number> {
   const report = emptyReport();
-  const { lines } = await builtin(["-smp", "1", "-m", "256M", "-kernel", image], (l) => {
-    parseGuestLine(l, report);
-    return report.done;
+  const { lines } = await runBuiltin(["-smp", "1", "-m", "256M", "-kernel", image], {
+    stopWhen: (l) => {
+      parseGuestLine(l, report);
+      return report.done;
+    },
   });
   if (!report.loop) throw new Error(`the loop did not finish under QEMU's PSCI: ${lines.slice(-3).join(" / ")}`);
   return (report.loop.ticks / report.loop.freq / report.loop.calls) * 1e9;
@@ -102,7 +76,7 @@ async function smcvisorBoot(kernel: string, initrd: string): Promise<number> {
 }
 
 async function builtinBoot(kernel: string, initrd: string): Promise<number> {
-  const { ms, lines } = await builtin(["-smp", "2", "-m", "512M", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyAMA0 rdinit=/init panic=-1"], (l) => l.includes(MARKER));
+  const { ms, lines } = await runBuiltin(["-smp", "2", "-m", "512M", "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyAMA0 rdinit=/init panic=-1"], { stopWhen: (l) => l.includes(MARKER) });
   if (!lines.some((l) => l.includes(MARKER))) throw new Error("Linux did not reach its marker under QEMU's PSCI");
   return ms;
 }

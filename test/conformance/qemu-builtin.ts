@@ -4,12 +4,11 @@
  * QEMU's PSCI is version 1.1 over HVC with no SMCCC_VERSION, TRNG or PV time, so `smcvisor conform` shows
  * where the two differ and which one the specification supports.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { emptyReport, parseGuestLine, writeScriptImage } from "../../src/machine/qemu/baremetal.js";
-import { findQemu } from "../../src/machine/qemu/paths.js";
+import { runBuiltin } from "../../src/machine/qemu/builtin.js";
 import { parseConfigText } from "../../src/policy/load.js";
 import type { Backend, Case, CaseResult, Params, StepResult } from "./case.js";
 import { scriptFor } from "./qemu.js";
@@ -25,44 +24,22 @@ export const qemuBuiltinBackend: Backend = {
     const image = join(dir, "guest.img");
     writeScriptImage(image, scriptFor(c, p));
     const report = emptyReport();
-    let state: CaseResult["vmState"] = "running";
+    let reset = false;
+    let run;
     try {
-      await new Promise<void>((resolve, reject) => {
-        const args = ["-M", "virt", "-cpu", "cortex-a57", "-smp", String(vm.vcpus), "-m", `${vm.memory.size >> 20n}M`, "-kernel", image, "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio"];
-        const q = spawn(findQemu(), args, { stdio: ["ignore", "pipe", "pipe"] });
-        let buf = "";
-        let stopped = false;
-        const stop = () => {
-          stopped = true;
-          q.kill("SIGKILL");
-        };
-        // A guest that hangs (a call that never returns) is "running" when the time is up.
-        const timer = setTimeout(stop, 5000);
-        q.stdout.setEncoding("utf8");
-        q.stdout.on("data", (s: string) => {
-          buf += s;
-          let nl: number;
-          while ((nl = buf.indexOf("\n")) >= 0) {
-            const line = buf.slice(0, nl).replace(/\r$/, "");
-            buf = buf.slice(nl + 1);
-            parseGuestLine(line, report);
-            if (report.boots > 1) {
-              state = "reset";
-              stop();
-            } else if (report.done) stop();
-          }
-        });
-        q.on("error", reject);
-        q.on("exit", () => {
-          clearTimeout(timer);
-          // QEMU exits by itself only when the guest powered it off (PSCI SYSTEM_OFF).
-          if (!stopped) state = "off";
-          resolve();
-        });
+      run = await runBuiltin(["-smp", String(vm.vcpus), "-m", `${vm.memory.size >> 20n}M`, "-kernel", image], {
+        stopWhen: (line) => {
+          parseGuestLine(line, report);
+          if (report.boots > 1) reset = true;
+          return reset || report.done;
+        },
+        timeoutMs: 5000,
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+    // A guest still making calls when the time is up is "running".
+    const state: CaseResult["vmState"] = run.exitedOnItsOwn ? "off" : reset ? "reset" : "running";
     const steps: StepResult[] = c.steps.map((_s, i) => (report.halts.has(i) ? { regs: [], halted: true } : { regs: report.steps.get(i) ?? [], halted: false }));
     const starts = Array.from({ length: vm.vcpus }, (_, i) => report.entries.filter((e) => e.cpu === i).length);
     const entryContext = Array.from({ length: vm.vcpus }, (_, i) => report.entries.filter((e) => e.cpu === i).at(-1)?.x0 ?? 0n);

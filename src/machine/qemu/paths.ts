@@ -9,13 +9,18 @@ export function shimPath(): string {
   return process.env.SMCVISOR_SHIM ?? join(REPO_ROOT, "build", "shim", "shim.elf");
 }
 
+/** QEMU binaries already found to run: checked once per process, not once per VM or test case. */
+const found = new Set<string>();
+
 export function findQemu(): string {
   const q = process.env.SMCVISOR_QEMU ?? "qemu-system-aarch64";
+  if (found.has(q)) return q;
   try {
     execFileSync(q, ["--version"], { stdio: "ignore" });
   } catch {
     throw new Error(`${q} not found: run \`node scripts/setup.mjs\` (Debian package qemu-system-arm)`);
   }
+  found.add(q);
   return q;
 }
 

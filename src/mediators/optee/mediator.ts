@@ -316,16 +316,6 @@ export class OpteeMediator implements Mediator {
   private writeResults(st: VmState, guestArg: bigint, sent: MsgArg, back: MsgArg, fromOs: boolean): void {
     const mem = this.host.memory(st.name);
     if (!mem) return;
-    const u32 = (v: number) => {
-      const b = new Uint8Array(4);
-      new DataView(b.buffer).setUint32(0, v >>> 0, true);
-      return b;
-    };
-    const u64 = (v: bigint) => {
-      const b = new Uint8Array(8);
-      new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
-      return b;
-    };
     mem.write(guestArg + 20n, u32(back.ret));
     mem.write(guestArg + 24n, u32(back.retOrigin));
     if (!fromOs) return;
@@ -375,4 +365,17 @@ export class OpteeMediator implements Mediator {
     this.host.heap.free(call.shadow);
     for (const p of call.listPages) this.host.heap.free(p);
   }
+}
+
+/** Little-endian encodings of one message field, for writing results back field by field. */
+function u32(v: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v >>> 0, true);
+  return b;
+}
+
+function u64(v: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+  return b;
 }
