@@ -46,7 +46,14 @@ export type DomainState = "created" | "running" | "destroyed";
 export class Domain {
   #state: DomainState = "created";
 
-  constructor(readonly routed: RoutedVm, private readonly hypervisor: Hypervisor) {}
+  private readonly router: Router;
+
+  constructor(readonly routed: RoutedVm, hypervisor: Hypervisor) {
+    this.router = hypervisor.router;
+    // A VM that traps before anyone started it starts then (the router calls this from its full path,
+    // which every call takes until the VM has started).
+    routed.beforeFirstTrap = () => this.start();
+  }
 
   get name(): string {
     return this.routed.name;
@@ -65,12 +72,12 @@ export class Domain {
     if (this.#state !== "created") return;
     this.routed.table.seal();
     this.#state = "running";
+    this.router.markStarted(this.routed);
   }
 
   /** One trapped SMC or HVC of vCPU `vcpu`; see Router.handleTrap. */
   trap(vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
-    if (this.#state === "created") this.start();
-    return this.hypervisor.router.handleTrap(this.routed, vcpu, regs, esr, pstate);
+    return this.router.handleTrap(this.routed, vcpu, regs, esr, pstate);
   }
 
   markDestroyed(): void {

@@ -30,9 +30,19 @@ export class BoundStep {
     readonly regs: readonly number[],
     readonly ranges: readonly Uint32Array[],
   ) {}
+  /** The only step of its chain and without constraints: its decision depends on the ID alone. */
+  sole = false;
 }
 
 export class RoutedVm {
+  /** First word of this VM's block in the router's answer cache; -1 when it has none. */
+  answerBase = -1;
+  /** answerBase while the router may answer from the cache without the full path's checks, else -1. */
+  fastBase = -1;
+  /** Called by the full path on the first trap when the VM has not been started (Domain.start); then null. */
+  beforeFirstTrap: (() => void) | null = null;
+  /** vCPUs waiting for an asynchronous handler (those marked in `pending`). */
+  waiting = 0;
   readonly origins: CallOrigin[] = [];
   /** 1 while a vCPU waits for an asynchronous handler. */
   readonly pending: Uint8Array;

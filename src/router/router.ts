@@ -35,12 +35,59 @@ export interface RouterOptions {
   readonly monitor?: CallTarget;
   readonly errors?: ErrorSink;
   readonly servicePorts?: ServicePorts;
+  /** Repeat fixed answers without calling the service (default true); see Router.remember. */
+  readonly answerCache?: boolean;
 }
 
 export interface AddVmError {
   readonly path: string;
   readonly message: string;
 }
+
+/**
+ * The answer cache: per VM, ANSWER_SLOTS direct-mapped entries of ANSWER_WORDS words (one cache line):
+ * [0] the raw FID, [1] the caller kinds it holds for (bit `flags & 3`; 0 when empty) | ANSWER_WIDE,
+ * [2] action << 8, [3] label, [4..11] x0..x3 as written to the vCPU. Without ANSWER_WIDE, x1-x3 are 0
+ * and the fast path writes only x0. See remember().
+ */
+const ANSWER_WIDE = 0x100;
+const ANSWER_SLOTS = 8;
+const ANSWER_WORDS = 16;
+const ANSWER_BLOCK = ANSWER_SLOTS * ANSWER_WORDS;
+/** Fibonacci hashing: the top log2(ANSWER_SLOTS) bits of FID × 2^32/φ spread IDs that differ in any field. */
+const ANSWER_SHIFT = 32 - Math.log2(ANSWER_SLOTS);
+
+// Local copies for the fast path: V8 folds a module's own constants into the code, while an imported
+// binding is loaded (and checked for initialization) on every call.
+const HVC64 = EC_HVC64;
+const SMC64 = EC_SMC64;
+const HVC32 = EC_HVC32;
+const SMC = FLAG_SMC;
+const AARCH32 = FLAG_AARCH32;
+
+/**
+ * x0..x3 of an answer cache entry into the vCPU, as the full path wrote them the first time. A const, not a
+ * function declaration: V8 folds an immutable binding into the caller and checks a mutable one each call.
+ */
+const writeAnswer = (regs: Uint32Array, x0: number, x0hi: number, meta: number, answers: Int32Array, e: number): void => {
+  regs[0] = x0;
+  regs[1] = x0hi;
+  if ((meta & ANSWER_WIDE) === 0) {
+    regs[2] = 0;
+    regs[3] = 0;
+    regs[4] = 0;
+    regs[5] = 0;
+    regs[6] = 0;
+    regs[7] = 0;
+  } else {
+    regs[2] = answers[e + 6]!;
+    regs[3] = answers[e + 7]!;
+    regs[4] = answers[e + 8]!;
+    regs[5] = answers[e + 9]!;
+    regs[6] = answers[e + 10]!;
+    regs[7] = answers[e + 11]!;
+  }
+};
 
 const HYPERVISOR_ORIGIN: CallOrigin = { vmId: 0, vmName: "hypervisor", vcpu: 0 };
 const ZERO_CLOCK: Clock = { now: () => 0 };
@@ -52,7 +99,8 @@ export class Router {
   monitor: CallTarget;
   private readonly services: readonly ServiceDefinition[];
   private readonly clock: Clock;
-  private readonly timed: boolean;
+  /** 1 when events carry times (a clock was given), else 0: a number, which the JIT tests in one compare. */
+  private readonly timed: number;
   private readonly errors: ErrorSink;
   private readonly servicePorts: ServicePorts;
   private readonly mediators = new Map<string, MediatorTarget>();
@@ -60,6 +108,11 @@ export class Router {
   private readonly boards = new Map<string, (vm: VmConfig) => BoardFirmware>();
   private readonly vms = new Map<string, RoutedVm>();
   private readonly tables = new TableCache();
+  /** Answer cache blocks of every VM (ANSWER_BLOCK words each), and blocks freed by removed VMs. */
+  private answers = new Int32Array(0);
+  private answersUsed = 0;
+  private readonly answersFree: number[] = [];
+  private readonly answerCache: boolean;
   /** The call view and result of the call in progress; replaced when a call goes asynchronous. */
   private call = new SmcCall();
   private res = new SmcResult();
@@ -69,10 +122,11 @@ export class Router {
     this.services = opts.services;
     this.trace = opts.trace ?? new TraceRing(undefined, opts.clock != null);
     this.clock = opts.clock ?? ZERO_CLOCK;
-    this.timed = opts.clock != null;
+    this.timed = opts.clock != null ? 1 : 0;
     this.monitor = opts.monitor ?? ABSENT_MONITOR;
     this.errors = opts.errors ?? SILENT_ERRORS;
     this.servicePorts = opts.servicePorts ?? {};
+    this.answerCache = opts.answerCache ?? true;
   }
 
   registerMediator(name: string, target: MediatorTarget): void {
@@ -126,6 +180,7 @@ export class Router {
     for (const def of this.services) if (def.enabled(config)) vm.services.set(def.name, def.create(ctx));
     vm.steps = table.chains.map((c) => c.steps.map((s) => this.bindStep(vm, s)));
     vm.single = vm.steps.map((steps) => (steps.length === 1 && steps[0]!.regs.length === 0 ? steps[0]! : null));
+    for (const step of vm.single) if (step !== null) step.sole = true;
     if (config.board !== null) {
       vm.board = this.boards.get(config.board)!(config);
       vm.boardStep = new BoundStep(STEP_TARGET, null, vm.board, ACTION_CODES.indexOf("delegate"), this.trace.intern(`${config.name}|board:${config.board}`), `board:${config.board}`, [], []);
@@ -134,6 +189,10 @@ export class Router {
     if (legacy.size > 0) {
       vm.legacy = new Map();
       for (const [fid, service] of legacy) vm.legacy.set(fid, this.bindStep(vm, { rule: null, action: { kind: "emulate" }, service, label: `default:${service}`, constraints: [] }));
+    }
+    if (this.answerCache) {
+      vm.answerBase = this.answerBlock();
+      vm.fastBase = this.fastBaseOf(vm);
     }
     this.vms.set(config.name, vm);
     return { ok: true, vm };
@@ -144,6 +203,11 @@ export class Router {
     for (const s of vm.services.values()) s.destroy?.();
     vm.services.clear();
     vm.destroyed = true;
+    if (vm.answerBase >= 0) {
+      this.answers.fill(0, vm.answerBase, vm.answerBase + ANSWER_BLOCK);
+      this.answersFree.push(vm.answerBase);
+      vm.answerBase = vm.fastBase = -1;
+    }
     this.vms.delete(vm.name);
   }
 
@@ -153,6 +217,34 @@ export class Router {
    * Returns an OUTCOME_*, or a promise of one when a handler completes asynchronously.
    */
   handleTrap(vm: RoutedVm, vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
+    // A fixed answer given before (remember()): the same registers and the same trace event, without the
+    // convention checks, the policy lookup or the service, which gave this answer the first time. Only
+    // for #0 HVCs and AArch64 SMCs (an AArch32 SMC may be conditional); fastBase is -1 when the fast path
+    // may not answer (fastBaseOf). Anything else, and every miss, takes the full path. Kept small, so
+    // that V8 inlines it into the backend's trap loop.
+    const base = vm.fastBase;
+    const ec = esr >>> 26;
+    if (base >= 0 && (esr & 0xffff) === 0 && (ec === HVC64 || ec === SMC64 || ec === HVC32)) {
+      const rawFid = regs[0]! | 0;
+      const answers = this.answers;
+      // Masked so that V8 knows e + 15 cannot overflow and drops the overflow checks.
+      const e = (base + ((Math.imul(rawFid, 0x9e37_79b1) >>> ANSWER_SHIFT) << 4)) & 0x3fff_ffff;
+      const flags = ec === HVC32 ? AARCH32 : ec & SMC;
+      const meta = answers[e + 1]!;
+      if (answers[e] === rawFid && ((meta >>> flags) & 1) !== 0) {
+        const x0 = answers[e + 4]!;
+        const x0hi = answers[e + 5]!;
+        writeAnswer(regs, x0, x0hi, meta, answers, e);
+        this.trace.put(vm.index | (vcpu << 16), flags | answers[e + 2]!, rawFid, answers[e + 3]!, x0, x0hi);
+        return OUTCOME_RETURN;
+      }
+    }
+    return this.route(vm, vcpu, regs, esr, pstate);
+  }
+
+  /** The full path of handleTrap: every check of the convention, the policy lookup and the handler. */
+  private route(vm: RoutedVm, vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
+    if (vm.beforeFirstTrap !== null) vm.beforeFirstTrap();
     const ec = esr >>> 26;
     let flags: number;
     if (ec === EC_HVC64) flags = 0;
@@ -240,24 +332,73 @@ export class Router {
         regs[5] = 0;
         regs[7] = 0;
       }
+      if (step.sole && vm.answerBase >= 0) this.remember(vm, rawFid, fid, flags, step, regs);
       if (this.timed) {
         this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, OUTCOME_RETURN, regs[0]! | 0, regs[1]! | 0, start, this.clock.now() - start);
         return OUTCOME_RETURN;
       }
-      // The untimed event written in place (TraceRing.record's layout; outcome RETURN is 0): on this, the
-      // hottest path, the call to record() does not fit V8's inlining budget next to the service.
-      const trace = this.trace;
-      const b = trace.claim();
-      const ev = trace.words;
-      ev[b + 5] = regs[1]!;
-      ev[b] = vm.index | (vcpu << 16);
-      ev[b + 1] = flags | (step.action << 8);
-      ev[b + 2] = rawFid;
-      ev[b + 3] = step.label;
-      ev[b + 4] = regs[0]!;
+      // put(), not record(): record() does not fit V8's inlining budget next to the service (outcome RETURN is 0).
+      this.trace.put(vm.index | (vcpu << 16), flags | (step.action << 8), rawFid, step.label, regs[0]!, regs[1]!);
       return OUTCOME_RETURN;
     }
     return this.complete(vm, vcpu, regs, step, flags, rawFid, start, res);
+  }
+
+  /**
+   * Keeps the answer just written to `regs` when it is fixed: the chain has this one step without
+   * constraints, so policy decides by the ID alone, and the step denies or its service says the ID's
+   * answer is fixed (ServiceInstance.fixed). Linux makes such calls on hot paths (SMCCC_ARCH_WORKAROUND_1
+   * on context switches where the CPU needs it; the version and UID probes of every driver), and KVM
+   * answers the workarounds in its EL2 vectors for the same reason. Calls a board may claim (its SMCs)
+   * are never kept. An entry holds for a caller kind (conduit × execution state) only once that kind has
+   * reached the step: an SMC64 ID from AArch32, say, still gets the convention's -1.
+   */
+  private remember(vm: RoutedVm, rawFid: number, fid: number, flags: number, step: BoundStep, regs: Uint32Array): void {
+    if ((flags & FLAG_SMC) !== 0 && vm.board !== null) return;
+    if (step.kind === STEP_SERVICE) {
+      if (step.service!.fixed?.(fid >>> 0) !== true) return;
+    } else if (step.kind !== STEP_DENY) return;
+    const answers = this.answers;
+    const e = vm.answerBase + ((Math.imul(rawFid, 0x9e37_79b1) >>> ANSWER_SHIFT) << 4);
+    if (answers[e] === rawFid && (answers[e + 1]! & 0xf) !== 0) {
+      answers[e + 1]! |= 1 << flags;
+      return;
+    }
+    let wide = 0;
+    for (let i = 2; i < 8; i++) if (regs[i] !== 0) wide = ANSWER_WIDE;
+    answers[e] = rawFid;
+    answers[e + 1] = (1 << flags) | wide;
+    answers[e + 2] = step.action << 8;
+    answers[e + 3] = step.label;
+    for (let i = 0; i < 8; i++) answers[e + 4 + i] = regs[i]!;
+  }
+
+  /**
+   * Where the fast path finds the VM's answers: its block, except while a vCPU waits for an asynchronous
+   * handler (the full path then refuses that vCPU's traps) and in a router with a clock, whose events
+   * carry times the full path measures, and before a VM with a start hook has started. Cached answers are
+   * still what the full path gives there.
+   */
+  private fastBaseOf(vm: RoutedVm): number {
+    return this.timed === 0 && vm.waiting === 0 && vm.beforeFirstTrap === null ? vm.answerBase : -1;
+  }
+
+  /** The VM has started (Domain.start): its first trap no longer needs the full path to start it. */
+  markStarted(vm: RoutedVm): void {
+    vm.beforeFirstTrap = null;
+    vm.fastBase = this.fastBaseOf(vm);
+  }
+
+  private answerBlock(): number {
+    const free = this.answersFree.pop();
+    if (free !== undefined) return free;
+    if (this.answersUsed + ANSWER_BLOCK > this.answers.length) {
+      const grown = new Int32Array(Math.max(ANSWER_BLOCK * 8, this.answers.length * 2));
+      grown.set(this.answers);
+      this.answers = grown;
+    }
+    this.answersUsed += ANSWER_BLOCK;
+    return this.answersUsed - ANSWER_BLOCK;
   }
 
   /**
@@ -364,13 +505,19 @@ export class Router {
 
   private later(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, pending: Promise<void>, res: SmcResult): Promise<number> {
     vm.pending[vcpu] = 1;
+    vm.waiting++;
+    vm.fastBase = -1;
+    const done = () => {
+      vm.pending[vcpu] = 0;
+      if (--vm.waiting === 0) vm.fastBase = this.fastBaseOf(vm);
+    };
     return pending.then(
       () => {
-        vm.pending[vcpu] = 0;
+        done();
         return this.complete(vm, vcpu, regs, step, flags, rawFid, start, res);
       },
       (error: unknown) => {
-        vm.pending[vcpu] = 0;
+        done();
         return this.failed(vm, vcpu, regs, step, flags, rawFid, start, error, res);
       },
     );

@@ -15,6 +15,13 @@ export interface ServiceInstance {
    * flags, as PSCI_FEATURES does), < 0 not implemented for this VM.
    */
   features(fid: number): number;
+  /**
+   * True when this ID's answer depends on nothing but the VM's configuration (not the arguments, the
+   * caller, the vCPU or any state) and answering it changes nothing. The router may then repeat the
+   * first answer to later calls without calling handle() (its answer cache; the call is still traced).
+   * Absent: never.
+   */
+  fixed?(fid: number): boolean;
   /** Frees everything the VM holds in this service. */
   destroy?(): void;
 }

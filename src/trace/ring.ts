@@ -15,6 +15,9 @@ export const FLAG_HYPERVISOR = 4;
 /** VM index used for calls the hypervisor itself makes (R9). */
 export const HYPERVISOR_VM = 0xffff;
 
+/** Events per epoch of the ring's position: a power of two at least as large as any capacity (2^26). */
+const EPOCH = 1 << 30;
+
 export interface TraceEvent {
   readonly seq: number;
   readonly vm: string;
@@ -41,10 +44,10 @@ export class TraceRing {
   /** Whether events carry times (the router has a clock); fixed at construction. */
   readonly timed: boolean;
   private readonly mask: number;
-  // Position (events in the current lap, 0..capacity) and completed laps instead of one counter: both stay
-  // small integers for any realistic run.
+  // Events recorded in the current epoch of EPOCH events, and epochs completed, instead of one counter: the
+  // position stays a small integer (V8 keeps it unboxed) however long the run. The slot is pos & mask.
   private pos = 0;
-  private laps = 0;
+  private epochs = 0;
   /**
    * Events, eight words each (one cache line per two events, one bounds check per event):
    * [0] vm (bits 15:0) | vcpu (bits 23:16), [1] flags (7:0) | action (15:8) | outcome (23:16), [2] FID,
@@ -57,11 +60,7 @@ export class TraceRing {
   private readonly strings: string[] = [""];
   private readonly stringIds = new Map<string, number>([["", 0]]);
   private readonly vmNames: string[] = [];
-  /**
-   * Calls per interned (VM, label) key for events the ring has completed a lap over, never dropped: the
-   * run summary reads these plus the current lap's. Tallied once per lap, not per event, so recording
-   * an event is only its stores.
-   */
+  /** Calls per interned (VM, label) key since the start, never dropped: the run summary reads these. */
   private counts = new Float64Array(64);
 
   constructor(capacity = 1 << 14, timed = false) {
@@ -100,7 +99,7 @@ export class TraceRing {
 
   /** Total events ever recorded, including those the ring has dropped. */
   get total(): number {
-    return this.laps * this.capacity + this.pos;
+    return this.epochs * EPOCH + this.pos;
   }
 
   get dropped(): number {
@@ -120,15 +119,16 @@ export class TraceRing {
     start: number,
     duration: number,
   ): void {
-    const i = this.claim() >>> 3;
+    const b = this.claim();
+    const i = b >>> 3;
     const ev = this.ev;
-    const b = i << 3;
-    ev[b + 5] = x0hi; // the highest index first: one bounds check covers the rest
+    ev[b + 5] = x0hi;
     ev[b] = vm | (vcpu << 16);
     ev[b + 1] = flags | (action << 8) | (outcome << 16);
     ev[b + 2] = fid;
     ev[b + 3] = label;
     ev[b + 4] = x0lo;
+    this.counts[label]!++;
     if (this.timed) {
       this.start[i] = start;
       this.dur[i] = duration;
@@ -136,32 +136,38 @@ export class TraceRing {
   }
 
   /**
-   * The slot for the next event: the index of its first word in `words`. record() uses it, and so does the
-   * router's fast path, which writes an untimed event's words itself (record()'s layout) to keep a call
-   * off its hot path.
+   * An untimed event from words already packed as record() packs them (`who` = vm | vcpu << 16, `how` =
+   * flags | action << 8 | outcome << 16): the router's hot paths, small enough for the JIT to inline.
    */
-  claim(): number {
+  put(who: number, how: number, fid: number, label: number, x0lo: number, x0hi: number): void {
+    const b = this.claim();
+    const ev = this.ev;
+    ev[b + 5] = x0hi;
+    ev[b] = who;
+    ev[b + 1] = how;
+    ev[b + 2] = fid;
+    ev[b + 3] = label;
+    ev[b + 4] = x0lo;
+    this.counts[label]!++;
+  }
+
+  /**
+   * The slot for the next event: the index of its first word. Nothing but the position moves here: a
+   * branch with real work in it (an earlier version tallied the labels of a whole lap when the ring
+   * wrapped) made V8 spill registers around it on every call, about a quarter of the router's fast path.
+   */
+  private claim(): number {
     let i = this.pos;
-    if (i === this.capacity) {
-      // The ring is full and its oldest event is about to be overwritten: count the whole lap now.
-      this.tally(this.capacity, this.counts);
-      this.laps++;
+    if (i === EPOCH) {
+      this.epochs++;
       i = 0;
     }
     this.pos = i + 1;
-    return i << 3;
+    // The constant mask changes nothing (the capacity is at most 2^26) but tells V8 that b + 7 cannot
+    // overflow, which drops an overflow check from every store of the event.
+    return (i & this.mask & 0x07ff_ffff) << 3;
   }
 
-  /** The event words, for claim(): [b] vm | vcpu << 16, [b+1] flags | action << 8 | outcome << 16, [b+2] FID, [b+3] label, [b+4] x0 low, [b+5] x0 high. */
-  get words(): Uint32Array {
-    return this.ev;
-  }
-
-  /** Adds the labels of events 0..n-1 to `into`. */
-  private tally(n: number, into: Float64Array): void {
-    const ev = this.ev;
-    for (let k = 0; k < n; k++) into[ev[(k << 3) + 3]!]!++;
-  }
 
   /** The events still in the ring, oldest first. */
   events(): TraceEvent[] {
@@ -179,9 +185,7 @@ export class TraceRing {
   /** Every (VM, rule label) key with its call count since the start, for summaries. */
   counters(): { key: string; calls: number }[] {
     const out: { key: string; calls: number }[] = [];
-    // Laps already tallied, plus the events of the current lap (positions 0..pos-1; the rest were counted).
-    const all = Float64Array.from(this.counts);
-    this.tally(this.pos, all);
+    const all = this.counts;
     for (let id = 1; id < this.strings.length; id++) if (all[id]! > 0) out.push({ key: this.strings[id]!, calls: all[id]! });
     return out;
   }

@@ -81,6 +81,15 @@ export class ArchService implements ServiceInstance {
     }
   }
 
+  /**
+   * SMCCC_VERSION and the workarounds without state (1, 3, 4) answer the same every time; so does any ID
+   * the VM does not have. FEATURES and SOC_ID read x1; WORKAROUND_2 records the vCPU's SSBD state.
+   */
+  fixed(fid: number): boolean {
+    if (fid === SMCCC_ARCH_FEATURES || fid === SOC_ID32 || fid === SOC_ID64 || fid === WA2) return false;
+    return fid === SMCCC_VERSION || fid === WA1 || fid === WA3 || fid === WA4 || this.features(fid) < 0;
+  }
+
   /** Whether a function of this service exists for the VM (the FEATURES answer for it). */
   features(fid: number): number {
     const v = this.version;

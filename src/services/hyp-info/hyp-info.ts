@@ -71,6 +71,11 @@ export class HypInfoService implements ServiceInstance {
     res.ret(SMCCC_RET.NOT_SUPPORTED);
   }
 
+  /** Identities, revisions and counts are fixed for the VM's life; only PTP reads the clock. */
+  fixed(fid: number): boolean {
+    return fid !== KVM_PTP;
+  }
+
   features(fid: number): number {
     if (fid === KVM_FEATURES) return this.vm.services.kvm ? 0 : -1;
     // PTP needs the machine's view of guest time; a backend without it does not offer the call.

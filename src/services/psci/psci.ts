@@ -87,6 +87,12 @@ export class PsciService implements ServiceInstance {
     return 0;
   }
 
+  /** PSCI_VERSION and MIGRATE_INFO_TYPE answer the same every time; every other call reads arguments or state. */
+  fixed(fid: number): boolean {
+    const name = this.legacy.has(fid) ? undefined : this.functions.get(fid);
+    return name === "PSCI_VERSION" || name === "PSCI_MIGRATE_INFO_TYPE";
+  }
+
   handle(call: SmcCall, res: SmcResult): HandlerReturn {
     const fid = call.fid;
     const legacyOp = this.legacy.get(fid);

@@ -32,6 +32,11 @@ export class TrngService implements ServiceInstance {
     return this.source !== undefined && this.implemented.has(fid) ? 0 : -1;
   }
 
+  /** TRNG_VERSION and TRNG_GET_UUID answer the same every time, as does any ID the VM does not have. */
+  fixed(fid: number): boolean {
+    return fid === F.TRNG_VERSION.smc32 || fid === F.TRNG_GET_UUID.smc32 || this.features(fid) < 0;
+  }
+
   handle(call: SmcCall, res: SmcResult): void {
     const fid = call.fid;
     if (this.features(fid) < 0) return res.ret(TRNG_RET.NOT_SUPPORTED);
