@@ -1,6 +1,10 @@
 /**
  * Benchmark harness: interleaved repetitions, medians and ratios against a baseline measured in the same
  * run. Benchmarks report; they never assert wall-clock limits.
+ *
+ * A ratio is the median, over the repetitions, of the two cases' times in the same repetition (paired),
+ * not the ratio of the two medians: on a shared 2-core machine the speed of the whole process moves by 2x
+ * from one second to the next (other tenants, V8's own threads), and the paired ratio cancels that.
  */
 export interface Case {
   readonly name: string;
@@ -18,8 +22,12 @@ export interface Measurement {
 
 let sink = 0;
 
-export function measure(cases: readonly Case[], opts: { iterations: number; repetitions: number; warmup?: number }): Measurement[] {
+export function measure(cases: readonly Case[], opts: { iterations: number; repetitions: number; warmup?: number; warmupRounds?: number }): Measurement[] {
   const samples = cases.map(() => [] as number[]);
+  // Warm-up in many short runs (for nanosecond cases), then one long one: V8 then optimizes each loop as a
+  // function called often, as it will be measured, rather than only through on-stack replacement inside
+  // one long run, whose code can differ (the same loop settled at 6 ns in one process and 11 in the next).
+  for (let w = 0; w < (opts.warmupRounds ?? 0); w++) for (const c of cases) sink += c.run(500);
   for (const c of cases) sink += c.run(opts.warmup ?? Math.max(1000, opts.iterations / 4));
   // Interleave the cases in every repetition, so slow drift of the machine hits them all alike.
   for (let r = 0; r < opts.repetitions; r++) {
@@ -36,6 +44,12 @@ export function measure(cases: readonly Case[], opts: { iterations: number; repe
     const median = s[Math.floor(s.length / 2)]!;
     return { name: c.name, nsPerOp: median, opsPerSec: 1e9 / median, samples: samples[i]! };
   });
+}
+
+/** The median over repetitions of a's time / b's time in the same repetition. */
+export function pairedRatio(a: Measurement, b: Measurement): number {
+  const r = a.samples.map((x, i) => x / b.samples[i]!).sort((x, y) => x - y);
+  return r[Math.floor(r.length / 2)]!;
 }
 
 export function table(rows: readonly (readonly string[])[]): string {

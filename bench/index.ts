@@ -11,15 +11,15 @@ const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
 const json = args.has("--json");
 
-const router = routerBench({ iterations: quick ? 200_000 : 2_000_000, repetitions: quick ? 3 : 9 });
+const router = routerBench({ iterations: quick ? 50_000 : 200_000, repetitions: quick ? 9 : 31 });
 const platform = args.has("--no-qemu") ? null : await platformBench({ quick });
 const tee = await teeBench({ quick, qemu: !args.has("--no-qemu") });
 
 if (json) {
   console.log(JSON.stringify({ node: process.version, router, platform, tee }, null, 2));
 } else {
-  console.log(`smcvisor benchmarks (Node ${process.version}; medians of interleaved repetitions)\n`);
-  console.log("In-process router: one trapped HVC per iteration, same trap entry for every case\n");
+  console.log(`smcvisor benchmarks (Node ${process.version}; medians of interleaved repetitions, ratios paired per repetition)\n`);
+  console.log("In-process router: one trapped HVC per iteration, each case in a loop of the same shape a backend has\n");
   console.log(table([["case", "ns/call", "calls/s"], ...router.measurements.map((m) => [m.name, m.nsPerOp.toFixed(1), fmt(m.opsPerSec)])]));
   console.log("");
   console.log(table([["ratio", "value"], ...Object.entries(router.ratios).map(([k, v]) => [k, `${v.toFixed(2)}x`])]));

@@ -24,6 +24,8 @@ export interface HypervisorOptions {
   /** Timestamps for trace events; null (the default) records none, which keeps runs deterministic. */
   readonly clock?: Clock | null;
   readonly traceCapacity?: number;
+  /** The router's answer cache for fixed answers (default on; Router.remember). */
+  readonly answerCache?: boolean;
   /** The secure monitor; the modelled one (src/firmware/monitor) when not given. */
   readonly monitor?: CallTarget;
   /** Entropy behind the model's TRNG source: the host's CSPRNG in real runs; seeded (deterministic) by default. */
@@ -124,6 +126,7 @@ export class Hypervisor {
       clock: opts.clock ?? null,
       monitor: opts.monitor ?? this.model,
       servicePorts: { entropy: this.model.entropy },
+      ...(opts.answerCache !== undefined ? { answerCache: opts.answerCache } : {}),
       errors: {
         handlerFailed: (vm, fid, rule, error) =>
           this.errorLog.log(`${vm}|${rule}`, `smcvisor: ${vm}: handler for ${hex32(fid)} (${rule}) failed: ${error instanceof Error ? error.message : String(error)}`),

@@ -35,10 +35,13 @@ export class BoundStep {
 }
 
 export class RoutedVm {
-  /** First word of this VM's block in the router's answer cache; -1 when it has none. */
-  answerBase = -1;
+  // The two fields the fast path reads come first, so that they share the object's first cache line.
   /** answerBase while the router may answer from the cache without the full path's checks, else -1. */
   fastBase = -1;
+  /** The VM's index in the trace. */
+  readonly index: number = 0;
+  /** First word of this VM's block in the router's answer cache; -1 when it has none. */
+  answerBase = -1;
   /** Called by the full path on the first trap when the VM has not been started (Domain.start); then null. */
   beforeFirstTrap: (() => void) | null = null;
   /** vCPUs waiting for an asynchronous handler (those marked in `pending`). */
@@ -68,11 +71,11 @@ export class RoutedVm {
 
   constructor(
     readonly config: VmConfig,
-    /** The VM's index in the trace. */
-    readonly index: number,
+    index: number,
     readonly table: PolicyTable,
     rules: { lastArg32: number; lastArg64: number; lastResult32: number; lastResult64: number },
   ) {
+    this.index = index;
     this.smccc = config.smccc;
     this.immediateUndef = config.immediate === "undef";
     this.lastArg32 = rules.lastArg32;

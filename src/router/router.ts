@@ -47,10 +47,13 @@ export interface AddVmError {
 /**
  * The answer cache: per VM, ANSWER_SLOTS direct-mapped entries of ANSWER_WORDS words (one cache line):
  * [0] the raw FID, [1] the caller kinds it holds for (bit `flags & 3`; 0 when empty) | ANSWER_WIDE,
- * [2] action << 8, [3] label, [4..11] x0..x3 as written to the vCPU. Without ANSWER_WIDE, x1-x3 are 0
- * and the fast path writes only x0. See remember().
+ * [2] action | label << 8, [4..11] x0..x3 as written to the vCPU ([3], [12..15] unused). Without
+ * ANSWER_WIDE, x1-x3 are 0 and the fast path writes only x0. An entry with ANSWER_NOT_FIXED and no caller
+ * kinds says that the ID's answer is not fixed. See remember().
  */
 const ANSWER_WIDE = 0x100;
+/** In [1] with no caller kinds: the ID's answer is not fixed (asked once; the full path every time). */
+const ANSWER_NOT_FIXED = 0x200;
 const ANSWER_SLOTS = 8;
 const ANSWER_WORDS = 16;
 const ANSWER_BLOCK = ANSWER_SLOTS * ANSWER_WORDS;
@@ -64,6 +67,7 @@ const SMC64 = EC_SMC64;
 const HVC32 = EC_HVC32;
 const SMC = FLAG_SMC;
 const AARCH32 = FLAG_AARCH32;
+const RETURN = OUTCOME_RETURN;
 
 /**
  * x0..x3 of an answer cache entry into the vCPU, as the full path wrote them the first time. A const, not a
@@ -235,8 +239,9 @@ export class Router {
         const x0 = answers[e + 4]!;
         const x0hi = answers[e + 5]!;
         writeAnswer(regs, x0, x0hi, meta, answers, e);
-        this.trace.put(vm.index | (vcpu << 16), flags | answers[e + 2]!, rawFid, answers[e + 3]!, x0, x0hi);
-        return OUTCOME_RETURN;
+        const rule = answers[e + 2]!;
+        this.trace.put(vm.index | (vcpu << 16), flags | ((rule & 0xff) << 8), rawFid, rule >>> 8, x0, x0hi);
+        return RETURN;
       }
     }
     return this.route(vm, vcpu, regs, esr, pstate);
@@ -354,22 +359,31 @@ export class Router {
    * reached the step: an SMC64 ID from AArch32, say, still gets the convention's -1.
    */
   private remember(vm: RoutedVm, rawFid: number, fid: number, flags: number, step: BoundStep, regs: Uint32Array): void {
-    if ((flags & FLAG_SMC) !== 0 && vm.board !== null) return;
-    if (step.kind === STEP_SERVICE) {
-      if (step.service!.fixed?.(fid >>> 0) !== true) return;
-    } else if (step.kind !== STEP_DENY) return;
+    // A label beyond 24 bits does not fit the entry's packed rule word (16 million interned strings).
+    if (((flags & FLAG_SMC) !== 0 && vm.board !== null) || step.label >= 0x100_0000) return;
     const answers = this.answers;
     const e = vm.answerBase + ((Math.imul(rawFid, 0x9e37_79b1) >>> ANSWER_SHIFT) << 4);
-    if (answers[e] === rawFid && (answers[e + 1]! & 0xf) !== 0) {
-      answers[e + 1]! |= 1 << flags;
+    const held = answers[e] === rawFid ? answers[e + 1]! : 0;
+    // Asked before, and not fixed: the service is not asked again on every call of a hot ID.
+    if ((held & ANSWER_NOT_FIXED) !== 0) return;
+    if ((held & 0xf) !== 0) {
+      answers[e + 1] = held | (1 << flags);
+      return;
+    }
+    const fixed = step.kind === STEP_DENY || (step.kind === STEP_SERVICE && step.service!.fixed?.(fid >>> 0) === true);
+    if (!fixed) {
+      // Remembered as such only in a free slot (or one this ID already had): never in place of an answer.
+      if ((answers[e + 1]! & 0xf) === 0) {
+        answers[e] = rawFid;
+        answers[e + 1] = ANSWER_NOT_FIXED;
+      }
       return;
     }
     let wide = 0;
     for (let i = 2; i < 8; i++) if (regs[i] !== 0) wide = ANSWER_WIDE;
     answers[e] = rawFid;
     answers[e + 1] = (1 << flags) | wide;
-    answers[e + 2] = step.action << 8;
-    answers[e + 3] = step.label;
+    answers[e + 2] = step.action | (step.label << 8);
     for (let i = 0; i < 8; i++) answers[e + 4 + i] = regs[i]!;
   }
 
