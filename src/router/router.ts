@@ -12,7 +12,7 @@ import type { PlatformConfig, VmConfig } from "../policy/load.js";
 import { formatAction } from "../policy/rules.js";
 import type { Step } from "../policy/table.js";
 import { checkFid, dispatchFid, FID_CHECK_LABELS, FID_OK, registerRules } from "../smccc/convention.js";
-import { aarch32ConditionFailed, EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64 } from "../smccc/esr.js";
+import { aarch32ConditionFailed, EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64, esrFor } from "../smccc/esr.js";
 import { ACTION_CODES, FLAG_AARCH32, FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, TraceRing } from "../trace/ring.js";
 import { CALL_AARCH32, CALL_SMC, CALL_SMC64, SmcCall, SmcResult } from "./call.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_ERROR, OUTCOME_HALT, OUTCOME_RETURN, OUTCOME_SKIP, OUTCOME_UNDEF } from "./outcome.js";
@@ -62,9 +62,9 @@ const ANSWER_SHIFT = 32 - Math.log2(ANSWER_SLOTS);
 
 // Local copies for the fast path: V8 folds a module's own constants into the code, while an imported
 // binding is loaded (and checked for initialization) on every call.
-const HVC64 = EC_HVC64;
-const SMC64 = EC_SMC64;
-const HVC32 = EC_HVC32;
+const ESR_HVC64_0 = esrFor("hvc", false);
+const ESR_SMC64_0 = esrFor("smc", false);
+const ESR_HVC32_0 = esrFor("hvc", true);
 const SMC = FLAG_SMC;
 const AARCH32 = FLAG_AARCH32;
 const RETURN = OUTCOME_RETURN;
@@ -227,13 +227,13 @@ export class Router {
     // may not answer (fastBaseOf). Anything else, and every miss, takes the full path. Kept small, so
     // that V8 inlines it into the backend's trap loop.
     const base = vm.fastBase;
-    const ec = esr >>> 26;
-    if (base >= 0 && (esr & 0xffff) === 0 && (ec === HVC64 || ec === SMC64 || ec === HVC32)) {
+    // The whole ESR at once: the trap class, IL = 1 and an ISS of 0 (immediate #0).
+    const flags = esr === ESR_HVC64_0 ? 0 : esr === ESR_SMC64_0 ? SMC : esr === ESR_HVC32_0 ? AARCH32 : -1;
+    if (base >= 0 && flags >= 0) {
       const rawFid = regs[0]! | 0;
       const answers = this.answers;
       // Masked so that V8 knows e + 15 cannot overflow and drops the overflow checks.
       const e = (base + ((Math.imul(rawFid, 0x9e37_79b1) >>> ANSWER_SHIFT) << 4)) & 0x3fff_ffff;
-      const flags = ec === HVC32 ? AARCH32 : ec & SMC;
       const meta = answers[e + 1]!;
       if (answers[e] === rawFid && ((meta >>> flags) & 1) !== 0) {
         const x0 = answers[e + 4]!;
