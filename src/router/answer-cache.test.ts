@@ -171,6 +171,28 @@ describe("the answer cache", () => {
     expect(handled.get(0x8300_0005)).toBe(2);
   });
 
+  it("counts calls answered from the cache exactly: past 2^32 hits, when an entry is replaced and when its VM is removed", () => {
+    const { m } = machine(TWO);
+    const v = m.vm("b").vcpu(0);
+    const count = () => m.trace.counters().find((c) => c.key === "b|default:counted")?.calls ?? 0;
+    v.hvc(0x8300_0005);
+    v.hvc(0x8300_0005);
+    expect(count()).toBe(2);
+    // White box: the entry's hit counter one short of wrapping, so the next hit carries into the high word.
+    const answers = (m.hypervisor.router as unknown as { answers: Int32Array }).answers;
+    let e = -1;
+    for (let i = 0; i < answers.length; i += 16) if (answers[i] === (0x8300_0005 | 0) && (answers[i + 1]! & 0xf) !== 0) e = i;
+    expect(e).toBeGreaterThanOrEqual(0);
+    answers[e + 3] = -1;
+    v.hvc(0x8300_0005);
+    expect(count()).toBe(1 + 2 ** 32);
+    // Enough other fixed IDs to take every slot, so the entry is replaced: its count stays.
+    for (let fn = 0x20; fn < 0x60; fn++) v.hvc(0x8300_0000 + fn);
+    expect(count()).toBe(1 + 2 ** 32 + 0x40);
+    m.hypervisor.destroyDomain("b");
+    expect(count()).toBe(1 + 2 ** 32 + 0x40);
+  });
+
   it("changes nothing a guest or the trace can see: any calls give the same results with the cache on and off", () => {
     const yaml = 'vms:\n  a: { vcpus: 2, smccc: "1.2" }\n  b: { smccc: "1.1", immediate: undef }\n  c: { aarch32: true, smccc: "1.3" }\n  d:\n    grants:\n      - { owner: oem, action: deny }\n      - { id: 0x83000002, args: { x1: [3] }, action: emulate }\n';
     const on = machine(yaml).m;

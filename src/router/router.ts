@@ -47,9 +47,10 @@ export interface AddVmError {
 /**
  * The answer cache: per VM, ANSWER_SLOTS direct-mapped entries of ANSWER_WORDS words (one cache line):
  * [0] the raw FID, [1] the caller kinds it holds for (bit `flags & 3`; 0 when empty) | ANSWER_WIDE,
- * [2] action | label << 8, [4..11] x0..x3 as written to the vCPU ([3], [12..15] unused). Without
- * ANSWER_WIDE, x1-x3 are 0 and the fast path writes only x0. An entry with ANSWER_NOT_FIXED and no caller
- * kinds says that the ID's answer is not fixed. See remember().
+ * [2] action | label << 8, [3] calls answered from the entry (low 32 bits; [12] the high bits), [4..11]
+ * x0..x3 as written to the vCPU ([13..15] unused). Without ANSWER_WIDE, x1-x3 are 0 and the fast path
+ * writes only x0. An entry with ANSWER_NOT_FIXED and no caller kinds says that the ID's answer is not
+ * fixed. See remember(). The trace reads the hits as its counts for the entry's rule (countAnswers).
  */
 const ANSWER_WIDE = 0x100;
 /** In [1] with no caller kinds: the ID's answer is not fixed (asked once; the full path every time). */
@@ -131,6 +132,7 @@ export class Router {
     this.errors = opts.errors ?? SILENT_ERRORS;
     this.servicePorts = opts.servicePorts ?? {};
     this.answerCache = opts.answerCache ?? true;
+    this.trace.addCountSource((into) => this.countAnswers(into));
   }
 
   registerMediator(name: string, target: MediatorTarget): void {
@@ -208,6 +210,7 @@ export class Router {
     vm.services.clear();
     vm.destroyed = true;
     if (vm.answerBase >= 0) {
+      for (let e = vm.answerBase; e < vm.answerBase + ANSWER_BLOCK; e += ANSWER_WORDS) this.flushHits(e);
       this.answers.fill(0, vm.answerBase, vm.answerBase + ANSWER_BLOCK);
       this.answersFree.push(vm.answerBase);
       vm.answerBase = vm.fastBase = -1;
@@ -239,8 +242,12 @@ export class Router {
         const x0 = answers[e + 4]!;
         const x0hi = answers[e + 5]!;
         writeAnswer(regs, x0, x0hi, meta, answers, e);
+        // The call is counted in its entry (hits, and the high word when they wrap), not by the trace.
+        const hits = (answers[e + 3]! + 1) | 0;
+        answers[e + 3] = hits;
+        if (hits === 0) answers[e + 12]!++;
         const rule = answers[e + 2]!;
-        this.trace.put(vm.index | (vcpu << 16), flags | ((rule & 0xff) << 8), rawFid, rule >>> 8, x0, x0hi);
+        this.trace.putUncounted(vm.index | (vcpu << 16), flags | ((rule & 0xff) << 8), rawFid, rule >>> 8, x0, x0hi);
         return RETURN;
       }
     }
@@ -379,6 +386,7 @@ export class Router {
       }
       return;
     }
+    this.flushHits(e);
     let wide = 0;
     for (let i = 2; i < 8; i++) if (regs[i] !== 0) wide = ANSWER_WIDE;
     answers[e] = rawFid;
@@ -401,6 +409,27 @@ export class Router {
   markStarted(vm: RoutedVm): void {
     vm.beforeFirstTrap = null;
     vm.fastBase = this.fastBaseOf(vm);
+  }
+
+  /** Moves an entry's hits into the trace's counts, before the entry is reused or freed. */
+  private flushHits(e: number): void {
+    const answers = this.answers;
+    const hits = (answers[e + 3]! >>> 0) + answers[e + 12]! * 0x1_0000_0000;
+    if (hits > 0 && (answers[e + 1]! & 0xf) !== 0) this.trace.addCounts(answers[e + 2]! >>> 8, hits);
+    answers[e + 3] = 0;
+    answers[e + 12] = 0;
+  }
+
+  /** The trace's counts for calls answered from the cache and not yet flushed (TraceRing.addCountSource). */
+  private countAnswers(into: Float64Array): void {
+    const answers = this.answers;
+    for (const vm of this.vms.values()) {
+      if (vm.answerBase < 0) continue;
+      for (let e = vm.answerBase; e < vm.answerBase + ANSWER_BLOCK; e += ANSWER_WORDS) {
+        if ((answers[e + 1]! & 0xf) === 0) continue;
+        into[answers[e + 2]! >>> 8]! += (answers[e + 3]! >>> 0) + answers[e + 12]! * 0x1_0000_0000;
+      }
+    }
   }
 
   private answerBlock(): number {

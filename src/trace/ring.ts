@@ -62,6 +62,8 @@ export class TraceRing {
   private readonly vmNames: string[] = [];
   /** Calls per interned (VM, label) key since the start, never dropped: the run summary reads these. */
   private counts = new Float64Array(64);
+  /** Whoever appends uncounted events (putUncounted) adds their counts here when counters are read. */
+  private readonly countSources: ((into: Float64Array) => void)[] = [];
 
   constructor(capacity = 1 << 14, timed = false) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) throw new RangeError("trace capacity must be an integer from 1 to 2^26");
@@ -152,6 +154,32 @@ export class TraceRing {
   }
 
   /**
+   * put() without the count, for a caller that counts its own events (the router's answer cache counts
+   * hits per entry, on a cache line it reads anyway) and reports them through addCountSource and
+   * addCounts.
+   */
+  putUncounted(who: number, how: number, fid: number, label: number, x0lo: number, x0hi: number): void {
+    const b = this.claim();
+    const ev = this.ev;
+    ev[b + 5] = x0hi;
+    ev[b] = who;
+    ev[b + 1] = how;
+    ev[b + 2] = fid;
+    ev[b + 3] = label;
+    ev[b + 4] = x0lo;
+  }
+
+  /** Adds `n` calls to a label's count (a counting caller's events, when it stops keeping them itself). */
+  addCounts(label: number, n: number): void {
+    this.counts[label]! += n;
+  }
+
+  /** A source of counts for events put without counting, asked each time the counters are read. */
+  addCountSource(source: (into: Float64Array) => void): void {
+    this.countSources.push(source);
+  }
+
+  /**
    * The slot for the next event: the index of its first word. Nothing but the position moves here: a
    * branch with real work in it (an earlier version tallied the labels of a whole lap when the ring
    * wrapped) made V8 spill registers around it on every call, about a quarter of the router's fast path.
@@ -185,7 +213,8 @@ export class TraceRing {
   /** Every (VM, rule label) key with its call count since the start, for summaries. */
   counters(): { key: string; calls: number }[] {
     const out: { key: string; calls: number }[] = [];
-    const all = this.counts;
+    const all = Float64Array.from(this.counts);
+    for (const source of this.countSources) source(all);
     for (let id = 1; id < this.strings.length; id++) if (all[id]! > 0) out.push({ key: this.strings[id]!, calls: all[id]! });
     return out;
   }
