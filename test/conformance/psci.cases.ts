@@ -125,6 +125,8 @@ export function psciCases(p: Params): Case[] {
       { vcpu: 0, fid: AFFINITY, args: [1, 1], ret: ON },
       { vcpu: 0, fid: AFFINITY, args: [0, 2], ret: ON },
       { vcpu: 0, fid: AFFINITY, args: [0, 3], ret: ON },
+      // Level 3 ignores Aff2 as well: Aff2 = 1 names the same node as Aff2 = 0.
+      { vcpu: 0, fid: AFFINITY, args: [0x1_0000, 3], ret: ON },
       { vcpu: 0, fid: AFFINITY, args: [0, 4], ret: R.INVALID_PARAMETERS },
     ],
   });
@@ -134,6 +136,8 @@ export function psciCases(p: Params): Case[] {
     steps: [
       { vcpu: 0, fid: AFFINITY, args: [2, 0], ret: R.INVALID_PARAMETERS },
       { vcpu: 0, fid: AFFINITY, args: [0x100, 1], ret: R.INVALID_PARAMETERS },
+      // Level 2 still compares Aff2 (DEN0022 §5.7, KVM's psci_affinity_mask): no vCPU has Aff2 = 1.
+      { vcpu: 0, fid: AFFINITY, args: [0x1_0000, 2], ret: R.INVALID_PARAMETERS },
       { vcpu: 0, fid: AFFINITY, args: [0x8000_0000, 0], ret: R.INVALID_PARAMETERS },
     ],
   });

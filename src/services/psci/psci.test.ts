@@ -103,6 +103,18 @@ describe("virtual PSCI beyond the conformance cases", () => {
     expect(r.sw(0)).toBe(-1);
   });
 
+  it("AFFINITY_INFO compares Aff3 at every level, from the upper word of an SMC64 call's x1", () => {
+    const m = machine("vms:\n  vm0: { vcpus: 2 }\n");
+    const v = m.vm("vm0").vcpu(0);
+    for (let level = 0; level <= 3; level++) {
+      expect(v.smc(F.PSCI_AFFINITY_INFO.smc64, 0x1_0000_0000n, level).sw(0)).toBe(R.INVALID_PARAMETERS);
+      expect(v.smc(F.PSCI_AFFINITY_INFO.smc64, 0, level).sw(0)).toBe(AFFINITY.ON);
+    }
+    // Bits outside the affinity fields, in either word, are stray.
+    expect(v.smc(F.PSCI_AFFINITY_INFO.smc64, 0x100_0000_0000n, 3).sw(0)).toBe(R.INVALID_PARAMETERS);
+    expect(v.smc(F.PSCI_AFFINITY_INFO.smc64, 0x100_0000n, 3).sw(0)).toBe(R.INVALID_PARAMETERS);
+  });
+
   it("supports the original power_state format when configured", () => {
     const m = machine('vms:\n  vm0: { vcpus: 2, services: { psci: { version: "1.1", powerStateFormat: original } } }\n');
     const v = m.vm("vm0").vcpu(0);

@@ -16,7 +16,7 @@ import { ARCH_FUNCTIONS } from "../../smccc/functions/arch.js";
 import { PSCI_0_1_KVM_FUNCTIONS, PSCI_FUNCTIONS as F } from "../../smccc/functions/psci.js";
 import { decodePowerState, type PowerStateFormat } from "./power-state.js";
 import { AFFINITY, PSCI_RET } from "./return-codes.js";
-import { affinityLevelMask, indexOfMpidr, MPIDR_AFFINITY_MASK, mpidrOf } from "./topology.js";
+import { AFFINITY_LEVEL_MASK_LO, indexOfMpidr, mpidrLoOf, mpidrOf } from "./topology.js";
 import { implementedIn, PSCI_VERSION_VALUES, type PsciVersionName } from "./versions.js";
 
 export const VCPU_OFF = 0;
@@ -53,6 +53,11 @@ export function legacyIds(vm: VmConfig): Map<number, LegacyOp> {
   return out;
 }
 
+/** PSCI IDs are 0x84000000 + n (SMC32) and 0xC4000000 + n (SMC64), n < 0x20: slot n, or n + 32 for SMC64. */
+function nameSlot(fid: number): number {
+  return (fid & 0xbfff_ffe0) === (0x8400_0000 | 0) ? (fid & 0x1f) | ((fid >>> 25) & 0x20) : -1;
+}
+
 export class PsciService implements ServiceInstance {
   readonly version: number;
   readonly format: PowerStateFormat;
@@ -61,6 +66,8 @@ export class PsciService implements ServiceInstance {
   /** MEM_PROTECT: overwrite guest RAM on the next reset (DEN0022 §5.20). */
   memProtect = false;
   private readonly functions: Map<number, string>;
+  /** The same names by function number (0-31, +32 for SMC64): handle() reads this array, not the Map. */
+  private readonly names: (string | undefined)[] = new Array<string | undefined>(64).fill(undefined);
   private readonly legacy: Map<number, LegacyOp>;
   private readonly memory: GuestMemory | undefined;
   private readonly power: PowerPort | undefined;
@@ -72,6 +79,10 @@ export class PsciService implements ServiceInstance {
     this.format = this.version < 0x1_0000 ? "original" : (psci.powerStateFormat ?? "extended");
     this.functions = implementedIn(this.version);
     if (vm.aarch32) for (const fid of [...this.functions.keys()]) if (fid & 0x4000_0000) this.functions.delete(fid);
+    for (const [fid, name] of this.functions) {
+      if (nameSlot(fid) < 0) throw new Error(`PSCI function ${fid.toString(16)} is outside 0x84000000-0x8400001F and 0xC4000000-0xC400001F`);
+      this.names[nameSlot(fid)] = name;
+    }
     this.legacy = legacyIds(vm);
     this.state = new Uint8Array(vm.vcpus);
     this.state[0] = VCPU_ON;
@@ -95,15 +106,18 @@ export class PsciService implements ServiceInstance {
 
   handle(call: SmcCall, res: SmcResult): HandlerReturn {
     const fid = call.fid;
-    const legacyOp = this.legacy.get(fid);
-    if (legacyOp !== undefined) return this.legacyCall(legacyOp, call, res);
-    const name = this.functions.get(fid);
+    if (this.legacy.size !== 0) {
+      const legacyOp = this.legacy.get(fid);
+      if (legacyOp !== undefined) return this.legacyCall(legacyOp, call, res);
+    }
+    const slot = nameSlot(fid);
+    const name = slot < 0 ? undefined : this.names[slot];
     switch (name) {
       case "PSCI_VERSION": return res.ret(this.version);
       case "PSCI_CPU_SUSPEND": return this.cpuSuspend(call, res, call.w(1), call.x(2), call.x(3));
       case "PSCI_CPU_OFF": return this.cpuOff(call, res);
       case "PSCI_CPU_ON": return this.cpuOn(call, res, call.x(1), call.x(2), call.x(3), false);
-      case "PSCI_AFFINITY_INFO": return res.ret(this.affinityInfo(call.x(1), call.w(2)));
+      case "PSCI_AFFINITY_INFO": return res.ret(this.affinityInfo(call.hi(1), call.w(1), call.w(2)));
       // DEN0022 §5.9: 2 = no Trusted OS, or one that needs no migration.
       case "PSCI_MIGRATE_INFO_TYPE": return res.ret(2);
       case "PSCI_SYSTEM_OFF": return this.systemOff(call, res, "PSCI_SYSTEM_OFF");
@@ -124,13 +138,19 @@ export class PsciService implements ServiceInstance {
     }
   }
 
-  /** AFFINITY_INFO (DEN0022 §5.7): ON if any vCPU in the node is ON (or suspended), OFF if none. */
-  affinityInfo(target: bigint, level: number): number {
-    if (level > 3 || (target & ~MPIDR_AFFINITY_MASK) !== 0n) return PSCI_RET.INVALID_PARAMETERS;
-    const mask = affinityLevelMask(level);
+  /**
+   * AFFINITY_INFO (DEN0022 §5.7): ON if any vCPU in the node is ON (or suspended), OFF if none. The target
+   * MPIDR comes as its two words (no BigInt: this is a hot call, Linux polls it while a CPU goes down).
+   */
+  affinityInfo(targetHi: number, targetLo: number, level: number): number {
+    // Aff3 is bits 7:0 of the high word, Aff2-Aff0 bits 23:0 of the low word; anything else is stray.
+    if (level > 3 || (targetHi & 0xffff_ff00) !== 0 || (targetLo & 0xff00_0000) !== 0) return PSCI_RET.INVALID_PARAMETERS;
+    const mask = AFFINITY_LEVEL_MASK_LO[level]!;
+    // Every vCPU's Aff3 is 0: a node with another Aff3 has none.
+    if (targetHi !== 0) return PSCI_RET.INVALID_PARAMETERS;
     let found = false;
     for (let i = 0; i < this.state.length; i++) {
-      if ((mpidrOf(i) & mask) !== (target & mask)) continue;
+      if ((mpidrLoOf(i) & mask) !== (targetLo & mask)) continue;
       found = true;
       if (this.state[i] !== VCPU_OFF) return AFFINITY.ON;
     }

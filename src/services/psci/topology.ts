@@ -22,14 +22,13 @@ export function indexOfMpidr(mpidr: bigint, vcpus: number): number {
 }
 
 /**
- * The mask of affinity fields compared at an AFFINITY_INFO level (DEN0022 §5.7): level 0 compares
- * Aff3-Aff0, level 1 ignores Aff0, level 2 ignores Aff1-Aff0, level 3 compares Aff3 only.
+ * The affinity fields of the MPIDR's low word that AFFINITY_INFO compares at each level (DEN0022 §5.7, as
+ * KVM's psci_affinity_mask): level 0 compares Aff2-Aff0, level 1 ignores Aff0, level 2 ignores Aff1 and
+ * Aff0, level 3 ignores all three. Aff3 (the high word) is compared at every level.
  */
-export function affinityLevelMask(level: number): bigint {
-  switch (level) {
-    case 0: return MPIDR_AFFINITY_MASK;
-    case 1: return 0xff_00ff_ff00n;
-    case 2: return 0xff_0000_0000n;
-    default: return 0xff_0000_0000n;
-  }
+export const AFFINITY_LEVEL_MASK_LO = [0xff_ffff, 0xff_ff00, 0xff_0000, 0] as const;
+
+/** The low word of a vCPU's MPIDR (Aff2-Aff0; its Aff3 is 0). */
+export function mpidrLoOf(index: number): number {
+  return ((index / CPUS_PER_CLUSTER) << 8) | index % CPUS_PER_CLUSTER;
 }
