@@ -121,16 +121,9 @@ export class TraceRing {
     start: number,
     duration: number,
   ): void {
-    const b = this.claim();
-    const i = b >>> 3;
-    const ev = this.ev;
-    ev[b + 5] = x0hi;
-    ev[b] = vm | (vcpu << 16);
-    ev[b + 1] = flags | (action << 8) | (outcome << 16);
-    ev[b + 2] = fid;
-    ev[b + 3] = label;
-    ev[b + 4] = x0lo;
+    const b = this.putUncounted(vm | (vcpu << 16), flags | (action << 8) | (outcome << 16), fid, label, x0lo, x0hi);
     this.counts[label]!++;
+    const i = b >>> 3;
     if (this.timed) {
       this.start[i] = start;
       this.dur[i] = duration;
@@ -142,23 +135,16 @@ export class TraceRing {
    * flags | action << 8 | outcome << 16): the router's hot paths, small enough for the JIT to inline.
    */
   put(who: number, how: number, fid: number, label: number, x0lo: number, x0hi: number): void {
-    const b = this.claim();
-    const ev = this.ev;
-    ev[b + 5] = x0hi;
-    ev[b] = who;
-    ev[b + 1] = how;
-    ev[b + 2] = fid;
-    ev[b + 3] = label;
-    ev[b + 4] = x0lo;
+    this.putUncounted(who, how, fid, label, x0lo, x0hi);
     this.counts[label]!++;
   }
 
   /**
    * put() without the count, for a caller that counts its own events (the router's answer cache counts
    * hits per entry, on a cache line it reads anyway) and reports them through addCountSource and
-   * addCounts.
+   * addCounts. Returns the event's first word (its slot × 8).
    */
-  putUncounted(who: number, how: number, fid: number, label: number, x0lo: number, x0hi: number): void {
+  putUncounted(who: number, how: number, fid: number, label: number, x0lo: number, x0hi: number): number {
     const b = this.claim();
     const ev = this.ev;
     ev[b + 5] = x0hi;
@@ -167,6 +153,7 @@ export class TraceRing {
     ev[b + 2] = fid;
     ev[b + 3] = label;
     ev[b + 4] = x0lo;
+    return b;
   }
 
   /** Adds `n` calls to a label's count (a counting caller's events, when it stops keeping them itself). */
