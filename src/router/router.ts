@@ -94,6 +94,11 @@ const writeAnswer = (regs: Uint32Array, x0: number, x0hi: number, meta: number, 
   }
 };
 
+/** Calls answered from the entry at `e` since it was filled or last flushed: [3] low word, [12] high. */
+function hitsAt(answers: Int32Array, e: number): number {
+  return (answers[e + 3]! >>> 0) + answers[e + 12]! * 0x1_0000_0000;
+}
+
 const HYPERVISOR_ORIGIN: CallOrigin = { vmId: 0, vmName: "hypervisor", vcpu: 0 };
 const ZERO_CLOCK: Clock = { now: () => 0 };
 
@@ -414,7 +419,7 @@ export class Router {
   /** Moves an entry's hits into the trace's counts, before the entry is reused or freed. */
   private flushHits(e: number): void {
     const answers = this.answers;
-    const hits = (answers[e + 3]! >>> 0) + answers[e + 12]! * 0x1_0000_0000;
+    const hits = hitsAt(answers, e);
     if (hits > 0 && (answers[e + 1]! & 0xf) !== 0) this.trace.addCounts(answers[e + 2]! >>> 8, hits);
     answers[e + 3] = 0;
     answers[e + 12] = 0;
@@ -427,7 +432,7 @@ export class Router {
       if (vm.answerBase < 0) continue;
       for (let e = vm.answerBase; e < vm.answerBase + ANSWER_BLOCK; e += ANSWER_WORDS) {
         if ((answers[e + 1]! & 0xf) === 0) continue;
-        into[answers[e + 2]! >>> 8]! += (answers[e + 3]! >>> 0) + answers[e + 12]! * 0x1_0000_0000;
+        into[answers[e + 2]! >>> 8]! += hitsAt(answers, e);
       }
     }
   }

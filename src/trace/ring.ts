@@ -49,7 +49,7 @@ export class TraceRing {
   private pos = 0;
   private epochs = 0;
   /**
-   * Events, eight words each (one cache line per two events, one bounds check per event):
+   * Events, eight words each (one cache line per two events):
    * [0] vm (bits 15:0) | vcpu (bits 23:16), [1] flags (7:0) | action (15:8) | outcome (23:16), [2] FID,
    * [3] label (for the hypervisor's own calls: their origin), [4] x0 low, [5] x0 high, [6-7] unused (keeps
    * events aligned to 32 bytes).
