@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Idempotent setup: installs what is missing and says what it did. Plain Node, no dependencies, so it
 // runs on a fresh clone before `npm ci`. Each part of the system adds its steps as a module in
-// scripts/setup/ exporting `steps`: [{ name, for: ["tests", "start"], run(ctx) }].
+// scripts/setup/ named NN-name.mjs (run in that order) exporting `steps`: [{ name, for: ["tests", "start"],
+// run(ctx) }]. Other modules there (context.mjs, toolchain.mjs) are helpers the steps import.
 //
 //   node scripts/setup.mjs              everything `npm start` needs
 //   node scripts/setup.mjs --for-tests  everything `npm test` and `npm run bench` need
@@ -16,7 +17,7 @@ const purpose = args.has("--for-tests") ? "tests" : "start";
 const ctx = context(root, { quiet: args.has("--quiet") });
 
 const modules = readdirSync(join(root, "scripts", "setup"))
-  .filter((f) => f.endsWith(".mjs") && f !== "context.mjs")
+  .filter((f) => /^\d+-.*\.mjs$/.test(f))
   .sort();
 for (const file of modules) {
   const { steps } = await import(pathToFileURL(join(root, "scripts", "setup", file)).href);
@@ -25,7 +26,8 @@ for (const file of modules) {
     try {
       await step.run(ctx);
     } catch (e) {
-      process.stderr.write(`setup: ${step.name} failed: ${e.message}\n`);
+      // A `standalone` error's message is already the whole line (what is missing and how to install it).
+      process.stderr.write(e.standalone ? `setup: ${e.message}\n` : `setup: ${step.name} failed: ${e.message}\n`);
       process.exit(1);
     }
   }
