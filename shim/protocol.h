@@ -1,6 +1,9 @@
 /*
- * The shim <-> hypervisor channel, protocol version 2: docs/qemu-channel.md is the reference and
- * src/machine/qemu/channel.ts the hypervisor's side. Fixed-size little-endian frames.
+ * The shim <-> hypervisor channel, protocol version 3: docs/qemu-channel.md is the reference and
+ * src/machine/qemu/channel.ts the hypervisor's side. Everything here lives in the shim's region of the
+ * machine's RAM (PA 0x40000000 - 0x401FFFFF), which no stage-2 table maps: the guest cannot see it.
+ * All integers little-endian; the hypervisor reaches the region through the shared RAM file (offset = PA -
+ * 0x40000000).
  */
 #ifndef SMCV_PROTOCOL_H
 #define SMCV_PROTOCOL_H
@@ -8,9 +11,27 @@
 typedef unsigned long u64;
 typedef unsigned int u32;
 typedef unsigned short u16;
+typedef unsigned char u8;
 
-#define SMCV_MAGIC 0x56434D53u /* "SMCV" */
-#define SMCV_VERSION 2
+#define SMCV_MAGIC 0x56434D53u /* "SMCV": every frame */
+#define SMCV_VERSION 3
+
+/* The shim's region. The ELF (code, data, BSS with stacks and virtqueues) starts at its base. */
+#define SHIM_BASE 0x40000000ul
+#define SHIM_SIZE 0x00200000ul
+/* Written by the hypervisor before QEMU starts; read-only to the shim. */
+#define HOST_PAGE (SHIM_BASE + 0x100000ul)
+/* One page per vCPU: the mailbox both sides poll. */
+#define MAILBOX_BASE (SHIM_BASE + 0x101000ul)
+#define MAILBOX_STRIDE 0x1000ul
+/* The hypervisor's running state (host_polling), on its own page. */
+#define HOST_STATE (SHIM_BASE + 0x10F000ul)
+/* The stage-2 translation tables, built by the hypervisor. */
+#define STAGE2_BASE (SHIM_BASE + 0x180000ul)
+#define STAGE2_SIZE 0x80000ul
+
+#define MAX_CPUS 8
+#define FAST_ENTRIES 8
 
 /* Requests (shim -> hypervisor). */
 #define REQ_HELLO 1
@@ -27,7 +48,6 @@ typedef unsigned short u16;
 #define RSP_SYSTEM_OFF 6
 #define RSP_SYSTEM_RESET 7
 #define RSP_STOP 8
-#define RSP_FAST_TABLE 9
 
 #define RESUME_WFI 1u
 #define RESUME_AARCH32 2u /* EL1 runs AArch32 (HCR_EL2.RW = 0), entering in SVC mode; bit 0 of entry = Thumb */
@@ -36,6 +56,27 @@ typedef unsigned short u16;
 #define FAST_HVC (1ul << 32)
 #define FAST_SMC (1ul << 33)
 #define FAST_RECORD_WA2 (1ul << 34) /* W1 is this CPU's SMCCC_ARCH_WORKAROUND_2 state */
+
+#define HOST_MAGIC 0x48434D53u /* "SMCH" */
+#define HOST_GICV3 1u
+
+/* What the hypervisor tells every CPU of this machine (one page at HOST_PAGE). */
+struct host_page {
+	u32 magic;
+	u32 version;
+	u32 vcpus;
+	u32 flags;		/* HOST_GICV3 */
+	u64 vttbr;		/* VTTBR_EL2: the stage-2 level-1 table (PA) | VMID << 48 */
+	u64 vtcr;		/* VTCR_EL2 */
+	u64 gicd;		/* GIC distributor (PA) */
+	u64 gicc;		/* GICv2 CPU interface (PA), or GICv3 redistributor of vCPU 0 (stride 0x20000) */
+	u64 doorbell;		/* virtio-mmio transport of vCPU 0's doorbell (PA), stride 0x200 */
+	u32 doorbell_intid;	/* its interrupt ID; vCPU n's is doorbell_intid + n */
+	u32 spin_ticks;		/* counter ticks a waiting CPU polls its mailbox before it sleeps */
+	u32 sleep_ticks;	/* longest sleep before a CPU looks again without a doorbell */
+	u32 fast_count;
+	u64 fast[2 * FAST_ENTRIES]; /* fixed answers: key (fid | FAST_*), x0 */
+};
 
 struct request {
 	u32 magic;
@@ -47,9 +88,10 @@ struct request {
 	u64 spsr;
 	u64 far;
 	u64 cntvct;
-	u64 local_calls;
-	/* SMCCC_ARCH_WORKAROUND_2 as the guest last set it through the fast table: 0 unknown, 1 off, 2 on. */
-	u64 wa2_state;
+	u64 local_calls;	/* calls the shim answered from the fast table since its previous request */
+	u64 wa2_state;		/* SMCCC_ARCH_WORKAROUND_2 as last set through the fast table: 0 unknown, 1 off, 2 on */
+	u64 aborts;		/* accesses outside the stage-2 map refused since the previous request */
+	u64 abort_ipa;		/* the last one's IPA (HPFAR_EL2 with FAR's page offset) */
 	u64 x[18];
 };
 
@@ -65,7 +107,31 @@ struct reply {
 	u64 x[18];
 };
 
-_Static_assert(sizeof(struct request) == 208, "request frame is 208 bytes");
+/*
+ * One vCPU's mailbox. The shim writes `req` and then increments req_seq; the hypervisor writes `rsp` and then
+ * sets rsp_seq to the req_seq it answers. `sleeping` is 1 while the shim may be waiting for an interrupt: the
+ * hypervisor then rings the vCPU's doorbell after answering. Every request gets exactly one reply.
+ */
+struct mailbox {
+	volatile u32 req_seq;
+	volatile u32 rsp_seq;
+	volatile u32 sleeping;
+	u32 reserved[13];
+	struct request req;	/* offset 0x40 */
+	u32 pad[8];
+	struct reply rsp;	/* offset 0x140 */
+};
+
+/* The hypervisor's side: 1 while it polls every mailbox (the shim then need not ring). */
+struct host_state {
+	volatile u32 polling;
+};
+
+_Static_assert(sizeof(struct request) == 224, "request frame is 224 bytes");
 _Static_assert(sizeof(struct reply) == 184, "reply frame is 184 bytes");
+_Static_assert(__builtin_offsetof(struct mailbox, req) == 0x40, "request at 0x40");
+_Static_assert(__builtin_offsetof(struct mailbox, rsp) == 0x140, "reply at 0x140");
+_Static_assert(sizeof(struct mailbox) <= MAILBOX_STRIDE, "a mailbox fits its page");
+_Static_assert(sizeof(struct host_page) == 200, "host page is 200 bytes");
 
 #endif

@@ -1,27 +1,17 @@
 /*
- * The EL2 shim: it owns EL2 on every CPU of one QEMU `virt` machine, runs the guest at EL1 and hands every
- * trapped SMC and HVC to the hypervisor (Node) over a per-vCPU pair of FIFOs reached through Arm
- * semihosting. It decides nothing: the hypervisor's reply says what to do (docs/qemu-channel.md).
- *
- * Runs with the EL2 MMU off, so every data access is Device memory: built with -mstrict-align, and all
- * frames are 8-byte aligned.
+ * The EL2 shim: it owns EL2 on every CPU of one QEMU `virt` machine, runs the guest at EL1 behind stage-2
+ * translation, and hands every trapped SMC and HVC to the hypervisor (Node) through a per-vCPU mailbox in
+ * memory only EL2 maps, with a doorbell the guest cannot reach (docs/qemu-channel.md). It decides nothing:
+ * the hypervisor's reply says what to do. The only things it does on its own are the fast table's fixed
+ * answers and refusing accesses outside the guest's map (a synchronous external abort, as KVM does).
  */
-#include "protocol.h"
+#include "shim.h"
 
-#define MAX_CPUS 8
-#define STACK_SIZE 0x2000
-#define FAST_ENTRIES 8
-
-/* Arm semihosting (IHI 0037): operation in w0, parameter block in x1, HLT #0xF000 on AArch64. */
-#define SYS_OPEN 0x01
-#define SYS_WRITE 0x05
-#define SYS_READ 0x06
-
-/* ESR_EL2 exception classes (Arm ARM D17.2.37). */
-#define EC_HVC32 0x12
-#define EC_SMC32 0x13
-#define EC_HVC64 0x16
-#define EC_SMC64 0x17
+/* HCR_EL2 (D17.2.48): VM (stage 2), SWIO (set/way invalidation by EL1 cleans too), TSC, RW. */
+#define HCR_VM (1ul << 0)
+#define HCR_SWIO (1ul << 1)
+#define HCR_TSC (1ul << 19)
+#define HCR_RW (1ul << 31)
 
 /* Physical PSCI function IDs (DEN0022). */
 #define PSCI_CPU_OFF 0x84000002u
@@ -36,38 +26,7 @@ extern void _start(void);
 extern void enter_guest(u64 *regs, u64 sp_top, u64 entry, u64 spsr) __attribute__((noreturn));
 extern void phys_smc(u64 *regs);
 
-struct fast_entry {
-	u64 key; /* fid | FAST_HVC | FAST_SMC | FAST_RECORD_WA2 */
-	u64 value;
-};
-
-struct cpu {
-	long req_fd;
-	long rsp_fd;
-	u32 index;
-	u32 open;
-	u64 local_calls;
-	u64 wa2_state;
-	struct request req;
-	struct reply rsp;
-	u64 regs[31];
-	u64 sem[3];
-};
-
 static struct cpu cpus[MAX_CPUS];
-static struct fast_entry fast[FAST_ENTRIES];
-static u32 fast_count;
-
-static long semihost(long op, void *block)
-{
-	register long x0 __asm__("x0") = op;
-	register void *x1 __asm__("x1") = block;
-	__asm__ volatile("hlt #0xf000" : "+r"(x0) : "r"(x1) : "memory");
-	return x0;
-}
-
-#define READ_SYSREG(name) ({ u64 _v; __asm__ volatile("mrs %0, " #name : "=r"(_v)); _v; })
-#define WRITE_SYSREG(name, v) __asm__ volatile("msr " #name ", %0" : : "r"((u64)(v)))
 
 static void park(void) __attribute__((noreturn));
 static void park(void)
@@ -76,77 +35,9 @@ static void park(void)
 		__asm__ volatile("wfe");
 }
 
-static void zero(void *p, unsigned long n)
-{
-	volatile u64 *q = p;
-	for (unsigned long i = 0; i < n / 8; i++)
-		q[i] = 0;
-}
-
-static long open_fifo(struct cpu *c, const char *suffix, long mode)
-{
-	/* "vcpuN.req" / "vcpuN.rsp" in QEMU's working directory (the VM's run directory). */
-	static char names[MAX_CPUS][16];
-	char *n = names[c->index];
-	const char *prefix = "vcpu";
-	int i = 0;
-	while (*prefix)
-		n[i++] = *prefix++;
-	n[i++] = (char)('0' + c->index);
-	while (*suffix)
-		n[i++] = *suffix++;
-	n[i] = 0;
-	c->sem[0] = (u64)n;
-	c->sem[1] = (u64)mode;
-	c->sem[2] = (u64)i;
-	return semihost(SYS_OPEN, c->sem);
-}
-
-/* Moves a whole frame: SYS_WRITE and SYS_READ return the number of bytes NOT transferred. */
-static int transfer(struct cpu *c, long op, long fd, void *buf, long len)
-{
-	char *p = buf;
-	while (len > 0) {
-		c->sem[0] = (u64)fd;
-		c->sem[1] = (u64)p;
-		c->sem[2] = (u64)len;
-		long left = semihost(op, c->sem);
-		if (left < 0 || left > len)
-			return -1;
-		if (left == len && op == SYS_READ)
-			return -1; /* end of file: the hypervisor is gone */
-		p += len - left;
-		len = left;
-	}
-	return 0;
-}
-
 static struct cpu *this_cpu(void)
 {
 	return &cpus[READ_SYSREG(mpidr_el1) & 0xff];
-}
-
-static void send(struct cpu *c, u16 type)
-{
-	c->req.magic = SMCV_MAGIC;
-	c->req.version = SMCV_VERSION;
-	c->req.type = type;
-	c->req.vcpu = c->index;
-	c->req.cntvct = READ_SYSREG(cntvct_el0);
-	c->req.local_calls = c->local_calls;
-	c->req.wa2_state = c->wa2_state;
-	c->local_calls = 0;
-	if (transfer(c, SYS_WRITE, c->req_fd, &c->req, sizeof(c->req)) != 0)
-		park();
-}
-
-static struct reply *receive(struct cpu *c)
-{
-	if (transfer(c, SYS_READ, c->rsp_fd, &c->rsp, sizeof(c->rsp)) != 0)
-		park();
-	if (c->rsp.magic != SMCV_MAGIC || c->rsp.version != SMCV_VERSION)
-		park();
-	return &c->rsp;
 }
 
 static u64 stack_top(struct cpu *c)
@@ -154,14 +45,71 @@ static u64 stack_top(struct cpu *c)
 	return (u64)stacks + (u64)(c->index + 1) * STACK_SIZE;
 }
 
-static void load_fast_table(struct reply *r)
+/*
+ * Waits for the reply to request `seq`: polls the mailbox for spin_ticks (most replies come within
+ * microseconds), then sleeps in WFI until the doorbell (or the EL2 timer, which bounds every sleep).
+ * Before sleeping the shim says so in the mailbox; the hypervisor rings only for a sleeping CPU. Both
+ * sides write their flag, then a full barrier, then read the other's (the reply's sequence number here,
+ * `sleeping` there), so at least one of them sees the other.
+ */
+static void wait_reply(struct cpu *c, u32 seq)
 {
-	u32 n = r->count > FAST_ENTRIES ? FAST_ENTRIES : r->count;
-	for (u32 i = 0; i < n; i++) {
-		fast[i].key = r->x[2 * i];
-		fast[i].value = r->x[2 * i + 1];
+	struct mailbox *m = c->mb;
+	const struct host_page *h = host();
+	u64 start = READ_SYSREG(cntpct_el0);
+	for (u32 n = 0; m->rsp_seq != seq; n++) {
+		if ((n & 63) != 63)
+			continue;
+		if (READ_SYSREG(cntpct_el0) - start < h->spin_ticks)
+			continue;
+		struct gic_save s;
+		wake_arm(c, &s);
+		for (;;) {
+			m->sleeping = 1;
+			dmb_full();
+			if (m->rsp_seq == seq)
+				break;
+			wake_timer(h->sleep_ticks);
+			__asm__ volatile("dsb sy; wfi" : : : "memory");
+			doorbell_drain(&c->bell);
+			wake_clear(c);
+		}
+		m->sleeping = 0;
+		wake_disarm(c, &s);
+		doorbell_drain(&c->bell);
+		wake_clear(c);
+		break;
 	}
-	fast_count = n;
+	dmb();
+}
+
+/* Posts the request already written in the mailbox and returns the hypervisor's reply. */
+static struct reply *exchange(struct cpu *c, u16 type)
+{
+	struct mailbox *m = c->mb;
+	struct request *q = &m->req;
+	q->magic = SMCV_MAGIC;
+	q->version = SMCV_VERSION;
+	q->type = type;
+	q->vcpu = c->index;
+	q->cntvct = READ_SYSREG(cntvct_el0);
+	q->local_calls = c->local_calls;
+	q->wa2_state = c->wa2_state;
+	q->aborts = c->aborts;
+	q->abort_ipa = c->abort_ipa;
+	c->local_calls = 0;
+	c->aborts = 0;
+	u32 seq = ++c->seq;
+	dmb();
+	m->req_seq = seq;
+	dmb_full();
+	if (!((volatile struct host_state *)HOST_STATE)->polling)
+		doorbell_ring(&c->bell);
+	wait_reply(c, seq);
+	struct reply *r = &m->rsp;
+	if (r->magic != SMCV_MAGIC || r->version != SMCV_VERSION)
+		park();
+	return r;
 }
 
 /* Commands that end in a physical PSCI call or a guest entry; they do not return. */
@@ -171,25 +119,25 @@ static void __attribute__((noreturn)) final_command(struct cpu *c, struct reply 
 	zero(regs, sizeof(regs));
 	switch (r->type) {
 	case RSP_RESUME_AT: {
-		if (r->flags & RESUME_WFI)
-			__asm__ volatile("dsb sy; wfi");
+		u64 entry = r->entry, spsr, flags = r->flags;
 		zero(c->regs, sizeof(c->regs));
-		u64 entry = r->entry, spsr;
-		if (r->flags & RESUME_AARCH32) {
-			/* EL1 is AArch32: HCR_EL2.RW = 0 (TSC stays); SVC mode with A, I, F masked, T from entry bit 0 (DEN0022 §6.4.3). */
-			WRITE_SYSREG(hcr_el2, 0x00080000ul);
+		if (flags & RESUME_WFI)
+			__asm__ volatile("dsb sy; wfi");
+		if (flags & RESUME_AARCH32) {
+			/* EL1 is AArch32: HCR_EL2.RW = 0; SVC mode with A, I, F masked, T from entry bit 0 (DEN0022 §6.4.3). */
+			WRITE_SYSREG(hcr_el2, HCR_VM | HCR_SWIO | HCR_TSC);
 			spsr = 0x1d3 | ((entry & 1) ? 0x20 : 0);
 			entry &= ~1ul;
 			for (int i = 0; i < 4; i++)
 				c->regs[i] = (u32)r->x[i];
 		} else {
 			/* EL1h with D, A, I, F masked (DEN0022 §6.4.3). */
-			WRITE_SYSREG(hcr_el2, 0x80080000ul);
+			WRITE_SYSREG(hcr_el2, HCR_VM | HCR_SWIO | HCR_TSC | HCR_RW);
 			spsr = 0x3c5;
 			for (int i = 0; i < 4; i++)
 				c->regs[i] = r->x[i];
 		}
-		__asm__ volatile("isb");
+		isb();
 		enter_guest(c->regs, stack_top(c), entry, spsr);
 	}
 	case RSP_CPU_OFF:
@@ -209,7 +157,7 @@ static void __attribute__((noreturn)) final_command(struct cpu *c, struct reply 
 }
 
 /* A physical SMC on the hypervisor's behalf (R9); CPU_ON gets the shim's own secondary entry. */
-static void physical_call(struct cpu *c, struct reply *r)
+static struct reply *physical_call(struct cpu *c, struct reply *r)
 {
 	u64 regs[18];
 	for (int i = 0; i < 18; i++)
@@ -218,52 +166,35 @@ static void physical_call(struct cpu *c, struct reply *r)
 	if (fid == PSCI_CPU_ON64 || fid == PSCI_CPU_ON32)
 		regs[2] = (u64)secondary_entry;
 	phys_smc(regs);
-	zero(&c->req, sizeof(c->req));
+	zero(&c->mb->req, sizeof(struct request));
 	for (int i = 0; i < 18; i++)
-		c->req.x[i] = regs[i];
-	send(c, REQ_PHYS_RESULT);
-}
-
-/* An UNDEFINED exception for EL1 at the trapping instruction (Arm ARM D1.10; KVM inject_undef64). */
-static void inject_undef(u64 esr)
-{
-	u64 elr = READ_SYSREG(elr_el2);
-	u64 spsr = READ_SYSREG(spsr_el2);
-	u32 ec = (u32)(esr >> 26);
-	if (ec == EC_HVC64 || ec == EC_HVC32)
-		elr -= (esr & (1u << 25)) ? 4 : 2; /* HVC's ELR is the next instruction */
-	WRITE_SYSREG(esr_el1, 1ul << 25); /* EC 0 (unknown reason), IL */
-	WRITE_SYSREG(elr_el1, elr);
-	WRITE_SYSREG(spsr_el1, spsr);
-	u64 offset;
-	if (spsr & 0x10)
-		offset = 0x600;
-	else if (((spsr >> 2) & 3) == 0)
-		offset = 0x400;
-	else
-		offset = (spsr & 1) ? 0x200 : 0x000;
-	WRITE_SYSREG(elr_el2, READ_SYSREG(vbar_el1) + offset);
-	WRITE_SYSREG(spsr_el2, 0x3c5);
+		c->mb->req.x[i] = regs[i];
+	return exchange(c, REQ_PHYS_RESULT);
 }
 
 /*
- * A call the hypervisor said the shim may answer itself (the fast table: side-effect-free calls such as
- * SMCCC_ARCH_WORKAROUND_1/3, and WORKAROUND_2 whose only effect is per-CPU state, reported in every
- * frame): x0 = the table's value and x1-x3 = 0, exactly as the router would answer, ELR past an SMC.
+ * A call the hypervisor said the shim may answer itself (the fast table in the host page: side-effect-free
+ * calls such as SMCCC_ARCH_WORKAROUND_1/3, and WORKAROUND_2 whose only effect is per-CPU state, reported in
+ * every request): x0 = the table's value and x1-x3 = 0, exactly as the router would answer, ELR past an SMC.
  */
 static int answer_locally(struct cpu *c, u64 *frame, u32 esr)
 {
+	const struct host_page *h = host();
 	u32 ec = esr >> 26;
-	if (fast_count == 0 || (esr & 0xffff) != 0 || (ec != EC_HVC64 && ec != EC_SMC64))
+	u32 n = h->fast_count;
+	if (n == 0 || (esr & 0xffff) != 0 || (ec != EC_HVC64 && ec != EC_SMC64))
 		return 0;
+	if (n > FAST_ENTRIES)
+		n = FAST_ENTRIES;
 	u64 conduit = ec == EC_HVC64 ? FAST_HVC : FAST_SMC;
 	u32 fid = (u32)frame[0];
-	for (u32 i = 0; i < fast_count; i++) {
-		if ((u32)fast[i].key != fid || !(fast[i].key & conduit))
+	for (u32 i = 0; i < n; i++) {
+		u64 key = h->fast[2 * i];
+		if ((u32)key != fid || !(key & conduit))
 			continue;
-		if (fast[i].key & FAST_RECORD_WA2)
+		if (key & FAST_RECORD_WA2)
 			c->wa2_state = (u32)frame[1] != 0 ? 2 : 1;
-		frame[0] = fast[i].value;
+		frame[0] = h->fast[2 * i + 1];
 		frame[1] = 0;
 		frame[2] = 0;
 		frame[3] = 0;
@@ -275,59 +206,74 @@ static int answer_locally(struct cpu *c, u64 *frame, u32 esr)
 	return 0;
 }
 
-/* Reports an exception the shim does not handle; the hypervisor stops the VM. */
+/* Reports an exception the shim does not handle and parks; the hypervisor stops the VM. */
 static void __attribute__((noreturn)) unexpected(struct cpu *c, u64 esr, u64 *frame)
 {
-	zero(&c->req, sizeof(c->req));
-	c->req.esr = (u32)esr;
-	c->req.elr = READ_SYSREG(elr_el2);
-	c->req.spsr = READ_SYSREG(spsr_el2);
-	c->req.far = READ_SYSREG(far_el2);
+	if (!c->mb)
+		park();
+	zero(&c->mb->req, sizeof(struct request));
+	c->mb->req.esr = (u32)esr;
+	c->mb->req.elr = READ_SYSREG(elr_el2);
+	c->mb->req.spsr = READ_SYSREG(spsr_el2);
+	c->mb->req.far = READ_SYSREG(far_el2);
 	for (int i = 0; i < 18; i++)
-		c->req.x[i] = frame ? frame[i] : 0;
-	send(c, REQ_UNEXPECTED);
-	receive(c);
+		c->mb->req.x[i] = frame ? frame[i] : 0;
+	exchange(c, REQ_UNEXPECTED);
 	park();
+}
+
+/*
+ * An access outside the guest's stage-2 map (EC 0x20 / 0x24 from EL1 or EL0): the IPA backs nothing the
+ * guest was given. The guest gets a synchronous external abort; the hypervisor hears of it in the next request.
+ */
+static void stage2_fault(struct cpu *c, u64 *frame, u32 esr)
+{
+	u64 far = READ_SYSREG(far_el2);
+	u64 hpfar = READ_SYSREG(hpfar_el2);
+	c->aborts++;
+	c->abort_ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
+	inject_abort(frame, esr, far);
 }
 
 /* Called from the vectors: kind = vector index (0-15), frame = x0..x30 of the interrupted context. */
 void shim_exception(u64 kind, u64 *frame)
 {
 	struct cpu *c = this_cpu();
-	u64 esr = READ_SYSREG(esr_el2);
-	u32 ec = (u32)(esr >> 26);
-	if (!c->open || (kind != 8 && kind != 12))
+	u32 esr = (u32)READ_SYSREG(esr_el2);
+	u32 ec = esr >> 26;
+	if (!c->booted || (kind != 8 && kind != 12))
 		unexpected(c, kind < 8 ? esr : (kind << 32) | esr, frame);
+	if (ec == EC_DABT_LOWER || ec == EC_IABT_LOWER) {
+		stage2_fault(c, frame, esr);
+		return;
+	}
 	if (ec != EC_HVC64 && ec != EC_SMC64 && ec != EC_HVC32 && ec != EC_SMC32)
 		unexpected(c, esr, frame);
-	if (answer_locally(c, frame, (u32)esr))
+	if (answer_locally(c, frame, esr))
 		return;
 
-	zero(&c->req, sizeof(c->req));
-	c->req.esr = (u32)esr;
-	c->req.elr = READ_SYSREG(elr_el2);
-	c->req.spsr = READ_SYSREG(spsr_el2);
+	struct request *q = &c->mb->req;
+	zero(q, sizeof(*q));
+	q->esr = esr;
+	q->elr = READ_SYSREG(elr_el2);
+	q->spsr = READ_SYSREG(spsr_el2);
 	for (int i = 0; i < 18; i++)
-		c->req.x[i] = frame[i];
-	send(c, REQ_TRAP);
+		q->x[i] = frame[i];
+	struct reply *r = exchange(c, REQ_TRAP);
 	for (;;) {
-		struct reply *r = receive(c);
 		switch (r->type) {
-		case RSP_RETURN:
-			for (u32 i = 0; i < r->count && i < 18; i++)
+		case RSP_RETURN: {
+			u32 n = r->count < 18 ? r->count : 18;
+			for (u32 i = 0; i < n; i++)
 				frame[i] = r->x[i];
 			WRITE_SYSREG(elr_el2, READ_SYSREG(elr_el2) + r->advance);
 			return;
+		}
 		case RSP_UNDEF:
-			if (READ_SYSREG(spsr_el2) & 0x10)
-				unexpected(c, esr, frame); /* UNDEF injection into AArch32 EL1 is not implemented */
-			inject_undef(esr);
+			inject_undef(frame, esr);
 			return;
 		case RSP_PHYS_SMC:
-			physical_call(c, r);
-			continue;
-		case RSP_FAST_TABLE:
-			load_fast_table(r);
+			r = physical_call(c, r);
 			continue;
 		default:
 			final_command(c, r);
@@ -335,27 +281,45 @@ void shim_exception(u64 kind, u64 *frame)
 	}
 }
 
-/* Every CPU comes here at EL2 once its registers are set up: the boot CPU at reset, others after CPU_ON. */
-void shim_cpu_main(u64 index)
+/* Stage 2 as the hypervisor built it (host page): every CPU loads it before it first enters EL1. */
+static void load_stage2(const struct host_page *h)
 {
+	WRITE_SYSREG(vtcr_el2, h->vtcr);
+	WRITE_SYSREG(vttbr_el2, h->vttbr);
+	isb();
+	__asm__ volatile("dsb ishst; tlbi vmalls12e1; dsb ish; isb" : : : "memory");
+}
+
+/*
+ * Every CPU comes here at EL2 once its registers are set up: the boot CPU at reset (cold = 1: a new boot
+ * of the machine, every CPU's state starts afresh), others after a physical CPU_ON.
+ */
+void shim_cpu_main(u64 index, u64 cold)
+{
+	const struct host_page *h = host();
+	if (h->magic != HOST_MAGIC || h->version != SMCV_VERSION || index >= h->vcpus || index >= MAX_CPUS)
+		park();
+	if (cold)
+		zero(cpus, sizeof(cpus));
 	struct cpu *c = &cpus[index];
 	c->index = (u32)index;
-	if (!c->open) {
-		c->req_fd = open_fifo(c, ".req", 5 /* "wb" */);
-		c->rsp_fd = open_fifo(c, ".rsp", 1 /* "rb" */);
-		if (c->req_fd < 0 || c->rsp_fd < 0)
+	c->mb = (struct mailbox *)(MAILBOX_BASE + index * MAILBOX_STRIDE);
+	if (!c->booted) {
+		/* The sequence continues across a machine reset: the hypervisor keeps counting. */
+		c->seq = c->mb->req_seq;
+		c->mb->sleeping = 0;
+		/* Without its doorbell the CPU could neither wake the hypervisor nor be woken: it stays off. */
+		if (doorbell_init(&c->bell, h->doorbell + index * 0x200) != 0)
 			park();
-		c->open = 1;
+		c->booted = 1;
 	}
-	zero(&c->req, sizeof(c->req));
-	c->req.elr = (u64)_start;
-	send(c, REQ_HELLO);
+	load_stage2(h);
+	zero(&c->mb->req, sizeof(struct request));
+	c->mb->req.elr = (u64)_start;
+	struct reply *r = exchange(c, REQ_HELLO);
 	for (;;) {
-		struct reply *r = receive(c);
 		if (r->type == RSP_PHYS_SMC)
-			physical_call(c, r);
-		else if (r->type == RSP_FAST_TABLE)
-			load_fast_table(r);
+			r = physical_call(c, r);
 		else
 			final_command(c, r);
 	}

@@ -11,12 +11,14 @@
 	.section .text.boot, "ax"
 	.global _start
 _start:
+	mov	x20, #1			/* cold: the machine (re)started */
 	b	cpu_entry
 
 	/* At a fixed offset so the image layout is easy to check with objdump. */
 	.org 0x40
 	.global secondary_entry
 secondary_entry:
+	mov	x20, #0
 	b	cpu_entry
 
 cpu_entry:
@@ -33,7 +35,10 @@ cpu_entry:
 	ldr	x0, =vectors
 	msr	vbar_el2, x0
 
-	/* HCR_EL2: RW (EL1 is AArch64) | TSC (trap SMC). IMO/FMO stay 0: interrupts belong to EL1. */
+	/*
+	 * HCR_EL2: RW (EL1 is AArch64) | TSC (trap SMC); stage 2 (VM) is switched on with the first entry into
+	 * EL1 (shim.c). IMO/FMO stay 0: interrupts belong to EL1.
+	 */
 	ldr	x0, =0x80080000
 	msr	hcr_el2, x0
 	/* CPTR_EL2: no FP/SIMD trap (RES1 bits only). */
@@ -70,6 +75,7 @@ cpu_entry:
 	msr	S3_4_C12_C11_0, xzr	/* ICH_HCR_EL2 = 0: no virtual interface */
 1:	isb
 	mov	x0, x19
+	mov	x1, x20
 	bl	shim_cpu_main
 park:
 	wfe

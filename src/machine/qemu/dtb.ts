@@ -1,46 +1,107 @@
 /**
- * The device tree a QEMU VM's guest sees: QEMU's own for the machine (dumped with `dumpdtb=`), with the
- * nodes smcvisor decides merged on top in device-tree source: `/psci` method = the VM's conduit, `/chosen`
- * bootargs and initrd, `/firmware/optee` when the VM has a TEE (Linux binds drivers/tee/optee to
- * "linaro,optee-tz"), and a /memreserve/ for the shim. dtc compiles the result.
+ * The device tree a QEMU VM's guest sees: QEMU's own for the machine (dumped with `dumpdtb=`), cut down to
+ * exactly the guest map (guest-map.ts) and with smcvisor's decisions merged on top in device-tree source,
+ * compiled by dtc:
+ *
+ *   - only the nodes of what the guest is given are kept (an allowlist: a device a newer QEMU adds stays
+ *     hidden until it is given); the GIC node keeps only the distributor and the CPU interface (GICv2) or
+ *     redistributors (GICv3), without its MSI frame, ITS or maintenance interrupt;
+ *   - /memory: the VM's RAM (QEMU's node covers the shim's region too);
+ *   - /psci: `compatible` follows the PSCI version the policy sets (Linux's binding,
+ *     Documentation/devicetree/bindings/arm/psci.yaml), `method` the VM's conduit, the PSCI 0.1 function
+ *     IDs when the VM has them; no node when the VM has no PSCI;
+ *   - /chosen: bootargs and initrd; /firmware/optee (`linaro,optee-tz`) when the VM has a TEE.
  */
 import { execFile } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
-import { SHIM_BASE, SHIM_SIZE } from "./layout.js";
+import type { Region } from "./guest-map.js";
 
 const run = promisify(execFile);
+
+export interface DtPsci {
+  /** "0.2", "1.0", "1.1" or "1.3". */
+  readonly version: string;
+  /** PSCI 0.1 function IDs the VM answers (DT properties cpu_suspend, cpu_off, cpu_on, migrate), if any. */
+  readonly v0_1?: { readonly cpu_suspend: number; readonly cpu_off: number; readonly cpu_on: number; readonly migrate: number };
+}
 
 export interface DtOverrides {
   readonly conduit: "smc" | "hvc";
   readonly bootargs: string;
   readonly initrd: { start: bigint; end: bigint } | null;
   readonly optee: boolean;
+  /** The guest map: RAM and the devices the guest is given. */
+  readonly map: readonly Region[];
+  /** null: the VM has no PSCI (no node). */
+  readonly psci: DtPsci | null;
 }
 
-const hex = (v: bigint) => `0x${v.toString(16)}`;
+/** Root nodes kept besides the devices of the map: CPUs, timer, the UART's clock, /chosen, /psci and /memory. */
+const ALWAYS_KEPT = new Set(["cpus", "timer", "apb-pclk", "chosen", "psci", "pmu"]);
+
+const hex = (v: bigint | number) => `0x${v.toString(16)}`;
+const cells = (v: bigint) => `${hex(v >> 32n)} ${hex(v & 0xffff_ffffn)}`;
 
 function quote(s: string): string {
   return `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 
-/** QEMU's device-tree source with smcvisor's nodes merged in (dtc merges a later `/ { }` into the first). */
+/** The names of the root's child nodes in dtc's source output (one tab of indentation). */
+export function rootNodes(dts: string): string[] {
+  return [...dts.matchAll(/^\t([A-Za-z0-9,._+-]+(?:@[0-9a-fA-F,]+)?) \{$/gm)].map((m) => m[1]!);
+}
+
+/** The child nodes of the root node `node`. */
+function childNodes(dts: string, node: string): string[] {
+  const start = dts.indexOf(`\n\t${node} {\n`);
+  if (start < 0) return [];
+  const end = dts.indexOf("\n\t};\n", start);
+  return [...dts.slice(start, end).matchAll(/^\t\t([A-Za-z0-9,._+-]+(?:@[0-9a-fA-F,]+)?) \{$/gm)].map((m) => m[1]!);
+}
+
+function psciNode(p: DtPsci, conduit: "smc" | "hvc"): string[] {
+  const compatible = p.version === "0.2" ? ["arm,psci-0.2"] : ["arm,psci-1.0", "arm,psci-0.2"];
+  const props = [`compatible = ${[...compatible, ...(p.v0_1 ? ["arm,psci"] : [])].map(quote).join(", ")};`, `method = ${quote(conduit)};`];
+  for (const name of ["cpu_suspend", "cpu_off", "cpu_on", "migrate"] as const) {
+    props.push(p.v0_1 ? `${name} = <${hex(p.v0_1[name] >>> 0)}>;` : `/delete-property/ ${name};`);
+  }
+  return [`\tpsci { ${props.join(" ")} };`];
+}
+
+/** QEMU's device-tree source cut to the guest map, with smcvisor's nodes merged in (dtc merges a later `/ { }` into the first). */
 export function mergeDts(base: string, o: DtOverrides): string {
   const header = "/dts-v1/;";
   if (!base.startsWith(header)) throw new Error("device-tree source does not start with /dts-v1/;");
+  const ram = o.map.filter((r) => r.kind === "ram");
+  if (ram.length !== 1) throw new Error("the guest map needs exactly one RAM region");
+  const given = new Set(o.map.flatMap((r) => (r.node ? [r.node] : [])));
+  const memoryNode = `memory@${ram[0]!.ipa.toString(16)}`;
+  const deleted = rootNodes(base).filter((n) => !given.has(n) && !ALWAYS_KEPT.has(n) && n !== memoryNode && !(n === "psci" && o.psci));
+  if (!o.psci && rootNodes(base).includes("psci")) deleted.push("psci");
+  const gic = o.map.filter((r) => r.node?.startsWith("intc@"));
   const chosen = [`bootargs = ${quote(o.bootargs)};`];
   if (o.initrd) chosen.push(`linux,initrd-start = /bits/ 64 <${hex(o.initrd.start)}>;`, `linux,initrd-end = /bits/ 64 <${hex(o.initrd.end)}>;`);
   const lines = [
     "",
     "/ {",
-    `\tpsci { method = ${quote(o.conduit)}; };`,
+    ...[...new Set(deleted)].map((n) => `\t/delete-node/ ${n};`),
+    `\t${memoryNode} { reg = <${cells(ram[0]!.ipa)} ${cells(ram[0]!.size)}>; };`,
+    ...(gic.length > 0
+      ? [
+          `\t${gic[0]!.node} { reg = <${gic.map((r) => `${cells(r.ipa)} ${cells(r.size)}`).join(" ")}>; /delete-property/ interrupts; ${childNodes(base, gic[0]!.node!)
+            .map((c) => `/delete-node/ ${c};`)
+            .join(" ")} };`,
+        ]
+      : []),
+    ...(o.psci ? psciNode(o.psci, o.conduit) : []),
     `\tchosen { ${chosen.join(" ")} };`,
     // Linux's optee driver calls through the method the node names: the VM's conduit (mediation is the same for both).
     ...(o.optee ? [`\tfirmware { optee { compatible = "linaro,optee-tz"; method = ${quote(o.conduit)}; }; };`] : []),
     "};",
     "",
   ];
-  return `${header}\n/memreserve/ ${hex(SHIM_BASE)} ${hex(SHIM_SIZE)};${base.slice(header.length)}${lines.join("\n")}`;
+  return `${header}${base.slice(header.length)}${lines.join("\n")}`;
 }
 
 /** QEMU's device tree per machine shape, as source: the same arguments always give the same tree. */
@@ -54,8 +115,8 @@ async function qemuDts(qemu: string, machineArgs: readonly string[], dir: string
   return stdout;
 }
 
-/** Dumps QEMU's device tree for `machineArgs` (once per shape) and writes the merged one to `out`. */
-export async function buildDtb(qemu: string, machineArgs: readonly string[], dir: string, out: string, o: DtOverrides): Promise<void> {
+/** Dumps QEMU's device tree for `machineArgs` (once per shape), writes the guest's to `out` and returns its size. */
+export async function buildDtb(qemu: string, machineArgs: readonly string[], dir: string, out: string, o: DtOverrides): Promise<number> {
   const key = [qemu, ...machineArgs].join(" ");
   let dts = dumped.get(key);
   if (!dts) {
@@ -65,5 +126,5 @@ export async function buildDtb(qemu: string, machineArgs: readonly string[], dir
   }
   await writeFile(`${dir}/guest.dts`, mergeDts(await dts, o));
   await run("dtc", ["-q", "-I", "dts", "-O", "dtb", "-o", out, `${dir}/guest.dts`]);
-  await readFile(out);
+  return (await readFile(out)).length;
 }

@@ -1,44 +1,32 @@
 /**
- * A QEMU VM's RAM through its shared backing file (`memory-backend-file,share=on`): file offset 0 is the
- * VM's first RAM byte. pread/pwrite per access; mediators and services touch little memory per call.
+ * A QEMU VM's RAM as the hypervisor reaches it: through the mapping of the shared RAM file (shared-ram.ts),
+ * without a system call per access. Only the guest's own RAM is reachable this way, by IPA; the shim's region
+ * at the start of the file is not (layout.ts).
  */
-import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
 import type { GuestMemory } from "../../router/ports.js";
+import { SHIM_SIZE } from "./layout.js";
+import type { SharedRam } from "./shared-ram.js";
 
-export class FileGuestMemory implements GuestMemory {
-  private fd: number | null;
-
-  constructor(readonly path: string, readonly base: bigint, readonly size: bigint) {
-    this.fd = openSync(path, "w+", 0o600);
-    ftruncateSync(this.fd, Number(size));
+export class MappedGuestMemory implements GuestMemory {
+  constructor(private readonly ram: SharedRam, readonly base: bigint, readonly size: bigint) {
+    if (ram.size < Number(SHIM_SIZE + size)) throw new Error("the RAM file is smaller than the guest's RAM");
   }
 
-  private offset(ipa: bigint, length: number): number | null {
-    if (this.fd === null || length < 0 || ipa < this.base || ipa + BigInt(length) > this.base + this.size) return null;
-    return Number(ipa - this.base);
+  /** The file offset of [ipa, ipa + length), or -1 when any of it is outside the guest's RAM. */
+  private offset(ipa: bigint, length: number): number {
+    if (!this.ram.mapped || length < 0 || ipa < this.base || ipa + BigInt(length) > this.base + this.size) return -1;
+    return Number(ipa - this.base + SHIM_SIZE);
   }
 
   read(ipa: bigint, length: number): Uint8Array | null {
     const off = this.offset(ipa, length);
-    if (off === null) return null;
-    const out = new Uint8Array(length);
-    return readSync(this.fd!, out, 0, length, off) === length ? out : null;
+    return off < 0 ? null : this.ram.bytes.slice(off, off + length);
   }
 
   write(ipa: bigint, data: Uint8Array): boolean {
     const off = this.offset(ipa, data.length);
-    if (off === null) return false;
-    return writeSync(this.fd!, data, 0, data.length, off) === data.length;
-  }
-
-  /** Closes and removes the backing file. */
-  dispose(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-    try {
-      unlinkSync(this.path);
-    } catch {
-      // already gone
-    }
+    if (off < 0) return false;
+    this.ram.bytes.set(data, off);
+    return true;
   }
 }

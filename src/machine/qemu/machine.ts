@@ -9,7 +9,8 @@ import { Hypervisor, type HypervisorOptions } from "../../hypervisor/hypervisor.
 import type { Config, VmConfig } from "../../policy/load.js";
 import { BOARDS } from "../boards/index.js";
 import { loadDelegates } from "../delegates/load.js";
-import { QemuVm, type FastAnswer, type GuestImage, type VmExit } from "./qemu-vm.js";
+import { QemuVm, type FastAnswer, type GuestImage, type VmExit, type WaitTuning } from "./qemu-vm.js";
+import { Poller, type PollerOptions } from "./poller.js";
 import { findQemu, shimPath } from "./paths.js";
 
 export interface QemuMachineOptions extends HypervisorOptions {
@@ -22,8 +23,12 @@ export interface QemuMachineOptions extends HypervisorOptions {
   readonly fastTable?: readonly FastAnswer[] | "auto";
   readonly extraArgs?: readonly string[];
   readonly gicVersion?: 2 | 3;
-  readonly onReset?: (vm: string) => void;
+  /** A VM was reset; `boot` is the number of the boot that follows (2 after the first reset). */
+  readonly onReset?: (vm: string, boot: number) => void;
   readonly onHalt?: (vm: string, vcpu: number) => void;
+  /** How waiting vCPUs wait (shim side) and how long the hypervisor polls after a request (docs/qemu-channel.md). */
+  readonly wait?: WaitTuning;
+  readonly polling?: PollerOptions;
 }
 
 export class QemuMachine {
@@ -41,6 +46,7 @@ export class QemuMachine {
     }
     const runRoot = mkdtempSync(join(tmpdir(), "smcvisor-"));
     const vms = new Map<string, QemuVm>();
+    const poller = new Poller(opts.polling);
     const delegates = await loadDelegates(config, {
       cwd: opts.cwd ?? process.cwd(),
       memoryOf: (name) => vms.get(name)?.memory,
@@ -53,11 +59,14 @@ export class QemuMachine {
         runDir: join(runRoot, vm.name),
         ramFile: `/dev/shm/smcvisor-${process.pid}-${runRoot.slice(-6)}-${vm.name}`,
         image: opts.images.get(vm.name)!,
+        poller,
         console: (line) => opts.console?.(vm.name, line),
+        ...(opts.wait ? { wait: opts.wait } : {}),
+        ...(opts.log ? { log: opts.log } : {}),
         ...(opts.fastTable ? { fastTable: opts.fastTable } : {}),
         ...(opts.extraArgs ? { extraArgs: opts.extraArgs } : {}),
         ...(opts.gicVersion ? { gicVersion: opts.gicVersion } : {}),
-        ...(opts.onReset ? { onReset: () => opts.onReset!(vm.name) } : {}),
+        ...(opts.onReset ? { onReset: (boot: number) => opts.onReset!(vm.name, boot) } : {}),
         ...(opts.onHalt ? { onHalt: (vcpu: number) => opts.onHalt!(vm.name, vcpu) } : {}),
       });
       vms.set(vm.name, q);

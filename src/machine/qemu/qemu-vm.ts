@@ -1,31 +1,47 @@
 /**
  * One VM as one QEMU process: `qemu-system-aarch64 -M virt,virtualization=on` with the EL2 shim as its
- * firmware-level kernel, the guest image loaded beside it, guest RAM in a shared file, and one FIFO pair per
- * vCPU carrying the shim's frames (docs/qemu-channel.md). The VM's console is QEMU's serial port on stdout.
+ * firmware-level kernel, the guest behind stage-2 translation, guest RAM in a shared file this process maps,
+ * and per vCPU a mailbox in the shim's region plus a doorbell (a virtio console whose other end is a Unix
+ * socket here). docs/qemu-channel.md is the reference. The VM's console is QEMU's serial port on stdout.
  *
- * Everything that can go wrong here ends this VM only: QEMU dying, a malformed frame, an exception the shim
- * does not handle. The reason is reported and every FIFO and shared file is removed on every exit path.
+ * Containment: QEMU runs without semihosting; the guest's stage-2 map holds its RAM and its devices only
+ * (guest-map.ts); the mailboxes, doorbells and stage-2 tables are in memory and devices no table maps.
+ *
+ * Everything that can go wrong here ends this VM only: QEMU dying, a malformed mailbox, a doorbell storm, an
+ * exception the shim does not handle. The reason is reported, and the sockets, the mapping, the RAM file and
+ * the run directory are removed on every exit path.
  */
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { constants, openSync, closeSync, writeSync, readFileSync, statSync, rmSync, mkdirSync } from "node:fs";
-import { Socket } from "node:net";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import type { Domain } from "../../hypervisor/hypervisor.js";
 import type { VmConfig } from "../../policy/load.js";
 import type { GuestTime, PowerPort, VmPorts } from "../../router/ports.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_HALT, OUTCOME_SKIP, OUTCOME_UNDEF, pcAdvance } from "../../router/outcome.js";
-import { mpidrOf } from "../../services/psci/topology.js";
-import { decodeRequest, encodeReply, fastKey, FrameSplitter, REQ, RESUME_AARCH32, RESUME_WFI, RSP, type Reply, type Request } from "./channel.js";
-import { buildDtb } from "./dtb.js";
-import { FileGuestMemory } from "./guest-memory.js";
-import { kernelFootprint, layoutFor, type Layout } from "./layout.js";
-import { fastAnswersFor } from "./fast-path.js";
 import { ArchService } from "../../services/arch/arch.js";
+import { legacyIds } from "../../services/psci/psci.js";
+import { mpidrOf } from "../../services/psci/topology.js";
+import { decodeRequest, encodeHostPage, fastKey, MAILBOX, mailboxOffset, REPLY_SIZE, REQ, REQUEST_SIZE, RESUME_AARCH32, RESUME_WFI, RSP, writeReply, type Reply, type Request } from "./channel.js";
+import { buildDtb, type DtPsci } from "./dtb.js";
+import { fastAnswersFor } from "./fast-path.js";
+import { guestMap, VIRT } from "./guest-map.js";
+import { MappedGuestMemory } from "./guest-memory.js";
+import { kernelFootprint, layoutFor, MACHINE_RAM_BASE, SHIM_REGION, SHIM_SIZE, type Layout } from "./layout.js";
+import type { Poller } from "./poller.js";
+import { SharedRam } from "./shared-ram.js";
+import { buildStage2 } from "./stage2.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
 const PSCI_ALREADY_ON = -4;
 /** QEMU's virt machine numbers at most 8 CPUs in cluster 0, which is what the shim indexes by. */
 export const MAX_QEMU_VCPUS = 8;
+/** virt's generic timer runs at 62.5 MHz under TCG (CNTFRQ_EL0 = 62500000). */
+const COUNTER_HZ = 62_500_000;
+/** A shim that has not said HELLO this long after QEMU started is not coming up. */
+const HELLO_TIMEOUT_MS = 20_000;
+/** Doorbell bytes beyond the requests they announce, per second, before the VM is ended as a storm. */
+const DOORBELL_STORM = 10_000;
 
 export interface GuestImage {
   /** A Linux arm64 Image, or a raw bare-metal binary loaded like one (x0 = the device tree's address). */
@@ -43,14 +59,24 @@ export interface FastAnswer {
   readonly recordsWa2?: boolean;
 }
 
+/** How a waiting vCPU waits: counter ticks of polling, then sleeps of at most `sleepUs`. */
+export interface WaitTuning {
+  readonly spinUs: number;
+  readonly sleepUs: number;
+}
+
+export const DEFAULT_WAIT: WaitTuning = { spinUs: 200, sleepUs: 10_000 };
+
 export interface QemuVmOptions {
   readonly qemu: string;
   readonly shim: string;
-  /** The VM's run directory (FIFOs, device tree); created here, removed at exit. */
+  /** The VM's run directory (doorbell sockets, device tree); created here, removed at exit. */
   readonly runDir: string;
-  /** Where guest RAM is shared (a file under /dev/shm). */
+  /** Where the machine's RAM is shared (a new file under /dev/shm). */
   readonly ramFile: string;
   readonly image: GuestImage;
+  /** Serves the mailboxes; shared by every VM of the process. */
+  readonly poller: Poller;
   /** `-cpu`; cortex-a57 without PMU keeps exception-level changes cheap (ARCHITECTURE "Facts measured"). */
   readonly cpu?: string;
   readonly gicVersion?: 2 | 3;
@@ -61,10 +87,13 @@ export interface QemuVmOptions {
    * table (the null-trap benchmark), or "auto" for what fast-path.ts finds eligible in the VM's policy.
    */
   readonly fastTable?: readonly FastAnswer[] | "auto";
+  readonly wait?: WaitTuning;
   /** A call of vCPU `vcpu` that does not return (CPU_OFF, SYSTEM_OFF, power-down suspend) was taken. */
   readonly onHalt?: (vcpu: number) => void;
-  /** The guest asked for SYSTEM_RESET (QEMU resets and the guest boots again). */
-  readonly onReset?: () => void;
+  /** The VM was reset (SYSTEM_RESET): `boot` is the number of the boot that follows (2 for the first reset). */
+  readonly onReset?: (boot: number) => void;
+  /** Hypervisor-level problems of this VM that are not the end of it (reset errors, refused accesses), rate-limited by the caller. */
+  readonly log?: (line: string) => void;
   /** Extra QEMU arguments (tests). */
   readonly extraArgs?: readonly string[];
 }
@@ -76,6 +105,10 @@ export interface VmExit {
   readonly reason: string;
   /** Calls the shim answered locally. */
   readonly localCalls: bigint;
+  /** Accesses outside the guest's stage-2 map that the shim refused (a synchronous external abort each). */
+  readonly aborts: bigint;
+  /** Boots: 1, plus one per reset. */
+  readonly boots: number;
 }
 
 type Halt = { kind: "cpu-off" } | { kind: "system-off"; reason: string } | { kind: "system-reset"; reason: string } | { kind: "suspend"; entry: bigint; context: bigint };
@@ -87,42 +120,68 @@ interface Outgoing {
 }
 
 class VcpuChannel {
-  readonly splitter = new FrameSplitter();
+  /** The mailbox page: its sequence words, as 32-bit words. */
+  words!: Int32Array;
+  request!: Uint8Array;
+  reply!: Uint8Array;
+  /** The last request sequence number taken from the mailbox. */
+  seen = 0;
   socket: Socket | null = null;
-  rspFd: number | null = null;
+  server: Server | null = null;
   /** Replies still to send for the current request; a PHYS_SMC waits for its PHYS_RESULT. */
   outbox: Outgoing[] = [];
   awaiting: Outgoing | null = null;
+  /** A trap is being handled (its reply not yet sent); `epoch` tells a pre-reset one from a new one. */
   busy = false;
   halt: Halt | null = null;
   /** Entry and context from the virtual CPU_ON that is starting this vCPU. */
   pendingStart: { entry: bigint; context: bigint } | null = null;
   lastCounter = 0n;
+  /** Doorbell bytes and requests in the current second, for storm detection. */
+  bells = 0;
+  requests = 0;
+  windowStart = 0;
 
-  constructor(readonly index: number, readonly reqPath: string, readonly rspPath: string) {}
+  constructor(readonly index: number, readonly socketPath: string) {}
 }
 
 export class QemuVm implements PowerPort {
-  readonly memory: FileGuestMemory;
+  readonly memory: MappedGuestMemory;
   readonly time: GuestTime;
+  readonly ram: SharedRam;
   private domain: Domain | null = null;
   private readonly vcpus: VcpuChannel[] = [];
   private child: ChildProcess | null = null;
   private layout: Layout | null = null;
   private ending: { state: VmExit["state"]; reason: string } | null = null;
-  /** The vCPU whose call is being handled: PSCI's power requests come from it. */
-  private current = -1;
+  private hostState: Int32Array;
   private localCalls = 0n;
+  private aborts = 0n;
   private resolveExit!: (e: VmExit) => void;
   readonly exited: Promise<VmExit>;
   private stderr = "";
   private consoleBuffer = "";
+  /** Bumped by every reset: replies to calls that started before it are dropped. */
+  private epoch = 0;
+  /** A reset is under way: only vCPU 0's HELLO of the next boot is taken; anything else is from before it. */
+  private resetting = false;
+  private helloTimer: NodeJS.Timeout | null = null;
+  boots = 1;
 
   constructor(readonly config: VmConfig, private readonly opts: QemuVmOptions) {
     if (config.vcpus > MAX_QEMU_VCPUS) throw new Error(`vms.${config.name}.vcpus: the QEMU backend runs at most ${MAX_QEMU_VCPUS} vCPUs per VM`);
-    mkdirSync(opts.runDir, { recursive: true });
-    this.memory = new FileGuestMemory(opts.ramFile, config.memory.base, config.memory.size);
-    for (let i = 0; i < config.vcpus; i++) this.vcpus.push(new VcpuChannel(i, join(opts.runDir, `vcpu${i}.req`), join(opts.runDir, `vcpu${i}.rsp`)));
+    mkdirSync(opts.runDir, { recursive: true, mode: 0o700 });
+    this.ram = new SharedRam(opts.ramFile, Number(SHIM_SIZE + config.memory.size));
+    this.memory = new MappedGuestMemory(this.ram, config.memory.base, config.memory.size);
+    this.hostState = new Int32Array(this.ram.bytes.buffer, SHIM_REGION.hostState, 1);
+    for (let i = 0; i < config.vcpus; i++) {
+      const v = new VcpuChannel(i, join(opts.runDir, `doorbell${i}.sock`));
+      const page = mailboxOffset(i);
+      v.words = new Int32Array(this.ram.bytes.buffer, page, 4);
+      v.request = this.ram.view(page + MAILBOX.request, REQUEST_SIZE);
+      v.reply = this.ram.view(page + MAILBOX.reply, REPLY_SIZE);
+      this.vcpus.push(v);
+    }
     const epochOffset = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
     this.time = {
       wallClockNs: () => process.hrtime.bigint() + epochOffset,
@@ -155,18 +214,48 @@ export class QemuVm implements PowerPort {
     return t === "auto" ? (this.domain ? fastAnswersFor(this.domain) : []) : t;
   }
 
+  private get gicVersion(): 2 | 3 {
+    return this.opts.gicVersion ?? 2;
+  }
+
   /** The QEMU arguments that shape the machine (shared with the device-tree dump so the two agree). */
   private machineArgs(): string[] {
-    const mem = `${this.config.memory.size / (1n << 20n)}M`;
+    const mem = `${(SHIM_SIZE + this.config.memory.size) / (1n << 20n)}M`;
     return [
-      "-M", `virt,virtualization=on,gic-version=${this.opts.gicVersion ?? 2}`,
+      "-M", `virt,virtualization=on,gic-version=${this.gicVersion}`,
       "-cpu", this.opts.cpu ?? "cortex-a57,pmu=off",
       "-smp", String(this.config.vcpus),
       "-m", mem,
     ];
   }
 
-  /** Builds the device tree, creates the channels and starts QEMU. Failures end the VM with the reason. */
+  /** The whole QEMU command line (no semihosting: nothing the guest runs reaches the host's files). */
+  qemuArgs(): string[] {
+    const l = this.layout!;
+    const pa = (ipa: bigint) => `0x${(ipa + SHIM_SIZE).toString(16)}`;
+    const mem = `${(SHIM_SIZE + this.config.memory.size) / (1n << 20n)}M`;
+    const doorbells = this.vcpus.flatMap((v) => [
+      "-chardev", `socket,id=bell${v.index},path=${v.socketPath}`,
+      "-device", `virtio-serial-device,id=bells${v.index},bus=virtio-mmio-bus.${v.index}`,
+      "-device", `virtconsole,chardev=bell${v.index},bus=bells${v.index}.0`,
+    ]);
+    return [
+      ...this.machineArgs(),
+      "-object", `memory-backend-file,id=ram,size=${mem},mem-path=${this.opts.ramFile},share=on`,
+      "-machine", "memory-backend=ram",
+      "-kernel", this.opts.shim,
+      "-device", `loader,file=${this.opts.image.kernel},addr=${pa(l.kernel)},force-raw=on`,
+      "-device", `loader,file=${join(this.opts.runDir, "guest.dtb")},addr=${pa(l.dtb)},force-raw=on`,
+      ...(this.opts.image.initrd && l.initrd !== null ? ["-device", `loader,file=${this.opts.image.initrd},addr=${pa(l.initrd)},force-raw=on`] : []),
+      // The shim rings the hypervisor from the vCPU's own thread (no ioeventfd hop through QEMU's main loop).
+      "-global", "virtio-mmio.ioeventfd=off",
+      ...doorbells,
+      "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio",
+      ...(this.opts.extraArgs ?? []),
+    ];
+  }
+
+  /** Builds the device tree and the shim's region, opens the doorbells and starts QEMU. Failures end the VM with the reason. */
   async start(): Promise<void> {
     try {
       await this.prepare();
@@ -174,21 +263,8 @@ export class QemuVm implements PowerPort {
       this.end("failed", `cannot start: ${e instanceof Error ? e.message : String(e)}`);
       return;
     }
-    const mem = `${this.config.memory.size / (1n << 20n)}M`;
-    const l = this.layout!;
-    const args = [
-      ...this.machineArgs(),
-      "-object", `memory-backend-file,id=ram,size=${mem},mem-path=${this.opts.ramFile},share=on`,
-      "-machine", "memory-backend=ram",
-      "-kernel", this.opts.shim,
-      "-device", `loader,file=${this.opts.image.kernel},addr=0x${l.kernel.toString(16)},force-raw=on`,
-      "-device", `loader,file=${join(this.opts.runDir, "guest.dtb")},addr=0x${l.dtb.toString(16)},force-raw=on`,
-      ...(this.opts.image.initrd && l.initrd !== null ? ["-device", `loader,file=${this.opts.image.initrd},addr=0x${l.initrd.toString(16)},force-raw=on`] : []),
-      "-semihosting-config", "enable=on,target=native",
-      "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio",
-      ...(this.opts.extraArgs ?? []),
-    ];
-    const child = spawn(this.opts.qemu, args, { cwd: this.opts.runDir, stdio: ["ignore", "pipe", "pipe"] });
+    if (this.ending) return;
+    const child = spawn(this.opts.qemu, this.qemuArgs(), { cwd: this.opts.runDir, stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     child.stdout!.setEncoding("utf8");
     child.stdout!.on("data", (s: string) => this.onConsole(s));
@@ -198,33 +274,94 @@ export class QemuVm implements PowerPort {
     });
     child.on("error", (e) => this.end("failed", `cannot run ${this.opts.qemu}: ${e.message}`));
     child.on("exit", (code, signal) => this.onQemuExit(code, signal));
+    this.helloTimer = setTimeout(() => this.fail(`the shim did not start: no HELLO from vCPU 0 within ${HELLO_TIMEOUT_MS / 1000} s`), HELLO_TIMEOUT_MS);
+    this.opts.poller.add(this);
   }
 
   private async prepare(): Promise<void> {
     const { image } = this.opts;
+    const { base, size } = this.config.memory;
     const kernel = readFileSync(image.kernel);
     const initrdSize = image.initrd ? BigInt(statSync(image.initrd).size) : null;
-    const l = layoutFor(this.config.memory.base, this.config.memory.size, kernelFootprint(kernel), 1n << 20n, initrdSize);
+    const map = guestMap(base, size, this.config.vcpus, this.gicVersion);
+    const dtbPath = join(this.opts.runDir, "guest.dtb");
+    // The device tree's size decides nothing but whether it fits: lay out with the limit, check after.
+    const l = layoutFor(base, size, kernelFootprint(kernel), 1n << 20n, initrdSize);
     if (!l.ok) throw new Error(l.reason);
     this.layout = l.layout;
-    await buildDtb(this.opts.qemu, this.machineArgs(), this.opts.runDir, join(this.opts.runDir, "guest.dtb"), {
+    const dtbSize = await buildDtb(this.opts.qemu, this.machineArgs(), this.opts.runDir, dtbPath, {
       conduit: this.config.conduit === "hvc" ? "hvc" : "smc",
       bootargs: image.cmdline ?? "",
       initrd: l.layout.initrd !== null ? { start: l.layout.initrd, end: l.layout.initrdEnd! } : null,
       optee: this.config.tee !== undefined && this.config.tee !== null,
+      map,
+      psci: this.dtPsci(),
     });
-    for (const v of this.vcpus) {
-      execFileSync("mkfifo", ["-m", "600", v.reqPath, v.rspPath]);
-      // O_RDWR: neither side blocks in open(), and the FIFO never reports end-of-file while we hold it.
-      const reqFd = openSync(v.reqPath, constants.O_RDWR | constants.O_NONBLOCK);
-      v.rspFd = openSync(v.rspPath, constants.O_RDWR | constants.O_NONBLOCK);
-      const socket = new Socket({ fd: reqFd, readable: true, writable: false });
-      socket.on("data", (chunk: Buffer) => {
-        for (const frame of v.splitter.push(chunk)) this.onFrame(v, frame);
+    if (BigInt(dtbSize) > 1n << 20n) throw new Error(`the device tree is ${dtbSize} bytes (at most 1 MiB)`);
+    const s2 = buildStage2(map, MACHINE_RAM_BASE + BigInt(SHIM_REGION.stage2), SHIM_REGION.stage2Size);
+    if (!s2.ok) throw new Error(`stage 2: ${s2.reason}`);
+    this.ram.view(SHIM_REGION.stage2, s2.stage2.tables.length).set(s2.stage2.tables);
+    const wait = this.opts.wait ?? DEFAULT_WAIT;
+    const host = encodeHostPage({
+      vcpus: this.config.vcpus,
+      gicVersion: this.gicVersion,
+      vttbr: s2.stage2.vttbr,
+      vtcr: s2.stage2.vtcr,
+      gicd: VIRT.gicDist,
+      gicc: this.gicVersion === 2 ? VIRT.gicCpu : VIRT.gicRedist,
+      doorbell: VIRT.virtioMmio,
+      doorbellIntid: VIRT.virtioMmioIntid,
+      spinTicks: Math.round((wait.spinUs * COUNTER_HZ) / 1e6),
+      sleepTicks: Math.round((wait.sleepUs * COUNTER_HZ) / 1e6),
+      fast: this.fastTable.map((e) => [fastKey(e.fid, e), e.value] as const),
+    });
+    this.ram.view(SHIM_REGION.hostPage, host.length).set(host);
+    await Promise.all(this.vcpus.map((v) => this.listen(v)));
+  }
+
+  /** What the device tree says about PSCI: the VM's version and PSCI 0.1 IDs, or no node. */
+  private dtPsci(): DtPsci | null {
+    const p = this.config.services.psci;
+    if (p === false) return null;
+    const legacy = legacyIds(this.config);
+    const id = (op: string) => [...legacy].find(([, o]) => o === op)?.[0] ?? 0;
+    return {
+      version: p.version,
+      ...(legacy.size > 0 ? { v0_1: { cpu_suspend: id("cpu_suspend"), cpu_off: id("cpu_off"), cpu_on: id("cpu_on"), migrate: id("migrate") } } : {}),
+    };
+  }
+
+  /** vCPU `v`'s doorbell: QEMU connects to this socket when it starts (its chardev is the client). */
+  private listen(v: VcpuChannel): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = createServer({ allowHalfOpen: false }, (socket) => {
+        if (v.socket) return void socket.destroy(); // one QEMU, one connection
+        v.socket = socket;
+        socket.setNoDelay(true);
+        socket.on("data", (chunk: Buffer) => this.onDoorbell(v, chunk.length));
+        socket.on("error", (e) => this.fail(`vCPU ${v.index} doorbell: ${e.message}`));
+        socket.on("close", () => {
+          v.socket = null;
+        });
       });
-      socket.on("error", (e) => this.fail(`vCPU ${v.index} channel: ${e.message}`));
-      v.socket = socket;
+      v.server = server;
+      server.on("error", reject);
+      server.listen(v.socketPath, () => resolve());
+    });
+  }
+
+  private onDoorbell(v: VcpuChannel, bytes: number): void {
+    const now = Date.now();
+    if (now - v.windowStart > 1000) {
+      v.windowStart = now;
+      v.bells = 0;
+      v.requests = 0;
     }
+    v.bells += bytes;
+    // The shim rings at most once per request (a full ring queue coalesces): anything far beyond that is a
+    // broken or hostile shim, and it must not keep this process busy.
+    if (v.bells > v.requests + DOORBELL_STORM) return this.fail(`vCPU ${v.index}: doorbell storm (${v.bells} rings for ${v.requests} requests in a second)`);
+    this.opts.poller.kick();
   }
 
   private onConsole(s: string): void {
@@ -241,15 +378,44 @@ export class QemuVm implements PowerPort {
     }
   }
 
-  private onFrame(v: VcpuChannel, frame: Uint8Array): void {
-    if (this.ending) return;
-    const d = decodeRequest(frame, this.vcpus.length);
+  // Pollable: the poller scans the mailboxes.
+
+  setPolling(on: boolean): void {
+    if (this.ram.mapped) Atomics.store(this.hostState, 0, on ? 1 : 0);
+  }
+
+  poll(): boolean {
+    if (this.ending || !this.ram.mapped) return false;
+    let any = false;
+    for (const v of this.vcpus) {
+      const seq = Atomics.load(v.words, MAILBOX.reqSeq / 4) >>> 0;
+      if (seq === v.seen) continue;
+      any = true;
+      this.onRequest(v, seq);
+      if (this.ending) return true;
+    }
+    return any;
+  }
+
+  private onRequest(v: VcpuChannel, seq: number): void {
+    if (seq !== ((v.seen + 1) >>> 0)) return this.fail(`vCPU ${v.index}: protocol error: request ${seq} after ${v.seen}`);
+    v.seen = seq;
+    v.requests++;
+    // A private copy: the shim cannot change what is decoded after the checks.
+    const d = decodeRequest(v.request.slice(), this.vcpus.length);
     if (!d.ok) return this.fail(`vCPU ${v.index}: protocol error: ${d.reason}`);
     const r = d.request;
     if (r.vcpu !== v.index) return this.fail(`vCPU ${v.index}: protocol error: frame names vCPU ${r.vcpu}`);
     v.lastCounter = r.cntvct;
     this.localCalls += r.localCalls;
+    if (r.aborts > 0n) this.onAborts(v, r);
     if (r.wa2State !== 0) this.wa2?.(r.vcpu, r.wa2State === 2);
+    if (this.resetting) {
+      // Requests from before the reset are dropped unanswered (their CPUs no longer exist); the next boot
+      // starts with vCPU 0's HELLO.
+      if (!(r.type === REQ.HELLO && v.index === 0)) return;
+      this.resetting = false;
+    }
     switch (r.type) {
       case REQ.HELLO:
         return this.onHello(v);
@@ -258,13 +424,14 @@ export class QemuVm implements PowerPort {
       case REQ.PHYS_RESULT: {
         const waiting = v.awaiting;
         if (!waiting) return this.fail(`vCPU ${v.index}: protocol error: PHYS_RESULT without a PHYS_SMC`);
+        v.awaiting = null;
         if (waiting.onResult?.(r.words) === "retry") {
+          const epoch = this.epoch;
           setTimeout(() => {
-            if (!this.ending) this.send(v, waiting.reply);
+            if (!this.ending && this.epoch === epoch) this.send(v, waiting.reply, waiting);
           }, 1);
           return;
         }
-        v.awaiting = null;
         return this.flush(v);
       }
       case REQ.UNEXPECTED:
@@ -275,25 +442,28 @@ export class QemuVm implements PowerPort {
     }
   }
 
+  private onAborts(v: VcpuChannel, r: Request): void {
+    this.aborts += r.aborts;
+    this.opts.log?.(`${this.name}: vCPU ${v.index}: ${r.aborts} access(es) outside the VM's memory map refused (last at IPA 0x${r.abortIpa.toString(16)}): synchronous external abort injected`);
+  }
+
   private onHello(v: VcpuChannel): void {
     if (v.busy || v.awaiting) return this.fail(`vCPU ${v.index}: protocol error: HELLO in the middle of a call`);
-    const table = this.fastTable;
-    const out: Outgoing[] = [];
-    if (table.length > 0) {
-      out.push({ reply: { type: RSP.FAST_TABLE, count: table.length, regs: table.flatMap((e) => [fastKey(e.fid, e), e.value]) } });
+    if (v.index === 0 && this.helloTimer) {
+      clearTimeout(this.helloTimer);
+      this.helloTimer = null;
     }
     if (v.index === 0 && v.pendingStart === null) {
-      // The boot CPU (after reset too): the image with x0 = the device tree (Linux arm64 booting.rst).
-      out.push({ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [this.layout!.dtb, 0n, 0n, 0n], flags: this.resumeFlags } });
+      // The boot CPU (after a reset too): the image with x0 = the device tree (Linux arm64 booting.rst).
+      v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [this.layout!.dtb, 0n, 0n, 0n], flags: this.resumeFlags } }];
     } else if (v.pendingStart) {
       const s = v.pendingStart;
       v.pendingStart = null;
-      out.push({ reply: { type: RSP.RESUME_AT, entry: s.entry, regs: [s.context, 0n, 0n, 0n], flags: this.resumeFlags } });
+      v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: s.entry, regs: [s.context, 0n, 0n, 0n], flags: this.resumeFlags } }];
     } else {
       this.send(v, { type: RSP.STOP });
       return this.fail(`vCPU ${v.index} came up without a virtual CPU_ON`);
     }
-    v.outbox = out;
     this.flush(v);
   }
 
@@ -303,15 +473,24 @@ export class QemuVm implements PowerPort {
     if (!domain) return this.fail("no domain attached");
     v.busy = true;
     v.halt = null;
-    this.current = v.index;
+    v.outbox = [];
+    const epoch = this.epoch;
     let outcome: number | Promise<number>;
     try {
       outcome = domain.trap(v.index, r.words, r.esr, Number(r.spsr & 0xffff_ffffn));
-    } finally {
-      this.current = -1;
+    } catch (e) {
+      return this.fail(`vCPU ${v.index}: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (typeof outcome === "number") this.finishTrap(v, r, outcome);
-    else outcome.then((o) => this.finishTrap(v, r, o), (e: unknown) => this.fail(`vCPU ${v.index}: ${e instanceof Error ? e.message : String(e)}`));
+    if (typeof outcome === "number") return this.finishTrap(v, r, outcome);
+    outcome.then(
+      (o) => {
+        // A call that outlived a reset of its VM is answered to nobody.
+        if (this.epoch !== epoch) return;
+        this.finishTrap(v, r, o);
+        this.opts.poller.kick();
+      },
+      (e: unknown) => this.fail(`vCPU ${v.index}: ${e instanceof Error ? e.message : String(e)}`),
+    );
   }
 
   private finishTrap(v: VcpuChannel, r: Request, outcome: number): void {
@@ -326,8 +505,7 @@ export class QemuVm implements PowerPort {
     else if (outcome === OUTCOME_HALT) {
       out.push({ reply: this.haltReply(v) });
       this.opts.onHalt?.(v.index);
-    }
-    else if (outcome === OUTCOME_SKIP) out.push({ reply: { type: RSP.RETURN, count: 0, advance: pcAdvance(r.esr, outcome) } });
+    } else if (outcome === OUTCOME_SKIP) out.push({ reply: { type: RSP.RETURN, count: 0, advance: pcAdvance(r.esr, outcome) } });
     else out.push({ reply: { type: RSP.RETURN, count: 18, advance: pcAdvance(r.esr, outcome), regs: r.words } });
     this.flush(v);
   }
@@ -342,9 +520,6 @@ export class QemuVm implements PowerPort {
         this.poweredOff = h.reason;
         return { type: RSP.SYSTEM_OFF };
       case "system-reset":
-        for (const other of this.vcpus) other.pendingStart = null;
-        this.resets++;
-        queueMicrotask(() => this.opts.onReset?.());
         return { type: RSP.SYSTEM_RESET };
       case "suspend":
         return { type: RSP.RESUME_AT, entry: h.entry, regs: [h.context, 0n, 0n, 0n], flags: RESUME_WFI | this.resumeFlags };
@@ -359,39 +534,63 @@ export class QemuVm implements PowerPort {
   private get resumeFlags(): bigint {
     return this.config.aarch32 ? RESUME_AARCH32 : 0n;
   }
-  /** SYSTEM_RESETs so far. */
-  resets = 0;
 
-  /** Sends queued replies up to and including the next one the shim answers (PHYS_SMC) or the last. */
+  /** Sends queued replies: the next one (a PHYS_SMC then waits for its PHYS_RESULT). */
   private flush(v: VcpuChannel): void {
-    while (v.outbox.length > 0 && !this.ending) {
-      const o = v.outbox.shift()!;
-      this.send(v, o.reply);
-      if (o.reply.type === RSP.PHYS_SMC) {
-        v.awaiting = o;
-        return;
-      }
+    const o = v.outbox.shift();
+    if (!o || this.ending) return;
+    this.send(v, o.reply, o);
+  }
+
+  /** Writes the reply to vCPU `v`'s current request into its mailbox; rings its doorbell if it sleeps. */
+  private send(v: VcpuChannel, reply: Reply, o?: Outgoing): void {
+    if (!this.ram.mapped) return;
+    if (reply.type === RSP.PHYS_SMC) v.awaiting = o ?? { reply };
+    if (reply.type === RSP.SYSTEM_RESET) this.beginReset(v);
+    writeReply(v.reply, reply);
+    Atomics.store(v.words, MAILBOX.rspSeq / 4, v.seen | 0);
+    if (Atomics.load(v.words, MAILBOX.sleeping / 4) !== 0) {
+      if (!v.socket) return this.fail(`vCPU ${v.index}: its doorbell is not connected`);
+      v.socket.write(RING);
     }
   }
 
-  private send(v: VcpuChannel, reply: Reply): void {
-    if (v.rspFd === null) return;
-    try {
-      writeSync(v.rspFd, encodeReply(reply));
-    } catch (e) {
-      this.fail(`vCPU ${v.index}: cannot write its channel: ${e instanceof Error ? e.message : String(e)}`);
+  /**
+   * vCPU `v` is about to reset the machine (QEMU resets every CPU and device when the shim makes the
+   * physical SYSTEM_RESET). Calls still open on other vCPUs will never be answered; requests that reach us
+   * before the next boot's HELLO are from before the reset. The hypervisor resets the domain now.
+   */
+  private beginReset(v: VcpuChannel): void {
+    this.epoch++;
+    this.resetting = true;
+    this.boots++;
+    for (const other of this.vcpus) {
+      other.busy = false;
+      other.awaiting = null;
+      other.outbox = [];
+      other.halt = null;
+      other.pendingStart = null;
     }
+    void v;
+    const r = this.domain?.reset();
+    const report = (res: Awaited<NonNullable<typeof r>>) => {
+      if (!res.ok) this.opts.log?.(`${this.name}: reset: ${res.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`);
+    };
+    if (r instanceof Promise) r.then(report, (e: unknown) => this.fail(`reset: ${e instanceof Error ? e.message : String(e)}`));
+    else if (r) report(r);
+    const boot = this.boots;
+    queueMicrotask(() => this.opts.onReset?.(boot));
   }
 
   // PowerPort: virtual PSCI decided; the shim makes it physically so (R9).
 
-  cpuOn(target: number, entry: bigint, context: bigint): void {
-    const caller = this.vcpus[this.current];
+  cpuOn(caller: number, target: number, entry: bigint, context: bigint): void {
+    const c = this.vcpus[caller];
     const t = this.vcpus[target];
-    if (!caller || !t) throw new Error(`CPU_ON for vCPU ${target} outside a call`);
+    if (!c || !t) throw new Error(`CPU_ON from vCPU ${caller} for vCPU ${target}: no such vCPU`);
     t.pendingStart = { entry, context };
     let tries = 0;
-    caller.outbox.push({
+    c.outbox.push({
       reply: { type: RSP.PHYS_SMC, regs: [PSCI_CPU_ON64, mpidrOf(target), 0n, BigInt(target)] },
       onResult: (regs): "retry" | undefined => {
         const ret = regs[0]! | 0;
@@ -456,18 +655,19 @@ export class QemuVm implements PowerPort {
   private cleanup(): void {
     if (this.cleaned) return;
     this.cleaned = true;
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.opts.poller.remove(this);
     for (const v of this.vcpus) {
       v.socket?.destroy();
-      if (v.rspFd !== null) closeSync(v.rspFd);
-      v.rspFd = null;
+      v.server?.close();
     }
-    this.memory.dispose();
+    this.ram.dispose();
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
-    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls });
+    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots });
   }
 
-  /** The VM's run directory (its FIFOs; tests write malformed frames into them). */
+  /** The VM's run directory (its doorbell sockets). */
   get runDir(): string {
     return this.opts.runDir;
   }
@@ -476,4 +676,11 @@ export class QemuVm implements PowerPort {
   get pid(): number | undefined {
     return this.child?.pid;
   }
+
+  /** vCPU `vcpu`'s mailbox as bytes (tests corrupt it to check that a malformed mailbox ends this VM only). */
+  mailbox(vcpu: number): Uint8Array {
+    return this.ram.view(mailboxOffset(vcpu), SHIM_REGION.mailboxStride);
+  }
 }
+
+const RING = Buffer.from([1]);

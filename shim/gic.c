@@ -1,0 +1,133 @@
+/*
+ * Waking a sleeping CPU. The guest owns the GIC (its distributor, CPU interface or redistributors are in
+ * its stage-2 map, and interrupts go to EL1: HCR_EL2.IMO = 0), so while a CPU waits at EL2 for the
+ * hypervisor the shim borrows two of its interrupts and puts everything back before the guest runs again:
+ *
+ *   - the CPU's doorbell SPI (its virtio transport's line), routed to this CPU;
+ *   - the EL2 physical timer (PPI 26, CNTHP), as a bound on the sleep should the doorbell be lost.
+ *
+ * Both get priority 0x00 and the priority mask is raised to 0x10 for the sleep, so the guest's own pending
+ * interrupts (its timer tick, say) neither wake the CPU nor are lost: they stay pending and are taken when
+ * the guest runs again. WFI wakes on a pending IRQ whatever PSTATE's masks (Arm ARM D1.6.2), and a physical
+ * IRQ routed to EL1 is never taken at EL2. GIC: IHI 0048B (GICv2), IHI 0069H (GICv3).
+ */
+#include "shim.h"
+
+#define PRIO_WAKE 0x00
+#define PMR_SLEEP 0x10
+#define INTID_HYP_TIMER 26 /* CNTHP: PPI 10 (QEMU virt, ARCH_TIMER_NS_EL2_IRQ) */
+
+/* GICv2 distributor and CPU interface. */
+#define GICD_CTLR 0x000
+#define GICD_IGROUPR 0x080
+#define GICD_ISENABLER 0x100
+#define GICD_ICENABLER 0x180
+#define GICD_ICPENDR 0x280
+#define GICD_IPRIORITYR 0x400
+#define GICD_ITARGETSR 0x800
+#define GICC_CTLR 0x000
+#define GICC_PMR 0x004
+/* GICv3: distributor routing, and the redistributor's SGI/PPI frame. */
+#define GICD_IROUTER 0x6000
+#define GICD_CTLR_ENABLE_GRP1 (1u << 1) /* with DS = 1; GICv2: bit 0 enables */
+#define GICR_SGI 0x10000
+#define GICR_STRIDE 0x20000
+
+#define ICC_PMR_EL1 S3_0_C4_C6_0
+#define ICC_IGRPEN1_EL1 S3_0_C12_C12_7
+
+static inline u32 bit(u32 intid) { return 1u << (intid % 32); }
+static inline u64 word(u32 intid) { return 4 * (intid / 32); }
+
+static u64 redist_sgi(const struct host_page *h, u32 cpu)
+{
+	return h->gicc + (u64)cpu * GICR_STRIDE + GICR_SGI;
+}
+
+void wake_arm(struct cpu *c, struct gic_save *s)
+{
+	const struct host_page *h = host();
+	u32 spi = h->doorbell_intid + c->index;
+	u64 d = h->gicd;
+	s->dist_ctlr = MMIO32(d + GICD_CTLR);
+	if (h->flags & HOST_GICV3) {
+		u64 r = redist_sgi(h, c->index);
+		/* Group 1 (Linux makes every SPI Group 1 at boot; reset leaves Group 0), routed to this CPU. */
+		if (!(MMIO32(d + GICD_IGROUPR + word(spi)) & bit(spi)))
+			MMIO32(d + GICD_IGROUPR + word(spi)) |= bit(spi);
+		MMIO64(d + GICD_IROUTER + 8ul * spi) = READ_SYSREG(mpidr_el1) & 0xff00ffffffull;
+		MMIO8(d + GICD_IPRIORITYR + spi) = PRIO_WAKE;
+		MMIO32(d + GICD_ISENABLER + word(spi)) = bit(spi);
+		if (!(MMIO32(r + GICD_IGROUPR) & bit(INTID_HYP_TIMER)))
+			MMIO32(r + GICD_IGROUPR) |= bit(INTID_HYP_TIMER);
+		MMIO8(r + GICD_IPRIORITYR + INTID_HYP_TIMER) = PRIO_WAKE;
+		MMIO32(r + GICD_ISENABLER) = bit(INTID_HYP_TIMER);
+		if (!(s->dist_ctlr & GICD_CTLR_ENABLE_GRP1))
+			MMIO32(d + GICD_CTLR) = s->dist_ctlr | GICD_CTLR_ENABLE_GRP1;
+		s->pmr = (u32)READ_SYSREG(ICC_PMR_EL1);
+		s->cpu_ctlr = (u32)READ_SYSREG(ICC_IGRPEN1_EL1);
+		WRITE_SYSREG(ICC_PMR_EL1, PMR_SLEEP);
+		WRITE_SYSREG(ICC_IGRPEN1_EL1, 1);
+	} else {
+		u64 cc = h->gicc;
+		MMIO8(d + GICD_ITARGETSR + spi) = (u8)(1u << c->index);
+		MMIO8(d + GICD_IPRIORITYR + spi) = PRIO_WAKE;
+		MMIO32(d + GICD_ISENABLER + word(spi)) = bit(spi);
+		/* SGIs and PPIs are banked per CPU in GICv2: these writes touch only this CPU's PPI 26. */
+		MMIO8(d + GICD_IPRIORITYR + INTID_HYP_TIMER) = PRIO_WAKE;
+		MMIO32(d + GICD_ISENABLER) = bit(INTID_HYP_TIMER);
+		if (!(s->dist_ctlr & 1))
+			MMIO32(d + GICD_CTLR) = s->dist_ctlr | 1;
+		s->pmr = MMIO32(cc + GICC_PMR);
+		s->cpu_ctlr = MMIO32(cc + GICC_CTLR);
+		MMIO32(cc + GICC_PMR) = PMR_SLEEP;
+		if (!(s->cpu_ctlr & 1))
+			MMIO32(cc + GICC_CTLR) = s->cpu_ctlr | 1;
+	}
+	isb();
+}
+
+/* The EL2 timer fires after `ticks`; a sleep never outlasts it. */
+void wake_timer(u64 ticks)
+{
+	WRITE_SYSREG(cnthp_cval_el2, READ_SYSREG(cntpct_el0) + ticks);
+	WRITE_SYSREG(cnthp_ctl_el2, 1);
+	isb();
+}
+
+/* Clears both wake sources' pending state (after the doorbell has been drained and the timer stopped). */
+void wake_clear(struct cpu *c)
+{
+	const struct host_page *h = host();
+	u32 spi = h->doorbell_intid + c->index;
+	WRITE_SYSREG(cnthp_ctl_el2, 0);
+	isb();
+	MMIO32(h->gicd + GICD_ICPENDR + word(spi)) = bit(spi);
+	if (h->flags & HOST_GICV3)
+		MMIO32(redist_sgi(h, c->index) + GICD_ICPENDR) = bit(INTID_HYP_TIMER);
+	else
+		MMIO32(h->gicd + GICD_ICPENDR) = bit(INTID_HYP_TIMER);
+}
+
+/* Gives the guest its GIC back as it was. */
+void wake_disarm(struct cpu *c, const struct gic_save *s)
+{
+	const struct host_page *h = host();
+	u32 spi = h->doorbell_intid + c->index;
+	u64 d = h->gicd;
+	MMIO32(d + GICD_ICENABLER + word(spi)) = bit(spi);
+	if (h->flags & HOST_GICV3) {
+		MMIO32(redist_sgi(h, c->index) + GICD_ICENABLER) = bit(INTID_HYP_TIMER);
+		WRITE_SYSREG(ICC_IGRPEN1_EL1, s->cpu_ctlr);
+		WRITE_SYSREG(ICC_PMR_EL1, s->pmr);
+		if (!(s->dist_ctlr & GICD_CTLR_ENABLE_GRP1))
+			MMIO32(d + GICD_CTLR) = s->dist_ctlr;
+	} else {
+		MMIO32(d + GICD_ICENABLER) = bit(INTID_HYP_TIMER);
+		MMIO32(h->gicc + GICC_CTLR) = s->cpu_ctlr;
+		MMIO32(h->gicc + GICC_PMR) = s->pmr;
+		if (!(s->dist_ctlr & 1))
+			MMIO32(d + GICD_CTLR) = s->dist_ctlr;
+	}
+	isb();
+}

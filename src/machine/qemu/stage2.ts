@@ -1,0 +1,126 @@
+/**
+ * The stage-2 translation tables of a QEMU VM (Arm ARM DDI 0487 D8, VMSAv8-64 stage 2): built here, written
+ * into the shim's region before QEMU starts, loaded by the shim into VTTBR_EL2 on every CPU. They map the
+ * guest map (guest-map.ts) and nothing else: every other IPA, the shim's region included, faults to EL2.
+ *
+ * Shape: 4 KiB granule, 39-bit IPA (VTCR_EL2.T0SZ = 25), walks starting at level 1 (SL0 = 1) with one
+ * level-1 table; RAM in 2 MiB level-2 blocks (Normal, write-back, inner shareable), devices in 4 KiB
+ * level-3 pages (Device-nGnRE, never executable). Pure: no I/O.
+ */
+import type { Region } from "./guest-map.js";
+
+const PAGE = 0x1000n;
+const BLOCK_L2 = 0x20_0000n;
+export const IPA_BITS = 39;
+const OA_MASK = ((1n << 48n) - 1n) & ~(PAGE - 1n);
+
+/** Descriptor bits (D8.3). */
+const VALID = 1n;
+const TABLE_OR_PAGE = 2n;
+const AF = 1n << 10n;
+const S2AP_RW = 3n << 6n;
+const SH_INNER = 3n << 8n;
+/** MemAttr[5:2] with HCR_EL2.FWB = 0: Normal outer and inner write-back (0b1111), Device-nGnRE (0b0001). */
+const MEMATTR_NORMAL_WB = 0xfn << 2n;
+const MEMATTR_DEVICE_NGNRE = 0x1n << 2n;
+/** XN[1] (bit 54): no execution at EL1 or EL0. */
+const XN = 1n << 54n;
+
+const ATTRS = {
+  ram: MEMATTR_NORMAL_WB | S2AP_RW | SH_INNER | AF,
+  device: MEMATTR_DEVICE_NGNRE | S2AP_RW | AF | XN,
+} as const;
+
+/**
+ * VTCR_EL2 (D17.2.190): T0SZ = 25, SL0 = 1 (start at level 1), IRGN0 = ORGN0 = 1 (write-back
+ * write-allocate walks), SH0 = 3 (inner shareable), TG0 = 0 (4 KiB), PS = 2 (40-bit output), RES1 bit 31.
+ */
+export const VTCR = BigInt(64 - IPA_BITS) | (1n << 6n) | (1n << 8n) | (1n << 10n) | (3n << 12n) | (0n << 14n) | (2n << 16n) | (1n << 31n);
+export const VMID = 1n;
+
+export interface Stage2 {
+  /** The tables, laid out from `base`: the level-1 table first. */
+  readonly tables: Uint8Array;
+  readonly vttbr: bigint;
+  readonly vtcr: bigint;
+}
+
+export type Stage2Result = { ok: true; stage2: Stage2 } | { ok: false; reason: string };
+
+/** Builds the tables for `regions`, to live at machine PA `base` in at most `room` bytes. */
+export function buildStage2(regions: readonly Region[], base: bigint, room: number): Stage2Result {
+  const pages: BigUint64Array[] = [new BigUint64Array(512)];
+  const maxPages = Math.floor(room / Number(PAGE));
+  const tableAt = (index: number) => base + BigInt(index) * PAGE;
+  /** The next-level table behind entry `i` of `table`, created when missing. */
+  const next = (table: BigUint64Array, i: number): BigUint64Array | string => {
+    const d = table[i]!;
+    if ((d & 3n) === 3n) return pages[Number(((d & OA_MASK) - base) / PAGE)]!;
+    if (d !== 0n) return "an address is mapped twice";
+    if (pages.length >= maxPages) return `the stage-2 tables need more than ${room} bytes`;
+    pages.push(new BigUint64Array(512));
+    table[i] = tableAt(pages.length - 1) | VALID | TABLE_OR_PAGE;
+    return pages[pages.length - 1]!;
+  };
+  const l1 = pages[0]!;
+  for (const r of regions) {
+    const end = r.ipa + r.size;
+    if (r.size <= 0n || end > 1n << BigInt(IPA_BITS) || r.pa + r.size > 1n << 40n) return { ok: false, reason: `${r.name}: 0x${r.ipa.toString(16)}+0x${r.size.toString(16)} is outside a ${IPA_BITS}-bit IPA or 40-bit PA space` };
+    const granule = r.kind === "ram" ? BLOCK_L2 : PAGE;
+    if (r.ipa % granule !== 0n || r.pa % granule !== 0n || r.size % granule !== 0n) return { ok: false, reason: `${r.name}: not aligned to 0x${granule.toString(16)}` };
+    for (let off = 0n; off < r.size; off += granule) {
+      const ipa = r.ipa + off;
+      const l2 = next(l1, Number((ipa >> 30n) & 511n));
+      if (typeof l2 === "string") return { ok: false, reason: `${r.name}: ${l2}` };
+      const i2 = Number((ipa >> 21n) & 511n);
+      if (r.kind === "ram") {
+        if (l2[i2] !== 0n) return { ok: false, reason: `${r.name}: an address is mapped twice` };
+        l2[i2] = (r.pa + off) | ATTRS.ram | VALID;
+        continue;
+      }
+      const l3 = next(l2, i2);
+      if (typeof l3 === "string") return { ok: false, reason: `${r.name}: ${l3}` };
+      const i3 = Number((ipa >> 12n) & 511n);
+      if (l3[i3] !== 0n) return { ok: false, reason: `${r.name}: an address is mapped twice` };
+      l3[i3] = (r.pa + off) | ATTRS.device | VALID | TABLE_OR_PAGE;
+    }
+  }
+  const tables = new Uint8Array(pages.length * Number(PAGE));
+  const view = new DataView(tables.buffer);
+  pages.forEach((p, n) => p.forEach((d, i) => view.setBigUint64(n * Number(PAGE) + 8 * i, d, true)));
+  return { ok: true, stage2: { tables, vttbr: base | (VMID << 48n), vtcr: VTCR } };
+}
+
+export interface Translation {
+  readonly pa: bigint;
+  readonly kind: "ram" | "device";
+  readonly executable: boolean;
+}
+
+/** Walks the tables as the MMU would (for tests and `explain`-style checks): the PA for `ipa`, or null (a fault). */
+export function translate(s: Stage2, base: bigint, ipa: bigint): Translation | null {
+  if (ipa < 0n || ipa >= 1n << BigInt(IPA_BITS)) return null;
+  const view = new DataView(s.tables.buffer, s.tables.byteOffset, s.tables.byteLength);
+  const read = (tablePa: bigint, index: bigint): bigint | null => {
+    const off = Number(tablePa - base) + 8 * Number(index);
+    if (off < 0 || off + 8 > s.tables.byteLength) return null;
+    return view.getBigUint64(off, true);
+  };
+  let table = s.vttbr & OA_MASK;
+  for (const level of [1, 2, 3]) {
+    const shift = BigInt(39 - 9 * level);
+    const d = read(table, (ipa >> shift) & 511n);
+    if (d === null || (d & VALID) === 0n) return null;
+    const isTable = (d & TABLE_OR_PAGE) !== 0n;
+    if (level < 3 && isTable) {
+      table = d & OA_MASK;
+      continue;
+    }
+    if (level === 1 || (level === 3 && !isTable)) return null; // no level-1 blocks are made; level-3 needs 0b11
+    if ((d & AF) === 0n) return null;
+    const size = 1n << shift;
+    const kind = ((d >> 2n) & 0xfn) === 0xfn ? "ram" : "device";
+    return { pa: (d & OA_MASK & ~(size - 1n)) | (ipa & (size - 1n)), kind, executable: (d & XN) === 0n };
+  }
+  return null;
+}
