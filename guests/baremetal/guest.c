@@ -15,6 +15,8 @@
  *   SMCV-UNDEF <i> <esr>           the call took an UNDEFINED exception (AArch64; conduits 2, 3: #imm 1)
  *   SMCV-LOOP <n> <ticks>          loop mode: n calls took <ticks> counter ticks
  *   SMCV-AFTER-SMC <n>             the instruction after an SMC ran n times in all
+ *   SMCV-PROBE <what> refused <esr> <far>   probe mode: the access took an exception (AArch64)
+ *   SMCV-PROBE <what> allowed <value>       ... or it did not, and read <value>
  *   SMCV-DONE                      the script is finished
  */
 typedef unsigned long long u64;
@@ -29,9 +31,11 @@ struct header {
 	u64 flags;	/* HOST_ACKS_HALTS: the host counts halting calls in halt_acks */
 	u64 loop_count; /* loop mode: issue step 0 this many times and report the time */
 	u64 halt_acks;	/* written by the host: halting calls the hypervisor has taken */
+	u64 ram_end;	/* probe mode (flags & PROBE): the end of the VM's RAM (IPA) */
 };
 
 #define HOST_ACKS_HALTS 1ull
+#define PROBE 2ull		/* try to reach what the VM was not given before the script runs */
 
 struct step {
 	u32 vcpu;
@@ -45,8 +49,8 @@ struct step {
 #define STEP_AFTER_HALT 2u
 
 extern char __script[];
-/* AArch64: UNDEFINED exceptions taken (count, last ESR_EL1), kept by the EL1 vectors in start.S. */
-extern volatile u64 undefs[2];
+/* AArch64: exceptions taken at EL1 (count, last ESR_EL1, last FAR_EL1), kept by the EL1 vectors in start.S. */
+extern volatile u64 undefs[3];
 extern void call(u64 *regs, unsigned long conduit);
 
 u64 after_smc;
@@ -297,6 +301,89 @@ static void run_script(unsigned long cpu)
 		finish();
 }
 
+
+#ifdef __aarch64__
+extern void probe_exec(u64 addr);
+
+/* Semihosting SYS_OPEN (IHI 0037: operation 0x01 in w0, parameter block in x1, HLT #0xF000). */
+static u64 semihost_open(const char *path, u64 len)
+{
+	u64 block[3] = { (u64)path, 0 /* "r" */, len };
+	register u64 x0 __asm__("x0") = 0x01;
+	register u64 x1 __asm__("x1") = (u64)block;
+	__asm__ volatile("hlt #0xf000" : "+r"(x0) : "r"(x1) : "memory");
+	return x0;
+}
+
+enum probe_kind { READ, WRITE, EXEC, SEMIHOST };
+
+static void probe(const char *what, enum probe_kind kind, u64 addr)
+{
+	u64 before = undefs[0];
+	u64 value = 0x5afe5afe5afe5afeull;
+	switch (kind) {
+	case READ:
+		__asm__ volatile("ldr %0, [%1]" : "+r"(value) : "r"(addr) : "memory");
+		break;
+	case WRITE:
+		__asm__ volatile("str %0, [%1]" : : "r"(value), "r"(addr) : "memory");
+		break;
+	case EXEC:
+		probe_exec(addr);
+		break;
+	case SEMIHOST:
+		value = semihost_open("/etc/hostname", 13);
+		break;
+	}
+	lock();
+	puts_("SMCV-PROBE ");
+	puts_(what);
+	if (undefs[0] != before) {
+		puts_(" refused");
+		puthex(undefs[1]);
+		puthex(undefs[2]);
+	} else {
+		puts_(" allowed");
+		puthex(value);
+	}
+	putc_('\n');
+	unlock();
+}
+
+/*
+ * What a hostile kernel would try first. Each must be refused with an exception at EL1 (a synchronous
+ * external abort for an address outside the VM's map, UNDEFINED for semihosting), except reads and writes
+ * of the VM's own RAM, which must reach its own RAM only: the shim's region is below guest RAM in the
+ * machine, at no IPA.
+ */
+static void run_probes(const struct header *h)
+{
+	u64 base = 0x40000000ull, end = h->ram_end;
+	probe("semihosting-open", SEMIHOST, 0);
+	probe("below-ram", READ, base - 8);
+	probe("ram-end", READ, end);
+	probe("ram-end-write", WRITE, end);
+	probe("far-beyond-ram", READ, end + 0x40000000ull);
+	probe("exec-beyond-ram", EXEC, end);
+	probe("flash", READ, 0x0);
+	probe("gic-v2m", READ, 0x08020000);
+	probe("gic-hyp", READ, 0x08030000);
+	probe("gic-vcpu", READ, 0x08040000);
+	probe("gic-its", READ, 0x08080000);
+	probe("rtc", READ, 0x09010000);
+	probe("fw-cfg", READ, 0x09020000);
+	probe("gpio", READ, 0x09030000);
+	probe("virtio-mmio", READ, 0x0a000000);
+	probe("virtio-mmio-write", WRITE, 0x0a000050);
+	probe("pcie-ecam", READ, 0x3f000000);
+	probe("pcie-mmio", READ, 0x10000000);
+	/* The guest's first RAM bytes are its device tree (the shim's physical address is no IPA of the guest's). */
+	probe("ram-base", READ, base);
+	probe("ram-base-write", WRITE, base + 0x100000);
+	probe("gic-distributor", READ, 0x08000004);
+}
+#endif
+
 void guest_main(unsigned long cpu, unsigned long secondary, unsigned long x0)
 {
 	const struct header *h = (const struct header *)__script;
@@ -314,7 +401,15 @@ void guest_main(unsigned long cpu, unsigned long secondary, unsigned long x0)
 	if (!secondary && h->magic != 0x5052435356434d53ull) { /* "SMCVSCRP" */
 		puts_("SMCV-ERROR no script\n");
 		return;
-	} else if (!secondary && h->loop_count) {
+	}
+#ifdef __aarch64__
+	if (!secondary && (h->flags & PROBE))
+		run_probes(h);
+#else
+	if (!secondary && (h->flags & PROBE))
+		puts_("SMCV-ERROR probes are AArch64 only\n");
+#endif
+	if (!secondary && h->loop_count) {
 		run_loop(h, (const struct step *)(h + 1));
 		return;
 	}

@@ -108,8 +108,11 @@ call:
 	ret
 
 /*
- * EL1 vectors: the only exception this guest expects is an UNDEFINED instruction the hypervisor injects
- * (Xen's answer to an HVC or SMC with a non-zero immediate). Count it, keep its ESR and skip the instruction.
+ * EL1 vectors: the exceptions this guest expects are an UNDEFINED instruction the hypervisor injects (Xen's
+ * answer to an HVC or SMC with a non-zero immediate, or a semihosting HLT on a host without semihosting) and
+ * the synchronous external aborts the hypervisor injects for the probes of addresses outside the VM's map.
+ * Count it, keep ESR_EL1 and FAR_EL1, and resume at probe_resume when a probe set it, else after the
+ * instruction.
  */
 	.balign 0x800
 el1_vectors:
@@ -122,17 +125,41 @@ el1_vectors:
 	str	x1, [x0]
 	mrs	x1, esr_el1
 	str	x1, [x0, #8]
-	mrs	x1, elr_el1
+	mrs	x1, far_el1
+	str	x1, [x0, #16]
+	ldr	x0, =probe_resume
+	ldr	x1, [x0]
+	cbz	x1, 1f
+	str	xzr, [x0]
+	msr	elr_el1, x1
+	b	2f
+1:	mrs	x1, elr_el1
 	add	x1, x1, #4
 	msr	elr_el1, x1
-	ldp	x0, x1, [sp], #16
+2:	ldp	x0, x1, [sp], #16
 	eret
 	.balign 0x800
+
+/* probe_exec(addr): branch to addr; an instruction abort there resumes after the branch. */
+	.global probe_exec
+probe_exec:
+	stp	x29, x30, [sp, #-16]!
+	adr	x1, 1f
+	ldr	x2, =probe_resume
+	str	x1, [x2]
+	blr	x0
+1:	ldr	x2, =probe_resume
+	str	xzr, [x2]
+	ldp	x29, x30, [sp], #16
+	ret
 
 	.section .bss
 	.balign 16
 	.global undefs
 undefs:
-	.space 16			/* count, last ESR_EL1 */
+	.space 24			/* count, last ESR_EL1, last FAR_EL1 */
+	.global probe_resume
+probe_resume:
+	.space 8
 stacks:
 	.space STACK_SIZE * MAX_CPUS

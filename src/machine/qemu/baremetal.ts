@@ -19,7 +19,9 @@ const STEP_SIZE = 16 + 18 * 8;
 
 /** Header flag: the host writes the number of halting calls the hypervisor has taken at HALT_ACKS_OFFSET. */
 export const HOST_ACKS_HALTS = 1n;
-const HEADER_SIZE = 40;
+/** Header flag: before the script, try to reach what the VM was not given (AArch64 guest; guest.c run_probes). */
+export const PROBE = 2n;
+const HEADER_SIZE = 48;
 /** Where, from the script's start, the host counts halting calls (guests/baremetal/guest.c, struct header). */
 export const HALT_ACKS_OFFSET = 32;
 export const SCRIPT_ADDRESS = GUEST_LOAD + BigInt(SCRIPT_OFFSET);
@@ -45,13 +47,14 @@ export function guestBinaryPath(aarch32 = false): string {
 }
 
 /** The script in the guest's format (guests/baremetal/guest.c). `loop` > 0: repeat step 0 that many times. */
-export function encodeScript(steps: readonly ScriptStep[], loop = 0, opts: { hostAcksHalts?: boolean } = {}): Uint8Array {
+export function encodeScript(steps: readonly ScriptStep[], loop = 0, opts: { hostAcksHalts?: boolean; probes?: { ramEnd: bigint } } = {}): Uint8Array {
   const out = new Uint8Array(HEADER_SIZE + steps.length * STEP_SIZE);
   const v = new DataView(out.buffer);
   v.setBigUint64(0, MAGIC, true);
   v.setBigUint64(8, BigInt(steps.length), true);
-  v.setBigUint64(16, opts.hostAcksHalts ? HOST_ACKS_HALTS : 0n, true);
+  v.setBigUint64(16, (opts.hostAcksHalts ? HOST_ACKS_HALTS : 0n) | (opts.probes ? PROBE : 0n), true);
   v.setBigUint64(24, BigInt(loop), true);
+  v.setBigUint64(40, opts.probes?.ramEnd ?? 0n, true);
   steps.forEach((s, i) => {
     const o = HEADER_SIZE + i * STEP_SIZE;
     const prevHalts = i > 0 && steps[i - 1]!.halts === true;
@@ -65,7 +68,7 @@ export function encodeScript(steps: readonly ScriptStep[], loop = 0, opts: { hos
 }
 
 /** Writes guest binary + script as one image file. */
-export function writeScriptImage(path: string, steps: readonly ScriptStep[], loop = 0, opts: { hostAcksHalts?: boolean; aarch32?: boolean } = {}): void {
+export function writeScriptImage(path: string, steps: readonly ScriptStep[], loop = 0, opts: { hostAcksHalts?: boolean; aarch32?: boolean; probes?: { ramEnd: bigint } } = {}): void {
   const bin = readFileSync(guestBinaryPath(opts.aarch32));
   if (bin.length > SCRIPT_OFFSET) throw new Error(`the bare-metal guest is larger than ${SCRIPT_OFFSET} bytes`);
   const script = encodeScript(steps, loop, opts);
@@ -86,12 +89,14 @@ export interface GuestReport {
   readonly entries: { cpu: number; x0: bigint }[];
   readonly loop: { calls: number; ticks: number; freq: number; x0: bigint } | null;
   afterSmc: number | null;
+  /** Probe mode: each probe's outcome, by name (refused: ESR_EL1 and FAR_EL1 of the exception; allowed: the value read). */
+  readonly probes: Map<string, { refused: true; esr: bigint; far: bigint } | { refused: false; value: bigint }>;
   done: boolean;
   readonly errors: string[];
 }
 
 export function emptyReport(): GuestReport {
-  return { boots: 0, steps: new Map(), halts: new Set(), undefs: new Map(), entries: [], loop: null, afterSmc: null, done: false, errors: [] };
+  return { boots: 0, steps: new Map(), halts: new Set(), undefs: new Map(), entries: [], loop: null, afterSmc: null, probes: new Map(), done: false, errors: [] };
 }
 
 /** Parses one console line of the guest into `r`; returns whether it was one of the guest's lines. */
@@ -127,6 +132,9 @@ function parseFields(f: string[], r: GuestReport): boolean {
       return true;
     case "SMCV-AFTER-SMC":
       r.afterSmc = Number(f[1]);
+      return true;
+    case "SMCV-PROBE":
+      r.probes.set(f[1]!, f[2] === "refused" ? { refused: true, esr: BigInt(f[3]!), far: BigInt(f[4]!) } : { refused: false, value: BigInt(f[3]!) });
       return true;
     case "SMCV-DONE":
       r.done = true;
