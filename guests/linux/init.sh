@@ -11,6 +11,16 @@ for m in $(cat /etc/smcvisor/modules); do
 done
 dmesg | grep -E 'psci|SMC Calling Convention|SMP: Total|SOC_ID|smccc|optee|hw_random|kvm|Spectre|ptp' | sed 's/^/SMCV-DMESG /'
 echo "SMCV-CPUS online=$(cat /sys/devices/system/cpu/online)"
+# A scenario that ends on a later boot (guest `boots: N`) reboots until the hypervisor says this is boot N:
+# smcvisor.boot=K on the command line is the boot's number, written by the hypervisor at each boot.
+boot=$(sed -n 's/.*smcvisor\.boot=0*\([0-9][0-9]*\).*/\1/p' /proc/cmdline)
+boots=$(sed -n 's/.*smcvisor\.boots=\([0-9][0-9]*\).*/\1/p' /proc/cmdline)
+if [ -n "$boot" ] && [ -n "$boots" ] && [ "$boot" -lt "$boots" ]; then
+  echo "SMCV-GUEST reboot boot=$boot of $boots"
+  if [ -x /etc/smcvisor/reboot.sh ]; then /etc/smcvisor/reboot.sh; else reboot -f; fi
+  echo "SMCV-GUEST reboot returned"
+  sleep 5
+fi
 if [ -d /sys/class/misc/hw_random ]; then
   rng=/sys/class/misc/hw_random
   current=$(cat $rng/rng_current)
@@ -31,5 +41,5 @@ if [ -e /dev/teepriv0 ] && [ -x /usr/sbin/tee-supplicant ]; then
   /usr/sbin/tee-supplicant -d && echo "SMCV-TEE supplicant started" || echo "SMCV-TEE supplicant failed"
 fi
 if [ -x /etc/smcvisor/run.sh ]; then /etc/smcvisor/run.sh 2>&1 | sed 's/^/SMCV-RUN /'; fi
-echo "SMCV-GUEST poweroff"
+echo "SMCV-GUEST poweroff boot=$boot"
 poweroff -f

@@ -44,12 +44,24 @@ function matchesCall(want: string, e: TraceEvent): boolean {
 
 function guestImage(g: GuestSpec, s: Scenario): GuestImage {
   const path = (p: string) => (isAbsolute(p) ? p : resolve(s.dir, p));
+  const script = (file: string, body: string) => ({ path: `etc/smcvisor/${file}`, data: new TextEncoder().encode(`#!/bin/sh\n${body}\n`), mode: 0o755 });
+  const cmdline = g.boots > 1 ? `${g.cmdline} smcvisor.boots=${g.boots}` : g.cmdline;
   if (g.kernel === DEBIAN_GUEST) {
-    const files = g.run !== undefined ? [{ path: "etc/smcvisor/run.sh", data: new TextEncoder().encode(`#!/bin/sh\n${g.run}\n`), mode: 0o755 }] : [];
+    const files = [...(g.run !== undefined ? [script("run.sh", g.run)] : []), ...(g.reboot !== undefined ? [script("reboot.sh", g.reboot)] : [])];
     const linux = ensureLinuxGuest({ files });
-    return { kernel: linux.kernel, initrd: g.initrd === undefined || g.initrd === DEBIAN_GUEST ? linux.initrd : path(g.initrd), cmdline: g.cmdline };
+    return { kernel: linux.kernel, initrd: g.initrd === undefined || g.initrd === DEBIAN_GUEST ? linux.initrd : path(g.initrd), cmdline };
   }
-  return { kernel: path(g.kernel), ...(g.initrd ? { initrd: path(g.initrd) } : {}), cmdline: g.cmdline };
+  return { kernel: path(g.kernel), ...(g.initrd ? { initrd: path(g.initrd) } : {}), cmdline };
+}
+
+/** A Linux guest's console, boot by boot: each boot starts with its init's "SMCV-GUEST up" line. */
+export function splitBoots(lines: readonly string[]): string[][] {
+  const boots: string[][] = [];
+  for (const l of lines) {
+    if (l.includes("SMCV-GUEST up")) boots.push([]);
+    boots[boots.length - 1]?.push(l);
+  }
+  return boots;
 }
 
 /** Runs a scenario; `onConsole` sees every line as it comes. */
@@ -81,6 +93,12 @@ export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, 
     const mine = events.filter((e) => e.vm === exit.name);
     const failures: string[] = [];
     if (exit.state !== "off") failures.push(`did not power off cleanly: ${exit.reason}`);
+    if (exit.boots !== g.boots) failures.push(`powered off on boot ${exit.boots}, not on boot ${g.boots}`);
+    const boots = splitBoots(lines);
+    if (g.expect.everyBoot.length > 0 && boots.length !== g.boots) failures.push(`the console shows ${boots.length} boot(s), not ${g.boots}`);
+    boots.forEach((b, k) => {
+      for (const p of g.expect.everyBoot) if (!b.some((l) => consoleMatches(p, l))) failures.push(`boot ${k + 1}: console never showed ${JSON.stringify(p)}`);
+    });
     for (const p of g.expect.console) if (!lines.some((l) => consoleMatches(p, l))) failures.push(`console never showed ${JSON.stringify(p)}`);
     for (const p of g.expect.notConsole) {
       const hit = lines.find((l) => consoleMatches(p, l));
@@ -133,7 +151,9 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
   io.out("");
   io.out("summary");
   for (const v of report.vms) {
-    io.out(`  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}`);
+    io.out(
+      `  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.exit.boots > 1 ? `${v.exit.boots} boots, ` : ""}${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}${v.exit.aborts > 0n ? `, ${v.exit.aborts} accesses outside its memory refused` : ""}`,
+    );
     io.out(`    by owner: ${[...v.byService].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
     for (const f of v.failures) io.out(`    FAILED: ${f}`);
   }

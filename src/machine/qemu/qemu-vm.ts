@@ -166,6 +166,8 @@ export class QemuVm implements PowerPort {
   /** A reset is under way: only vCPU 0's HELLO of the next boot is taken; anything else is from before it. */
   private resetting = false;
   private helloTimer: NodeJS.Timeout | null = null;
+  /** Where this boot's number is in guest RAM (in the device tree's bootargs). */
+  private bootDigitsAt: bigint | null = null;
   boots = 1;
 
   constructor(readonly config: VmConfig, private readonly opts: QemuVmOptions) {
@@ -291,13 +293,15 @@ export class QemuVm implements PowerPort {
     this.layout = l.layout;
     const dtbSize = await buildDtb(this.opts.qemu, this.machineArgs(), this.opts.runDir, dtbPath, {
       conduit: this.config.conduit === "hvc" ? "hvc" : "smc",
-      bootargs: image.cmdline ?? "",
+      bootargs: `${image.cmdline ?? ""} ${BOOT_ARG}${bootDigits(1)}`.trim(),
       initrd: l.layout.initrd !== null ? { start: l.layout.initrd, end: l.layout.initrdEnd! } : null,
       optee: this.config.tee !== undefined && this.config.tee !== null,
       map,
       psci: this.dtPsci(),
     });
     if (BigInt(dtbSize) > 1n << 20n) throw new Error(`the device tree is ${dtbSize} bytes (at most 1 MiB)`);
+    const at = readFileSync(dtbPath).indexOf(BOOT_ARG);
+    this.bootDigitsAt = at < 0 ? null : l.layout.dtb + BigInt(at + BOOT_ARG.length);
     const s2 = buildStage2(map, MACHINE_RAM_BASE + BigInt(SHIM_REGION.stage2), SHIM_REGION.stage2Size);
     if (!s2.ok) throw new Error(`stage 2: ${s2.reason}`);
     this.ram.view(SHIM_REGION.stage2, s2.stage2.tables.length).set(s2.stage2.tables);
@@ -454,6 +458,8 @@ export class QemuVm implements PowerPort {
       this.helloTimer = null;
     }
     if (v.index === 0 && v.pendingStart === null) {
+      // QEMU has put the device tree back as it was at the first boot: this boot's number goes in its bootargs.
+      if (this.boots > 1 && this.bootDigitsAt !== null) this.memory.write(this.bootDigitsAt, new TextEncoder().encode(bootDigits(this.boots)));
       // The boot CPU (after a reset too): the image with x0 = the device tree (Linux arm64 booting.rst).
       v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [this.layout!.dtb, 0n, 0n, 0n], flags: this.resumeFlags } }];
     } else if (v.pendingStart) {
@@ -684,3 +690,7 @@ export class QemuVm implements PowerPort {
 }
 
 const RING = Buffer.from([1]);
+
+/** On the guest's kernel command line: the boot's number, so a guest can tell a reboot from the first boot. */
+const BOOT_ARG = "smcvisor.boot=";
+const bootDigits = (boot: number) => String(Math.min(boot, 9999)).padStart(4, "0");

@@ -24,6 +24,8 @@ const expectSchema = z
     calls: z.array(text).default([]),
     /** Function names (or 0x IDs) that must have been denied at least once. */
     denied: z.array(text).default([]),
+    /** Each must appear in the console of every boot (a boot starts with the guest's "SMCV-GUEST up" line). */
+    everyBoot: z.array(text).default([]),
   })
   .strict();
 
@@ -34,7 +36,14 @@ const guestSchema = z
     cmdline: z.string().default("console=ttyAMA0 rdinit=/init panic=-1"),
     /** Files of the Linux guest's initramfs /etc/smcvisor/run.sh: shell commands run before power-off. */
     run: z.string().optional(),
-    expect: expectSchema.default({ console: [], notConsole: [], calls: [], denied: [] }),
+    /**
+     * The boot the scenario ends on: the Linux guest reboots (with `reboot`) on every boot before it and powers
+     * off on this one. The hypervisor puts each boot's number on the kernel command line (smcvisor.boot=K).
+     */
+    boots: z.number().int().min(1).max(9999).default(1),
+    /** How the Linux guest reboots: shell commands (default `reboot -f`: PSCI SYSTEM_RESET, or SYSTEM_RESET2 with reboot=warm). */
+    reboot: z.string().optional(),
+    expect: expectSchema.default({ console: [], notConsole: [], calls: [], denied: [], everyBoot: [] }),
   })
   .strict();
 
