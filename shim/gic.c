@@ -8,7 +8,8 @@
  *
  * Both get priority 0x00 and the priority mask is raised to 0x10 for the sleep, so the guest's own pending
  * interrupts (its timer tick, say) neither wake the CPU nor are lost: they stay pending and are taken when
- * the guest runs again. WFI wakes on a pending IRQ whatever PSTATE's masks (Arm ARM D1.6.2), and a physical
+ * the guest runs again. The distributor's enable is global, not per CPU: a CPU that finds it off (a guest
+ * that has not set up its GIC yet) switches it on and leaves it on, since another CPU may be asleep on it. WFI wakes on a pending IRQ whatever PSTATE's masks (Arm ARM D1.6.2), and a physical
  * IRQ routed to EL1 is never taken at EL2. GIC: IHI 0048B (GICv2), IHI 0069H (GICv3).
  */
 #include "shim.h"
@@ -42,6 +43,22 @@ static inline u64 word(u32 intid) { return 4 * (intid / 32); }
 static u64 redist_sgi(const struct host_page *h, u32 cpu)
 {
 	return h->gicc + (u64)cpu * GICR_STRIDE + GICR_SGI;
+}
+
+/*
+ * At a cold boot, before the guest runs: every doorbell SPI in Group 1 (GICv3; reset leaves Group 0). Done
+ * once by the boot CPU because IGROUPR words are shared by 32 interrupts and CPUs arming at the same time
+ * would race on them.
+ */
+void wake_boot(void)
+{
+	const struct host_page *h = host();
+	if (!(h->flags & HOST_GICV3))
+		return;
+	for (u32 i = 0; i < h->vcpus; i++) {
+		u32 spi = h->doorbell_intid + i;
+		MMIO32(h->gicd + GICD_IGROUPR + word(spi)) |= bit(spi);
+	}
 }
 
 void wake_arm(struct cpu *c, struct gic_save *s)
@@ -120,14 +137,10 @@ void wake_disarm(struct cpu *c, const struct gic_save *s)
 		MMIO32(redist_sgi(h, c->index) + GICD_ICENABLER) = bit(INTID_HYP_TIMER);
 		WRITE_SYSREG(ICC_IGRPEN1_EL1, s->cpu_ctlr);
 		WRITE_SYSREG(ICC_PMR_EL1, s->pmr);
-		if (!(s->dist_ctlr & GICD_CTLR_ENABLE_GRP1))
-			MMIO32(d + GICD_CTLR) = s->dist_ctlr;
 	} else {
 		MMIO32(d + GICD_ICENABLER) = bit(INTID_HYP_TIMER);
 		MMIO32(h->gicc + GICC_CTLR) = s->cpu_ctlr;
 		MMIO32(h->gicc + GICC_PMR) = s->pmr;
-		if (!(s->dist_ctlr & 1))
-			MMIO32(d + GICD_CTLR) = s->dist_ctlr;
 	}
 	isb();
 }

@@ -299,8 +299,10 @@ void shim_cpu_main(u64 index, u64 cold)
 	const struct host_page *h = host();
 	if (h->magic != HOST_MAGIC || h->version != SMCV_VERSION || index >= h->vcpus || index >= MAX_CPUS)
 		park();
-	if (cold)
+	if (cold) {
 		zero(cpus, sizeof(cpus));
+		wake_boot();
+	}
 	struct cpu *c = &cpus[index];
 	c->index = (u32)index;
 	c->mb = (struct mailbox *)(MAILBOX_BASE + index * MAILBOX_STRIDE);

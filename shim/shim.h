@@ -73,6 +73,7 @@ int doorbell_init(struct doorbell *d, u64 base);
 void doorbell_ring(struct doorbell *d);
 void doorbell_drain(struct doorbell *d);
 
+void wake_boot(void);
 void wake_arm(struct cpu *c, struct gic_save *s);
 void wake_timer(u64 ticks);
 void wake_clear(struct cpu *c);

@@ -1,10 +1,11 @@
 // The EL2 shim and the QEMU backend with the bare-metal guest: trap semantics (R10), the CPU_ON race,
 // and isolation between VMs when one QEMU dies or sends garbage.
-import { existsSync, openSync, readdirSync, writeSync, closeSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { emptyReport, GUEST_SECONDARY_ENTRY, parseGuestLine, writeScriptImage, type GuestReport, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
+import { MAILBOX } from "../../src/machine/qemu/channel.js";
 import { QemuMachine } from "../../src/machine/qemu/machine.js";
 import type { VmExit } from "../../src/machine/qemu/qemu-vm.js";
 import { parseConfigText } from "../../src/policy/load.js";
@@ -111,14 +112,14 @@ describe("one VM's failure ends that VM only", () => {
   const survivor: Guest = { steps: [...Array.from({ length: 400 }, () => ({ vcpu: 0, conduit: "hvc" as const, regs: [0x8400_0000n] })), { vcpu: 0, conduit: "hvc", regs: [0x8400_0008n], halts: true }] };
   const victim: Guest = { steps: [{ vcpu: 0, conduit: "hvc", regs: [0x8000_0000n] }], loop: 1_000_000_000 };
 
-  it("killing one VM's QEMU leaves the other running to a clean power-off, and removes the victim's FIFOs and RAM file", async () => {
+  it("killing one VM's QEMU leaves the other running to a clean power-off, and removes the victim's sockets and RAM file", async () => {
     let runDir = "";
     let killed = false;
     const { m, exits } = await boot(TWO_VMS, { victim, survivor }, (mm, _r, line) => {
       if (!killed && line.vm === "survivor" && line.text.startsWith("SMCV-STEP 5 ")) {
         killed = true;
         runDir = mm.vm("victim").runDir;
-        expect(existsSync(join(runDir, "vcpu0.req"))).toBe(true);
+        expect(existsSync(join(runDir, "doorbell0.sock"))).toBe(true);
         process.kill(mm.vm("victim").pid!, "SIGKILL");
       }
     });
@@ -131,18 +132,35 @@ describe("one VM's failure ends that VM only", () => {
     expect(m.hypervisor.router.trace.events().filter((e) => e.vm === "survivor" && e.fid === 0x8400_0000)).toHaveLength(400);
   }, 60_000);
 
-  it("a malformed frame on one VM's channel ends that VM with the reason; the other powers off cleanly", async () => {
+  it("a malformed request in one VM's mailbox ends that VM with the reason; the other powers off cleanly", async () => {
     let sent = false;
     const { exits } = await boot(TWO_VMS, { victim, survivor }, (mm, _r, line) => {
       if (!sent && line.vm === "survivor" && line.text.startsWith("SMCV-STEP 5 ")) {
         sent = true;
-        const fd = openSync(join(mm.vm("victim").runDir, "vcpu0.req"), "w");
-        writeSync(fd, new Uint8Array(200).fill(0x41));
-        closeSync(fd);
+        // What a broken or subverted shim could post: garbage, announced as the next request.
+        const mb = mm.vm("victim").mailbox(0);
+        const words = new Int32Array(mb.buffer, mb.byteOffset, 4);
+        mb.fill(0x41, MAILBOX.request, MAILBOX.request + 224);
+        Atomics.add(words, MAILBOX.reqSeq / 4, 1);
+        mm.vm("victim").doorbellRang(0, 1);
       }
     });
     expect(sent).toBe(true);
-    expect(exits.get("victim")).toMatchObject({ state: "failed", reason: expect.stringContaining("protocol error: bad magic 0x41414141") });
+    expect(exits.get("victim")).toMatchObject({ state: "failed", reason: expect.stringContaining("protocol error") });
+    expect(exits.get("survivor")!.state).toBe("off");
+  }, 60_000);
+
+  it("a doorbell storm ends that VM with the reason before it can keep the hypervisor busy; the other powers off cleanly", async () => {
+    let stormed = false;
+    const { exits } = await boot(TWO_VMS, { victim, survivor }, (mm, _r, line) => {
+      if (!stormed && line.vm === "survivor" && line.text.startsWith("SMCV-STEP 5 ")) {
+        stormed = true;
+        // As the doorbell socket delivers them: rings that announce no request.
+        for (let i = 0; i < 200 && !mm.vm("victim").ended; i++) mm.vm("victim").doorbellRang(0, 4096);
+      }
+    });
+    expect(stormed).toBe(true);
+    expect(exits.get("victim")).toMatchObject({ state: "failed", reason: expect.stringContaining("doorbell storm") });
     expect(exits.get("survivor")!.state).toBe("off");
   }, 60_000);
 });

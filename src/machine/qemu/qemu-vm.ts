@@ -342,10 +342,13 @@ export class QemuVm implements PowerPort {
         if (v.socket) return void socket.destroy(); // one QEMU, one connection
         v.socket = socket;
         socket.setNoDelay(true);
-        socket.on("data", (chunk: Buffer) => this.onDoorbell(v, chunk.length));
-        socket.on("error", (e) => this.fail(`vCPU ${v.index} doorbell: ${e.message}`));
+        socket.on("data", (chunk: Buffer) => this.doorbellRang(v.index, chunk.length));
+        // QEMU's end closes its doorbells first: give its exit (and its reason) a moment to arrive.
+        const lost = (why: string) => setTimeout(() => this.fail(`vCPU ${v.index}: its doorbell ${why}`), 1000).unref();
+        socket.on("error", (e) => lost(`failed: ${e.message}`));
         socket.on("close", () => {
           v.socket = null;
+          lost("closed");
         });
       });
       v.server = server;
@@ -354,7 +357,10 @@ export class QemuVm implements PowerPort {
     });
   }
 
-  private onDoorbell(v: VcpuChannel, bytes: number): void {
+  /** vCPU `vcpu`'s doorbell delivered `bytes` rings (its socket's data handler; tests call it to flood it). */
+  doorbellRang(vcpu: number, bytes: number): void {
+    const v = this.vcpus[vcpu];
+    if (!v || this.ending) return;
     const now = Date.now();
     if (now - v.windowStart > 1000) {
       v.windowStart = now;
@@ -405,6 +411,7 @@ export class QemuVm implements PowerPort {
     if (seq !== ((v.seen + 1) >>> 0)) return this.fail(`vCPU ${v.index}: protocol error: request ${seq} after ${v.seen}`);
     v.seen = seq;
     v.requests++;
+    if (DEBUG) console.error(`[${this.name}] vCPU ${v.index} request ${seq} type ${v.request[6]} fid 0x${(new DataView(v.request.buffer, v.request.byteOffset).getUint32(80, true)).toString(16)}`);
     // A private copy: the shim cannot change what is decoded after the checks.
     const d = decodeRequest(v.request.slice(), this.vcpus.length);
     if (!d.ok) return this.fail(`vCPU ${v.index}: protocol error: ${d.reason}`);
@@ -555,6 +562,7 @@ export class QemuVm implements PowerPort {
     if (reply.type === RSP.SYSTEM_RESET) this.beginReset(v);
     writeReply(v.reply, reply);
     Atomics.store(v.words, MAILBOX.rspSeq / 4, v.seen | 0);
+    if (DEBUG) console.error(`[${this.name}] vCPU ${v.index} reply ${v.seen} type ${reply.type} sleeping ${Atomics.load(v.words, MAILBOX.sleeping / 4)}`);
     if (Atomics.load(v.words, MAILBOX.sleeping / 4) !== 0) {
       if (!v.socket) return this.fail(`vCPU ${v.index}: its doorbell is not connected`);
       v.socket.write(RING);
@@ -673,6 +681,11 @@ export class QemuVm implements PowerPort {
     this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots });
   }
 
+  /** Whether the VM has ended (or is ending). */
+  get ended(): boolean {
+    return this.ending !== null;
+  }
+
   /** The VM's run directory (its doorbell sockets). */
   get runDir(): string {
     return this.opts.runDir;
@@ -690,6 +703,7 @@ export class QemuVm implements PowerPort {
 }
 
 const RING = Buffer.from([1]);
+const DEBUG = process.env.SMCVISOR_DEBUG_CHANNEL === "1";
 
 /** On the guest's kernel command line: the boot's number, so a guest can tell a reboot from the first boot. */
 const BOOT_ARG = "smcvisor.boot=";

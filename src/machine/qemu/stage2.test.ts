@@ -63,7 +63,7 @@ describe("stage-2 tables", () => {
     expect(s.vttbr & ((1n << 48n) - 1n)).toBe(TABLES);
     expect(VTCR & 0x3fn).toBe(25n); // 39-bit IPA
     expect((VTCR >> 6n) & 3n).toBe(1n); // start at level 1
-    const bad = (regions: Parameters<typeof buildStage2>[0], room = SHIM_REGION.stage2Size) => {
+    const bad = (regions: Parameters<typeof buildStage2>[0], room: number = SHIM_REGION.stage2Size) => {
       const r = buildStage2(regions, TABLES, room);
       return r.ok ? "ok" : r.reason;
     };
