@@ -8,13 +8,14 @@ import { hex32 } from "../smccc/fid.js";
 import { Router, type AddVmError } from "../router/router.js";
 import type { BoardFirmware, CallTarget, Clock, VmPorts } from "../router/ports.js";
 import type { RoutedVm } from "../router/routed-vm.js";
-import type { ServiceDefinition } from "../router/service.js";
+import type { HypervisorCallResult, ServiceDefinition } from "../router/service.js";
+import { PSCI_FUNCTIONS } from "../smccc/functions/psci.js";
 import { STANDARD_SERVICES } from "../services/standard.js";
 import type { ByteGenerator } from "../firmware/monitor/entropy.js";
 import { MonitorModel } from "../firmware/monitor/monitor.js";
 import { OpteeOs } from "../firmware/optee/os.js";
 import { defaultTas } from "../firmware/optee/tas/index.js";
-import type { Mediator, MediatorFactory, MediatorHost } from "../mediators/mediator.js";
+import type { EnableResult, Mediator, MediatorFactory, MediatorHost } from "../mediators/mediator.js";
 import { OpteeMediator } from "../mediators/optee/mediator.js";
 import { HypervisorHeap } from "./heap.js";
 import { TraceRing } from "../trace/ring.js";
@@ -45,12 +46,15 @@ export interface HypervisorOptions {
 
 export type DomainState = "created" | "running" | "destroyed";
 
+/** What a reset could not restore (the VM restarts anyway), with paths as the config's errors have them. */
+export type DomainResetResult = { readonly ok: true } | { readonly ok: false; readonly errors: AddVmError[] };
+
 export class Domain {
   #state: DomainState = "created";
 
   private readonly router: Router;
 
-  constructor(readonly routed: RoutedVm, hypervisor: Hypervisor) {
+  constructor(readonly routed: RoutedVm, private readonly hypervisor: Hypervisor) {
     this.router = hypervisor.router;
     // A VM that traps before anyone started it starts then (the router calls this from its full path,
     // which every call takes until the VM has started).
@@ -82,9 +86,19 @@ export class Domain {
     return this.router.handleTrap(this.routed, vcpu, regs, esr, pstate);
   }
 
+  /** Toolstack: the VM restarts; see Hypervisor.resetDomain. For backends, which hold a Domain. */
+  reset(): DomainResetResult | Promise<DomainResetResult> {
+    return this.hypervisor.resetDomain(this.name);
+  }
+
   markDestroyed(): void {
     this.#state = "destroyed";
   }
+}
+
+/** `f` applied to a value that may still be coming. */
+function then<T, U>(v: T | Promise<T>, f: (t: T) => U | Promise<U>): U | Promise<U> {
+  return v instanceof Promise ? v.then(f) : f(v);
 }
 
 export class Hypervisor {
@@ -214,11 +228,50 @@ export class Hypervisor {
         this.ports.delete(vm.name);
         return { ok: false, errors: [{ path: `vms.${vm.name}.tee`, message: `cannot enable ${m.name}: ${enabled.message}` }] };
       }
-      if (vm.tee.contentKey && this.optee) this.optee.provisionKey(vm.id, vm.tee.contentKey);
+      this.provisionTee(vm);
     }
     const domain = new Domain(r.vm, this);
     this.domains.set(vm.name, domain);
     return { ok: true, domain };
+  }
+
+  /** What the TEE gets from the hypervisor for a VM once it is enabled: its content key (never from a VM). */
+  private provisionTee(vm: VmConfig): void {
+    if (vm.tee?.contentKey && this.optee) this.optee.provisionKey(vm.id, vm.tee.contentKey);
+  }
+
+  /**
+   * Toolstack: the VM restarts, as a new boot of the same domain (a reboot: PSCI SYSTEM_RESET or
+   * SYSTEM_RESET2, or the host resetting it). The machine backend calls it once it has stopped every vCPU
+   * of the VM, and starts vCPU 0 again only when it has returned (or its promise has settled):
+   *
+   * - every service and the board firmware go back to their boot state (ServiceInstance.reset: virtual
+   *   PSCI with vCPU 0 on and the others off, each vCPU's WORKAROUND_2 state, the PV time records);
+   * - the physical CPUs of the VM's machine: a physical PSCI SYSTEM_RESET for the VM (R9, traced), after
+   *   which CPU 0 is on and the others off, so the next boot's physical CPU_ONs succeed;
+   * - its TEE: the mediator frees every call, session, registration and page held for it and enables the
+   *   TEE for it afresh (Mediator.reset: for OP-TEE, VM_DESTROYED then VM_CREATED), and its content key is
+   *   provisioned again.
+   *
+   * The policy stays sealed and the domain stays running. No other VM is touched. What could not be
+   * restored comes back as errors (the VM restarts without it: without its TEE, say).
+   */
+  resetDomain(name: string): DomainResetResult | Promise<DomainResetResult> {
+    const d = this.domain(name);
+    const vm = d.config;
+    const errors: AddVmError[] = [];
+    this.router.resetVm(d.routed);
+    const physical = this.router.hypervisorCall(`reset ${name}: SYSTEM_RESET of its machine`, PSCI_FUNCTIONS.PSCI_SYSTEM_RESET.smc32, [], { vmName: name, vcpu: 0 });
+    const tee = (r: HypervisorCallResult): EnableResult | Promise<EnableResult> | null => {
+      const code = Number(BigInt.asIntN(32, r.regs[0]!));
+      if (code !== 0) errors.push({ path: `vms.${name}`, message: `the secure world did not reset the VM's physical CPUs (SYSTEM_RESET answered ${code})` });
+      return vm.tee ? this.mediators.get(vm.tee.mediator)!.reset(vm) : null;
+    };
+    return then(then(physical, tee), (enabled): DomainResetResult => {
+      if (enabled?.ok === false) errors.push({ path: `vms.${name}.tee`, message: `cannot enable ${vm.tee!.mediator} again: ${enabled.message}` });
+      else if (enabled?.ok) this.provisionTee(vm);
+      return errors.length > 0 ? { ok: false, errors } : { ok: true };
+    });
   }
 
   /** Toolstack: destroy a domain and everything its services hold. */

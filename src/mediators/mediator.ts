@@ -47,6 +47,14 @@ export interface Mediator extends CallTarget {
   enable(vm: VmConfig): EnableResult | Promise<EnableResult>;
   /** Toolstack: the VM is gone; free everything held for it, here and in the TEE. */
   destroy(vm: string): void | Promise<void>;
+  /**
+   * Toolstack: the VM restarts (Hypervisor.resetDomain, called once every vCPU of the VM has stopped).
+   * Everything held for it goes, here and in the TEE, calls suspended in the TEE included, as `destroy`
+   * frees it, and the TEE is available to the VM again as after `enable`: afterwards `counters(vm)` is all
+   * zero. Other VMs are not touched. `{ ok: false }` when the TEE has no room for it again: the VM then
+   * runs without the TEE, as a VM whose `enable` failed would.
+   */
+  reset(vm: VmConfig): EnableResult | Promise<EnableResult>;
   /** What is held for a VM (sessions, threads, registrations, pages...): teardown must leave zeros. */
   counters(vm: string): Readonly<Record<string, number>>;
 }

@@ -37,6 +37,8 @@ export interface BoardFirmware extends CallTarget {
   readonly name: string;
   /** Whether this trapped SMC is the board's call; `call` shows every register, unmasked. */
   claims(call: SmcCall): boolean;
+  /** The VM's machine was reset: the board's registers go back to their reset values. */
+  reset?(): void;
 }
 
 /** A TEE mediator as the router sees it: a call target that claims owner ranges for VMs with its TEE. */
@@ -79,19 +81,36 @@ export interface GuestTime {
 
 /**
  * What a machine backend does when virtual PSCI changes a vCPU's or the VM's power state. PSCI decides
- * (and issues the physical calls through the hypervisor entry, R9); the backend makes it so. Calls that
- * stop the calling vCPU are made while its call is in progress; the call then ends with res.halt().
+ * (and issues the physical calls through the hypervisor entry, R9); the backend makes it so. Every method
+ * is called while the call of vCPU `caller` (or `vcpu`) is in progress, before that call completes; the
+ * backend must not rely on any other notion of "the vCPU whose call is in progress": when the secure
+ * world answers asynchronously, the call is a promise the backend's trap handler has already received.
+ * Calls that stop the calling vCPU then end with res.halt().
  */
 export interface PowerPort {
-  /** vCPU `target` starts at `entry` with x0 = `context`: EL1h, DAIF masked (AArch64) or SVC with AIF masked, Thumb if entry bit 0 (AArch32). */
-  cpuOn(target: number, entry: bigint, context: bigint): void;
+  /**
+   * vCPU `caller`'s CPU_ON for vCPU `target` succeeded: `target` starts at `entry` with x0 = `context`:
+   * EL1h, DAIF masked (AArch64) or SVC with AIF masked, Thumb if entry bit 0 (AArch32), every other
+   * register zero (DEN0022 §6.4). Called only after the hypervisor's physical CPU_ON for the target
+   * succeeded, exactly once per successful CPU_ON, and before `caller`'s call completes (when the physical
+   * answer was a promise: after the trap handler returned its promise, before that promise settles). A
+   * CPU_ON that fails is never reported: the target stays off.
+   */
+  cpuOn(caller: number, target: number, entry: bigint, context: bigint): void;
   /** The calling vCPU powers off: it does not return from its call. */
   cpuOff(vcpu: number): void;
   /** Power-down suspend: the vCPU waits for a wake-up event, then resumes at `entry` with x0 = `context`. */
   cpuSuspend(vcpu: number, entry: bigint, context: bigint): void;
   /** The VM powers off (SYSTEM_OFF, SYSTEM_OFF2): `reason` names the call. */
   systemOff(vcpu: number, reason: string): void;
-  /** The VM restarts (SYSTEM_RESET, SYSTEM_RESET2). */
+  /**
+   * The VM restarts (SYSTEM_RESET, SYSTEM_RESET2): `reason` names the call; PSCI's own state is already
+   * back to boot. The backend resets the machine: it stops every vCPU and drops whatever of the old boot is
+   * still in flight, then calls the toolstack's Domain.reset() (Hypervisor.resetDomain), which resets every
+   * layer's state for the VM (services, the physical CPUs of its machine, its TEE), waits for it if it
+   * returns a promise, and only then starts vCPU 0 at the VM's boot entry. A machine reset that does not
+   * come from PSCI (the host resets the VM) takes the same path.
+   */
   systemReset(vcpu: number, reason: string): void;
 }
 

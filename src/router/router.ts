@@ -209,6 +209,16 @@ export class Router {
     return { ok: true, vm };
   }
 
+  /**
+   * The VM restarts (Hypervisor.resetDomain): each service instance and the board firmware go back to their
+   * boot state. The compiled policy and the answer cache stay: they depend on the configuration alone.
+   */
+  resetVm(vm: RoutedVm): void {
+    if (vm.destroyed) return;
+    for (const s of vm.services.values()) s.reset?.();
+    vm.board?.reset?.();
+  }
+
   removeVm(vm: RoutedVm): void {
     if (vm.destroyed) return;
     for (const s of vm.services.values()) s.destroy?.();

@@ -22,6 +22,12 @@ export interface ServiceInstance {
    * Absent: never.
    */
   fixed?(fid: number): boolean;
+  /**
+   * The VM restarts (Hypervisor.resetDomain, once the backend has stopped every vCPU): state that belongs
+   * to one boot of the VM goes back to what a new VM has; configuration, and what the spec says survives a
+   * reset, stays. Absent: the service keeps nothing per boot.
+   */
+  reset?(): void;
   /** Frees everything the VM holds in this service. */
   destroy?(): void;
 }

@@ -42,6 +42,7 @@ const echoMediator: MediatorFactory = (): Mediator => ({
   probe: () => true,
   enable: () => ({ ok: true }),
   destroy: () => {},
+  reset: () => ({ ok: true }),
   counters: () => ({}),
   handle(_call, res, origin) {
     res.ret(4);
@@ -105,6 +106,24 @@ export function mediatorConformance(f: MediatorFixture): void {
       // Its slot in the TEE is free again: a new VM can have the TEE.
       const again = m.hypervisor.createDomain({ ...m.config.vms[0]!, name: "a2", id: 7 });
       expect(again.ok).toBe(true);
+    });
+
+    it("resetting a VM that holds state leaves nothing held for it, gives it the TEE again, and leaves the other VM's state alone", () => {
+      const { m } = machine(f, `  a: { tee: ${f.vmTee("a")} }\n  b: { tee: ${f.vmTee("b")} }\n`);
+      const mediator = m.hypervisor.mediators.get(f.name)!;
+      f.hold(m.vm("a"));
+      f.hold(m.vm("b"));
+      const idA = m.vm("a").domain.config.id, idB = m.vm("b").domain.config.id;
+      const heldByB = { mediator: mediator.counters("b"), tee: f.teeHeld(m, idB) };
+      expect(sum(mediator.counters("a")) + sum(f.teeHeld(m, idA))).toBeGreaterThan(0);
+      expect(m.hypervisor.resetDomain("a")).toEqual({ ok: true });
+      expect(sum(mediator.counters("a"))).toBe(0);
+      expect(sum(f.teeHeld(m, idA))).toBe(0);
+      expect({ mediator: mediator.counters("b"), tee: f.teeHeld(m, idB) }).toEqual(heldByB);
+      // The reset VM has its TEE again, and can hold state in it as before.
+      f.probe.check(m.vm("a").vcpu(0).smc(f.probe.fid).regs);
+      f.hold(m.vm("a"));
+      expect(sum(mediator.counters("a")) + sum(f.teeHeld(m, idA))).toBeGreaterThan(0);
     });
 
     it("works beside another mediator serving other owner ranges", () => {

@@ -66,7 +66,7 @@ export class MonitorModel implements CallTarget {
     switch (fid & 0xffff) {
       case 0xff00:
         // Call Count: the EEMI APIs for SiP; physical PSCI's calls for the standard service.
-        return res.ret(owner === SIP_OWNER ? 16 : 6);
+        return res.ret(owner === SIP_OWNER ? 16 : 7);
       case 0xff01: {
         const w = uuidToSmcccWords(owner === SIP_OWNER ? MONITOR_SIP_UUID : MONITOR_STD_UUID);
         for (let i = 0; i < 4; i++) res.set(i, w[i]!);

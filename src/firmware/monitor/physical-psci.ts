@@ -2,6 +2,8 @@
  * Physical PSCI of the modelled EL3 firmware: the target of the hypervisor's own power calls (R9). Each
  * VM's vCPUs run on their own physical CPUs, as under QEMU where every VM is a machine: CPU i of machine
  * "dom0" is what the hypervisor powers on when dom0's vCPU i starts. CPU 0 of each machine is on at boot.
+ * SYSTEM_RESET on behalf of a VM resets that VM's machine only (as the shim's physical SYSTEM_RESET resets
+ * that VM's QEMU): CPU 0 on, every other CPU off, as at boot.
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin } from "../../router/ports.js";
@@ -24,9 +26,16 @@ export class PhysicalPsci {
     return m;
   }
 
+  /** A machine's CPUs as at boot: CPU 0 on, the others off. */
+  private reset(machine: string): void {
+    const m = this.cpus(machine);
+    m.fill(OFF);
+    m[0] = ON;
+  }
+
   /** Whether this model answers the FID. */
   claims(fid: number): boolean {
-    return fid === F.PSCI_VERSION.smc32 || fid === F.PSCI_CPU_ON.smc32 || fid === F.PSCI_CPU_ON.smc64 || fid === F.PSCI_CPU_OFF.smc32 || fid === F.PSCI_AFFINITY_INFO.smc32 || fid === F.PSCI_AFFINITY_INFO.smc64;
+    return fid === F.PSCI_VERSION.smc32 || fid === F.PSCI_CPU_ON.smc32 || fid === F.PSCI_CPU_ON.smc64 || fid === F.PSCI_CPU_OFF.smc32 || fid === F.PSCI_AFFINITY_INFO.smc32 || fid === F.PSCI_AFFINITY_INFO.smc64 || fid === F.PSCI_SYSTEM_RESET.smc32;
   }
 
   handle(call: SmcCall, res: SmcResult, origin: CallOrigin): void {
@@ -53,6 +62,10 @@ export class PhysicalPsci {
         const target = cpuIndex(call.x(1));
         return res.ret(target < 0 ? RET.INVALID_PARAMETERS : cpus[target] === ON ? 0 : 1);
       }
+      case F.PSCI_SYSTEM_RESET.smc32:
+        // The machine restarts; the hypervisor, whose call this is, runs on: SUCCESS comes back to it.
+        this.reset(machine);
+        return res.ret(RET.SUCCESS);
     }
     res.ret(RET.NOT_SUPPORTED);
   }

@@ -38,4 +38,21 @@ describe("board firmware: OMAP4's ROM monitor (seed 004)", () => {
   it("names an unknown board profile with the VM's path", () => {
     expect(() => ScriptedMachine.fromText("vms:\n  a: { board: exynos9 }\n")).toThrow(/vms\.a\.board: no board profile named "exynos9" \(known: omap4\)/);
   });
+
+  it("takes its registers' reset values when the VM resets (PSCI SYSTEM_RESET); the other VM is not touched", () => {
+    const mm = ScriptedMachine.fromText("vms:\n  panda: { aarch32: true, board: omap4 }\n  panda2: { aarch32: true, board: omap4 }\n");
+    const boards = ["panda", "panda2"].map((vm) => mm.hypervisor.domain(vm).routed.board as Omap4Board);
+    for (const vm of ["panda", "panda2"]) {
+      const v = mm.vm(vm).vcpu(0);
+      for (const [service, value] of [[OMAP4_MON.L2X0_CTRL_INDEX, 1], [OMAP4_MON.L2X0_AUXCTRL_INDEX, 0x0e47_0000], [OMAP4_MON.SCU_PWR_INDEX, 0x0303]] as const) {
+        v.setX(12, service);
+        v.smc(value);
+      }
+    }
+    expect(mm.vm("panda").vcpu(0).hvc(0x8400_0009).outcome).toBe("halt");
+    expect(boards[0]!.l2c).toEqual({ ctrl: 0, auxCtrl: 0x0202_0000, debugCtrl: 0, prefetchCtrl: 0 });
+    expect(boards[0]!.scuPower).toBe(0);
+    expect(boards[1]!.l2c).toMatchObject({ ctrl: 1, auxCtrl: 0x0e47_0000 });
+    expect(boards[1]!.scuPower).toBe(0x0303);
+  });
 });

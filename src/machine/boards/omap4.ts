@@ -21,14 +21,26 @@ export const OMAP4_MON = {
 
 const SERVICES = new Set<number>(Object.values(OMAP4_MON));
 
+/** The PL310 registers after reset (L2C-310 TRM): the cache disabled; the auxiliary control as this board's ROM leaves it. */
+const L2C_AT_RESET: Readonly<Record<"ctrl" | "auxCtrl" | "debugCtrl" | "prefetchCtrl", number>> = { ctrl: 0, auxCtrl: 0x0202_0000, debugCtrl: 0, prefetchCtrl: 0 };
+
 export class Omap4Board implements BoardFirmware {
   readonly name = "omap4";
   /** PL310 registers (ARM CoreLink L2C-310 TRM): offsets 0x100, 0x104, 0xF40, 0xF60. */
-  readonly l2c = { ctrl: 0, auxCtrl: 0x0202_0000, debugCtrl: 0, prefetchCtrl: 0 };
+  readonly l2c = { ...L2C_AT_RESET };
   /** SCU CPU power status, one byte per CPU (Cortex-A9 MPCore TRM, SCU_CPU_STATUS). */
   scuPower = 0;
   /** Calls served, by service number. */
   readonly served = new Map<number, number>();
+
+  /**
+   * The SoC was reset: the PL310 registers take their reset values and every CPU's SCU power status is 0
+   * (normal mode). `served` counts calls over the machine's life and stays.
+   */
+  reset(): void {
+    Object.assign(this.l2c, L2C_AT_RESET);
+    this.scuPower = 0;
+  }
 
   /** An OMAP4 ROM call: an SMC from AArch32 whose r12 names one of the monitor's services. */
   claims(call: SmcCall): boolean {

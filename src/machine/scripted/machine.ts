@@ -2,7 +2,7 @@
  * The in-process machine: every VM of a config as a domain with scripted vCPUs, guest RAM and a manual
  * clock. Same hypervisor, same router, same services as under QEMU; only the trap source differs.
  */
-import { Hypervisor, type Domain, type HypervisorOptions } from "../../hypervisor/hypervisor.js";
+import { Hypervisor, type Domain, type DomainResetResult, type HypervisorOptions } from "../../hypervisor/hypervisor.js";
 import { parseConfigText, type Config, type VmConfig } from "../../policy/load.js";
 import type { TraceRing } from "../../trace/ring.js";
 import { ArrayGuestMemory } from "./memory.js";
@@ -16,18 +16,22 @@ import { BOARDS } from "../boards/index.js";
 /** The machine side of virtual PSCI for in-process VMs: vCPU power states and what happened to the VM. */
 export class ScriptedPower implements PowerPort {
   vm: ScriptedVm | null = null;
-  /** "running", "off" (SYSTEM_OFF*) or "reset" (SYSTEM_RESET* until the next boot). */
+  /** "running" or "off" (SYSTEM_OFF*). */
   state: "running" | "off" = "running";
-  /** What happened, in order: "cpu-on 1", "system-off PSCI_SYSTEM_OFF", ... */
+  /** What happened, in order: "cpu-on 1 by 0", "system-off PSCI_SYSTEM_OFF", ... */
   readonly events: string[] = [];
   resets = 0;
+  /** What the toolstack said about the last reset (null before the first, or while it is in progress). */
+  lastReset: DomainResetResult | null = null;
+  /** Settles when the last reset has completed and vCPU 0 runs again (the toolstack may answer later). */
+  booted: Promise<void> = Promise.resolve();
 
   private vcpu(i: number): ScriptedVcpu {
     return this.vm!.vcpus[i]!;
   }
 
-  cpuOn(target: number, entry: bigint, context: bigint): void {
-    this.events.push(`cpu-on ${target}`);
+  cpuOn(caller: number, target: number, entry: bigint, context: bigint): void {
+    this.events.push(`cpu-on ${target} by ${caller}`);
     this.vcpu(target).start(entry, context);
   }
 
@@ -49,14 +53,24 @@ export class ScriptedPower implements PowerPort {
     for (const v of this.vm!.vcpus) v.power = "off";
   }
 
+  /**
+   * The machine resets: every vCPU stops, then the toolstack resets the domain (every layer's state for
+   * the VM), then vCPU 0 boots again at the start of RAM. Nothing of the old boot runs while the domain is
+   * reset (OP-TEE relies on it, as Xen's optee_domain_destroy notes).
+   */
   systemReset(_vcpu: number, reason: string): void {
     this.events.push(`system-reset ${reason}`);
     this.resets++;
     const vm = this.vm!;
-    vm.vcpus.forEach((v, i) => {
-      if (i === 0) v.start(vm.domain.config.memory.base, 0n);
-      else v.power = "off";
-    });
+    for (const v of vm.vcpus) v.power = "off";
+    this.lastReset = null;
+    const boot = (r: DomainResetResult): void => {
+      this.lastReset = r;
+      vm.vcpus[0]!.start(vm.domain.config.memory.base, 0n);
+    };
+    const r = vm.domain.reset();
+    if (r instanceof Promise) this.booted = r.then(boot);
+    else boot(r);
   }
 }
 

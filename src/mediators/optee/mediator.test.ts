@@ -777,6 +777,83 @@ describe("destroying a VM in the middle of a session (R11)", () => {
   });
 });
 
+describe("resetting a VM (issue 10): VM_DESTROYED then VM_CREATED, as OP-TEE's virtualization expects of a guest that reboots", () => {
+  it("frees the calls suspended in OP-TEE, the sessions, registrations and shadows of the VM; the other VM's session and suspended call go on; the VM can use the TEE again", () => {
+    const t = machine();
+    run(t.a.probe()); // shm cache enabled, devices enumerated
+    const sa = sessionOf(t.a, HELLO_WORLD_UUID);
+    const sb = sessionOf(t.b, HELLO_WORLD_UUID);
+    run(t.a.invoke(sa, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])); // an RPC buffer now cached by OP-TEE
+    run(t.a.registerShm(t.a.allocShm(3 * PAGE_SIZE)));
+    const aSuspended = t.a.invoke(sa, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)]);
+    expect(aSuspended.next().value).toMatchObject({ rpc: "CMD" });
+    const bSuspended = t.b.invoke(sb, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(100)]);
+    expect(bSuspended.next().value).toMatchObject({ rpc: "ALLOC" });
+    expect(t.mediator.counters("a")).toMatchObject({ inFlight: 1, pendingRpc: 1, registrations: 1, pages: 3 });
+    expect(t.os.counters(1)).toMatchObject({ sessions: 1, threads: 1, registrations: 1, pages: 3 });
+    const heldByB = { mediator: t.mediator.counters("b"), os: t.os.counters(2) };
+    expect(t.heap.inUse).toBe(2);
+
+    // The guest reboots: its SYSTEM_RESET has the machine reset the domain.
+    const before = t.m.trace.events().length;
+    expect(t.m.vm("a").vcpu(0).hvc(0x8400_0009).outcome).toBe("halt");
+    expect(t.m.vm("a").power.lastReset).toEqual({ ok: true });
+    expect(t.mediator.counters("a")).toEqual(ZERO_COUNTERS);
+    expect(t.os.counters(1)).toEqual({ sessions: 0, threads: 0, registrations: 0, pages: 0, rpcBuffers: 0 });
+    expect(t.os.guests.has(1)).toBe(true); // created again, empty
+    expect(t.heap.inUse).toBe(1); // b's shadow
+    expect(t.os.busyThreads).toBe(1); // b's
+    expect({ mediator: t.mediator.counters("b"), os: t.os.counters(2) }).toEqual(heldByB);
+    const own = t.m.trace.events().slice(before).filter((e) => e.vm === "hypervisor");
+    expect(own.map((e) => [e.fid, e.origin])).toEqual([
+      [0x8400_0009, "reset a: SYSTEM_RESET of its machine"],
+      [OPTEE_SMC.VM_DESTROYED, "optee mediator: VM_DESTROYED a"],
+      [OPTEE_SMC.VM_CREATED, "optee mediator: VM_CREATED a"],
+    ]);
+
+    // The old boot's suspended call is gone: resuming it is ERESUME.
+    expect(run(aSuspended).a0).toBe(R.ERESUME);
+    // b's session and suspended call were not touched.
+    expect(run(bSuspended).msg.params[0]!.a).toBe(101n);
+    expect(run(t.b.invoke(sb, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(5)])).msg.params[0]!.a).toBe(6n);
+    // The rebooted guest's driver starts afresh, and so does the TEE for it, its content key included.
+    const a2 = OpteeGuest.forVm(t.m.vm("a"));
+    expect(run(a2.probe()).uidOk).toBe(true);
+    const s2 = sessionOf(a2, HELLO_WORLD_UUID);
+    expect(run(a2.invoke(s2, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(41)])).msg.params[0]!.a).toBe(42n);
+    const sd = sessionOf(a2, CONTENT_DECRYPT_UUID);
+    expect(run(a2.invoke(sd, TA_DECRYPT_CMD_KEY_PRESENT, [param.valueOut()])).msg.params[0]!.a).toBe(1n);
+    expect(t.os.counters(1)).toMatchObject({ sessions: 2 });
+  });
+
+  it("leaks nothing over many reboots, each with a call suspended in RPC", () => {
+    const t = machine();
+    const sb = sessionOf(t.b, HELLO_WORLD_UUID);
+    for (let i = 0; i < 10; i++) {
+      const g = OpteeGuest.forVm(t.m.vm("a"));
+      const s = sessionOf(g, HELLO_WORLD_UUID);
+      run(g.registerShm(g.allocShm(2 * PAGE_SIZE)));
+      const suspended = g.invoke(s, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(i)]);
+      expect(suspended.next().value).toMatchObject({ rpc: "ALLOC" });
+      expect(t.m.hypervisor.resetDomain("a")).toEqual({ ok: true });
+      expect(t.mediator.counters("a")).toEqual(ZERO_COUNTERS);
+      expect(t.os.counters(1)).toEqual({ sessions: 0, threads: 0, registrations: 0, pages: 0, rpcBuffers: 0 });
+      expect(t.heap.inUse).toBe(0);
+      expect(t.os.busyThreads).toBe(0);
+    }
+    expect(run(t.b.invoke(sb, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])).msg.params[0]!.a).toBe(2n);
+  });
+
+  it("a VM without the TEE resets without touching the TEE; resetting a VM the mediator does not know is an error, not a crash", () => {
+    const t = machine();
+    const sa = sessionOf(t.a, HELLO_WORLD_UUID);
+    expect(t.m.hypervisor.resetDomain("c")).toEqual({ ok: true });
+    expect(t.os.counters(1)).toMatchObject({ sessions: 1 });
+    expect(t.mediator.reset(t.m.hypervisor.domain("c").config)).toEqual({ ok: false, message: "the TEE is not enabled for this VM" });
+    expect(run(t.a.invoke(sa, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])).msg.params[0]!.a).toBe(2n);
+  });
+});
+
 describe("two VMs at once", () => {
   it("interleaved sessions and invokes in both VMs each get their own results", () => {
     // Four calls in flight per VM: both VMs together fill OP-TEE's eight threads.

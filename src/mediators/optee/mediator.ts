@@ -102,6 +102,21 @@ export class OpteeMediator implements Mediator {
     if (r instanceof Promise) return r.then(() => undefined);
   }
 
+  /**
+   * OP-TEE's virtualization knows no guest reset: a guest that restarts is destroyed and created again,
+   * VM_DESTROYED then VM_CREATED with the same client ID (optee_smc.h: VM_DESTROYED "during virtual
+   * machine (guest) destruction", after which "OP-TEE will clean up all resources associated with this
+   * VM"; Xen's toolstack destroys and recreates the domain of a guest that reboots, and its
+   * optee_domain_destroy sends VM_DESTROYED once "all domain VCPUs" are stopped). So: release what the
+   * mediator holds for calls suspended in OP-TEE, forget the VM's registrations and RPC buffers, and enable
+   * it afresh.
+   */
+  reset(vm: VmConfig): EnableResult | Promise<EnableResult> {
+    if (!this.vms.has(vm.name)) return { ok: false, message: "the TEE is not enabled for this VM" };
+    const destroyed = this.destroy(vm.name);
+    return destroyed instanceof Promise ? destroyed.then(() => this.enable(vm)) : this.enable(vm);
+  }
+
   counters(vm: string): Record<string, number> {
     const st = this.vms.get(vm);
     return { inFlight: st?.inFlight ?? 0, pendingRpc: st?.pending.size ?? 0, registrations: st?.registrations.size ?? 0, pages: st?.pages ?? 0, rpcBuffers: st?.rpcBuffers.size ?? 0 };

@@ -90,6 +90,15 @@ export class ArchService implements ServiceInstance {
     return fid === SMCCC_VERSION || fid === WA1 || fid === WA3 || fid === WA4 || this.features(fid) < 0;
   }
 
+  /**
+   * The VM restarts: every vCPU's SMCCC_ARCH_WORKAROUND_2 state goes back to the firmware default,
+   * mitigation enabled, as KVM's kvm_reset_vcpu does ("Default workaround setup is enabled"). The other
+   * answers come from the VM's configuration and the platform profile, which a reset does not change.
+   */
+  reset(): void {
+    this.ssbdEnabled.fill(1);
+  }
+
   /** Whether a function of this service exists for the VM (the FEATURES answer for it). */
   features(fid: number): number {
     const v = this.version;

@@ -30,6 +30,11 @@ const KVM_PTP_PHYS_COUNTER = 1;
 
 const OWNERS = [OEN.STD_SECURE, OEN.STD_HYP, OEN.VENDOR_HYP] as const;
 
+/**
+ * No reset(): every answer comes from the VM's configuration (UIDs, revisions, counts, KVM's features
+ * bitmap) or is read at the call (PTP reads the host's clock and the vCPU's counter), so nothing is kept
+ * per boot.
+ */
 export class HypInfoService implements ServiceInstance {
   private readonly smcvisorUid = uuidToSmcccWords(SMCVISOR_UUID);
   private readonly kvmUid = uuidToSmcccWords(KVM_UUID);

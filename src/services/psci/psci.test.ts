@@ -1,6 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ScriptedMachine } from "../../machine/scripted/machine.js";
+import type { SmcCall, SmcResult } from "../../router/call.js";
+import type { CallOrigin, CallTarget, HandlerReturn } from "../../router/ports.js";
 import { PSCI_FUNCTIONS as F } from "../../smccc/functions/psci.js";
 import type { PsciService } from "./psci.js";
 import { PSCI_RET as R, AFFINITY } from "./return-codes.js";
@@ -66,6 +68,7 @@ describe("virtual PSCI beyond the conformance cases", () => {
     const m = machine("vms:\n  vm0: { vcpus: 2 }\n");
     m.hypervisor.model.psci.cpus("vm0")[1] = 1; // physically on already: the model answers ALREADY_ON
     expect(m.vm("vm0").vcpu(0).smc(F.PSCI_CPU_ON.smc64, 1, ENTRY, 0).sw(0)).toBe(R.INTERNAL_FAILURE);
+    expect(m.vm("vm0").power.events).toEqual([]); // the backend was never told to start it
     expect(m.vm("vm0").vcpu(1).power).toBe("off");
     expect(psciOf(m, "vm0").state[1]).toBe(0);
   });
@@ -199,5 +202,196 @@ describe("PSCI state machine under random interleavings", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+/**
+ * Issue 10: a multi-vCPU VM that reboots must be able to start its CPUs again (the modelled firmware's
+ * physical record is reset with the VM), and a physical CPU_ON that fails must never start a CPU (the
+ * backend hears of a CPU_ON only once the physical one succeeded).
+ */
+describe("reboots and the order of CPU_ON", () => {
+  const N = 4;
+  /** A monitor in front of the model: CPU_ON's physical answer can be replaced, or held back as a promise. */
+  class FrontMonitor implements CallTarget {
+    model: CallTarget | null = null;
+    /** Replaces the model's answer to a physical CPU_ON (after the model has acted on it), when set. */
+    cpuOnAnswer: number | null = null;
+    /** Holds the answer to a physical CPU_ON back until release() (a remote monitor). */
+    deferCpuOn = false;
+    private readonly held: (() => void)[] = [];
+    readonly seen: number[] = [];
+
+    handle(call: SmcCall, res: SmcResult, origin: CallOrigin): HandlerReturn {
+      if (this.model === null) return res.ret(-1);
+      this.seen.push(call.fid);
+      this.model.handle(call, res, origin);
+      if (call.fid !== F.PSCI_CPU_ON.smc64 || origin.vmId !== 0) return;
+      if (this.cpuOnAnswer !== null) res.ret(this.cpuOnAnswer);
+      if (this.deferCpuOn) return new Promise<void>((resolve) => this.held.push(resolve));
+    }
+
+    /** Lets the oldest held answer through. */
+    release(): void {
+      this.held.shift()!();
+    }
+  }
+
+  function withMonitor(yaml: string) {
+    const monitor = new FrontMonitor();
+    const m = ScriptedMachine.fromText(yaml, "yaml", { monitor });
+    monitor.model = m.hypervisor.model;
+    return { m, monitor };
+  }
+
+  const states = (m: ScriptedMachine) => {
+    const vm = m.vm("vm0");
+    return {
+      psci: [...psciOf(m, "vm0").state],
+      machine: vm.vcpus.map((v) => v.power),
+      physical: [...m.hypervisor.model.psci.cpus("vm0").subarray(0, N)],
+    };
+  };
+  const BOOTED = { psci: [1, 0, 0, 0], machine: ["on", "off", "off", "off"], physical: [1, 0, 0, 0] };
+  const ALL_ON = { psci: [1, 1, 1, 1], machine: ["on", "on", "on", "on"], physical: [1, 1, 1, 1] };
+
+  it("a 4-vCPU VM boots every CPU, resets and boots them all again, 10 times: every CPU_ON SUCCESS, every view consistent", () => {
+    const m = machine(`vms:\n  vm0: { vcpus: ${N}, memory: { size: 4MiB } }\n`);
+    const vm = m.vm("vm0");
+    const resets: [number, number, bigint[]][] = [
+      [0, F.PSCI_SYSTEM_RESET.smc32, []],
+      [2, F.PSCI_SYSTEM_RESET2.smc64, [0n, 0n]], // WARM_RESET, from a secondary
+      [3, F.PSCI_SYSTEM_RESET2.smc32, [0n, 0n]],
+      [1, F.PSCI_SYSTEM_RESET.smc32, []],
+    ];
+    for (let round = 0; round < 10; round++) {
+      expect(states(m), `round ${round}, after boot`).toEqual(BOOTED);
+      for (let t = 1; t < N; t++) expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, mpidrOf(t), ENTRY, t).sw(0), `round ${round}: CPU_ON ${t}`).toBe(R.SUCCESS);
+      expect(states(m)).toEqual(ALL_ON);
+      // Leave the CPUs in different states: one off, one suspended in a power-down state.
+      if (round % 2 === 1) {
+        expect(vm.vcpu(1).hvc(F.PSCI_CPU_OFF.smc32).outcome).toBe("halt");
+        expect(vm.vcpu(3).hvc(F.PSCI_CPU_SUSPEND.smc64, 0x4000_0000, ENTRY, 0).outcome).toBe("halt");
+      }
+      const [caller, fid, args] = resets[round % resets.length]!;
+      const from = round % 2 === 1 && (caller === 1 || caller === 3) ? 2 : caller;
+      expect(vm.vcpu(from).hvc(fid, ...args).outcome).toBe("halt");
+      expect(vm.power.lastReset).toEqual({ ok: true });
+      expect(vm.vcpu(0).pc).toBe(vm.domain.config.memory.base);
+    }
+    expect(states(m)).toEqual(BOOTED);
+    expect(vm.power.resets).toBe(10);
+    // Each reset reset the VM's machine in the modelled firmware, through the hypervisor's own entry (R9).
+    const physicalResets = m.trace.events().filter((e) => e.vm === "hypervisor" && e.fid === F.PSCI_SYSTEM_RESET.smc32);
+    expect(physicalResets).toHaveLength(10);
+    expect(physicalResets[0]).toMatchObject({ origin: "reset vm0: SYSTEM_RESET of its machine", x0: 0n });
+  });
+
+  it("a reset of one VM leaves another VM's CPUs, virtual and physical, as they were", () => {
+    const m = machine(`vms:\n  vm0: { vcpus: 2 }\n  vm1: { vcpus: 2 }\n`);
+    for (const name of ["vm0", "vm1"]) expect(m.vm(name).vcpu(0).smc(F.PSCI_CPU_ON.smc64, 1, ENTRY, 0).sw(0)).toBe(R.SUCCESS);
+    m.vm("vm0").vcpu(1).hvc(F.PSCI_SYSTEM_RESET.smc32);
+    expect([...psciOf(m, "vm0").state]).toEqual([1, 0]);
+    expect([...psciOf(m, "vm1").state]).toEqual([1, 1]);
+    expect([...m.hypervisor.model.psci.cpus("vm1").subarray(0, 2)]).toEqual([1, 1]);
+    expect(m.vm("vm1").vcpu(1).power).toBe("on");
+    expect(m.vm("vm0").vcpu(0).smc(F.PSCI_CPU_ON.smc64, 1, ENTRY, 0).sw(0)).toBe(R.SUCCESS);
+  });
+
+  it("a VM cannot reset physical CPUs itself: physical SYSTEM_RESET forwarded from a guest is DENIED", () => {
+    const m = machine("vms:\n  vm0: { vcpus: 2, grants: [{ id: 0x84000009, action: forward }] }\n");
+    expect(m.vm("vm0").vcpu(0).smc(F.PSCI_CPU_ON.smc64, 1, ENTRY, 0).sw(0)).toBe(R.SUCCESS);
+    const r = m.vm("vm0").vcpu(0).smc(F.PSCI_SYSTEM_RESET.smc32);
+    expect(r.decision.action).toBe("forward");
+    expect(r.sw(0)).toBe(R.DENIED);
+    expect([...m.hypervisor.model.psci.cpus("vm0").subarray(0, 2)]).toEqual([1, 1]);
+  });
+
+  for (const answer of [R.ALREADY_ON, R.INTERNAL_FAILURE, R.DENIED]) {
+    it(`a physical CPU_ON answered ${answer}: INTERNAL_FAILURE to the guest, the target OFF, and the backend never told to start it`, () => {
+      const { m, monitor } = withMonitor(`vms:\n  vm0: { vcpus: ${N} }\n`);
+      const vm = m.vm("vm0");
+      monitor.cpuOnAnswer = answer;
+      expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, 2, ENTRY, 0).sw(0)).toBe(R.INTERNAL_FAILURE);
+      expect(monitor.seen).toContain(F.PSCI_CPU_ON.smc64);
+      expect(vm.power.events).toEqual([]);
+      expect(vm.vcpu(2).starts).toBe(0);
+      expect(vm.vcpu(2).power).toBe("off");
+      expect(psciOf(m, "vm0").state[2]).toBe(0);
+      expect(vm.vcpu(0).smc(F.PSCI_AFFINITY_INFO.smc64, 2, 0).sw(0)).toBe(AFFINITY.OFF);
+      // Once the physical call works again, so does the guest's CPU_ON.
+      monitor.cpuOnAnswer = null;
+      m.hypervisor.model.psci.cpus("vm0")[2] = 0;
+      expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, 2, ENTRY, 0).sw(0)).toBe(R.SUCCESS);
+      expect(vm.power.events).toEqual(["cpu-on 2 by 0"]);
+    });
+  }
+
+  it("with an asynchronous monitor: the backend starts the target only after the physical SUCCESS, before the caller's call completes; a racing CPU_ON is ALREADY_ON", async () => {
+    const { m, monitor } = withMonitor(`vms:\n  vm0: { vcpus: ${N} }\n`);
+    const vm = m.vm("vm0");
+    expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, 1, ENTRY, 0).sw(0)).toBe(R.SUCCESS);
+    expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, 2, ENTRY, 0).sw(0)).toBe(R.SUCCESS);
+    monitor.deferCpuOn = true;
+    let done = false;
+    const first = vm.vcpu(1).callAsync("hvc", F.PSCI_CPU_ON.smc64, [3, ENTRY, 0x33]).then((r) => {
+      done = true;
+      // By the time the caller sees its answer, the target runs.
+      expect(vm.vcpu(3).power).toBe("on");
+      return r;
+    });
+    // The physical answer is out: the target is taken, but nothing has started.
+    expect(psciOf(m, "vm0").state[3]).toBe(1);
+    expect(vm.vcpu(2).hvc(F.PSCI_CPU_ON.smc64, 3, ENTRY, 0).sw(0)).toBe(R.ALREADY_ON);
+    expect(vm.power.events).toEqual(["cpu-on 1 by 0", "cpu-on 2 by 0"]);
+    expect(vm.vcpu(3).power).toBe("off");
+    await Promise.resolve();
+    expect(done).toBe(false);
+    monitor.release();
+    expect((await first).sw(0)).toBe(R.SUCCESS);
+    expect(vm.power.events).toEqual(["cpu-on 1 by 0", "cpu-on 2 by 0", "cpu-on 3 by 1"]);
+    expect(vm.vcpu(3).entryX0).toBe(0x33n);
+  });
+
+  it("with an asynchronous monitor: a physical failure gives INTERNAL_FAILURE and the backend never hears of the CPU_ON", async () => {
+    const { m, monitor } = withMonitor(`vms:\n  vm0: { vcpus: 2 }\n`);
+    const vm = m.vm("vm0");
+    monitor.deferCpuOn = true;
+    monitor.cpuOnAnswer = R.INTERNAL_FAILURE;
+    const call = vm.vcpu(0).callAsync("smc", F.PSCI_CPU_ON.smc64, [1, ENTRY, 0]);
+    monitor.release();
+    expect((await call).sw(0)).toBe(R.INTERNAL_FAILURE);
+    expect(vm.power.events).toEqual([]);
+    expect(vm.vcpu(1).power).toBe("off");
+    expect(psciOf(m, "vm0").state[1]).toBe(0);
+  });
+
+  it("a CPU_ON whose physical answer comes after the VM was reset starts nothing: the target belongs to the new boot", async () => {
+    const { m, monitor } = withMonitor(`vms:\n  vm0: { vcpus: 2 }\n`);
+    const vm = m.vm("vm0");
+    monitor.deferCpuOn = true;
+    const call = vm.vcpu(0).callAsync("smc", F.PSCI_CPU_ON.smc64, [1, ENTRY, 0]);
+    // The physical CPU_ON reached the firmware before the reset; the reset turns the CPU off again.
+    expect(m.hypervisor.model.psci.cpus("vm0")[1]).toBe(1);
+    expect(m.hypervisor.resetDomain("vm0")).toEqual({ ok: true });
+    expect(m.hypervisor.model.psci.cpus("vm0")[1]).toBe(0);
+    monitor.release();
+    expect((await call).sw(0)).toBe(R.INTERNAL_FAILURE);
+    expect(vm.power.events).toEqual([]);
+    expect(psciOf(m, "vm0").state[1]).toBe(0);
+    monitor.deferCpuOn = false;
+    expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, 1, ENTRY, 0).sw(0)).toBe(R.SUCCESS);
+  });
+
+  it("MEM_PROTECT survives a reset (its setting is persistent): every later reset wipes the RAM too", () => {
+    const m = machine("vms:\n  vm0: { memory: { size: 4MiB } }\n");
+    const vm = m.vm("vm0");
+    expect(vm.vcpu(0).hvc(F.PSCI_MEM_PROTECT.smc32, 1).sw(0)).toBe(0);
+    for (let i = 0; i < 3; i++) {
+      vm.memory.write(0x4010_0000n, new Uint8Array([1, 2, 3]));
+      vm.vcpu(0).hvc(F.PSCI_SYSTEM_RESET.smc32);
+      expect([...vm.memory.read(0x4010_0000n, 3)!]).toEqual([0, 0, 0]);
+    }
+    expect(psciOf(m, "vm0").memProtect).toBe(true);
   });
 });

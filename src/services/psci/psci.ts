@@ -5,7 +5,8 @@
  *
  * Like KVM and Xen, CPU_ON completes synchronously: the target is ON the moment CPU_ON succeeds, so of
  * several CPU_ONs racing for one target exactly one gets SUCCESS and the others ALREADY_ON, and
- * ON_PENDING is never returned.
+ * ON_PENDING is never returned. The backend starts the target only once the hypervisor's physical CPU_ON
+ * has succeeded; a VM's reset puts every vCPU back to its boot state (reset(), from the toolstack).
  */
 import type { ServiceClaim } from "../../policy/compile.js";
 import type { VmConfig } from "../../policy/load.js";
@@ -65,6 +66,8 @@ export class PsciService implements ServiceInstance {
   readonly state: Uint8Array;
   /** MEM_PROTECT: overwrite guest RAM on the next reset (DEN0022 §5.20). */
   memProtect = false;
+  /** Counts resets and power-offs: a CPU_ON whose physical answer comes after one belongs to a boot that is gone. */
+  private boot = 0;
   private readonly functions: Map<number, string>;
   /** The same names by function number (0-31, +32 for SMC64): handle() reads this array, not the Map. */
   private readonly names: (string | undefined)[] = new Array<string | undefined>(64).fill(undefined);
@@ -174,6 +177,13 @@ export class PsciService implements ServiceInstance {
     return pc >= base && pc < base + size;
   }
 
+  /**
+   * CPU_ON (DEN0022 §5.6). The target is taken (ON) before the physical call, so a racing CPU_ON sees
+   * ALREADY_ON whether the physical answer is immediate or a promise. The backend is told to start the
+   * target only once the physical CPU_ON succeeded, and before the caller's call completes (PowerPort.cpuOn);
+   * when it failed, the backend never hears of it, the target is OFF again and the caller gets
+   * INTERNAL_FAILURE.
+   */
   private cpuOn(call: SmcCall, res: SmcResult, target: bigint, entry: bigint, context: bigint, legacy: boolean): HandlerReturn {
     const index = indexOfMpidr(target, this.state.length);
     // PSCI 0.1 knows no ALREADY_ON or INVALID_ADDRESS: KVM and Xen answer INVALID_PARAMETERS there.
@@ -182,15 +192,23 @@ export class PsciService implements ServiceInstance {
     if (this.state[index] !== VCPU_OFF) return res.ret(legacy ? PSCI_RET.INVALID_PARAMETERS : PSCI_RET.ALREADY_ON);
     // ON from this instant: a racing CPU_ON for the same target sees ALREADY_ON.
     this.state[index] = VCPU_ON;
-    this.power?.cpuOn(index, entry, legacy ? 0n : context);
-    const physical = this.ctx.hypervisorCall(`psci: power on vCPU ${index}`, F.PSCI_CPU_ON.smc64, [0n, mpidrOf(index), entry, context], call.vcpu);
+    const caller = call.vcpu;
+    const boot = this.boot;
+    const x0 = legacy ? 0n : context;
+    const physical = this.ctx.hypervisorCall(`psci: power on vCPU ${index}`, F.PSCI_CPU_ON.smc64, [0n, mpidrOf(index), entry, context], caller);
     const finish = (r: HypervisorCallResult): void => {
+      // The VM was reset or powered off while the physical call was out: the state is the new boot's, and
+      // the machine reset (a physical SYSTEM_RESET made after this CPU_ON) has turned the CPU off again.
+      if (boot !== this.boot) return res.ret(PSCI_RET.INTERNAL_FAILURE);
       const code = Number(BigInt.asIntN(64, r.regs[0]!));
-      if (code === PSCI_RET.SUCCESS) return res.ret(PSCI_RET.SUCCESS);
-      // The physical CPU did not start: undo, and say so (DEN0022 §5.6: INTERNAL_FAILURE).
-      this.state[index] = VCPU_OFF;
-      this.power?.cpuOff(index);
-      res.ret(PSCI_RET.INTERNAL_FAILURE);
+      if (code !== PSCI_RET.SUCCESS) {
+        // The physical CPU did not start: the target is OFF again and nothing was started (DEN0022 §5.6:
+        // INTERNAL_FAILURE).
+        this.state[index] = VCPU_OFF;
+        return res.ret(PSCI_RET.INTERNAL_FAILURE);
+      }
+      this.power?.cpuOn(caller, index, entry, x0);
+      res.ret(PSCI_RET.SUCCESS);
     };
     if (physical instanceof Promise) return physical.then(finish);
     finish(physical);
@@ -232,17 +250,33 @@ export class PsciService implements ServiceInstance {
   }
 
   private systemOff(call: SmcCall, res: SmcResult, reason: string): HandlerReturn {
+    this.boot++;
     this.state.fill(VCPU_OFF);
     this.power?.systemOff(call.vcpu, reason);
     res.halt();
   }
 
+  /**
+   * SYSTEM_RESET and SYSTEM_RESET2 (DEN0022): PSCI decides, the backend resets the machine and then
+   * has the toolstack reset every layer's state for the VM (Hypervisor.resetDomain, which calls reset()
+   * here). The vCPU states go back to boot here too, so that a VM without a backend behaves the same.
+   */
   private systemReset(call: SmcCall, res: SmcResult, reason: string): HandlerReturn {
     if (this.memProtect && this.memory) wipe(this.memory);
-    this.state.fill(VCPU_OFF);
-    this.state[0] = VCPU_ON;
+    this.reset();
     this.power?.systemReset(call.vcpu, reason);
     res.halt();
+  }
+
+  /**
+   * The VM restarts: vCPU 0 ON, every other vCPU OFF, no suspended state, and any CPU_ON still waiting for
+   * its physical answer is void. MEM_PROTECT stays as it is: its setting survives resets (DEN0022 §5.20;
+   * TF-A keeps it in non-volatile memory, plat_psci_ops write_mem_protect).
+   */
+  reset(): void {
+    this.boot++;
+    this.state.fill(VCPU_OFF);
+    this.state[0] = VCPU_ON;
   }
 
   /** SYSTEM_RESET2 (DEN0022 §5.18): bit 31 set = vendor type (none offered); architectural type 0 = WARM_RESET. */

@@ -25,8 +25,18 @@ export function writeStolenTime(memory: GuestMemory, base: bigint, vcpu: number,
 }
 
 export class PvTimeService implements ServiceInstance {
-  constructor(private readonly base: bigint, memory: GuestMemory | undefined, vcpus: number) {
-    if (memory) for (let v = 0; v < vcpus; v++) writeStolenTime(memory, base, v, 0n);
+  constructor(private readonly base: bigint, private readonly memory: GuestMemory | undefined, private readonly vcpus: number) {
+    this.reset();
+  }
+
+  /**
+   * A new VM, and a VM that restarts, find every record as revision 0, attributes 0, stolen time 0: the
+   * records are in the VM's RAM, which the previous boot could write, and a new boot counts stolen time
+   * from zero (KVM rewrites the record with zeros when the guest asks for it, kvm_init_stolen_time in
+   * arch/arm64/kvm/pvtime.c). The records' IPA is configuration and stays.
+   */
+  reset(): void {
+    if (this.memory) for (let v = 0; v < this.vcpus; v++) writeStolenTime(this.memory, this.base, v, 0n);
   }
 
   features(fid: number): number {

@@ -17,6 +17,10 @@ export const TRNG_VERSION_1_0 = 0x1_0000;
 const MAX_BITS_32 = 96;
 const MAX_BITS_64 = 192;
 
+/**
+ * No reset(): the service keeps nothing per boot. DEN0098 gives the caller no state (every TRNG_RND is
+ * answered on its own), and the entropy source and its budget belong to the secure world, shared by all VMs.
+ */
 export class TrngService implements ServiceInstance {
   private readonly implemented: Set<number>;
   private readonly uuid: [number, number, number, number] | null;
