@@ -2,7 +2,7 @@ import tseslint from "typescript-eslint";
 import layers from "./eslint-rules/layers.js";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "build/", "out/", ".cache/", "scratch/", "guests/**/build/", "web/dist/"] },
+  { ignores: ["node_modules/", "build/", "out/", ".cache/", "scratch/", "guests/**/build/", "web/dist/", "native/*/build/"] },
   ...tseslint.configs.recommended,
   {
     files: ["**/*.ts", "**/*.js", "**/*.mjs"],
@@ -14,5 +14,11 @@ export default tseslint.config(
       "@typescript-eslint/no-non-null-assertion": "off",
       "no-constant-condition": ["error", { checkLoops: false }],
     },
+  },
+  {
+    // The native addons' package entry points are CommonJS: npm loads them with require().
+    files: ["native/**/*.js"],
+    languageOptions: { sourceType: "commonjs" },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
   },
 );

@@ -165,6 +165,8 @@ export class QemuVm implements PowerPort {
   private epoch = 0;
   /** A reset is under way: only vCPU 0's HELLO of the next boot is taken; anything else is from before it. */
   private resetting = false;
+  /** The hypervisor's reset of the domain, while it is still running (a secure world that answers later). */
+  private domainReset: Promise<void> | null = null;
   private helloTimer: NodeJS.Timeout | null = null;
   /** Where this boot's number is in guest RAM (in the device tree's bootargs). */
   private bootDigitsAt: bigint | null = null;
@@ -420,13 +422,13 @@ export class QemuVm implements PowerPort {
     v.lastCounter = r.cntvct;
     this.localCalls += r.localCalls;
     if (r.aborts > 0n) this.onAborts(v, r);
-    if (r.wa2State !== 0) this.wa2?.(r.vcpu, r.wa2State === 2);
     if (this.resetting) {
-      // Requests from before the reset are dropped unanswered (their CPUs no longer exist); the next boot
-      // starts with vCPU 0's HELLO.
+      // Requests from before the reset are dropped unanswered (their CPUs no longer exist), and so is the
+      // state they carry; the next boot starts with vCPU 0's HELLO.
       if (!(r.type === REQ.HELLO && v.index === 0)) return;
       this.resetting = false;
     }
+    if (r.wa2State !== 0) this.wa2?.(r.vcpu, r.wa2State === 2);
     switch (r.type) {
       case REQ.HELLO:
         return this.onHello(v);
@@ -463,6 +465,18 @@ export class QemuVm implements PowerPort {
     if (v.index === 0 && this.helloTimer) {
       clearTimeout(this.helloTimer);
       this.helloTimer = null;
+    }
+    if (v.index === 0 && v.pendingStart === null && this.domainReset) {
+      // The hypervisor's reset of the domain is still under way (a secure world that answers later): the new
+      // boot starts when it is done.
+      const epoch = this.epoch;
+      void this.domainReset.then(() => {
+        if (!this.ending && this.epoch === epoch) {
+          this.onHello(v);
+          this.opts.poller.kick();
+        }
+      });
+      return;
     }
     if (v.index === 0 && v.pendingStart === null) {
       // QEMU has put the device tree back as it was at the first boot: this boot's number goes in its bootargs.
@@ -590,8 +604,12 @@ export class QemuVm implements PowerPort {
     const report = (res: Awaited<NonNullable<typeof r>>) => {
       if (!res.ok) this.opts.log?.(`${this.name}: reset: ${res.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`);
     };
-    if (r instanceof Promise) r.then(report, (e: unknown) => this.fail(`reset: ${e instanceof Error ? e.message : String(e)}`));
-    else if (r) report(r);
+    if (r instanceof Promise) {
+      const done: Promise<void> = r.then(report, (e: unknown) => this.fail(`reset: ${e instanceof Error ? e.message : String(e)}`)).finally(() => {
+        if (this.domainReset === done) this.domainReset = null;
+      });
+      this.domainReset = done;
+    } else if (r) report(r);
     const boot = this.boots;
     queueMicrotask(() => this.opts.onReset?.(boot));
   }
