@@ -4,7 +4,7 @@
  * as smcvisor's VMs.
  */
 import { spawn } from "node:child_process";
-import { findQemu } from "./paths.js";
+import { findQemu, qemuCommand } from "./paths.js";
 
 export interface BuiltinRun {
   /** The guest's console, line by line. */
@@ -19,7 +19,8 @@ export interface BuiltinRun {
 export function runBuiltin(args: readonly string[], opts: { stopWhen: (line: string) => boolean; timeoutMs?: number }): Promise<BuiltinRun> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const q = spawn(findQemu(), ["-M", "virt", "-cpu", "cortex-a57,pmu=off", "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const [command, argv] = qemuCommand(findQemu(), ["-M", "virt", "-cpu", "cortex-a57,pmu=off", "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio", ...args]);
+    const q = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] });
     const lines: string[] = [];
     let buf = "";
     let ms = 0;

@@ -24,6 +24,25 @@ export function findQemu(): string {
   return q;
 }
 
+let setpriv: boolean | null = null;
+
+/**
+ * The command that runs QEMU with `args`: through util-linux's `setpriv --pdeathsig KILL` where it exists
+ * (Debian: always, util-linux is essential), so that QEMU dies with the hypervisor process whatever way
+ * that ends. A VM must never outlive the hypervisor that contains it, running (and spinning) unserved.
+ */
+export function qemuCommand(qemu: string, args: readonly string[]): [string, string[]] {
+  if (setpriv === null) {
+    try {
+      execFileSync("setpriv", ["--pdeathsig", "KILL", "true"], { stdio: "ignore" });
+      setpriv = true;
+    } catch {
+      setpriv = false;
+    }
+  }
+  return setpriv ? ["setpriv", ["--pdeathsig", "KILL", "--", qemu, ...args]] : [qemu, [...args]];
+}
+
 /** Whether this machine can run QEMU guests (tests skip with this reason otherwise). */
 export function qemuUnavailable(): string | null {
   try {

@@ -29,6 +29,7 @@ import { guestMap, VIRT } from "./guest-map.js";
 import { MappedGuestMemory } from "./guest-memory.js";
 import { kernelFootprint, layoutFor, MACHINE_RAM_BASE, SHIM_REGION, SHIM_SIZE, type Layout } from "./layout.js";
 import type { Poller } from "./poller.js";
+import { qemuCommand } from "./paths.js";
 import { SharedRam } from "./shared-ram.js";
 import { buildStage2 } from "./stage2.js";
 
@@ -140,6 +141,7 @@ class VcpuChannel {
   /** Doorbell bytes and requests in the current second, for storm detection. */
   bells = 0;
   requests = 0;
+  totalBells = 0;
   windowStart = 0;
 
   constructor(readonly index: number, readonly socketPath: string) {}
@@ -268,7 +270,8 @@ export class QemuVm implements PowerPort {
       return;
     }
     if (this.ending) return;
-    const child = spawn(this.opts.qemu, this.qemuArgs(), { cwd: this.opts.runDir, stdio: ["ignore", "pipe", "pipe"] });
+    const [command, args] = qemuCommand(this.opts.qemu, this.qemuArgs());
+    const child = spawn(command, args, { cwd: this.opts.runDir, stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     child.stdout!.setEncoding("utf8");
     child.stdout!.on("data", (s: string) => this.onConsole(s));
@@ -363,6 +366,7 @@ export class QemuVm implements PowerPort {
   doorbellRang(vcpu: number, bytes: number): void {
     const v = this.vcpus[vcpu];
     if (!v || this.ending) return;
+    v.totalBells += bytes;
     const now = Date.now();
     if (now - v.windowStart > 1000) {
       v.windowStart = now;
