@@ -52,37 +52,94 @@ export interface Request {
 
 export type DecodeResult = { ok: true; request: Request } | { ok: false; reason: string };
 
-/** Decodes one request frame (a private copy of the mailbox's bytes); anything malformed is a reason, never an exception. */
+/**
+ * One vCPU's request, as the hypervisor holds it: a private copy of the mailbox's frame (taken once, so the
+ * shim cannot change what is checked or used after the checks) and views of its fields, without an
+ * allocation per request. `words` is x0..x17 as the router's 36-word register view, which the router
+ * overwrites with the results and the RETURN reply carries back.
+ */
+export class RequestFrame {
+  readonly bytes = new Uint8Array(REQUEST_SIZE);
+  private readonly v = new DataView(this.bytes.buffer);
+  readonly words = new Uint32Array(this.bytes.buffer, 80, 36);
+
+  /** Copies a frame in and checks it: null, or what is wrong with it. */
+  load(from: Uint8Array, vcpus: number): string | null {
+    if (from.length !== REQUEST_SIZE) return `request frame of ${from.length} bytes (want ${REQUEST_SIZE})`;
+    this.bytes.set(from);
+    const v = this.v;
+    const magic = v.getUint32(0, true);
+    if (magic !== MAGIC) return `bad magic 0x${magic.toString(16)}`;
+    const version = v.getUint16(4, true);
+    if (version !== VERSION) return `protocol version ${version} (want ${VERSION})`;
+    const type = v.getUint16(6, true);
+    if (type < REQ.HELLO || type > REQ.UNEXPECTED) return `unknown request type ${type}`;
+    const vcpu = v.getUint32(8, true);
+    if (vcpu >= vcpus) return `vCPU ${vcpu} does not exist (the VM has ${vcpus})`;
+    if (v.getUint32(60, true) !== 0 || v.getUint32(56, true) > 2) return `WORKAROUND_2 state ${v.getBigUint64(56, true)} (want 0, 1 or 2)`;
+    return null;
+  }
+
+  get type(): number {
+    return this.v.getUint16(6, true);
+  }
+  get vcpu(): number {
+    return this.v.getUint32(8, true);
+  }
+  get esr(): number {
+    return this.v.getUint32(12, true);
+  }
+  get elr(): bigint {
+    return this.v.getBigUint64(16, true);
+  }
+  /** SPSR_EL2's low 32 bits (all of PSTATE the router needs). */
+  get spsr32(): number {
+    return this.v.getUint32(24, true);
+  }
+  get spsr(): bigint {
+    return this.v.getBigUint64(24, true);
+  }
+  get far(): bigint {
+    return this.v.getBigUint64(32, true);
+  }
+  get cntvct(): bigint {
+    return this.v.getBigUint64(40, true);
+  }
+  /** Calls the shim answered from its fast table since its previous request (a count, safe as a number). */
+  get localCalls(): number {
+    return this.v.getUint32(48, true) + this.v.getUint32(52, true) * 2 ** 32;
+  }
+  get wa2State(): number {
+    return this.v.getUint32(56, true);
+  }
+  get aborts(): number {
+    return this.v.getUint32(64, true) + this.v.getUint32(68, true) * 2 ** 32;
+  }
+  get abortIpa(): bigint {
+    return this.v.getBigUint64(72, true);
+  }
+}
+
+/** Decodes one request frame into a value (tests and tools; the hypervisor uses RequestFrame). */
 export function decodeRequest(frame: Uint8Array, vcpus: number): DecodeResult {
-  if (frame.length !== REQUEST_SIZE) return { ok: false, reason: `request frame of ${frame.length} bytes (want ${REQUEST_SIZE})` };
-  const v = new DataView(frame.buffer, frame.byteOffset, frame.length);
-  const magic = v.getUint32(0, true);
-  if (magic !== MAGIC) return { ok: false, reason: `bad magic 0x${magic.toString(16)}` };
-  const version = v.getUint16(4, true);
-  if (version !== VERSION) return { ok: false, reason: `protocol version ${version} (want ${VERSION})` };
-  const type = v.getUint16(6, true);
-  if (type < REQ.HELLO || type > REQ.UNEXPECTED) return { ok: false, reason: `unknown request type ${type}` };
-  const vcpu = v.getUint32(8, true);
-  if (vcpu >= vcpus) return { ok: false, reason: `vCPU ${vcpu} does not exist (the VM has ${vcpus})` };
-  const wa2 = v.getBigUint64(56, true);
-  if (wa2 > 2n) return { ok: false, reason: `WORKAROUND_2 state ${wa2} (want 0, 1 or 2)` };
-  const words = new Uint32Array(36);
-  for (let i = 0; i < 36; i++) words[i] = v.getUint32(80 + 4 * i, true);
+  const f = new RequestFrame();
+  const bad = f.load(frame, vcpus);
+  if (bad !== null) return { ok: false, reason: bad };
   return {
     ok: true,
     request: {
-      type,
-      vcpu,
-      esr: v.getUint32(12, true),
-      elr: v.getBigUint64(16, true),
-      spsr: v.getBigUint64(24, true),
-      far: v.getBigUint64(32, true),
-      cntvct: v.getBigUint64(40, true),
-      localCalls: v.getBigUint64(48, true),
-      wa2State: Number(wa2),
-      aborts: v.getBigUint64(64, true),
-      abortIpa: v.getBigUint64(72, true),
-      words,
+      type: f.type,
+      vcpu: f.vcpu,
+      esr: f.esr,
+      elr: f.elr,
+      spsr: f.spsr,
+      far: f.far,
+      cntvct: f.cntvct,
+      localCalls: BigInt(f.localCalls),
+      wa2State: f.wa2State,
+      aborts: BigInt(f.aborts),
+      abortIpa: f.abortIpa,
+      words: f.words.slice(),
     },
   };
 }
@@ -97,10 +154,40 @@ export interface Reply {
   readonly regs?: readonly bigint[] | Uint32Array;
 }
 
-/** Writes a reply frame into `out` (REPLY_SIZE bytes; a mailbox's reply area or a test buffer). */
+/** Writes a reply frame into `out` (REPLY_SIZE bytes at a 4-byte aligned offset: a mailbox's reply area or a test buffer). */
 export function writeReply(out: Uint8Array, r: Reply): void {
   const v = new DataView(out.buffer, out.byteOffset, REPLY_SIZE);
   out.fill(0, 0, REPLY_SIZE);
+  writeReplyTo(v, out, r);
+}
+
+/** A mailbox's reply area, with its views made once (the hypervisor writes one reply per request). */
+export class ReplyArea {
+  private readonly v: DataView;
+  private readonly regs: Uint32Array;
+  constructor(private readonly out: Uint8Array) {
+    this.v = new DataView(out.buffer, out.byteOffset, REPLY_SIZE);
+    this.regs = new Uint32Array(out.buffer, out.byteOffset + 40, 36);
+  }
+  write(r: Reply): void {
+    if (r.regs instanceof Uint32Array && r.regs.length === 36) {
+      // The hot case, a RETURN with the router's registers: header fields, then all 36 words at once.
+      this.out.fill(0, 0, 40);
+      const v = this.v;
+      v.setUint32(0, MAGIC, true);
+      v.setUint16(4, VERSION, true);
+      v.setUint16(6, r.type, true);
+      v.setUint32(8, r.count ?? 0, true);
+      v.setUint32(12, r.advance ?? 0, true);
+      this.regs.set(r.regs);
+      return;
+    }
+    this.out.fill(0, 0, REPLY_SIZE);
+    writeReplyTo(this.v, this.out, r);
+  }
+}
+
+function writeReplyTo(v: DataView, out: Uint8Array, r: Reply): void {
   v.setUint32(0, MAGIC, true);
   v.setUint16(4, VERSION, true);
   v.setUint16(6, r.type, true);
@@ -114,6 +201,7 @@ export function writeReply(out: Uint8Array, r: Reply): void {
   } else if (regs) {
     regs.slice(0, 18).forEach((x, i) => v.setBigUint64(40 + 8 * i, BigInt.asUintN(64, x), true));
   }
+  void out;
 }
 
 export function encodeReply(r: Reply): Uint8Array {

@@ -27,6 +27,8 @@ export const DEFAULT_POLL_SPIN_NS = 50_000;
 
 export class Poller {
   private readonly members = new Set<Pollable>();
+  /** The members as an array, for the scan loop (no iterator or copy per scan). */
+  private list: Pollable[] = [];
   private running = false;
   private resumeScheduled = false;
   readonly spinNs: number;
@@ -41,10 +43,12 @@ export class Poller {
 
   add(m: Pollable): void {
     this.members.add(m);
+    this.list = [...this.members];
   }
 
   remove(m: Pollable): void {
     this.members.delete(m);
+    this.list = [...this.members];
     m.setPolling(false);
   }
 
@@ -61,8 +65,10 @@ export class Poller {
   }
 
   private scan(): boolean {
+    // A member removed during the scan (its VM ended) is still polled once: poll() of an ended VM is a no-op.
+    const list = this.list;
     let any = false;
-    for (const m of [...this.members]) if (m.poll()) any = true;
+    for (let i = 0; i < list.length; i++) if (list[i]!.poll()) any = true;
     return any;
   }
 

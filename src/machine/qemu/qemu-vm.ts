@@ -22,7 +22,7 @@ import { OUTCOME_BAD_TRAP, OUTCOME_HALT, OUTCOME_SKIP, OUTCOME_UNDEF, pcAdvance 
 import { ArchService } from "../../services/arch/arch.js";
 import { legacyIds } from "../../services/psci/psci.js";
 import { mpidrOf } from "../../services/psci/topology.js";
-import { decodeRequest, encodeHostPage, fastKey, MAILBOX, mailboxOffset, REPLY_SIZE, REQ, REQUEST_SIZE, RESUME_AARCH32, RESUME_WFI, RSP, writeReply, type Reply, type Request } from "./channel.js";
+import { encodeHostPage, fastKey, MAILBOX, mailboxOffset, ReplyArea, REPLY_SIZE, REQ, RequestFrame, REQUEST_SIZE, RESUME_AARCH32, RESUME_WFI, RSP, type Reply } from "./channel.js";
 import { buildDtb, type DtPsci } from "./dtb.js";
 import { fastAnswersFor } from "./fast-path.js";
 import { guestMap, VIRT } from "./guest-map.js";
@@ -123,8 +123,11 @@ interface Outgoing {
 class VcpuChannel {
   /** The mailbox page: its sequence words, as 32-bit words. */
   words!: Int32Array;
+  /** The mailbox's request frame (shared with the shim: read once, into `frame`). */
   request!: Uint8Array;
-  reply!: Uint8Array;
+  reply!: ReplyArea;
+  /** The request being handled, copied out of the mailbox. */
+  readonly frame = new RequestFrame();
   /** The last request sequence number taken from the mailbox. */
   seen = 0;
   socket: Socket | null = null;
@@ -137,7 +140,8 @@ class VcpuChannel {
   halt: Halt | null = null;
   /** Entry and context from the virtual CPU_ON that is starting this vCPU. */
   pendingStart: { entry: bigint; context: bigint } | null = null;
-  lastCounter = 0n;
+  /** The request whose CNTVCT_EL0 (in `frame`) is the vCPU's time now (PTP and PV time read it, rarely). */
+  counterAt = -1;
   /** Doorbell bytes and requests in the current second, for storm detection. */
   bells = 0;
   requests = 0;
@@ -185,14 +189,17 @@ export class QemuVm implements PowerPort {
       const page = mailboxOffset(i);
       v.words = new Int32Array(this.ram.bytes.buffer, page, 4);
       v.request = this.ram.view(page + MAILBOX.request, REQUEST_SIZE);
-      v.reply = this.ram.view(page + MAILBOX.reply, REPLY_SIZE);
+      v.reply = new ReplyArea(this.ram.view(page + MAILBOX.reply, REPLY_SIZE));
       this.vcpus.push(v);
     }
     const epochOffset = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
     this.time = {
       wallClockNs: () => process.hrtime.bigint() + epochOffset,
       // CNTVOFF_EL2 is 0, so the virtual and physical counters agree; the value is the one at the trap.
-      counter: (vcpu) => this.vcpus[vcpu]?.lastCounter ?? 0n,
+      counter: (vcpu) => {
+        const v = this.vcpus[vcpu];
+        return v && v.counterAt === v.seen ? v.frame.cntvct : 0n;
+      },
     };
     this.exited = new Promise((r) => (this.resolveExit = r));
   }
@@ -417,22 +424,22 @@ export class QemuVm implements PowerPort {
     if (seq !== ((v.seen + 1) >>> 0)) return this.fail(`vCPU ${v.index}: protocol error: request ${seq} after ${v.seen}`);
     v.seen = seq;
     v.requests++;
-    if (DEBUG) console.error(`[${this.name}] vCPU ${v.index} request ${seq} type ${v.request[6]} fid 0x${(new DataView(v.request.buffer, v.request.byteOffset).getUint32(80, true)).toString(16)}`);
-    // A private copy: the shim cannot change what is decoded after the checks.
-    const d = decodeRequest(v.request.slice(), this.vcpus.length);
-    if (!d.ok) return this.fail(`vCPU ${v.index}: protocol error: ${d.reason}`);
-    const r = d.request;
+    const r = v.frame;
+    const bad = r.load(v.request, this.vcpus.length);
+    if (bad !== null) return this.fail(`vCPU ${v.index}: protocol error: ${bad}`);
     if (r.vcpu !== v.index) return this.fail(`vCPU ${v.index}: protocol error: frame names vCPU ${r.vcpu}`);
-    v.lastCounter = r.cntvct;
-    this.localCalls += r.localCalls;
-    if (r.aborts > 0n) this.onAborts(v, r);
+    if (DEBUG) console.error(`[${this.name}] vCPU ${v.index} request ${seq} type ${r.type} x0 0x${r.words[0]!.toString(16)}`);
+    v.counterAt = seq;
+    const local = r.localCalls;
+    if (local !== 0) this.localCalls += BigInt(local);
+    if (r.aborts !== 0) this.onAborts(v, r);
     if (this.resetting) {
       // Requests from before the reset are dropped unanswered (their CPUs no longer exist), and so is the
       // state they carry; the next boot starts with vCPU 0's HELLO.
       if (!(r.type === REQ.HELLO && v.index === 0)) return;
       this.resetting = false;
     }
-    if (r.wa2State !== 0) this.wa2?.(r.vcpu, r.wa2State === 2);
+    if (r.wa2State !== 0) this.wa2?.(v.index, r.wa2State === 2);
     switch (r.type) {
       case REQ.HELLO:
         return this.onHello(v);
@@ -459,8 +466,8 @@ export class QemuVm implements PowerPort {
     }
   }
 
-  private onAborts(v: VcpuChannel, r: Request): void {
-    this.aborts += r.aborts;
+  private onAborts(v: VcpuChannel, r: RequestFrame): void {
+    this.aborts += BigInt(r.aborts);
     this.opts.log?.(`${this.name}: vCPU ${v.index}: ${r.aborts} access(es) outside the VM's memory map refused (last at IPA 0x${r.abortIpa.toString(16)}): synchronous external abort injected`);
   }
 
@@ -498,7 +505,7 @@ export class QemuVm implements PowerPort {
     this.flush(v);
   }
 
-  private onTrap(v: VcpuChannel, r: Request): void {
+  private onTrap(v: VcpuChannel, r: RequestFrame): void {
     if (v.busy || v.awaiting) return this.fail(`vCPU ${v.index}: protocol error: a trap while its previous call is open`);
     const domain = this.domain;
     if (!domain) return this.fail("no domain attached");
@@ -508,7 +515,7 @@ export class QemuVm implements PowerPort {
     const epoch = this.epoch;
     let outcome: number | Promise<number>;
     try {
-      outcome = domain.trap(v.index, r.words, r.esr, Number(r.spsr & 0xffff_ffffn));
+      outcome = domain.trap(v.index, r.words, r.esr, r.spsr32);
     } catch (e) {
       return this.fail(`vCPU ${v.index}: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -524,7 +531,7 @@ export class QemuVm implements PowerPort {
     );
   }
 
-  private finishTrap(v: VcpuChannel, r: Request, outcome: number): void {
+  private finishTrap(v: VcpuChannel, r: RequestFrame, outcome: number): void {
     if (this.ending) return;
     v.busy = false;
     const out = v.outbox;
@@ -578,7 +585,7 @@ export class QemuVm implements PowerPort {
     if (!this.ram.mapped) return;
     if (reply.type === RSP.PHYS_SMC) v.awaiting = o ?? { reply };
     if (reply.type === RSP.SYSTEM_RESET) this.beginReset(v);
-    writeReply(v.reply, reply);
+    v.reply.write(reply);
     Atomics.store(v.words, MAILBOX.rspSeq / 4, v.seen | 0);
     if (DEBUG) console.error(`[${this.name}] vCPU ${v.index} reply ${v.seen} type ${reply.type} sleeping ${Atomics.load(v.words, MAILBOX.sleeping / 4)}`);
     if (Atomics.load(v.words, MAILBOX.sleeping / 4) !== 0) {
