@@ -1,13 +1,16 @@
 /**
  * Platform benchmarks (ARCHITECTURE "Performance"): the same bare-metal loop of N `hvc` PSCI_VERSION calls
  * from EL1 under (a) QEMU's built-in PSCI, (b) the shim answering from its fast table with no host round
- * trip (the null trap: the limit of this design), (c) smcvisor's full path (shim → FIFO → Node router →
- * back); and Debian Linux's boot to its first userspace line under smcvisor against QEMU's built-in PSCI.
- * Times come from the guest's own counter (CNTVCT_EL0) or the host's clock, as ratios in one run.
+ * trip (the null trap: the limit of this design), (c) smcvisor's full path (shim → mailbox → Node router →
+ * back); two C round trips between host processes over the channel's notification mechanism
+ * (bench/native/pingpong.c: the doorbell socket alone, and the mailbox protocol); and Debian Linux's boot
+ * to its first userspace line under smcvisor against QEMU's built-in PSCI. Times come from the guest's own
+ * counter (CNTVCT_EL0) or the host's clock, as ratios in one run; the cases are interleaved per repetition.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ensureLinuxGuest } from "../guests/linux/guest.js";
 import { emptyReport, parseGuestLine, writeScriptImage } from "../src/machine/qemu/baremetal.js";
 import { QemuMachine } from "../src/machine/qemu/machine.js";
@@ -83,6 +86,23 @@ async function builtinBoot(kernel: string, initrd: string): Promise<number> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/** bench/native/pingpong.c, built with the host's C compiler into build/bench when missing or older than its source. */
+function pingpong(): string {
+  const src = join(import.meta.dirname, "native", "pingpong.c");
+  const out = join(import.meta.dirname, "..", "build", "bench", "pingpong");
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(dirname(out), { recursive: true });
+    execFileSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-o", out, src]);
+  }
+  return out;
+}
+
+/** ns per round trip of the C baseline `mode`. */
+function cPingPong(mode: "socket" | "mailbox", n: number): number {
+  const [, ns] = execFileSync(pingpong(), [mode, String(n)], { encoding: "utf8" }).trim().split(" ");
+  return Number(ns);
+}
+
 export async function platformBench(opts: { quick: boolean }): Promise<PlatformResult> {
   const dir = mkdtempSync(join(tmpdir(), "smcvisor-bench-"));
   try {
@@ -95,11 +115,13 @@ export async function platformBench(opts: { quick: boolean }): Promise<PlatformR
     };
     const fastImg = img(nFast), slowImg = img(nSlow);
     const reps = opts.quick ? 1 : 3;
-    const a: number[] = [], b: number[] = [], c: number[] = [];
+    const a: number[] = [], b: number[] = [], c: number[] = [], sock: number[] = [], mbox: number[] = [];
     for (let r = 0; r < reps; r++) {
       a.push(await builtinLoop(fastImg));
       b.push(await smcvisorLoop(fastImg, true));
       c.push(await smcvisorLoop(slowImg, false));
+      sock.push(cPingPong("socket", nSlow));
+      mbox.push(cPingPong("mailbox", nSlow * 5));
     }
     const linux = ensureLinuxGuest();
     const bootReps = opts.quick ? 1 : 3;
@@ -112,6 +134,8 @@ export async function platformBench(opts: { quick: boolean }): Promise<PlatformR
       { name: "(a) QEMU built-in PSCI, hvc at EL1", calls: nFast, nsPerCall: median(a) },
       { name: "(b) smcvisor shim fast table (null trap)", calls: nFast, nsPerCall: median(b) },
       { name: "(c) smcvisor full path (shim → Node → shim)", calls: nSlow, nsPerCall: median(c) },
+      { name: "C ping-pong between host processes, doorbell socket only", calls: nSlow, nsPerCall: median(sock) },
+      { name: "C ping-pong between host processes, the mailbox protocol", calls: nSlow * 5, nsPerCall: median(mbox) },
     ];
     return {
       loops,
@@ -123,6 +147,8 @@ export async function platformBench(opts: { quick: boolean }): Promise<PlatformR
         "null trap / QEMU built-in": median(b) / median(a),
         "full path / QEMU built-in": median(c) / median(a),
         "full path / null trap": median(c) / median(b),
+        "full path / C socket ping-pong (aim: 2x or less)": median(c.map((x, i) => x / sock[i]!)),
+        "full path / C mailbox ping-pong": median(c.map((x, i) => x / mbox[i]!)),
         "Linux boot smcvisor / built-in": median(bs) / median(bq),
       },
     };
