@@ -115,8 +115,11 @@ async function qemuDts(qemu: string, machineArgs: readonly string[], dir: string
   return stdout;
 }
 
-/** Dumps QEMU's device tree for `machineArgs` (once per shape), writes the guest's to `out` and returns its size. */
-export async function buildDtb(qemu: string, machineArgs: readonly string[], dir: string, out: string, o: DtOverrides): Promise<number> {
+/** Compiled guest trees by their source: a VM booted again (tests, benchmarks) skips dtc. */
+const compiled = new Map<string, Promise<Uint8Array>>();
+
+/** Dumps QEMU's device tree for `machineArgs` (once per shape), writes the guest's to `out` and returns it. */
+export async function buildDtb(qemu: string, machineArgs: readonly string[], dir: string, out: string, o: DtOverrides): Promise<Uint8Array> {
   const key = [qemu, ...machineArgs].join(" ");
   let dts = dumped.get(key);
   if (!dts) {
@@ -124,7 +127,18 @@ export async function buildDtb(qemu: string, machineArgs: readonly string[], dir
     dumped.set(key, dts);
     dts.catch(() => dumped.delete(key));
   }
-  await writeFile(`${dir}/guest.dts`, mergeDts(await dts, o));
-  await run("dtc", ["-q", "-I", "dts", "-O", "dtb", "-o", out, `${dir}/guest.dts`]);
-  return (await readFile(out)).length;
+  const source = mergeDts(await dts, o);
+  let blob = compiled.get(source);
+  if (!blob) {
+    blob = (async () => {
+      await writeFile(`${dir}/guest.dts`, source);
+      await run("dtc", ["-q", "-I", "dts", "-O", "dtb", "-o", `${dir}/guest.dtb.tmp`, `${dir}/guest.dts`]);
+      return new Uint8Array(await readFile(`${dir}/guest.dtb.tmp`));
+    })();
+    compiled.set(source, blob);
+    blob.catch(() => compiled.delete(source));
+  }
+  const dtb = await blob;
+  await writeFile(out, dtb);
+  return dtb;
 }

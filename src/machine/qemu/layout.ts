@@ -40,7 +40,7 @@ export interface Layout {
 export type LayoutResult = { ok: true; layout: Layout } | { ok: false; reason: string };
 
 /** The kernel's footprint: the arm64 Image header's image_size (offset 16) when it has one, else the file size. */
-export function kernelFootprint(image: Uint8Array): bigint {
+export function kernelFootprint(image: Uint8Array, fileSize = image.length): bigint {
   if (image.length >= 64) {
     const v = new DataView(image.buffer, image.byteOffset, 64);
     // "ARM\x64" at offset 56 marks an arm64 Image header.
@@ -49,7 +49,7 @@ export function kernelFootprint(image: Uint8Array): bigint {
       if (size > 0n) return size;
     }
   }
-  return BigInt(image.length);
+  return BigInt(fileSize);
 }
 
 const align = (v: bigint, a: bigint) => (v + a - 1n) & ~(a - 1n);

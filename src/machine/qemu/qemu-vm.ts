@@ -12,7 +12,7 @@
  * the run directory are removed on every exit path.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readSync, rmSync, statSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import type { Domain } from "../../hypervisor/hypervisor.js";
@@ -295,15 +295,15 @@ export class QemuVm implements PowerPort {
   private async prepare(): Promise<void> {
     const { image } = this.opts;
     const { base, size } = this.config.memory;
-    const kernel = readFileSync(image.kernel);
+    const kernel = readHeader(image.kernel);
     const initrdSize = image.initrd ? BigInt(statSync(image.initrd).size) : null;
     const map = guestMap(base, size, this.config.vcpus, this.gicVersion);
     const dtbPath = join(this.opts.runDir, "guest.dtb");
     // The device tree's size decides nothing but whether it fits: lay out with the limit, check after.
-    const l = layoutFor(base, size, kernelFootprint(kernel), 1n << 20n, initrdSize);
+    const l = layoutFor(base, size, kernelFootprint(kernel, statSync(image.kernel).size), 1n << 20n, initrdSize);
     if (!l.ok) throw new Error(l.reason);
     this.layout = l.layout;
-    const dtbSize = await buildDtb(this.opts.qemu, this.machineArgs(), this.opts.runDir, dtbPath, {
+    const dtb = await buildDtb(this.opts.qemu, this.machineArgs(), this.opts.runDir, dtbPath, {
       conduit: this.config.conduit === "hvc" ? "hvc" : "smc",
       bootargs: `${image.cmdline ?? ""} ${BOOT_ARG}${bootDigits(1)}`.trim(),
       initrd: l.layout.initrd !== null ? { start: l.layout.initrd, end: l.layout.initrdEnd! } : null,
@@ -311,8 +311,8 @@ export class QemuVm implements PowerPort {
       map,
       psci: this.dtPsci(),
     });
-    if (BigInt(dtbSize) > 1n << 20n) throw new Error(`the device tree is ${dtbSize} bytes (at most 1 MiB)`);
-    const at = readFileSync(dtbPath).indexOf(BOOT_ARG);
+    if (dtb.length > 1 << 20) throw new Error(`the device tree is ${dtb.length} bytes (at most 1 MiB)`);
+    const at = Buffer.from(dtb.buffer, dtb.byteOffset, dtb.length).indexOf(BOOT_ARG);
     this.bootDigitsAt = at < 0 ? null : l.layout.dtb + BigInt(at + BOOT_ARG.length);
     const s2 = buildStage2(map, MACHINE_RAM_BASE + BigInt(SHIM_REGION.stage2), SHIM_REGION.stage2Size);
     if (!s2.ok) throw new Error(`stage 2: ${s2.reason}`);
@@ -732,6 +732,17 @@ export class QemuVm implements PowerPort {
 }
 
 const RING = Buffer.from([1]);
+
+/** The first bytes of a file: enough for an arm64 Image header (the image itself is QEMU's to load). */
+function readHeader(path: string): Uint8Array {
+  const fd = openSync(path, "r");
+  try {
+    const b = new Uint8Array(64);
+    return b.subarray(0, readSync(fd, b, 0, 64, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
 const DEBUG = process.env.SMCVISOR_DEBUG_CHANNEL === "1";
 
 /** On the guest's kernel command line: the boot's number, so a guest can tell a reboot from the first boot. */
