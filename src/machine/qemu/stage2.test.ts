@@ -46,7 +46,7 @@ describe("stage-2 tables", () => {
     const s = build(3, 8, 3n << 30n);
     const shimEnd = MACHINE_RAM_BASE + SHIM_SIZE;
     fc.assert(
-      fc.property(fc.bigInt({ min: 0n, max: (1n << 39n) - 1n }), (ipa) => {
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 36n) - 1n }), (ipa) => {
         const t = translate(s, TABLES, ipa);
         return t === null || t.pa < MACHINE_RAM_BASE || t.pa >= shimEnd;
       }),
@@ -61,16 +61,19 @@ describe("stage-2 tables", () => {
     expect(s.tables.length % 4096).toBe(0);
     expect(s.tables.length).toBeLessThanOrEqual(SHIM_REGION.stage2Size);
     expect(s.vttbr & ((1n << 48n) - 1n)).toBe(TABLES);
-    expect(VTCR & 0x3fn).toBe(25n); // 39-bit IPA
-    expect((VTCR >> 6n) & 3n).toBe(1n); // start at level 1
+    expect(VTCR & 0x3fn).toBe(30n); // 34-bit IPA
+    expect((VTCR >> 6n) & 3n).toBe(0n); // start at level 2
     const bad = (regions: Parameters<typeof buildStage2>[0], room: number = SHIM_REGION.stage2Size) => {
       const r = buildStage2(regions, TABLES, room);
       return r.ok ? "ok" : r.reason;
     };
     expect(bad([{ name: "ram", ipa: 0x4000_1000n, pa: 0x4020_0000n, size: 0x20_0000n, kind: "ram" }])).toContain("not aligned");
     expect(bad([{ name: "dev", ipa: 0x900_0800n, pa: 0x900_0800n, size: 0x1000n, kind: "device" }])).toContain("not aligned");
-    expect(bad([{ name: "huge", ipa: 1n << 39n, pa: 0n, size: 0x20_0000n, kind: "ram" }])).toContain("39-bit");
+    expect(bad([{ name: "huge", ipa: 1n << 34n, pa: 0n, size: 0x20_0000n, kind: "ram" }])).toContain("34-bit");
     expect(bad([{ name: "a", ipa: 0x900_0000n, pa: 0x900_0000n, size: 0x1000n, kind: "device" }, { name: "b", ipa: 0x900_0000n, pa: 0x900_0000n, size: 0x1000n, kind: "device" }])).toContain("mapped twice");
     expect(bad(guestMap(MACHINE_RAM_BASE, 4n << 30n, 1, 2), 4096)).toContain("need more than 4096 bytes");
+    expect(bad(guestMap(MACHINE_RAM_BASE, 4n << 30n, 1, 2), 65536)).toContain("need more than 65536 bytes"); // the first table fits, its level-3 tables do not
+    const r = buildStage2(guestMap(MACHINE_RAM_BASE, 512n << 20n, 1, 2), TABLES + 4096n, SHIM_REGION.stage2Size);
+    expect(r.ok ? "ok" : r.reason).toContain("not aligned");
   });
 });
