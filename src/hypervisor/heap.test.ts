@@ -26,4 +26,23 @@ describe("the hypervisor heap", () => {
     h.free(again);
     expect(h.inUse).toBe(0);
   });
+
+  it("views a range of one allocated page in place, and nothing else (across pages, unallocated, outside the heap)", () => {
+    const h = new HypervisorHeap(HEAP_BASE, 4);
+    const a = h.alloc()!, b = h.alloc()!;
+    const v = h.view(a + 8n, 16)!;
+    v.set([1, 2, 3]);
+    expect([...h.read(a + 8n, 3)!]).toEqual([1, 2, 3]);
+    expect(h.view(a, PAGE)!.length).toBe(PAGE);
+    expect(h.view(a + BigInt(PAGE - 4), 8)).toBeNull();
+    expect(h.view(b + BigInt(PAGE), 4)).toBeNull();
+    expect(h.view(HEAP_BASE - 4n, 4)).toBeNull();
+    expect(h.view(HEAP_BASE + 4n * BigInt(PAGE), 4)).toBeNull();
+    h.free(b);
+    expect(h.view(b, 4)).toBeNull();
+    // Freeing what is not a heap page changes nothing.
+    h.free(HEAP_BASE - BigInt(PAGE));
+    h.free(HEAP_BASE + 100n * BigInt(PAGE));
+    expect(h.inUse).toBe(1);
+  });
 });

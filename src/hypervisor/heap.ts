@@ -8,20 +8,27 @@ export const HEAP_BASE = 0x8_0000_0000n;
 export const PAGE = 4096;
 
 export class HypervisorHeap implements PageHeap {
-  private readonly pages = new Map<number, Uint8Array>();
+  /** Allocated pages by index (null: free or never used). An array, not a Map: the mediator looks pages up on every call. */
+  private readonly pages: (Uint8Array | null)[] = [];
   private readonly free_: number[] = [];
   /** Buffers of freed pages, reused (zeroed) instead of allocating: a mediator allocates pages per call. */
   private readonly spare: Uint8Array[] = [];
   private next = 0;
+  private used = 0;
+  private readonly end: bigint;
 
-  constructor(readonly base: bigint = HEAP_BASE, readonly maxPages = 16384) {}
+  constructor(readonly base: bigint = HEAP_BASE, readonly maxPages = 16384) {
+    // Offsets inside the heap are 32-bit numbers (page index = offset >>> 12).
+    if (!Number.isInteger(maxPages) || maxPages < 0 || maxPages > 1 << 20) throw new RangeError("the hypervisor heap holds at most 2^20 pages (4 GiB)");
+    this.end = base + BigInt(maxPages * PAGE);
+  }
 
   get inUse(): number {
-    return this.pages.size;
+    return this.used;
   }
 
   contains(pa: bigint, length: number): boolean {
-    return pa >= this.base && pa + BigInt(length) <= this.base + BigInt(this.maxPages * PAGE);
+    return pa >= this.base && pa + BigInt(length) <= this.end;
   }
 
   alloc(): bigint | null {
@@ -29,37 +36,51 @@ export class HypervisorHeap implements PageHeap {
     if (index < 0) return null;
     const reused = this.spare.pop();
     // A page never shows one VM's data to the next user.
-    this.pages.set(index, reused ? reused.fill(0) : new Uint8Array(PAGE));
+    this.pages[index] = reused ? reused.fill(0) : new Uint8Array(PAGE);
+    this.used++;
     return this.base + BigInt(index * PAGE);
   }
 
   free(pa: bigint): void {
-    const index = Number((pa - this.base) / BigInt(PAGE));
-    const page = this.pages.get(index);
-    if (page && this.pages.delete(index)) {
-      this.free_.push(index);
-      if (this.spare.length < 256) this.spare.push(page);
-    }
+    if (!this.contains(pa, 1)) return;
+    const index = Number(pa - this.base) >>> 12;
+    const page = this.pages[index];
+    if (!page) return;
+    this.pages[index] = null;
+    this.used--;
+    this.free_.push(index);
+    if (this.spare.length < 256) this.spare.push(page);
   }
 
   read(pa: bigint, length: number): Uint8Array | null {
     const out = new Uint8Array(length);
-    return this.copy(pa, length, (page, off, n, done) => out.set(page.subarray(off, off + n), done)) ? out : null;
+    return this.copy(pa, out, true) ? out : null;
   }
 
   write(pa: bigint, data: Uint8Array): boolean {
-    return this.copy(pa, data.length, (page, off, n, done) => page.set(data.subarray(done, done + n), off));
+    return this.copy(pa, data, false);
   }
 
-  /** Walks allocated pages covering [pa, pa + length); false if any is not allocated. */
-  private copy(pa: bigint, length: number, each: (page: Uint8Array, off: number, n: number, done: number) => void): boolean {
+  /** [pa, pa + length) in place when it lies in one allocated page: the page is the hypervisor's, no VM can change it. */
+  view(pa: bigint, length: number): Uint8Array | null {
+    if (length < 0 || !this.contains(pa, length)) return null;
+    const rel = Number(pa - this.base);
+    const off = rel & (PAGE - 1);
+    const page = this.pages[rel >>> 12];
+    return page && off + length <= PAGE ? page.subarray(off, off + length) : null;
+  }
+
+  /** Copies between `buf` and the allocated pages covering [pa, pa + buf.length); false if any is not allocated. */
+  private copy(pa: bigint, buf: Uint8Array, out: boolean): boolean {
+    const length = buf.length;
     if (!this.contains(pa, length)) return false;
     let rel = Number(pa - this.base), done = 0;
     while (done < length) {
-      const page = this.pages.get(Math.floor(rel / PAGE));
+      const page = this.pages[rel >>> 12];
       if (!page) return false;
-      const off = rel % PAGE, n = Math.min(PAGE - off, length - done);
-      each(page, off, n, done);
+      const off = rel & (PAGE - 1), n = Math.min(PAGE - off, length - done);
+      if (out) buf.set(page.subarray(off, off + n), done);
+      else page.set(buf.subarray(done, done + n), off);
       done += n;
       rel += n;
     }
