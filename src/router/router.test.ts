@@ -277,6 +277,65 @@ describe("forwarding and the hypervisor's own calls", () => {
     expect(e).toMatchObject({ vm: "hypervisor", conduit: "hypervisor", origin: "vCPU power-on", fid: 0xc400_0003, action: "forward" });
   });
 
+  it("a standing channel makes the same calls as hypervisorCall: origin, on whose behalf, trace event, registers in and out", () => {
+    const seen: { origin: CallOrigin; args: number[] }[] = [];
+    const monitor: CallTarget = {
+      handle(call, res, origin) {
+        seen.push({ origin, args: [call.fid, call.w(1), call.w(7), call.hi(1)] });
+        res.ret(7);
+        res.set(1, call.w(1) + 1);
+      },
+    };
+    const { m } = machine(V12, { monitor });
+    const ch = m.hypervisor.router.hypervisorChannel("optee mediator for dom0", { vmName: "dom0", vcpu: 0 });
+    for (const a1 of [41, 99]) {
+      ch.regs[0] = 0x3200_0004;
+      ch.regs[2] = a1;
+      ch.regs[14] = 5;
+      expect(ch.call()).toBeUndefined();
+      // Results in x0-x3 (x2, x3 zero: written), the other registers as the caller left them; W results.
+      expect([ch.regs[0], ch.regs[2], ch.regs[4], ch.regs[14], ch.regs[1], ch.regs[3]]).toEqual([7, a1 + 1, 0, 5, 0, 0]);
+      expect(m.trace.latest()).toMatchObject({ vm: "hypervisor", conduit: "hypervisor", origin: "optee mediator for dom0", fid: 0x3200_0004, action: "forward", x0: 7n });
+    }
+    const ours = seen.filter((c) => c.args[0] === 0x3200_0004);
+    expect(ours.map((c) => c.args)).toEqual([[0x3200_0004, 41, 5, 0], [0x3200_0004, 99, 5, 0]]);
+    expect(ours[0]!.origin).toEqual({ vmId: 0, vmName: "hypervisor", vcpu: 0, onBehalfOf: { vmName: "dom0", vcpu: 0 } });
+  });
+
+  it("a channel whose secure world answers later settles its promise with the results, and carries one call at a time", async () => {
+    let answer: (() => void) | null = null;
+    const monitor: CallTarget = {
+      handle(call, res) {
+        // The OP-TEE mediator's probe at start-up is answered at once.
+        if (call.fid !== 0x8400_0000) return res.ret(-1);
+        return new Promise<void>((resolve) => {
+          answer = () => {
+            res.ret(call.w(1) * 2);
+            resolve();
+          };
+        });
+      },
+    };
+    const { m } = machine(V12, { monitor });
+    const ch = m.hypervisor.router.hypervisorChannel("later");
+    ch.regs[0] = 0x8400_0000;
+    ch.regs[2] = 21;
+    const p = ch.call();
+    expect(p).toBeInstanceOf(Promise);
+    expect(() => ch.call()).toThrow("one call at a time");
+    answer!();
+    await p;
+    expect(ch.regs[0]).toBe(42);
+    expect(m.trace.latest()).toMatchObject({ origin: "later", fid: 0x8400_0000, x0: 42n });
+    // x0 holds the last result: the next call's function ID is written again.
+    ch.regs[0] = 0x8400_0000;
+    ch.regs[2] = 5;
+    const q = ch.call();
+    answer!();
+    await q;
+    expect(ch.regs[0]).toBe(10);
+  });
+
   it("matches a W-register constraint on the low half of an SMC64 argument", () => {
     const monitor: CallTarget = { handle: (_c, res) => res.ret(0) };
     const { m } = machine('vms:\n  dom0:\n    grants:\n      - { id: 0xc200000d, args: { w1: [33] }, action: forward }\n', { monitor });
