@@ -67,8 +67,21 @@ export const SILENT_ERRORS: ErrorSink = { handlerFailed() {} };
 export interface GuestMemory {
   readonly base: bigint;
   readonly size: bigint;
+  /** A copy of [ipa, ipa + length): what a checker reads, since the guest cannot change a copy. */
   read(ipa: bigint, length: number): Uint8Array | null;
   write(ipa: bigint, data: Uint8Array): boolean;
+  /**
+   * Optional, for backends that hold the VM's RAM in this process: [ipa, ipa + length) in place, without
+   * a copy (null outside the VM's RAM, as read). Writes through it reach the guest, and the guest may change
+   * it at any moment, so it serves only where a copy protects nothing: copying into a buffer of the
+   * hypervisor's own (the copy is then the one read), writing results, or a trusted application's view of
+   * shared memory, which OP-TEE too maps in place. Never check a guest-controlled value in a view and then
+   * use it again from the view (a time-of-check to time-of-use gap). The view lives no longer than the
+   * mapping behind it: once the VM's RAM is unmapped it may read as zero length, and users must not keep
+   * it beyond the call that took it, except where the VM's own call keeps it (a TA suspended in an RPC,
+   * whose view is used again only when that VM resumes it).
+   */
+  view?(ipa: bigint, length: number): Uint8Array | null;
 }
 
 /** Time as a VM sees it, for the KVM PTP call and PV time: host wall clock and the vCPU's counters. */

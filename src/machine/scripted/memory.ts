@@ -25,4 +25,10 @@ export class ArrayGuestMemory implements GuestMemory {
     this.bytes.set(data, o);
     return true;
   }
+
+  /** GuestMemory.view: the RAM itself, no copy. */
+  view(ipa: bigint, length: number): Uint8Array | null {
+    const o = this.offset(ipa, length);
+    return o === null ? null : this.bytes.subarray(o, o + length);
+  }
 }
