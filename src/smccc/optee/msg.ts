@@ -4,7 +4,7 @@
  *   param:  u64 attr, then a 24-byte union: value {u64 a, b, c} | tmem {u64 buf_ptr, size, shm_ref}
  *           | rmem {u64 offs, size, shm_ref}
  */
-import { MSG_HEADER_SIZE, MSG_PARAM_SIZE } from "./abi.js";
+import { MAX_PARAMS, MSG_HEADER_SIZE, MSG_PARAM_SIZE } from "./abi.js";
 
 export interface MsgParam {
   attr: bigint;
@@ -28,6 +28,112 @@ export interface MsgArg {
 
 export function msgSize(numParams: number): number {
   return MSG_HEADER_SIZE + MSG_PARAM_SIZE * numParams;
+}
+
+/** Header field offsets in struct optee_msg_arg. */
+export const MSG_CMD_OFFSET = 0;
+export const MSG_FUNC_OFFSET = 4;
+export const MSG_SESSION_OFFSET = 8;
+export const MSG_RET_OFFSET = 20;
+export const MSG_RET_ORIGIN_OFFSET = 24;
+export const MSG_NUM_PARAMS_OFFSET = 28;
+/** Field offsets inside a struct optee_msg_param: attr, then the union's three u64 (a, b, c). */
+export const PARAM_ATTR = 0;
+export const PARAM_A = 8;
+export const PARAM_B = 16;
+export const PARAM_C = 24;
+
+/** Offset of field `field` (PARAM_*) of parameter `i` in a message argument. */
+export function paramOffset(i: number, field: number): number {
+  return MSG_HEADER_SIZE + MSG_PARAM_SIZE * i + field;
+}
+
+/**
+ * A message argument held as the bytes its owner copied once (the mediator's checked copy, an OP-TEE
+ * thread's copy), read and written in place: 32-bit halves as numbers, a BigInt only where a whole 64-bit
+ * value is needed (an address, a cookie), no object per parameter. This is the hot path's codec;
+ * decodeMsg/encodeMsg are the readable one for drivers and tests.
+ *
+ * `numParams` is the count its owner read once and checked when it copied the argument; the num_params
+ * in the bytes is never read again (a double fetch: see decodeMsg).
+ */
+export class MsgBuf {
+  /** Room for the largest message (MAX_PARAMS parameters: one 4 KiB page). */
+  readonly bytes = new Uint8Array(msgSize(MAX_PARAMS));
+  private readonly dv = new DataView(this.bytes.buffer);
+  numParams = 0;
+
+  /** Bytes the message takes: the header and `numParams` parameters. */
+  get size(): number {
+    return MSG_HEADER_SIZE + MSG_PARAM_SIZE * this.numParams;
+  }
+
+  /** The message's bytes (a view, not a copy). */
+  get used(): Uint8Array {
+    return this.bytes.subarray(0, this.size);
+  }
+
+  u32(offset: number): number {
+    return this.dv.getUint32(offset, true);
+  }
+
+  setU32(offset: number, value: number): void {
+    this.dv.setUint32(offset, value >>> 0, true);
+  }
+
+  get cmd(): number {
+    return this.dv.getUint32(MSG_CMD_OFFSET, true);
+  }
+
+  /** The low and high 32 bits of parameter `i`'s field (PARAM_*). */
+  lo(i: number, field: number): number {
+    return this.dv.getUint32(MSG_HEADER_SIZE + MSG_PARAM_SIZE * i + field, true);
+  }
+
+  hi(i: number, field: number): number {
+    return this.dv.getUint32(MSG_HEADER_SIZE + MSG_PARAM_SIZE * i + field + 4, true);
+  }
+
+  /** A whole 64-bit field (allocates a BigInt: addresses and cookies only). */
+  big(i: number, field: number): bigint {
+    return this.dv.getBigUint64(MSG_HEADER_SIZE + MSG_PARAM_SIZE * i + field, true);
+  }
+
+  setBig(i: number, field: number, value: bigint): void {
+    this.dv.setBigUint64(MSG_HEADER_SIZE + MSG_PARAM_SIZE * i + field, BigInt.asUintN(64, value), true);
+  }
+
+  /** Sets a 64-bit field from its halves. */
+  set64(i: number, field: number, lo: number, hi: number): void {
+    const o = MSG_HEADER_SIZE + MSG_PARAM_SIZE * i + field;
+    this.dv.setUint32(o, lo >>> 0, true);
+    this.dv.setUint32(o + 4, hi >>> 0, true);
+  }
+
+  /** Parameter `i`'s type (attr bits 7:0). */
+  type(i: number): number {
+    return this.dv.getUint32(MSG_HEADER_SIZE + MSG_PARAM_SIZE * i, true) & 0xff;
+  }
+
+  /**
+   * A 64-bit field as a number: exact below 2^53, which covers every size and offset a check compares with
+   * a limit (anything larger is over every limit either way, rounded or not).
+   */
+  num(i: number, field: number): number {
+    return this.hi(i, field) * 0x1_0000_0000 + this.lo(i, field);
+  }
+}
+
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
+/** The UUID whose 16 octets (in string order) start at `offset` of `bytes`, as a string. */
+export function uuidFromBytes(bytes: Uint8Array, offset: number): string {
+  let s = "";
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) s += "-";
+    s += HEX[bytes[offset + i]!]!;
+  }
+  return s;
 }
 
 /** num_params from a header, without reading the rest. */
