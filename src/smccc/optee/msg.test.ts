@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { OPTEE_FUNCTIONS } from "../functions/optee.js";
 import { uuidBytes } from "../uuid.js";
 import { isRpc, MAX_PARAMS, MSG_HEADER_SIZE, OPTEE_RET, OPTEE_RPC_PREFIX, OPTEE_SMC, PAGE_SIZE } from "./abi.js";
-import { decodeMsg, encodeMsg, headerNumParams, msgSize, uuidFromValues, uuidToValues, type MsgArg } from "./msg.js";
+import { decodeMsg, encodeMsg, headerNumParams, MsgBuf, msgSize, PARAM_A, PARAM_ATTR, PARAM_B, PARAM_C, uuidFromBytes, uuidFromValues, uuidToValues, type MsgArg } from "./msg.js";
 
 const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
@@ -82,7 +82,64 @@ describe("struct optee_msg_arg codec", () => {
   });
 });
 
+describe("MsgBuf, the hot path's codec", () => {
+  const fields = [PARAM_ATTR, PARAM_A, PARAM_B, PARAM_C] as const;
+  const keys = ["attr", "a", "b", "c"] as const;
+
+  it("reads every field as decodeMsg does: halves, whole values, numbers below 2^53, types; and writes what encodeMsg would", () => {
+    fc.assert(
+      fc.property(msgArb, u64, (m, v) => {
+        const b = new MsgBuf();
+        b.bytes.set(encodeMsg(m));
+        b.numParams = m.params.length;
+        expect(b.size).toBe(msgSize(m.params.length));
+        expect(b.used).toEqual(encodeMsg(m));
+        expect([b.cmd, b.u32(4), b.u32(8), b.u32(12), b.u32(20), b.u32(24)]).toEqual([m.cmd, m.func, m.session, m.cancelId, m.ret, m.retOrigin]);
+        m.params.forEach((p, i) => {
+          fields.forEach((f, k) => {
+            const want = p[keys[k]];
+            expect(b.big(i, f)).toBe(want);
+            expect(b.lo(i, f)).toBe(Number(want & 0xffff_ffffn));
+            expect(b.hi(i, f)).toBe(Number(want >> 32n));
+            if (want < 1n << 53n) expect(b.num(i, f)).toBe(Number(want));
+          });
+          expect(b.type(i)).toBe(Number(p.attr & 0xffn));
+        });
+        if (m.params.length === 0) return;
+        // Writes, each field alone: the bytes are what encodeMsg makes of the changed message.
+        const i = m.params.length - 1;
+        b.setBig(i, PARAM_B, v);
+        b.set64(i, PARAM_C, Number(v & 0xffff_ffffn), Number(v >> 32n));
+        b.setU32(20, 0xffff_0006);
+        const changed = { ...m, ret: 0xffff_0006, params: m.params.map((p, k) => (k === i ? { ...p, b: v, c: v } : p)) };
+        expect(b.used).toEqual(encodeMsg(changed));
+      }),
+    );
+  });
+
+  it("its size is the checked count's, not the num_params in its bytes", () => {
+    const b = new MsgBuf();
+    b.bytes.set(encodeMsg({ cmd: 1, func: 0, session: 0, cancelId: 0, ret: 0, retOrigin: 0, params: [] }));
+    b.setU32(28, 127);
+    b.numParams = 2;
+    expect(b.size).toBe(msgSize(2));
+    expect(b.bytes.length).toBe(msgSize(MAX_PARAMS));
+  });
+});
+
 describe("UUIDs in OPEN_SESSION's META value parameters", () => {
+  it("uuidFromBytes reads the octets where a and b lie in a message, as uuidFromValues reads the values", () => {
+    fc.assert(
+      fc.property(fc.uuid(), fc.integer({ min: 0, max: 16 }), (u, at) => {
+        const [a, b] = uuidToValues(u);
+        const bytes = new Uint8Array(32 + at);
+        new DataView(bytes.buffer).setBigUint64(at, a, true);
+        new DataView(bytes.buffer).setBigUint64(at + 8, b, true);
+        expect(uuidFromBytes(bytes, at)).toBe(uuidFromValues(a, b));
+      }),
+    );
+  });
+
   it("are the 16 bytes in string order, as Linux's export_uuid writes params[0].u.octets", () => {
     const uuid = "8aaaf200-2450-11e4-abe2-0002a5d5c51b";
     const [a, b] = uuidToValues(uuid);
