@@ -125,7 +125,7 @@ export class Hypervisor {
     });
     if (platform.tee?.os === "optee") {
       this.optee = new OpteeOs({
-        memory: { read: (pa, length) => this.normalRead(pa, length), write: (pa, data) => this.normalWrite(pa, data) },
+        memory: { read: (pa, length) => this.normalRead(pa, length), write: (pa, data) => this.normalWrite(pa, data), view: (pa, length) => this.normalView(pa, length) },
         tas: defaultTas(),
         threads: platform.tee.threads,
         maxGuests: platform.tee.maxGuests,
@@ -173,6 +173,7 @@ export class Hypervisor {
         const low = (x: { regs: readonly bigint[] }) => x.regs.slice(0, 8).map((v) => Number(v & 0xffff_ffffn));
         return r instanceof Promise ? r.then(low) : low(r);
       },
+      secureChannel: (origin, vm) => this.router.hypervisorChannel(origin, { vmName: vm, vcpu: 0 }),
       memory: (vm) => this.ports.get(vm)?.memory,
       ipaToPa: (vm, ipa, length) => this.platform.memoryMap.ipaToPa(vm, ipa, length),
       heap: this.heap,
@@ -191,6 +192,17 @@ export class Hypervisor {
     if (this.heap.contains(pa, data.length)) return this.heap.write(pa, data);
     const c = this.platform.memoryMap.classify(pa, BigInt(data.length));
     return c.kind === "vm" ? (this.ports.get(c.vm)?.memory?.write(c.ipa, data) ?? false) : false;
+  }
+
+  /**
+   * Normal-world memory in place, as OP-TEE maps it: a hypervisor page (a shadow argument), or a VM's RAM
+   * when its backend offers views (GuestMemory.view). Null when the range is neither, or cannot be viewed
+   * in one piece: the OS then copies with normalRead/normalWrite.
+   */
+  private normalView(pa: bigint, length: number): Uint8Array | null {
+    if (this.heap.contains(pa, length)) return this.heap.view(pa, length);
+    const c = this.platform.memoryMap.classify(pa, BigInt(length));
+    return c.kind === "vm" ? (this.ports.get(c.vm)?.memory?.view?.(c.ipa, length) ?? null) : null;
   }
 
   /**

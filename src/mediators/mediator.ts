@@ -16,7 +16,27 @@ export interface PageHeap {
   free(pa: bigint): void;
   read(pa: bigint, length: number): Uint8Array | null;
   write(pa: bigint, data: Uint8Array): boolean;
+  /** Optional: [pa, pa + length) of one allocated page in place (null otherwise): no VM can change it. */
+  view?(pa: bigint, length: number): Uint8Array | null;
   readonly inUse: number;
+}
+
+/**
+ * A standing path for the secure calls a mediator makes while it serves a VM's call (its hot path): the
+ * origin is named and interned once, and the register file is reused, so a call allocates nothing.
+ */
+export interface SecureChannel {
+  /**
+   * The register file, x_n at [2n] (low 32 bits) and [2n + 1] (high): the caller writes the arguments of
+   * an SMC32 call in the low words of x0-x7, call() leaves the results there; registers the secure world
+   * does not write keep their values.
+   */
+  readonly regs: Uint32Array;
+  /**
+   * One SMC, traced as secureCall traces it. A promise when the secure world answers later; then the
+   * channel may not be used again before it settles.
+   */
+  call(): void | Promise<void>;
 }
 
 /** What the hypervisor gives a mediator. */
@@ -26,6 +46,8 @@ export interface MediatorHost {
    * `vm` names the VM it is made for.
    */
   secureCall(origin: string, vm: string | null, regs: readonly number[]): number[] | Promise<number[]>;
+  /** Optional: the same calls for `vm` through a standing channel (see SecureChannel); else secureCall serves. */
+  secureChannel?(origin: string, vm: string): SecureChannel;
   /** A VM's RAM by IPA. */
   memory(vm: string): GuestMemory | undefined;
   /** A VM's IPA range as platform physical address, or null unless it is all the VM's own RAM. */

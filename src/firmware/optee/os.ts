@@ -14,9 +14,9 @@ import {
   ATTR,
   ATTR_META,
   ATTR_NONCONTIG,
-  ATTR_TYPE_MASK,
   MAX_PARAMS,
   MSG_CMD,
+  MSG_HEADER_SIZE,
   NSEC_CAP_UNIPROCESSOR,
   OPTEE_MSG_REVISION,
   OPTEE_MSG_UID,
@@ -32,13 +32,33 @@ import {
   SEC_CAP,
   TEEC,
 } from "../../smccc/optee/abi.js";
-import { decodeMsg, encodeMsg, headerNumParams, msgSize, uuidFromValues, type MsgArg, type MsgParam } from "../../smccc/optee/msg.js";
+import {
+  encodeMsg,
+  MSG_FUNC_OFFSET,
+  MSG_NUM_PARAMS_OFFSET,
+  MSG_RET_OFFSET,
+  MSG_RET_ORIGIN_OFFSET,
+  MSG_SESSION_OFFSET,
+  MsgBuf,
+  msgSize,
+  PARAM_A,
+  PARAM_ATTR,
+  PARAM_B,
+  PARAM_C,
+  paramOffset,
+  uuidFromBytes,
+} from "../../smccc/optee/msg.js";
 import type { RpcReply, RpcRequest, TaEnv, TaParam, TaParamType, TaResult, TrustedApp } from "./ta.js";
 
 /** Normal-world memory by physical address (VM RAM or the hypervisor's own pages), never secure memory. */
 export interface NormalMemory {
   read(pa: bigint, length: number): Uint8Array | null;
   write(pa: bigint, data: Uint8Array): boolean;
+  /**
+   * Optional: [pa, pa + length) in place, as OP-TEE maps normal-world memory (null when it cannot be viewed
+   * in one piece; read and write serve then). The normal world may change it at any time.
+   */
+  view?(pa: bigint, length: number): Uint8Array | null;
 }
 
 export interface OpteeOsOptions {
@@ -62,10 +82,25 @@ export const MAX_MEMREF_BYTES = 64 << 20;
 /** The RPC argument OP-TEE allocates for its commands: a header and four parameters (THREAD_RPC_MAX_NUM_PARAMS). */
 const RPC_ARG_SIZE = msgSize(4);
 
+/** Pages of a buffer that are physically consecutive: bytes [start, start + length) of it are at pa. */
+interface Run {
+  readonly start: number;
+  readonly pa: bigint;
+  length: number;
+}
+
+/** A piece of a memref in physical memory. */
+interface Piece {
+  readonly pa: bigint;
+  readonly length: number;
+}
+
 interface ShmReg {
   readonly pages: readonly bigint[];
   readonly offset: number;
-  readonly size: bigint;
+  readonly size: number;
+  /** The pages as runs of consecutive ones, found once at registration: a memref inside one run is one piece. */
+  readonly runs: readonly Run[];
 }
 
 interface Session {
@@ -73,21 +108,31 @@ interface Session {
   readonly state: unknown;
 }
 
+/** An RPC argument buffer the normal world allocated for us (RPC ALLOC): its cookie, whole and in halves, and where it is. */
+interface RpcBuffer {
+  readonly cookie: bigint;
+  readonly hi: number;
+  readonly lo: number;
+  readonly pa: bigint;
+}
+
 interface Guest {
   readonly id: number;
   readonly sessions: Map<number, Session>;
   nextSession: number;
   readonly shm: Map<bigint, ShmReg>;
-  /** RPC argument buffers the normal world allocated for us and we keep (the shm cache): cookie → PA. */
-  readonly rpcCache: Map<bigint, bigint>;
+  /** RPC argument buffers the normal world allocated for us and we keep (the shm cache), by cookie. */
+  readonly rpcCache: Map<bigint, RpcBuffer>;
   shmCacheEnabled: boolean;
   contentKey: Uint8Array | null;
+  /** What its TAs' invocations get (made once: invocations run per call). */
+  readonly env: TaEnv;
 }
 
 type ThreadStep =
   | { kind: "alloc-rpc-arg"; then: RpcRequest }
-  | { kind: "cmd"; cookie: bigint; pa: bigint; request: RpcRequest }
-  | { kind: "free"; cookie: bigint; reply: RpcReply }
+  | { kind: "cmd"; buffer: RpcBuffer; request: RpcRequest }
+  | { kind: "free"; buffer: RpcBuffer; reply: RpcReply }
   | { kind: "preempt" };
 
 interface Thread {
@@ -95,17 +140,29 @@ interface Thread {
   guest: number;
   /** PA of the message argument of the call this thread serves. */
   argPa: bigint;
-  msg: MsgArg | null;
+  /** The thread's own copy of the argument (the slot's buffer, reused by the next call on the slot). */
+  msg: MsgBuf;
   /** The TA invocation in progress, resumed when the normal world returns from RPC. */
   gen: Generator<RpcRequest, TaResult, RpcReply> | null;
   taParams: TaParam[];
+  /** Per TA parameter: where a memref copied out of normal-world memory goes back (null: none, or in place). */
+  pieces: (Piece[] | null)[];
   session: Session | null;
   step: ThreadStep | null;
 }
 
+/** The RPC argument of OPTEE_RPC_CMD_GET_TIME as we send it: one VALUE_OUTPUT parameter, ret preset to GENERIC. */
+const GET_TIME_ARG = encodeMsg({ cmd: RPC_CMD.GET_TIME, func: 0, session: 0, cancelId: 0, ret: TEEC.ERROR_GENERIC, retOrigin: 0, params: [{ attr: BigInt(ATTR.VALUE_OUTPUT), a: 0n, b: 0n, c: 0n }] });
+
+const NO_BYTES = new Uint8Array(0);
+
 export class OpteeOs implements CallTarget {
   readonly guests = new Map<number, Guest>();
   private readonly threads: (Thread | null)[];
+  /** Each thread slot's message buffer, made once. */
+  private readonly msgBufs: MsgBuf[] = [];
+  /** Where the normal world's answer to an RPC command is copied before it is read. */
+  private readonly rpcAnswer = new MsgBuf();
   private readonly maxGuests: number;
   private readonly maxPages: number;
   private readonly tas = new Map<string, TrustedApp<unknown>>();
@@ -114,6 +171,7 @@ export class OpteeOs implements CallTarget {
 
   constructor(private readonly opts: OpteeOsOptions) {
     this.threads = new Array<Thread | null>(opts.threads ?? 8).fill(null);
+    for (let i = 0; i < this.threads.length; i++) this.msgBufs.push(new MsgBuf());
     this.maxGuests = opts.maxGuests ?? 4;
     this.maxPages = opts.maxPagesPerGuest ?? 16384;
     for (const ta of opts.tas) this.tas.set(ta.uuid, ta);
@@ -208,7 +266,8 @@ export class OpteeOs implements CallTarget {
 
   private vmCreated(id: number): number {
     if (id === 0 || this.guests.has(id) || this.guests.size >= this.maxGuests) return OPTEE_RET.ENOTAVAIL;
-    this.guests.set(id, { id, sessions: new Map(), nextSession: 1, shm: new Map(), rpcCache: new Map(), shmCacheEnabled: false, contentKey: null });
+    const g: Guest = { id, sessions: new Map(), nextSession: 1, shm: new Map(), rpcCache: new Map(), shmCacheEnabled: false, contentKey: null, env: this.env(id, () => g.contentKey, 0) };
+    this.guests.set(id, g);
     return OPTEE_RET.OK;
   }
 
@@ -235,11 +294,11 @@ export class OpteeOs implements CallTarget {
     if (this.threads.some((t) => t?.guest === client)) return res.ret(OPTEE_RET.EBUSY);
     g.shmCacheEnabled = false;
     // Hand back one cached buffer per call until none is left (optee_smc.h DISABLE_SHM_CACHE).
-    for (const [cookie] of g.rpcCache) {
-      g.rpcCache.delete(cookie);
+    for (const b of g.rpcCache.values()) {
+      g.rpcCache.delete(b.cookie);
       res.ret(OPTEE_RET.OK);
-      res.set(1, Number(cookie >> 32n));
-      return res.set(2, Number(cookie & 0xffff_ffffn));
+      res.set(1, b.hi);
+      return res.set(2, b.lo);
     }
     res.ret(OPTEE_RET.ENOTAVAIL);
   }
@@ -253,28 +312,53 @@ export class OpteeOs implements CallTarget {
     if (fid === OPTEE_SMC.RETURN_FROM_RPC) return this.returnFromRpc(g, call, res);
     // Any other yielding call takes a thread first, then std_smc_entry refuses what is not CALL_WITH_ARG
     // (thread_optee_smc.c): EBADCMD, CALL_WITH_RPC_ARG and CALL_WITH_REGD_ARG included (no RPC_ARG capability).
-    return this.callWithArg(g, fid, (BigInt(call.w(1)) << 32n) | BigInt(call.w(2)), res);
+    return this.callWithArg(g, fid, call.w(1), call.w(2), res);
   }
 
-  private callWithArg(g: Guest, fid: number, argPa: bigint, res: SmcResult): void {
+  private callWithArg(g: Guest, fid: number, argHi: number, argLo: number, res: SmcResult): void {
     const slot = this.threads.indexOf(null);
     if (slot < 0) {
       this.threadLimitHits++;
       return res.ret(OPTEE_RET.ETHREAD_LIMIT);
     }
     if (fid !== OPTEE_SMC.CALL_WITH_ARG) return res.ret(OPTEE_RET.EBADCMD);
-    const header = this.opts.memory.read(argPa, 32);
-    if (header === null || (argPa & 7n) !== 0n) return res.ret(OPTEE_RET.EBADADDR);
-    const n = headerNumParams(header);
+    if ((argLo & 7) !== 0) return res.ret(OPTEE_RET.EBADADDR);
+    const argPa = (BigInt(argHi) << 32n) | BigInt(argLo);
+    // The thread copies the argument once: the header, then exactly the parameters it announces, and works
+    // on its copy (num_params is read once, from the copy).
+    const msg = this.msgBufs[slot]!;
+    if (!this.copyIn(argPa, MSG_HEADER_SIZE, 0, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
+    const n = msg.u32(MSG_NUM_PARAMS_OFFSET);
     if (n > MAX_PARAMS) return res.ret(OPTEE_RET.EBADADDR);
-    const bytes = this.opts.memory.read(argPa, msgSize(n));
-    if (bytes === null) return res.ret(OPTEE_RET.EBADADDR);
-    const msg = decodeMsg(bytes, n);
+    // The whole argument must be normal memory; only the parameters are copied this time.
+    if (n > 0 && !this.copyIn(argPa, msgSize(n), MSG_HEADER_SIZE, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
+    msg.numParams = n;
     // entry_std.c: a command it does not know is an SMC-level error; the message is left as it was.
-    if (!KNOWN_CMDS.has(msg.cmd)) return res.ret(OPTEE_RET.EBADCMD);
-    const t: Thread = { id: slot, guest: g.id, argPa, msg, gen: null, taParams: [], session: null, step: null };
+    if (msg.cmd > MSG_CMD.UNREGISTER_SHM) return res.ret(OPTEE_RET.EBADCMD);
+    const t: Thread = { id: slot, guest: g.id, argPa, msg, gen: null, taParams: [], pieces: [], session: null, step: null };
     this.threads[slot] = t;
     this.run(g, t, null, res);
+  }
+
+  /**
+   * Copies bytes [skip, length) of normal-world memory at `pa` into `dest` from `skip` on; false unless
+   * all of [pa, pa + length) is normal memory. In place where the memory can be viewed, so the only copy
+   * is the one into `dest`.
+   */
+  private copyIn(pa: bigint, length: number, skip: number, dest: Uint8Array): boolean {
+    const m = this.opts.memory;
+    const src = (m.view ? m.view(pa, length) : null) ?? m.read(pa, length);
+    if (src === null || src.length !== length) return false;
+    dest.set(skip === 0 ? src : src.subarray(skip), skip);
+    return true;
+  }
+
+  private copyOut(pa: bigint, data: Uint8Array): boolean {
+    const m = this.opts.memory;
+    const dest = m.view ? m.view(pa, data.length) : null;
+    if (dest === null || dest.length !== data.length) return m.write(pa, data);
+    dest.set(data);
+    return true;
   }
 
   /**
@@ -282,62 +366,63 @@ export class OpteeOs implements CallTarget {
    * the RPC the thread was waiting for (null on the first run).
    */
   private run(g: Guest, t: Thread, reply: RpcReply | null, res: SmcResult): void {
-    const msg = t.msg!;
     if (t.gen === null) {
-      const outcome = this.start(g, t, msg);
-      if (outcome !== null) return this.finish(g, t, outcome, res);
+      const outcome = this.start(g, t, t.msg);
+      if (outcome !== null) return this.finish(t, outcome, res);
     }
     const r = reply === null ? t.gen!.next() : t.gen!.next(reply);
-    if (r.done) return this.finish(g, t, r.value, res);
+    if (r.done) return this.finish(t, r.value, res);
     const req = r.value;
     if (req.kind === "preempt") {
       t.step = { kind: "preempt" };
       return this.rpc(res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0, t.id);
     }
     // A command for the normal world needs an RPC argument buffer: a cached one, or a new allocation.
-    const cached = g.rpcCache.entries().next();
+    const cached = g.rpcCache.values().next();
     if (!cached.done) {
-      const [cookie, pa] = cached.value;
-      g.rpcCache.delete(cookie);
-      return this.sendCommand(t, cookie, pa, req, res);
+      g.rpcCache.delete(cached.value.cookie);
+      return this.sendCommand(t, cached.value, req, res);
     }
     t.step = { kind: "alloc-rpc-arg", then: req };
     return this.rpc(res, OPTEE_RPC_FUNC.ALLOC, RPC_ARG_SIZE, 0, t.id);
   }
 
   /** Starts the work of a message; returns its result now if it needs no TA invocation. */
-  private start(g: Guest, t: Thread, msg: MsgArg): TaResult | null {
+  private start(g: Guest, t: Thread, msg: MsgBuf): TaResult | null {
+    const n = msg.numParams;
     switch (msg.cmd) {
       case MSG_CMD.OPEN_SESSION: {
-        const [p0, p1] = msg.params;
-        if (!p0 || !p1 || !(p0.attr & BigInt(ATTR_META)) || !(p1.attr & BigInt(ATTR_META))) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
-        const ta = this.tas.get(uuidFromValues(p0.a, p0.b));
+        if (n < 2 || !(msg.lo(0, PARAM_ATTR) & ATTR_META) || !(msg.lo(1, PARAM_ATTR) & ATTR_META)) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
+        // The TA's UUID: the 16 octets of value a and b of parameter 0, in string order (tee_uuid_from_octets).
+        const ta = this.tas.get(uuidFromBytes(msg.bytes, paramOffset(0, PARAM_A)));
         if (!ta) return { result: TEEC.ERROR_ITEM_NOT_FOUND, origin: ORIGIN.TEE };
-        const params = this.taParams(g, msg.params.slice(2));
+        const pieces: (Piece[] | null)[] = [];
+        const params = this.taParams(g, msg, 2, pieces);
         if (typeof params === "number") return { result: params, origin: ORIGIN.TEE };
-        const opened = ta.open(params, this.env(g, Number(p1.c & 0xffff_ffffn)));
-        this.writeOutParams(g, msg.params.slice(2), params);
+        const opened = ta.open(params, this.env(g.id, g.env.contentKey, msg.lo(1, PARAM_C)));
+        this.writeOutParams(msg, 2, params, pieces);
         if (opened.result !== TEEC.SUCCESS) return { result: opened.result, origin: ORIGIN.TRUSTED_APP };
         const id = g.nextSession++;
         g.sessions.set(id, { ta, state: opened.state });
-        msg.session = id;
+        msg.setU32(MSG_SESSION_OFFSET, id);
         return { result: TEEC.SUCCESS, origin: ORIGIN.TRUSTED_APP };
       }
       case MSG_CMD.INVOKE_COMMAND: {
-        const s = g.sessions.get(msg.session);
+        const s = g.sessions.get(msg.u32(MSG_SESSION_OFFSET));
         if (!s) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
-        const params = this.taParams(g, msg.params);
+        const params = this.taParams(g, msg, 0, t.pieces);
         if (typeof params === "number") return { result: params, origin: ORIGIN.TEE };
         t.taParams = params;
         t.session = s;
-        t.gen = s.ta.invoke(s.state, msg.func, params, this.env(g, 0));
+        t.gen = s.ta.invoke(s.state, msg.u32(MSG_FUNC_OFFSET), params, g.env);
         return null;
       }
       case MSG_CMD.CLOSE_SESSION: {
-        const s = g.sessions.get(msg.session);
+        const id = msg.u32(MSG_SESSION_OFFSET);
+        const s = g.sessions.get(id);
         if (!s) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
         s.ta.close(s.state);
-        g.sessions.delete(msg.session);
+        g.sessions.delete(id);
         return { result: TEEC.SUCCESS, origin: ORIGIN.TEE };
       }
       case MSG_CMD.CANCEL:
@@ -346,35 +431,36 @@ export class OpteeOs implements CallTarget {
       case MSG_CMD.REGISTER_SHM:
         return this.registerShm(g, msg);
       case MSG_CMD.UNREGISTER_SHM: {
-        const p = msg.params[0];
-        if (!p || Number(p.attr & BigInt(ATTR_TYPE_MASK)) !== ATTR.RMEM_INPUT || !g.shm.delete(p.c)) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
+        if (n < 1 || msg.type(0) !== ATTR.RMEM_INPUT || !g.shm.delete(msg.big(0, PARAM_C))) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
         return { result: TEEC.SUCCESS, origin: ORIGIN.TEE };
       }
     }
     return { result: TEEC.ERROR_NOT_SUPPORTED, origin: ORIGIN.TEE }; // unreachable: callWithArg refused it
   }
 
-  private registerShm(g: Guest, msg: MsgArg): TaResult {
-    const p = msg.params[0];
-    const type = p ? Number(p.attr & BigInt(ATTR_TYPE_MASK)) : -1;
-    if (!p || msg.params.length !== 1 || (type !== ATTR.TMEM_INPUT && type !== ATTR.TMEM_OUTPUT && type !== ATTR.TMEM_INOUT) || !(p.attr & BigInt(ATTR_NONCONTIG))) {
+  private registerShm(g: Guest, msg: MsgBuf): TaResult {
+    const type = msg.numParams > 0 ? msg.type(0) : -1;
+    if (msg.numParams !== 1 || (type !== ATTR.TMEM_INPUT && type !== ATTR.TMEM_OUTPUT && type !== ATTR.TMEM_INOUT) || !(msg.lo(0, PARAM_ATTR) & ATTR_NONCONTIG)) {
       return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
     }
-    if (g.shm.has(p.c)) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
-    const pages = this.readPageList(p.a, p.b, this.maxPages - this.counters(g.id).pages);
+    const cookie = msg.big(0, PARAM_C);
+    if (g.shm.has(cookie)) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
+    const size = msg.num(0, PARAM_B);
+    const pages = this.readPageList(msg.big(0, PARAM_A), size, this.maxPages - this.counters(g.id).pages);
     if (typeof pages === "number") return { result: pages, origin: ORIGIN.TEE };
-    g.shm.set(p.c, { pages, offset: Number(p.a & 0xfffn), size: p.b });
+    g.shm.set(cookie, { pages, offset: msg.lo(0, PARAM_A) & 0xfff, size, runs: pageRuns(pages) });
     return { result: TEEC.SUCCESS, origin: ORIGIN.TEE };
   }
 
   /** Reads a non-contiguous page list (optee_msg.h OPTEE_MSG_ATTR_NONCONTIG) covering `size` bytes. */
-  private readPageList(bufPtr: bigint, size: bigint, budget: number): bigint[] | number {
-    const offset = bufPtr & 0xfffn;
-    const count = Number((offset + size + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE));
-    if (size === 0n || count > budget) return size === 0n ? TEEC.ERROR_BAD_PARAMETERS : TEEC.ERROR_OUT_OF_MEMORY;
+  private readPageList(bufPtr: bigint, size: number, budget: number): bigint[] | number {
+    const offset = Number(bufPtr & 0xfffn);
+    const count = Math.ceil((offset + size) / PAGE_SIZE);
+    if (size === 0 || count > budget) return size === 0 ? TEEC.ERROR_BAD_PARAMETERS : TEEC.ERROR_OUT_OF_MEMORY;
     const pages: bigint[] = [];
     let list = bufPtr & ~0xfffn;
     while (pages.length < count) {
+      // Copied: each entry and the next pointer are read once, from the copy.
       const raw = this.opts.memory.read(list, PAGE_SIZE);
       if (raw === null) return TEEC.ERROR_BAD_PARAMETERS;
       const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -384,111 +470,126 @@ export class OpteeOs implements CallTarget {
     return pages;
   }
 
-  private env(g: Guest, login: number): TaEnv {
+  private env(guest: number, contentKey: () => Uint8Array | null, login: number): TaEnv {
     return {
-      client: { guest: g.id, login },
+      client: { guest, login },
       random: (out) => this.opts.random(out),
-      contentKey: () => g.contentKey,
+      contentKey,
     };
   }
 
   /**
-   * Message parameters to TA parameters, copying memref contents out of normal-world memory. A TEEC error
-   * instead when a parameter is bad, or when the memrefs together exceed what a TA may map (checked before
-   * anything is copied: 127 memrefs could otherwise name one large registration 127 times).
+   * Message parameters from `first` on to TA parameters. A TEEC error instead when a parameter is bad, or
+   * when the memrefs together exceed what a TA may map (checked before anything is mapped or copied: 127
+   * memrefs could otherwise name one large registration 127 times).
+   *
+   * A memref that lies in one physically contiguous piece of memory the OS can view reaches the TA in
+   * place, as OP-TEE maps shared memory into a TA: no copy in, none back (its entry in `pieces` is null).
+   * Otherwise its contents are copied into a buffer of the OS's own (inputs) and copied back when the call
+   * completes (outputs), through the pieces recorded in `pieces`.
    */
-  private taParams(g: Guest, params: readonly MsgParam[]): TaParam[] | number {
-    let total = 0n;
-    for (const p of params) {
-      const kind = TYPE_NAMES[Number(p.attr & BigInt(ATTR_TYPE_MASK))];
-      if (kind === undefined) return TEEC.ERROR_BAD_PARAMETERS;
-      if (kind.startsWith("memref")) total += p.b;
+  private taParams(g: Guest, msg: MsgBuf, first: number, pieces: (Piece[] | null)[]): TaParam[] | number {
+    const n = msg.numParams;
+    let total = 0;
+    for (let i = first; i < n; i++) {
+      const type = msg.type(i);
+      if (TYPE_NAMES[type] === undefined) return TEEC.ERROR_BAD_PARAMETERS;
+      if (type >= ATTR.RMEM_INPUT) total += msg.num(i, PARAM_B);
     }
-    if (total > BigInt(MAX_MEMREF_BYTES)) return TEEC.ERROR_OUT_OF_MEMORY;
+    if (total > MAX_MEMREF_BYTES) return TEEC.ERROR_OUT_OF_MEMORY;
     const out: TaParam[] = [];
-    for (const p of params) {
-      const type = Number(p.attr & BigInt(ATTR_TYPE_MASK));
+    for (let i = first; i < n; i++) {
+      const type = msg.type(i);
       const kind = TYPE_NAMES[type]!;
-      if (kind === "none" || kind.startsWith("value")) {
-        out.push({ type: kind, a: Number(p.a & 0xffff_ffffn), b: Number(p.b & 0xffff_ffffn), buffer: new Uint8Array(0), size: 0 });
+      if (type < ATTR.RMEM_INPUT) {
+        out.push({ type: kind, a: msg.lo(i, PARAM_A), b: msg.lo(i, PARAM_B), buffer: NO_BYTES, size: 0 });
+        pieces.push(null);
         continue;
       }
-      const data = this.readMemref(g, type, p);
-      if (data === null) return TEEC.ERROR_BAD_PARAMETERS;
-      out.push({ type: kind, a: 0, b: 0, buffer: data, size: Number(p.b) });
+      const size = msg.lo(i, PARAM_B); // at most MAX_MEMREF_BYTES: checked above
+      // A null memref (MEMREF_NULL capability): no buffer, size 0 or a size query.
+      if (type >= ATTR.TMEM_INPUT && msg.lo(i, PARAM_A) === 0 && msg.hi(i, PARAM_A) === 0) {
+        out.push({ type: kind, a: 0, b: 0, buffer: NO_BYTES, size });
+        pieces.push(null);
+        continue;
+      }
+      const ps = this.memrefPieces(g, type, msg, i, size);
+      if (ps === null) return TEEC.ERROR_BAD_PARAMETERS;
+      const m = this.opts.memory;
+      let buffer = ps.length === 1 && m.view ? m.view(ps[0]!.pa, size) : null;
+      if (buffer !== null && buffer.length === size) {
+        pieces.push(null);
+      } else {
+        buffer = this.gather(ps, size, type === ATTR.RMEM_INPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_INPUT || type === ATTR.TMEM_INOUT);
+        if (buffer === null) return TEEC.ERROR_BAD_PARAMETERS;
+        pieces.push(ps);
+      }
+      out.push({ type: kind, a: 0, b: 0, buffer, size });
     }
     return out;
   }
 
-  private readMemref(g: Guest, type: number, p: MsgParam): Uint8Array | null {
-    const size = Number(p.b);
-    // A null memref (MEMREF_NULL capability): no buffer, size 0 or a size query.
-    if (type >= ATTR.TMEM_INPUT && p.a === 0n) return new Uint8Array(0);
-    const input = type === ATTR.RMEM_INPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_INPUT || type === ATTR.TMEM_INOUT;
-    const ranges = this.memrefRanges(g, type, p);
-    if (ranges === null) return null;
+  /** A buffer of the OS's own for a memref it cannot map in place: the contents copied in for an input. */
+  private gather(ps: readonly Piece[], size: number, input: boolean): Uint8Array | null {
     const buf = new Uint8Array(size);
-    if (input) {
-      let off = 0;
-      for (const [pa, len] of ranges) {
-        const chunk = this.opts.memory.read(pa, len);
-        if (chunk === null) return null;
-        buf.set(chunk, off);
-        off += len;
-      }
+    if (!input) return buf;
+    let off = 0;
+    for (const p of ps) {
+      const chunk = this.opts.memory.read(p.pa, p.length);
+      if (chunk === null) return null;
+      buf.set(chunk, off);
+      off += p.length;
     }
     return buf;
   }
 
-  /** The physical ranges a memref covers: through a registration (RMEM) or directly (TMEM). */
-  private memrefRanges(g: Guest, type: number, p: MsgParam): [bigint, number][] | null {
-    const size = Number(p.b);
-    if (type >= ATTR.RMEM_INPUT && type <= ATTR.RMEM_INOUT) {
-      const reg = g.shm.get(p.c);
-      if (!reg || p.a + p.b > reg.size) return null;
-      return splitPages(reg.pages, reg.offset + Number(p.a), size);
+  /** The physical pieces a memref covers: through a registration (RMEM) or directly (TMEM). */
+  private memrefPieces(g: Guest, type: number, msg: MsgBuf, i: number, size: number): Piece[] | null {
+    if (type <= ATTR.RMEM_INOUT) {
+      const reg = g.shm.get(msg.big(i, PARAM_C));
+      const offs = msg.num(i, PARAM_A);
+      if (!reg || offs + size > reg.size) return null;
+      return piecesOf(reg.runs, reg.offset + offs, size);
     }
-    if (p.attr & BigInt(ATTR_NONCONTIG)) {
-      const pages = this.readPageList(p.a, p.b, 16384);
-      return typeof pages === "number" ? null : splitPages(pages, Number(p.a & 0xfffn), size);
+    if (msg.lo(i, PARAM_ATTR) & ATTR_NONCONTIG) {
+      const pages = this.readPageList(msg.big(i, PARAM_A), size, 16384);
+      return typeof pages === "number" ? null : piecesOf(pageRuns(pages), msg.lo(i, PARAM_A) & 0xfff, size);
     }
-    return [[p.a, size]];
+    return [{ pa: msg.big(i, PARAM_A), length: size }];
   }
 
-  /** TA outputs back into the message and normal-world memory: values, memref contents and sizes. */
-  private writeOutParams(g: Guest, params: MsgParam[], ta: TaParam[]): void {
-    params.forEach((p, i) => {
-      const tp = ta[i]!;
-      const type = Number(p.attr & BigInt(ATTR_TYPE_MASK));
+  /** TA outputs back into the message and normal-world memory: values, memref contents not already in place, sizes. */
+  private writeOutParams(msg: MsgBuf, first: number, ta: readonly TaParam[], pieces: readonly (Piece[] | null)[]): void {
+    for (let i = first, k = 0; i < msg.numParams; i++, k++) {
+      const tp = ta[k]!;
+      const type = msg.type(i);
       if (type === ATTR.VALUE_OUTPUT || type === ATTR.VALUE_INOUT) {
-        p.a = BigInt(tp.a >>> 0);
-        p.b = BigInt(tp.b >>> 0);
+        msg.set64(i, PARAM_A, tp.a >>> 0, 0);
+        msg.set64(i, PARAM_B, tp.b >>> 0, 0);
       } else if (type === ATTR.RMEM_OUTPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_OUTPUT || type === ATTR.TMEM_INOUT) {
-        // Only a TMEM with address 0 is the null memref; an RMEM's `a` is an offset, and 0 is the usual one.
-        const isNull = type >= ATTR.TMEM_INPUT && p.a === 0n;
-        const ranges = isNull ? null : this.memrefRanges(g, type, p);
-        const n = Math.min(tp.size, tp.buffer.length);
-        if (ranges !== null) {
+        const ps = pieces[k];
+        if (ps) {
+          const n = Math.min(tp.size, tp.buffer.length);
           let off = 0;
-          for (const [pa, len] of ranges) {
+          for (const p of ps) {
             if (off >= n) break;
-            const take = Math.min(len, n - off);
-            this.opts.memory.write(pa, tp.buffer.subarray(off, off + take));
+            const take = Math.min(p.length, n - off);
+            this.opts.memory.write(p.pa, tp.buffer.subarray(off, off + take));
             off += take;
           }
         }
-        p.b = BigInt(tp.size);
+        msg.set64(i, PARAM_B, tp.size >>> 0, Math.floor(tp.size / 0x1_0000_0000) >>> 0);
       }
-    });
+    }
   }
 
-  private finish(g: Guest, t: Thread, outcome: TaResult, res: SmcResult): void {
-    const msg = t.msg!;
-    if (t.gen !== null) this.writeOutParams(g, msg.params, t.taParams);
-    msg.ret = outcome.result >>> 0;
-    msg.retOrigin = outcome.origin ?? ORIGIN.TRUSTED_APP;
+  private finish(t: Thread, outcome: TaResult, res: SmcResult): void {
+    const msg = t.msg;
+    if (t.gen !== null) this.writeOutParams(msg, 0, t.taParams, t.pieces);
+    msg.setU32(MSG_RET_OFFSET, outcome.result);
+    msg.setU32(MSG_RET_ORIGIN_OFFSET, outcome.origin ?? ORIGIN.TRUSTED_APP);
     // The results go back where the argument came from: the caller reads them there.
-    this.opts.memory.write(t.argPa, encodeMsg(msg));
+    this.copyOut(t.argPa, msg.used);
     this.threads[t.id] = null;
     res.ret(OPTEE_RET.OK);
   }
@@ -500,21 +601,19 @@ export class OpteeOs implements CallTarget {
     res.set(3, thread);
   }
 
-  private sendCommand(t: Thread, cookie: bigint, pa: bigint, request: RpcRequest, res: SmcResult): void {
-    const arg: MsgArg = { cmd: RPC_CMD.GET_TIME, func: 0, session: 0, cancelId: 0, ret: TEEC.ERROR_GENERIC, retOrigin: 0, params: [{ attr: BigInt(ATTR.VALUE_OUTPUT), a: 0n, b: 0n, c: 0n }] };
-    if (!this.opts.memory.write(pa, encodeMsg(arg))) {
+  private sendCommand(t: Thread, buffer: RpcBuffer, request: RpcRequest, res: SmcResult): void {
+    if (!this.copyOut(buffer.pa, GET_TIME_ARG)) {
       t.step = null;
       return this.failThread(t, res);
     }
-    t.step = { kind: "cmd", cookie, pa, request };
-    this.rpc(res, OPTEE_RPC_FUNC.CMD, Number(cookie >> 32n), Number(cookie & 0xffff_ffffn), t.id);
+    t.step = { kind: "cmd", buffer, request };
+    this.rpc(res, OPTEE_RPC_FUNC.CMD, buffer.hi, buffer.lo, t.id);
   }
 
   private failThread(t: Thread, res: SmcResult): void {
-    const g = this.guests.get(t.guest)!;
     t.gen?.return({ result: TEEC.ERROR_COMMUNICATION });
     t.gen = null;
-    this.finish(g, t, { result: TEEC.ERROR_COMMUNICATION, origin: ORIGIN.COMMS }, res);
+    this.finish(t, { result: TEEC.ERROR_COMMUNICATION, origin: ORIGIN.COMMS }, res);
   }
 
   private returnFromRpc(g: Guest, call: SmcCall, res: SmcResult): void {
@@ -524,29 +623,31 @@ export class OpteeOs implements CallTarget {
     t.step = null;
     switch (step.kind) {
       case "preempt":
-        return this.run(g, t, { kind: "resumed" }, res);
+        return this.run(g, t, RESUMED, res);
       case "alloc-rpc-arg": {
         const pa = (BigInt(call.w(1)) << 32n) | BigInt(call.w(2));
-        const cookie = (BigInt(call.w(4)) << 32n) | BigInt(call.w(5));
         // The normal world could not allocate: the TA's request fails, the TA goes on.
         if (pa === 0n) return this.run(g, t, { kind: "failed", result: TEEC.ERROR_OUT_OF_MEMORY }, res);
-        return this.sendCommand(t, cookie, pa, step.then, res);
+        const hi = call.w(4), lo = call.w(5);
+        return this.sendCommand(t, { cookie: (BigInt(hi) << 32n) | BigInt(lo), hi, lo, pa }, step.then, res);
       }
       case "cmd": {
-        const bytes = this.opts.memory.read(step.pa, RPC_ARG_SIZE);
         // Copy first, then check: the normal world may still be writing the buffer. Only the one parameter
         // we sent is read back; num_params in the buffer is the normal world's to scribble on.
-        const reply: RpcReply =
-          bytes === null
-            ? { kind: "failed", result: TEEC.ERROR_COMMUNICATION }
-            : ((m) => (m.ret === TEEC.SUCCESS && m.params[0] ? { kind: "time", seconds: Number(m.params[0].a & 0xffff_ffffn), nanos: Number(m.params[0].b & 0xffff_ffffn) } : { kind: "failed", result: m.ret }))(decodeMsg(bytes, 1));
+        const m = this.rpcAnswer;
+        let reply: RpcReply;
+        if (!this.copyIn(step.buffer.pa, RPC_ARG_SIZE, 0, m.bytes)) reply = { kind: "failed", result: TEEC.ERROR_COMMUNICATION };
+        else {
+          const ret = m.u32(MSG_RET_OFFSET);
+          reply = ret === TEEC.SUCCESS ? { kind: "time", seconds: m.lo(0, PARAM_A), nanos: m.lo(0, PARAM_B) } : { kind: "failed", result: ret };
+        }
         if (g.shmCacheEnabled) {
-          g.rpcCache.set(step.cookie, step.pa);
+          g.rpcCache.set(step.buffer.cookie, step.buffer);
           return this.run(g, t, reply, res);
         }
         // Without the cache the buffer goes back to the normal world at once.
-        t.step = { kind: "free", cookie: step.cookie, reply };
-        return this.rpc(res, OPTEE_RPC_FUNC.FREE, Number(step.cookie >> 32n), Number(step.cookie & 0xffff_ffffn), t.id);
+        t.step = { kind: "free", buffer: step.buffer, reply };
+        return this.rpc(res, OPTEE_RPC_FUNC.FREE, step.buffer.hi, step.buffer.lo, t.id);
       }
       case "free":
         return this.run(g, t, step.reply, res);
@@ -554,34 +655,48 @@ export class OpteeOs implements CallTarget {
   }
 }
 
-const KNOWN_CMDS = new Set<number>([MSG_CMD.OPEN_SESSION, MSG_CMD.INVOKE_COMMAND, MSG_CMD.CLOSE_SESSION, MSG_CMD.CANCEL, MSG_CMD.REGISTER_SHM, MSG_CMD.UNREGISTER_SHM]);
+const RESUMED: RpcReply = { kind: "resumed" };
 
-const TYPE_NAMES: Readonly<Record<number, TaParamType>> = {
-  [ATTR.NONE]: "none",
-  [ATTR.VALUE_INPUT]: "value-in",
-  [ATTR.VALUE_OUTPUT]: "value-out",
-  [ATTR.VALUE_INOUT]: "value-inout",
-  [ATTR.RMEM_INPUT]: "memref-in",
-  [ATTR.RMEM_OUTPUT]: "memref-out",
-  [ATTR.RMEM_INOUT]: "memref-inout",
-  [ATTR.TMEM_INPUT]: "memref-in",
-  [ATTR.TMEM_OUTPUT]: "memref-out",
-  [ATTR.TMEM_INOUT]: "memref-inout",
-};
+/** TA parameter types by attribute type (attr bits 7:0); undefined for the types that do not exist. */
+const TYPE_NAMES: readonly (TaParamType | undefined)[] = [
+  "none", // NONE
+  "value-in", // VALUE_INPUT
+  "value-out", // VALUE_OUTPUT
+  "value-inout", // VALUE_INOUT
+  undefined,
+  "memref-in", // RMEM_INPUT
+  "memref-out", // RMEM_OUTPUT
+  "memref-inout", // RMEM_INOUT
+  undefined,
+  "memref-in", // TMEM_INPUT
+  "memref-out", // TMEM_OUTPUT
+  "memref-inout", // TMEM_INOUT
+];
 
-/** [PA, length] pieces of `size` bytes starting `offset` bytes into a list of 4 KiB pages. */
-function splitPages(pages: readonly bigint[], offset: number, size: number): [bigint, number][] | null {
-  const out: [bigint, number][] = [];
-  let page = Math.floor(offset / PAGE_SIZE), inPage = offset % PAGE_SIZE, left = size;
-  while (left > 0) {
-    const pa = pages[page];
-    if (pa === undefined) return null;
-    const len = Math.min(left, PAGE_SIZE - inPage);
-    out.push([pa + BigInt(inPage), len]);
-    left -= len;
-    page++;
-    inPage = 0;
+/** A list of 4 KiB pages as runs of physically consecutive pages. */
+function pageRuns(pages: readonly bigint[]): Run[] {
+  const runs: Run[] = [];
+  let last: Run | null = null;
+  for (let i = 0; i < pages.length; i++) {
+    const pa = pages[i]!;
+    if (last !== null && last.pa + BigInt(last.length) === pa) last.length += PAGE_SIZE;
+    else runs.push((last = { start: i * PAGE_SIZE, pa, length: PAGE_SIZE }));
   }
-  return out;
+  return runs;
 }
 
+/** The physical pieces of bytes [offset, offset + size) of a buffer laid out in `runs`; null past its end. */
+function piecesOf(runs: readonly Run[], offset: number, size: number): Piece[] | null {
+  const out: Piece[] = [];
+  let at = offset, left = size;
+  for (let r = 0; r < runs.length && left > 0; r++) {
+    const run = runs[r]!;
+    if (at >= run.start + run.length) continue;
+    const inRun = at - run.start;
+    const length = Math.min(left, run.length - inRun);
+    out.push({ pa: run.pa + BigInt(inRun), length });
+    at += length;
+    left -= length;
+  }
+  return left === 0 ? out : null;
+}

@@ -1,8 +1,13 @@
 /**
  * Trusted applications of the OP-TEE model, written in TypeScript. A TA sees GlobalPlatform-style
- * parameters (the OS has already copied memref contents out of normal-world memory) and may ask the
- * normal world for services over RPC: invocations are generators, so a TA suspends at `yield` while its
- * thread waits for the normal world, and the OS resumes it with the answer.
+ * parameters and may ask the normal world for services over RPC: invocations are generators, so a TA
+ * suspends at `yield` while its thread waits for the normal world, and the OS resumes it with the answer.
+ *
+ * A memref's buffer is, where the OS can map it in place, the normal world's shared memory itself, as
+ * OP-TEE maps a client's shared memory into a TA: what the TA writes lands there at once, and the normal
+ * world (another vCPU, or the guest while the TA waits in an RPC) may change it at any time. So a TA reads
+ * a byte it depends on once, or copies the buffer before it checks and then uses the content; and it writes
+ * only output buffers. Otherwise the buffer is the OS's copy (inputs copied in, outputs copied back).
  */
 export type TaParamType = "none" | "value-in" | "value-out" | "value-inout" | "memref-in" | "memref-out" | "memref-inout";
 
@@ -11,7 +16,7 @@ export interface TaParam {
   /** Values: a and b (32-bit each, as TEE_Param.value). */
   a: number;
   b: number;
-  /** Memrefs: the contents (a copy for input), and the size the TA reports back for output. */
+  /** Memrefs: the contents (in place or a copy: see above), and the size the TA reports back for output. */
   buffer: Uint8Array;
   size: number;
 }

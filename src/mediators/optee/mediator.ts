@@ -11,10 +11,10 @@
 import type { ServiceClaim } from "../../policy/compile.js";
 import type { VmConfig } from "../../policy/load.js";
 import type { SmcCall, SmcResult } from "../../router/call.js";
-import type { CallOrigin } from "../../router/ports.js";
-import { ATTR, ATTR_META, ATTR_NONCONTIG, ATTR_TYPE_MASK, isRpc, MAX_PARAMS, MSG_CMD, OPTEE_MSG_UID, OPTEE_RET, OPTEE_RPC_FUNC, OPTEE_SMC, ORIGIN, PAGE_SIZE, SEC_CAP, TEEC } from "../../smccc/optee/abi.js";
-import { decodeMsg, encodeMsg, headerNumParams, msgSize, type MsgArg, type MsgParam } from "../../smccc/optee/msg.js";
-import type { EnableResult, Mediator, MediatorHost } from "../mediator.js";
+import type { CallOrigin, GuestMemory } from "../../router/ports.js";
+import { ATTR, ATTR_META, ATTR_NONCONTIG, isRpc, MAX_PARAMS, MSG_CMD, MSG_HEADER_SIZE, OPTEE_MSG_UID, OPTEE_RET, OPTEE_RPC_FUNC, OPTEE_SMC, ORIGIN, PAGE_SIZE, SEC_CAP, TEEC } from "../../smccc/optee/abi.js";
+import { MSG_NUM_PARAMS_OFFSET, MSG_RET_OFFSET, MSG_RET_ORIGIN_OFFSET, MSG_SESSION_OFFSET, MsgBuf, msgSize, PARAM_A, PARAM_ATTR, PARAM_B, PARAM_C, paramOffset } from "../../smccc/optee/msg.js";
+import type { EnableResult, Mediator, MediatorHost, SecureChannel } from "../mediator.js";
 import { translatePageList } from "./page-list.js";
 
 export interface OpteeMediatorLimits {
@@ -35,18 +35,25 @@ interface Registration {
 interface PendingCall {
   /** Where the guest's argument is (IPA): results go back there, field by field. */
   readonly guestArg: bigint;
-  /** The checked copy, as sent to OP-TEE. */
-  readonly sent: MsgArg;
+  /** The checked copy's command, parameter count and parameter types, as sent to OP-TEE: what may come back. */
+  readonly cmd: number;
+  readonly types: number[];
+  /** REGISTER_SHM and UNREGISTER_SHM: the cookie, and the pages a registration holds. */
+  readonly cookie: bigint;
+  readonly pages: number;
   readonly shadow: bigint;
   /** Heap pages holding translated page lists for this call, freed when it completes. */
   readonly listPages: bigint[];
-  /** The RPC OP-TEE asked for, awaiting the guest's RETURN_FROM_RPC. */
-  rpc: { func: number; size: number } | null;
+  /** The RPC OP-TEE asked for (OPTEE_RPC_FUNC_*, -1 for none), awaiting the guest's RETURN_FROM_RPC, and ALLOC's size. */
+  rpcFunc: number;
+  rpcSize: number;
 }
 
 interface VmState {
   readonly name: string;
   readonly client: number;
+  /** The VM's calls to OP-TEE, a7 = client: one standing channel, its registers reused call after call. */
+  readonly channel: SecureChannel;
   inFlight: number;
   /** Calls suspended in RPC, by OP-TEE thread ID. */
   readonly pending: Map<number, PendingCall>;
@@ -58,10 +65,34 @@ interface VmState {
 
 const FAST_PASS_THROUGH = new Set<number>([OPTEE_SMC.CALLS_COUNT, OPTEE_SMC.CALLS_UID, OPTEE_SMC.CALLS_REVISION, OPTEE_SMC.CALL_GET_OS_UUID, OPTEE_SMC.CALL_GET_OS_REVISION, OPTEE_SMC.GET_THREAD_COUNT, OPTEE_SMC.ENABLE_SHM_CACHE]);
 
+/** Only these attribute bits may be set besides the type: META, NONCONTIG and the cache attributes (18:16). */
+const ATTR_ALLOWED = 0xff | ATTR_META | ATTR_NONCONTIG | (7 << 16);
+
+/** A SecureChannel over secureCall, for hosts without standing channels (fakes in tests). */
+function channelOver(host: MediatorHost, origin: string, vm: string): SecureChannel {
+  const regs = new Uint32Array(36);
+  return {
+    regs,
+    call() {
+      const r = host.secureCall(origin, vm, [regs[0]!, regs[2]!, regs[4]!, regs[6]!, regs[8]!, regs[10]!, regs[12]!, regs[14]!]);
+      if (r instanceof Promise) return r.then((v) => v.forEach((x, n) => (regs[2 * n] = x)));
+      r.forEach((x, n) => (regs[2 * n] = x));
+      return undefined;
+    },
+  };
+}
+
 export class OpteeMediator implements Mediator {
   readonly name = "optee";
   private readonly vms = new Map<string, VmState>();
   present = false;
+  /**
+   * The mediator's copy of a guest's message argument, where it is checked and translated before it goes
+   * into a shadow page. One for all VMs: a call is copied, checked and shadowed without interruption.
+   */
+  private readonly copy = new MsgBuf();
+  /** OP-TEE's answer, copied out of the shadow page to be written back field by field. */
+  private readonly answer = new MsgBuf();
 
   constructor(private readonly host: MediatorHost, private readonly limits: OpteeMediatorLimits = DEFAULT_LIMITS) {}
 
@@ -86,7 +117,9 @@ export class OpteeMediator implements Mediator {
     if (this.vms.has(vm.name)) return { ok: false, message: "the TEE is already enabled for this VM" };
     const done = (r: number[]): EnableResult => {
       if (r[0] !== OPTEE_RET.OK) return { ok: false, message: `OP-TEE has no room for another guest (VM_CREATED answered ${r[0] === OPTEE_RET.ENOTAVAIL ? "ENOTAVAIL" : r[0]})` };
-      this.vms.set(vm.name, { name: vm.name, client: vm.id, inFlight: 0, pending: new Map(), registrations: new Map(), pages: 0, rpcBuffers: new Map() });
+      const origin = `optee mediator for ${vm.name}`;
+      const channel = this.host.secureChannel ? this.host.secureChannel(origin, vm.name) : channelOver(this.host, origin, vm.name);
+      this.vms.set(vm.name, { name: vm.name, client: vm.id, channel, inFlight: 0, pending: new Map(), registrations: new Map(), pages: 0, rpcBuffers: new Map() });
       return { ok: true };
     };
     const r = this.host.secureCall(`optee mediator: VM_CREATED ${vm.name}`, vm.name, [OPTEE_SMC.VM_CREATED, vm.id]);
@@ -128,28 +161,32 @@ export class OpteeMediator implements Mediator {
     if (!st) return res.ret(-1);
     const fid = call.fid;
     if ((fid & 0x4000_0000) !== 0) return res.ret(OPTEE_RET.UNKNOWN_FUNCTION); // OP-TEE has no SMC64 calls
-    if (FAST_PASS_THROUGH.has(fid)) return this.toGuest(res, this.os(st, [fid, call.w(1), call.w(2), call.w(3), call.w(4), call.w(5), call.w(6)]));
+    if (FAST_PASS_THROUGH.has(fid)) {
+      this.os(st, fid, call.w(1), call.w(2), call.w(3), call.w(4), call.w(5), call.w(6));
+      return this.toGuest(st, res);
+    }
+    const r = st.channel.regs;
     switch (fid) {
       case OPTEE_SMC.EXCHANGE_CAPABILITIES: {
-        const r = this.os(st, [fid, call.w(1)]);
-        if (r[0] !== OPTEE_RET.OK) return this.toGuest(res, r);
+        this.os(st, fid, call.w(1), 0, 0, 0, 0, 0);
+        if (r[0] !== OPTEE_RET.OK) return this.toGuest(st, res);
         // Dynamic shared memory is required; static (reserved) shared memory, asynchronous notifications
         // and the RPC_ARG and REGD_ARG calls are not offered through the mediator.
-        if (!(r[1]! & SEC_CAP.DYNAMIC_SHM)) return res.ret(OPTEE_RET.ENOTAVAIL);
-        r[1] = r[1]! & ~(SEC_CAP.HAVE_RESERVED_SHM | SEC_CAP.UNREGISTERED_SHM | SEC_CAP.ASYNC_NOTIF | SEC_CAP.RPC_ARG);
-        r[2] = 0;
-        r[3] = 0;
-        return this.toGuest(res, r);
+        if (!(r[2]! & SEC_CAP.DYNAMIC_SHM)) return res.ret(OPTEE_RET.ENOTAVAIL);
+        r[2] = r[2]! & ~(SEC_CAP.HAVE_RESERVED_SHM | SEC_CAP.UNREGISTERED_SHM | SEC_CAP.ASYNC_NOTIF | SEC_CAP.RPC_ARG);
+        r[4] = 0;
+        r[6] = 0;
+        return this.toGuest(st, res);
       }
       case OPTEE_SMC.GET_SHM_CONFIG:
         return res.ret(OPTEE_RET.ENOTAVAIL);
       case OPTEE_SMC.DISABLE_SHM_CACHE: {
-        const r = this.os(st, [fid]);
-        if (r[0] === OPTEE_RET.OK) st.rpcBuffers.delete((BigInt(r[1]!) << 32n) | BigInt(r[2]!));
-        return this.toGuest(res, r);
+        this.os(st, fid, 0, 0, 0, 0, 0, 0);
+        if (r[0] === OPTEE_RET.OK) st.rpcBuffers.delete((BigInt(r[2]!) << 32n) | BigInt(r[4]!));
+        return this.toGuest(st, res);
       }
       case OPTEE_SMC.CALL_WITH_ARG:
-        return this.callWithArg(st, (BigInt(call.w(1)) << 32n) | BigInt(call.w(2)), call.w(3), res);
+        return this.callWithArg(st, call.w(1), call.w(2), call.w(3), res);
       case OPTEE_SMC.RETURN_FROM_RPC:
         return this.returnFromRpc(st, call, res);
     }
@@ -158,17 +195,27 @@ export class OpteeMediator implements Mediator {
     res.ret(OPTEE_RET.UNKNOWN_FUNCTION);
   }
 
-  /** An SMC to OP-TEE for a VM, with the VM's client ID in a7. */
-  private os(st: VmState, regs: number[]): number[] {
-    const full = [...regs, 0, 0, 0, 0, 0, 0, 0].slice(0, 7);
-    full.push(st.client);
-    const r = this.host.secureCall(`optee mediator for ${st.name}`, st.name, full);
-    if (r instanceof Promise) throw new Error("the OP-TEE mediator needs a synchronous secure world");
-    return r;
+  /** An SMC32 to OP-TEE for a VM, a1-a6 as given and the VM's client ID in a7; the answer is in the channel's registers. */
+  private os(st: VmState, fid: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number): void {
+    const r = st.channel.regs;
+    r[0] = fid;
+    r[2] = a1;
+    r[4] = a2;
+    r[6] = a3;
+    r[8] = a4;
+    r[10] = a5;
+    r[12] = a6;
+    r[14] = st.client;
+    if (st.channel.call() !== undefined) throw new Error("the OP-TEE mediator needs a synchronous secure world");
   }
 
-  private toGuest(res: SmcResult, r: readonly number[]): void {
-    for (let i = 0; i < 4; i++) res.set(i, r[i]! >>> 0);
+  /** OP-TEE's a0-a3 to the guest. */
+  private toGuest(st: VmState, res: SmcResult): void {
+    const r = st.channel.regs;
+    res.set(0, r[0]!);
+    res.set(1, r[2]!);
+    res.set(2, r[4]!);
+    res.set(3, r[6]!);
   }
 
   /**
@@ -180,200 +227,225 @@ export class OpteeMediator implements Mediator {
     res.ret(code);
   }
 
-  private callWithArg(st: VmState, guestArg: bigint, cacheAttr: number, res: SmcResult): void {
+  private callWithArg(st: VmState, argHi: number, argLo: number, cacheAttr: number, res: SmcResult): void {
     if (st.inFlight >= this.limits.callsInFlight) return res.ret(OPTEE_RET.ETHREAD_LIMIT);
     const mem = this.host.memory(st.name);
-    // Copy first: the header, then exactly the parameters it announces.
-    const header = (guestArg & 7n) === 0n ? (mem?.read(guestArg, 32) ?? null) : null;
-    if (header === null) return this.refuse(st, res, OPTEE_RET.EBADADDR, "message argument outside the VM's RAM");
-    const n = headerNumParams(header);
+    const guestArg = (BigInt(argHi) << 32n) | BigInt(argLo);
+    const msg = this.copy;
+    // Copy first: the header, then exactly the parameters it announces, each byte read once. Everything
+    // below reads the copy, never the guest's buffer, which another vCPU may be rewriting.
+    if ((argLo & 7) !== 0 || !mem || !copyIn(mem, guestArg, MSG_HEADER_SIZE, 0, msg.bytes)) return this.refuse(st, res, OPTEE_RET.EBADADDR, "message argument outside the VM's RAM");
+    const n = msg.u32(MSG_NUM_PARAMS_OFFSET);
     if (n > MAX_PARAMS) return this.refuse(st, res, OPTEE_RET.EBADADDR, `message argument with ${n} parameters`);
-    const bytes = mem!.read(guestArg, msgSize(n));
-    if (bytes === null) return this.refuse(st, res, OPTEE_RET.EBADADDR, "message argument outside the VM's RAM");
-    // The count checked above, not the header's second copy: another vCPU may have rewritten it in between.
-    const msg = decodeMsg(bytes, n);
+    // The count checked above, from the copy: the guest's header is not read again.
+    if (n > 0 && !copyIn(mem, guestArg, msgSize(n), MSG_HEADER_SIZE, msg.bytes)) return this.refuse(st, res, OPTEE_RET.EBADADDR, "message argument outside the VM's RAM");
+    msg.numParams = n;
+    const cmd = msg.cmd;
     // Commands beyond the message protocol (asynchronous notification, protected memory) are not offered:
     // an SMC-level EBADCMD, as OP-TEE answers a command it does not know (entry_std.c), the message untouched.
-    if (msg.cmd > MSG_CMD.UNREGISTER_SHM) return this.refuse(st, res, OPTEE_RET.EBADCMD, `message command ${msg.cmd}`);
+    if (cmd > MSG_CMD.UNREGISTER_SHM) return this.refuse(st, res, OPTEE_RET.EBADCMD, `message command ${cmd}`);
     // Then check and translate the copy.
     const listPages: bigint[] = [];
     const checked = this.translate(st, msg, listPages);
-    if (checked !== null) {
+    if (typeof checked === "number") {
       for (const p of listPages) this.host.heap.free(p);
       // A message the mediator refuses still completes: OP-TEE's answer to a bad one, in the guest's arg.
-      return this.completeRefused(st, guestArg, msg, checked, res);
+      return this.completeRefused(mem, guestArg, checked, res);
     }
     const shadow = this.host.heap.alloc();
     if (shadow === null) {
       for (const p of listPages) this.host.heap.free(p);
       return res.ret(OPTEE_RET.ENOMEM);
     }
-    this.host.heap.write(shadow, encodeMsg(msg));
+    // The checked copy goes into a page of the hypervisor's own, which no VM can map: that is what OP-TEE
+    // reads, and where it answers.
+    const into = this.host.heap.view?.(shadow, msg.size);
+    if (into) into.set(msg.used);
+    else this.host.heap.write(shadow, msg.used);
     st.inFlight++;
-    const call: PendingCall = { guestArg, sent: msg, shadow, listPages, rpc: null };
-    this.afterOs(st, call, this.os(st, [OPTEE_SMC.CALL_WITH_ARG, Number(shadow >> 32n), Number(shadow & 0xffff_ffffn), cacheAttr]), res);
+    const types: number[] = [];
+    for (let i = 0; i < n; i++) types.push(msg.type(i));
+    const cookie = (cmd === MSG_CMD.REGISTER_SHM || cmd === MSG_CMD.UNREGISTER_SHM) && n > 0 ? msg.big(0, PARAM_C) : 0n;
+    const call: PendingCall = { guestArg, cmd, types, cookie, pages: checked.pages, shadow, listPages, rpcFunc: -1, rpcSize: 0 };
+    this.os(st, OPTEE_SMC.CALL_WITH_ARG, Number(shadow >> 32n), Number(shadow & 0xffff_ffffn), cacheAttr, 0, 0, 0);
+    this.afterOs(st, call, res);
   }
 
   /**
-   * Checks every parameter of the copy and rewrites its addresses for OP-TEE. Returns null when the
-   * message may go on, or the TEE result it gets instead.
+   * Checks every parameter of the copy and rewrites its addresses for OP-TEE. Returns the pages a
+   * registration covers (0 for other messages) when the message may go on, or the TEE result it gets
+   * instead.
    */
-  private translate(st: VmState, msg: MsgArg, listPages: bigint[]): number | null {
+  private translate(st: VmState, msg: MsgBuf, listPages: bigint[]): { pages: number } | number {
     const registering = msg.cmd === MSG_CMD.REGISTER_SHM;
     if (registering && st.registrations.size >= this.limits.registrations) return TEEC.ERROR_OUT_OF_MEMORY;
     // The pages all of one message's temporary memrefs may span, together: without it, 127 parameters of a
     // full budget each would pin 127 times the hypervisor pages and secure-world memory of one.
     let pagesLeft = registering ? this.limits.pages - st.pages : this.limits.pages;
-    for (let i = 0; i < msg.params.length; i++) {
-      const p = msg.params[i]!;
-      const type = Number(p.attr & BigInt(ATTR_TYPE_MASK));
-      const flags = p.attr & ~BigInt(ATTR_TYPE_MASK);
-      const meta = (flags & BigInt(ATTR_META)) !== 0n;
+    let registered = 0;
+    for (let i = 0; i < msg.numParams; i++) {
+      const attr = msg.lo(i, PARAM_ATTR);
+      const type = attr & 0xff;
+      const meta = (attr & ATTR_META) !== 0;
+      const noncontig = (attr & ATTR_NONCONTIG) !== 0;
       // META only on OPEN_SESSION's first two value parameters; NONCONTIG only on TMEM; no other bits.
       if (meta && !(msg.cmd === MSG_CMD.OPEN_SESSION && i < 2 && type === ATTR.VALUE_INPUT)) return TEEC.ERROR_BAD_PARAMETERS;
-      if ((flags & ~BigInt(ATTR_META | ATTR_NONCONTIG | (7 << 16))) !== 0n) return TEEC.ERROR_BAD_PARAMETERS;
+      if ((attr & ~ATTR_ALLOWED) !== 0 || msg.hi(i, PARAM_ATTR) !== 0) return TEEC.ERROR_BAD_PARAMETERS;
       switch (type) {
         case ATTR.NONE:
         case ATTR.VALUE_INPUT:
         case ATTR.VALUE_OUTPUT:
         case ATTR.VALUE_INOUT:
-          if (flags & BigInt(ATTR_NONCONTIG)) return TEEC.ERROR_BAD_PARAMETERS;
+          if (noncontig) return TEEC.ERROR_BAD_PARAMETERS;
           break;
         case ATTR.RMEM_INPUT:
         case ATTR.RMEM_OUTPUT:
         case ATTR.RMEM_INOUT:
           // A registered buffer, named by its cookie: only the VM's own.
-          if (!st.registrations.has(p.c) || flags & BigInt(ATTR_NONCONTIG)) return TEEC.ERROR_BAD_PARAMETERS;
+          if (noncontig || !st.registrations.has(msg.big(i, PARAM_C))) return TEEC.ERROR_BAD_PARAMETERS;
           break;
         case ATTR.TMEM_INPUT:
         case ATTR.TMEM_OUTPUT:
         case ATTR.TMEM_INOUT: {
-          if (p.a === 0n && p.b === 0n && !(flags & BigInt(ATTR_NONCONTIG))) break; // null memref
-          const r = this.translateTmem(st, p, flags, listPages, registering, pagesLeft);
+          if (!noncontig && msg.lo(i, PARAM_A) === 0 && msg.hi(i, PARAM_A) === 0 && msg.lo(i, PARAM_B) === 0 && msg.hi(i, PARAM_B) === 0) break; // null memref
+          const r = this.translateTmem(st, msg, i, noncontig, listPages, pagesLeft);
           if (typeof r !== "number") return r.error;
           pagesLeft -= r;
+          // What a registration holds: its one parameter's pages (OP-TEE refuses any other REGISTER_SHM).
+          if (registering && i === 0 && noncontig) registered = r;
           break;
         }
         default:
           return TEEC.ERROR_BAD_PARAMETERS;
       }
     }
-    if (msg.cmd === MSG_CMD.UNREGISTER_SHM && !st.registrations.has(msg.params[0]?.c ?? -1n)) return TEEC.ERROR_BAD_PARAMETERS;
-    return null;
+    if (msg.cmd === MSG_CMD.UNREGISTER_SHM && (msg.numParams === 0 || !st.registrations.has(msg.big(0, PARAM_C)))) return TEEC.ERROR_BAD_PARAMETERS;
+    return { pages: registered };
   }
 
-  /** Translates one TMEM in place; the pages it spans, or the TEE result that refuses it. */
-  private translateTmem(st: VmState, p: MsgParam, flags: bigint, listPages: bigint[], registering: boolean, budget: number): number | { error: number } {
-    if (flags & BigInt(ATTR_NONCONTIG)) {
-      const r = translatePageList(this.host, st.name, p.a, p.b, budget);
+  /** Translates TMEM parameter `i` of the copy in place; the pages it spans, or the TEE result that refuses it. */
+  private translateTmem(st: VmState, msg: MsgBuf, i: number, noncontig: boolean, listPages: bigint[], budget: number): number | { error: number } {
+    const a = msg.big(i, PARAM_A), b = msg.big(i, PARAM_B);
+    if (noncontig) {
+      const r = translatePageList(this.host, st.name, a, b, budget);
       if (!r.ok) {
         this.host.log(st.name, `optee:pagelist`, `smcvisor: optee mediator: ${st.name}: page list refused: ${r.why}`);
         return { error: r.result };
       }
       listPages.push(...r.listPages);
-      p.a = r.bufPtr;
-      if (registering) (p as MsgParam & { pages?: number }).pages = r.pages;
+      msg.setBig(i, PARAM_A, r.bufPtr);
       return r.pages;
     }
     // A contiguous buffer: all of it must be the VM's own RAM.
-    const pa = this.host.ipaToPa(st.name, p.a, p.b === 0n ? 1n : p.b);
+    const pa = this.host.ipaToPa(st.name, a, b === 0n ? 1n : b);
     if (pa === null) return { error: TEEC.ERROR_BAD_PARAMETERS };
-    const pages = Number(((p.a & 0xfffn) + p.b + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE));
+    const pages = Number(((a & 0xfffn) + b + BigInt(PAGE_SIZE - 1)) / BigInt(PAGE_SIZE));
     if (pages > budget) return { error: TEEC.ERROR_OUT_OF_MEMORY };
-    p.a = pa;
+    msg.setBig(i, PARAM_A, pa);
     return pages;
   }
 
-  private completeRefused(st: VmState, guestArg: bigint, msg: MsgArg, result: number, res: SmcResult): void {
-    msg.ret = result;
-    msg.retOrigin = ORIGIN.COMMS;
-    this.writeResults(st, guestArg, msg, msg, false);
+  /** A message the mediator refused completes with `result` from COMMS: ret and ret_origin only. */
+  private completeRefused(mem: GuestMemory, guestArg: bigint, result: number, res: SmcResult): void {
+    const out = new GuestFields(mem, guestArg, MSG_HEADER_SIZE);
+    out.u32(MSG_RET_OFFSET, result);
+    out.u32(MSG_RET_ORIGIN_OFFSET, ORIGIN.COMMS);
     res.ret(OPTEE_RET.OK);
   }
 
   /** OP-TEE answered a CALL_WITH_ARG or RETURN_FROM_RPC: complete, pass an RPC on, or give up. */
-  private afterOs(st: VmState, call: PendingCall, r: number[], res: SmcResult): void {
-    const a0 = r[0]! >>> 0;
+  private afterOs(st: VmState, call: PendingCall, res: SmcResult): void {
+    const r = st.channel.regs;
+    const a0 = r[0]!;
     if (isRpc(a0)) {
       const func = a0 & 0xffff;
-      const thread = r[3]!;
-      call.rpc = { func, size: r[1]! };
-      st.pending.set(thread, call);
-      if (func === OPTEE_RPC_FUNC.FREE) st.rpcBuffers.delete((BigInt(r[1]!) << 32n) | BigInt(r[2]!));
-      return this.toGuest(res, r);
+      call.rpcFunc = func;
+      call.rpcSize = r[2]!;
+      st.pending.set(r[6]!, call);
+      if (func === OPTEE_RPC_FUNC.FREE) st.rpcBuffers.delete((BigInt(r[2]!) << 32n) | BigInt(r[4]!));
+      return this.toGuest(st, res);
     }
     st.inFlight--;
-    if (a0 === OPTEE_RET.OK) {
-      const answered = this.host.heap.read(call.shadow, msgSize(call.sent.params.length));
-      if (answered !== null) {
-        const back = decodeMsg(answered, call.sent.params.length);
-        this.writeResults(st, call.guestArg, call.sent, back, true);
-        if (call.sent.cmd === MSG_CMD.REGISTER_SHM && back.ret === TEEC.SUCCESS) {
-          const pages = (call.sent.params[0] as MsgParam & { pages?: number }).pages ?? 0;
-          st.registrations.set(call.sent.params[0]!.c, { pages });
-          st.pages += pages;
-        }
-        if (call.sent.cmd === MSG_CMD.UNREGISTER_SHM && back.ret === TEEC.SUCCESS) {
-          const cookie = call.sent.params[0]!.c;
-          st.pages -= st.registrations.get(cookie)?.pages ?? 0;
-          st.registrations.delete(cookie);
-        }
+    if (a0 === OPTEE_RET.OK && this.readAnswer(call)) {
+      const ret = this.answer.u32(MSG_RET_OFFSET);
+      this.writeResults(st, call);
+      if (call.cmd === MSG_CMD.REGISTER_SHM && ret === TEEC.SUCCESS) {
+        st.registrations.set(call.cookie, { pages: call.pages });
+        st.pages += call.pages;
+      }
+      if (call.cmd === MSG_CMD.UNREGISTER_SHM && ret === TEEC.SUCCESS) {
+        st.pages -= st.registrations.get(call.cookie)?.pages ?? 0;
+        st.registrations.delete(call.cookie);
       }
     }
     this.release(call);
-    this.toGuest(res, r);
+    this.toGuest(st, res);
+  }
+
+  /**
+   * OP-TEE's answer, out of the shadow page into the codec's buffer. Not a copy for isolation (the page is
+   * the hypervisor's own and OP-TEE is done with it): a hundred bytes or so, the simplest way to read them.
+   */
+  private readAnswer(call: PendingCall): boolean {
+    const size = msgSize(call.types.length);
+    const heap = this.host.heap;
+    const src = (heap.view ? heap.view(call.shadow, size) : null) ?? heap.read(call.shadow, size);
+    if (src === null) return false;
+    this.answer.bytes.set(src);
+    this.answer.numParams = call.types.length;
+    return true;
   }
 
   /**
    * Copies OP-TEE's results into the guest's argument, field by field: only what the message type lets
-   * OP-TEE return (ret, origin, session, output values and sizes). Input fields are never written back.
+   * OP-TEE return (ret, origin, session, output values and sizes), by the types of the checked copy. Input
+   * fields are never written back.
    */
-  private writeResults(st: VmState, guestArg: bigint, sent: MsgArg, back: MsgArg, fromOs: boolean): void {
+  private writeResults(st: VmState, call: PendingCall): void {
     const mem = this.host.memory(st.name);
     if (!mem) return;
-    mem.write(guestArg + 20n, u32(back.ret));
-    mem.write(guestArg + 24n, u32(back.retOrigin));
-    if (!fromOs) return;
-    if (sent.cmd === MSG_CMD.OPEN_SESSION) mem.write(guestArg + 8n, u32(back.session));
-    sent.params.forEach((p, i) => {
-      const q = back.params[i];
-      if (!q) return;
-      const type = Number(p.attr & BigInt(ATTR_TYPE_MASK));
-      const base = guestArg + 32n + 32n * BigInt(i);
+    const back = this.answer;
+    const out = new GuestFields(mem, call.guestArg, msgSize(call.types.length));
+    out.u32(MSG_RET_OFFSET, back.u32(MSG_RET_OFFSET));
+    out.u32(MSG_RET_ORIGIN_OFFSET, back.u32(MSG_RET_ORIGIN_OFFSET));
+    if (call.cmd === MSG_CMD.OPEN_SESSION) out.u32(MSG_SESSION_OFFSET, back.u32(MSG_SESSION_OFFSET));
+    for (let i = 0; i < call.types.length; i++) {
+      const type = call.types[i]!;
       if (type === ATTR.VALUE_OUTPUT || type === ATTR.VALUE_INOUT) {
-        mem.write(base + 8n, u64(q.a));
-        mem.write(base + 16n, u64(q.b));
-        mem.write(base + 24n, u64(q.c));
+        out.u64(paramOffset(i, PARAM_A), back.lo(i, PARAM_A), back.hi(i, PARAM_A));
+        out.u64(paramOffset(i, PARAM_B), back.lo(i, PARAM_B), back.hi(i, PARAM_B));
+        out.u64(paramOffset(i, PARAM_C), back.lo(i, PARAM_C), back.hi(i, PARAM_C));
       } else if (type === ATTR.RMEM_OUTPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_OUTPUT || type === ATTR.TMEM_INOUT) {
-        mem.write(base + 16n, u64(q.b));
+        out.u64(paramOffset(i, PARAM_B), back.lo(i, PARAM_B), back.hi(i, PARAM_B));
       }
-    });
+    }
   }
 
   private returnFromRpc(st: VmState, call: SmcCall, res: SmcResult): void {
     const thread = call.w(3);
     const pending = st.pending.get(thread);
     // Only a call this VM has suspended: a thread ID of another VM's is not this VM's to resume.
-    if (!pending || pending.rpc === null) return res.ret(OPTEE_RET.ERESUME);
-    const rpc = pending.rpc;
-    pending.rpc = null;
+    if (!pending || pending.rpcFunc < 0) return res.ret(OPTEE_RET.ERESUME);
+    const func = pending.rpcFunc, size = pending.rpcSize;
+    pending.rpcFunc = -1;
     st.pending.delete(thread);
-    const regs = [OPTEE_SMC.RETURN_FROM_RPC, call.w(1), call.w(2), thread, call.w(4), call.w(5), call.w(6)];
-    if (rpc.func === OPTEE_RPC_FUNC.ALLOC) {
+    let a1 = call.w(1), a2 = call.w(2);
+    if (func === OPTEE_RPC_FUNC.ALLOC) {
       // The guest's buffer for OP-TEE: its IPA becomes a platform address, or 0 (allocation failed).
-      const ipa = (BigInt(call.w(1)) << 32n) | BigInt(call.w(2));
+      const ipa = (BigInt(a1) << 32n) | BigInt(a2);
       const cookie = (BigInt(call.w(4)) << 32n) | BigInt(call.w(5));
-      const pa = ipa === 0n ? null : this.host.ipaToPa(st.name, ipa, BigInt(Math.max(rpc.size, 1)));
-      if (pa === null || (pa & 0xfffn) + BigInt(rpc.size) > BigInt(PAGE_SIZE) * 16n) {
-        regs[1] = 0;
-        regs[2] = 0;
+      const pa = ipa === 0n ? null : this.host.ipaToPa(st.name, ipa, BigInt(Math.max(size, 1)));
+      if (pa === null || (pa & 0xfffn) + BigInt(size) > BigInt(PAGE_SIZE) * 16n) {
+        a1 = 0;
+        a2 = 0;
       } else {
-        regs[1] = Number(pa >> 32n);
-        regs[2] = Number(pa & 0xffff_ffffn);
-        st.rpcBuffers.set(cookie, rpc.size);
+        a1 = Number(pa >> 32n);
+        a2 = Number(pa & 0xffff_ffffn);
+        st.rpcBuffers.set(cookie, size);
       }
     }
-    this.afterOs(st, pending, this.os(st, regs), res);
+    this.os(st, OPTEE_SMC.RETURN_FROM_RPC, a1, a2, thread, call.w(4), call.w(5), call.w(6));
+    this.afterOs(st, pending, res);
   }
 
   private release(call: PendingCall): void {
@@ -382,15 +454,57 @@ export class OpteeMediator implements Mediator {
   }
 }
 
-/** Little-endian encodings of one message field, for writing results back field by field. */
-function u32(v: number): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, v >>> 0, true);
-  return b;
+/**
+ * Copies bytes [skip, length) of guest memory at `ipa` into `dest` from `skip` on; false unless all of
+ * [ipa, ipa + length) is the VM's RAM. Through a view where the backend offers one, so that the only copy
+ * is the one into `dest`, which is what is checked.
+ */
+function copyIn(mem: GuestMemory, ipa: bigint, length: number, skip: number, dest: Uint8Array): boolean {
+  const src = (mem.view ? mem.view(ipa, length) : null) ?? mem.read(ipa, length);
+  if (src === null || src.length !== length) return false;
+  dest.set(skip === 0 ? src : src.subarray(skip), skip);
+  return true;
 }
 
-function u64(v: bigint): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+/**
+ * Result fields written into a guest's message argument, one by one (little-endian): in place through a
+ * view when the backend offers one, else each through GuestMemory.write.
+ */
+class GuestFields {
+  private readonly view: Uint8Array | null;
+
+  constructor(private readonly mem: GuestMemory, private readonly base: bigint, length: number) {
+    const v = mem.view ? mem.view(base, length) : null;
+    this.view = v !== null && v.length === length ? v : null;
+  }
+
+  u32(offset: number, value: number): void {
+    const v = this.view;
+    if (v === null) {
+      this.mem.write(this.base + BigInt(offset), le(value, 0, 4));
+      return;
+    }
+    v[offset] = value;
+    v[offset + 1] = value >>> 8;
+    v[offset + 2] = value >>> 16;
+    v[offset + 3] = value >>> 24;
+  }
+
+  u64(offset: number, lo: number, hi: number): void {
+    if (this.view === null) {
+      this.mem.write(this.base + BigInt(offset), le(lo, hi, 8));
+      return;
+    }
+    this.u32(offset, lo);
+    this.u32(offset + 4, hi);
+  }
+}
+
+/** A little-endian u32 (length 4) or u64 (length 8) from its halves. */
+function le(lo: number, hi: number, length: 4 | 8): Uint8Array {
+  const b = new Uint8Array(length);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, lo >>> 0, true);
+  if (length === 8) dv.setUint32(4, hi >>> 0, true);
   return b;
 }

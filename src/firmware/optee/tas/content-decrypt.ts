@@ -4,6 +4,11 @@
  * ChaCha20 (RFC 8439); the 96-bit nonce is value a and b of parameter 2 (as two little-endian u32) plus
  * four zero bytes, and the block counter starts at 0. Long buffers are processed in 16 KiB pieces with a
  * chance for the normal world to take its interrupts between them, as a real TA would be preempted.
+ *
+ * The buffers are usually the guest's shared memory itself (ta.ts): each input byte is read once and only
+ * the guest's own plaintext depends on it, so decrypting straight from and into them is safe. Input and
+ * output may be the same buffer (in place); buffers that overlap otherwise give that guest garbage, in its
+ * own memory only.
  */
 import { TEEC } from "../../../smccc/optee/abi.js";
 import { chacha20 } from "../chacha20.js";
