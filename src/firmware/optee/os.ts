@@ -529,14 +529,18 @@ export class OpteeOs implements CallTarget {
     return out;
   }
 
-  /** A buffer of the OS's own for a memref it cannot map in place: the contents copied in for an input. */
+  /**
+   * A buffer of the OS's own for a memref it cannot map in place (pieces in several places, or memory it
+   * cannot view): the contents copied in for an input, each piece once (viewed where it can be).
+   */
   private gather(ps: readonly Piece[], size: number, input: boolean): Uint8Array | null {
     const buf = new Uint8Array(size);
     if (!input) return buf;
+    const m = this.opts.memory;
     let off = 0;
     for (const p of ps) {
-      const chunk = this.opts.memory.read(p.pa, p.length);
-      if (chunk === null) return null;
+      const chunk = (m.view ? m.view(p.pa, p.length) : null) ?? m.read(p.pa, p.length);
+      if (chunk === null || chunk.length !== p.length) return null;
       buf.set(chunk, off);
       off += p.length;
     }

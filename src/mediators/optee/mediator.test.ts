@@ -663,8 +663,8 @@ describe("memrefs without copies", () => {
   chacha20(key, new Uint8Array(12), 0, plain, cipher);
 
   /**
-   * VM a decrypts 64 KiB from one registered buffer into another; counts the bytes copied out of its RAM
-   * and out of hypervisor pages (GuestMemory.read, PageHeap.read) during the invoke.
+   * VM a decrypts 64 KiB from one registered buffer into another; counts the bytes copied in and out of
+   * its RAM and hypervisor pages by read and write (GuestMemory, PageHeap) during the invoke.
    */
   function decrypt64k(opts: { views: boolean; contiguous: boolean; onStep?: (step: GuestStep, input: GuestShm) => void }) {
     const t = machine();
@@ -677,12 +677,14 @@ describe("memrefs without copies", () => {
     run(t.a.registerShm(input));
     run(t.a.registerShm(output));
     let copied = 0;
-    const read = mem.read.bind(mem), heapRead = t.heap.read.bind(t.heap);
+    const read = mem.read.bind(mem), write = mem.write.bind(mem), heapRead = t.heap.read.bind(t.heap), heapWrite = t.heap.write.bind(t.heap);
     mem.read = (ipa, len) => ((copied += len), read(ipa, len));
+    mem.write = (ipa, data) => ((copied += data.length), write(ipa, data));
     t.heap.read = (pa, len) => ((copied += len), heapRead(pa, len));
+    t.heap.write = (pa, data) => ((copied += data.length), heapWrite(pa, data));
     const r = run(t.a.invoke(s, TA_DECRYPT_CMD_DECRYPT, [param.rmem("in", input), param.rmem("out", output), param.valueIn(0, 0)]), (step) => opts.onStep?.(step, input));
-    mem.read = read;
-    t.heap.read = heapRead;
+    Object.assign(mem, { read, write });
+    Object.assign(t.heap, { read: heapRead, write: heapWrite });
     expect(r).toMatchObject({ a0: R.OK, result: TEEC.SUCCESS });
     expect(r.msg.params[1]!.b).toBe(BigInt(n));
     return { copied, output: output.read() };
