@@ -76,10 +76,10 @@ export interface GuestMemory {
    * it at any moment, so it serves only where a copy protects nothing: copying into a buffer of the
    * hypervisor's own (the copy is then the one read), writing results, or a trusted application's view of
    * shared memory, which OP-TEE too maps in place. Never check a guest-controlled value in a view and then
-   * use it again from the view (a time-of-check to time-of-use gap). The view lives no longer than the
-   * mapping behind it: once the VM's RAM is unmapped it may read as zero length, and users must not keep
-   * it beyond the call that took it, except where the VM's own call keeps it (a TA suspended in an RPC,
-   * whose view is used again only when that VM resumes it).
+   * use it again from the view (a time-of-check to time-of-use gap). A backend returns a subarray of its
+   * own mapping of exactly the VM's RAM, or null when that is unmapped; a view it gave earlier must then
+   * read as zero length (a detached buffer), never as other memory. Users keep a view no longer than the
+   * call that took it, except a TA suspended in an RPC, which uses it again only when the same VM resumes it.
    */
   view?(ipa: bigint, length: number): Uint8Array | null;
 }
