@@ -122,9 +122,15 @@ struct mailbox {
 	struct reply rsp;	/* offset 0x140 */
 };
 
-/* The hypervisor's side: 1 while it polls every mailbox (the shim then need not ring). */
+/*
+ * The hypervisor's side: `polling` is 1 while it polls every mailbox (the shim then need not ring);
+ * `spin_ticks`, when not 0, replaces the host page's: how long a waiting CPU polls now. The hypervisor
+ * shortens it while the vCPUs that are working need every host core, where a CPU polling for its reply
+ * would take the core the hypervisor needs to answer it.
+ */
 struct host_state {
 	volatile u32 polling;
+	volatile u32 spin_ticks;
 };
 
 _Static_assert(sizeof(struct request) == 224, "request frame is 224 bytes");

@@ -46,9 +46,10 @@ static u64 stack_top(struct cpu *c)
 }
 
 /*
- * Waits for the reply to request `seq`: polls the mailbox for spin_ticks (most replies come within
- * microseconds), then sleeps in WFI until the doorbell (or the EL2 timer, which bounds every sleep).
- * Before sleeping the shim says so in the mailbox; the hypervisor rings only for a sleeping CPU. Both
+ * Waits for the reply to request `seq`: polls the mailbox for a while (most replies come within
+ * microseconds: the host page's spin_ticks, or the hypervisor's shorter advice while the host's cores are
+ * all busy), then sleeps in WFI until the doorbell (or the EL2 timer, which bounds every sleep), then polls
+ * again. Before sleeping the shim says so in the mailbox; the hypervisor rings only a sleeping CPU. Both
  * sides write their flag, then a full barrier, then read the other's (the reply's sequence number here,
  * `sleeping` there), so at least one of them sees the other.
  */
@@ -56,29 +57,28 @@ static void wait_reply(struct cpu *c, u32 seq)
 {
 	struct mailbox *m = c->mb;
 	const struct host_page *h = host();
+	const volatile struct host_state *hs = (const volatile struct host_state *)HOST_STATE;
 	u64 start = READ_SYSREG(cntpct_el0);
 	for (u32 n = 0; m->rsp_seq != seq; n++) {
 		if ((n & 63) != 63)
 			continue;
-		if (READ_SYSREG(cntpct_el0) - start < h->spin_ticks)
+		u32 advice = hs->spin_ticks;
+		if (READ_SYSREG(cntpct_el0) - start < (advice ? advice : h->spin_ticks))
 			continue;
 		struct gic_save s;
 		wake_arm(c, &s);
-		for (;;) {
-			m->sleeping = 1;
-			dmb_full();
-			if (m->rsp_seq == seq)
-				break;
+		m->sleeping = 1;
+		dmb_full();
+		if (m->rsp_seq != seq) {
 			wake_timer(h->sleep_ticks);
 			__asm__ volatile("dsb sy; wfi" : : : "memory");
-			doorbell_drain(&c->bell);
-			wake_clear(c);
 		}
 		m->sleeping = 0;
 		wake_disarm(c, &s);
 		doorbell_drain(&c->bell);
 		wake_clear(c);
-		break;
+		/* Woken (or never asleep): poll again, the reply is usually close. */
+		start = READ_SYSREG(cntpct_el0);
 	}
 	dmb();
 }

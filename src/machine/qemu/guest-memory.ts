@@ -23,6 +23,12 @@ export class MappedGuestMemory implements GuestMemory {
     return off < 0 ? null : this.ram.bytes.slice(off, off + length);
   }
 
+  /** The guest's bytes in place (no copy): they change under the caller as the guest writes them. */
+  view(ipa: bigint, length: number): Uint8Array | null {
+    const off = this.offset(ipa, length);
+    return off < 0 ? null : this.ram.bytes.subarray(off, off + length);
+  }
+
   write(ipa: bigint, data: Uint8Array): boolean {
     const off = this.offset(ipa, data.length);
     if (off < 0) return false;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Poller, type Pollable } from "./poller.js";
+import { BUSY_SPIN_TICKS, Poller, type Pollable } from "./poller.js";
 
 /** A VM whose shims post `requests` one by one, each when the previous one has been handled. */
 class FakeVm implements Pollable {
@@ -16,11 +16,15 @@ class FakeVm implements Pollable {
   setPolling(on: boolean): void {
     this.polling.push(on);
   }
+  advice: number[] = [];
+  setSpinAdvice(ticks: number): void {
+    this.advice.push(ticks);
+  }
 }
 
 describe("the mailbox poller", () => {
   it("serves every VM's requests in one pass, with the polling flag up while it polls and down when it stops", () => {
-    const p = new Poller({ spinNs: 0 });
+    const p = new Poller({ spinNs: 1000, cores: 4 });
     const a = new FakeVm(5), b = new FakeVm(3);
     p.add(a);
     p.add(b);
@@ -47,6 +51,7 @@ describe("the mailbox poller", () => {
       setPolling(on) {
         if (!on && late === 0) late = 1; // a request arrives just as the flag goes down
       },
+      setSpinAdvice() {},
     };
     p.add(vm);
     p.kick();
@@ -68,5 +73,24 @@ describe("the mailbox poller", () => {
     expect(vm.handled).toBeGreaterThan(afterFirstSlice);
     p.remove(vm);
     expect(vm.polling[vm.polling.length - 1]).toBe(false);
+  });
+
+  it("polls, and lets the shims poll long, only while the vCPUs that are working leave a host core free", () => {
+    const p = new Poller({ spinNs: 1_000_000, cores: 2 });
+    const a = new FakeVm(3), b = new FakeVm(3);
+    p.add(a);
+    p.add(b);
+    // One vCPU calling: it and the hypervisor fit two cores; both poll.
+    p.requested(a, 0);
+    p.kick();
+    expect(a.polling[0]).toBe(true);
+    expect(a.advice.at(-1)).toBe(0);
+    // Two vCPUs calling (of two VMs here, the same for one VM): the hypervisor does not poll and the shims poll briefly.
+    p.requested(a, 0);
+    p.requested(b, 1);
+    const before = a.polling.length;
+    p.kick();
+    expect(a.polling[before]).toBe(false);
+    expect([a.advice.at(-1), b.advice.at(-1)]).toEqual([BUSY_SPIN_TICKS, BUSY_SPIN_TICKS]);
   });
 });

@@ -9,11 +9,17 @@
  * A pass never holds the event loop longer than `sliceMs`: it then yields (setImmediate) and continues, the
  * flag still up, so QEMU's exits, consoles, delegates and timers are served even under a call storm.
  */
+import { availableParallelism } from "node:os";
+
 export interface Pollable {
   /** Handles the new requests in its mailboxes; true if there were any. */
   poll(): boolean;
   /** Tells the VM's shims whether the hypervisor is polling (they need not ring while it is). */
   setPolling(on: boolean): void;
+  /**
+   * Tells the VM's shims how long a waiting vCPU polls now, in counter ticks (0: the host page's value).
+   */
+  setSpinAdvice(ticks: number): void;
 }
 
 export interface PollerOptions {
@@ -21,9 +27,20 @@ export interface PollerOptions {
   readonly spinNs?: number;
   /** The longest a pass holds the event loop, in ms. */
   readonly sliceMs?: number;
+  /** Host cores (default: what Node sees). */
+  readonly cores?: number;
 }
 
+/** A vCPU that posted a request this recently is taken to be running (and to need a core). */
+const ACTIVE_MS = 2;
+
 export const DEFAULT_POLL_SPIN_NS = 50_000;
+/**
+ * How long a waiting vCPU polls while the working vCPUs need every host core (counter ticks at 62.5 MHz:
+ * 30 µs). Measured with four and two TEE client threads in one 2-vCPU VM on the 2-core machine
+ * (docs/performance.md): shorter polls there leave the hypervisor a core, longer ones pay where a core is free.
+ */
+export const BUSY_SPIN_TICKS = 1875;
 
 export class Poller {
   private readonly members = new Set<Pollable>();
@@ -35,21 +52,44 @@ export class Poller {
   private readonly sliceNs: number;
   /** Passes and scans, for the benchmarks and tests. */
   passes = 0;
+  /** The spin advice last given (ticks; 0 = the host page's). */
+  private advice = -1;
+  /** When each vCPU (VM, index) last posted a request, in ms. */
+  private readonly lastRequest = new Map<Pollable, number[]>();
+  /** Host cores: polling only pays while the vCPUs that are working leave one free. */
+  private readonly cores: number;
 
   constructor(opts: PollerOptions = {}) {
     this.spinNs = opts.spinNs ?? DEFAULT_POLL_SPIN_NS;
     this.sliceNs = (opts.sliceMs ?? 2) * 1e6;
+    this.cores = opts.cores ?? availableParallelism();
   }
 
   add(m: Pollable): void {
     this.members.add(m);
     this.list = [...this.members];
+    m.setSpinAdvice(Math.max(this.advice, 0));
   }
 
   remove(m: Pollable): void {
     this.members.delete(m);
+    this.lastRequest.delete(m);
     this.list = [...this.members];
     m.setPolling(false);
+  }
+
+  /** vCPU `vcpu` of `vm` posted a request. */
+  requested(vm: Pollable, vcpu: number): void {
+    let t = this.lastRequest.get(vm);
+    if (!t) this.lastRequest.set(vm, (t = []));
+    t[vcpu] = performance.now();
+  }
+
+  /** vCPUs that posted a request within ACTIVE_MS: they are running and each needs a host core. */
+  private active(now: number): number {
+    let n = 0;
+    for (const t of this.lastRequest.values()) for (const at of t) if (at !== undefined && now - at < ACTIVE_MS) n++;
+    return n;
   }
 
   /** A doorbell rang or a reply went out: serve the mailboxes now. Re-entrant calls (from a handler) are no-ops. */
@@ -77,7 +117,17 @@ export class Poller {
   }
 
   private pass(): void {
-    this.setAll(true);
+    // Polling keeps a host core busy: worth it while a core is free for it (one vCPU calling in a loop),
+    // not when the working vCPUs need every core (they would lose time to it, and then wait on it). The
+    // same goes for the shims' own polling for their replies.
+    const free = this.active(performance.now()) + 1 <= this.cores;
+    const spinNs = free ? this.spinNs : 0;
+    const advice = free ? 0 : BUSY_SPIN_TICKS;
+    if (advice !== this.advice) {
+      this.advice = advice;
+      for (const m of this.list) m.setSpinAdvice(advice);
+    }
+    this.setAll(spinNs > 0);
     const start = process.hrtime.bigint();
     let last = start;
     for (let n = 0; ; n++) {
@@ -95,7 +145,7 @@ export class Poller {
         });
         return;
       }
-      if (Number(now - last) < this.spinNs) continue;
+      if (Number(now - last) < spinNs) continue;
       this.setAll(false);
       if (!this.scan()) return;
       this.setAll(true);

@@ -183,7 +183,7 @@ export class QemuVm implements PowerPort {
     mkdirSync(opts.runDir, { recursive: true, mode: 0o700 });
     this.ram = new SharedRam(opts.ramFile, Number(SHIM_SIZE + config.memory.size));
     this.memory = new MappedGuestMemory(this.ram, config.memory.base, config.memory.size);
-    this.hostState = new Int32Array(this.ram.bytes.buffer, SHIM_REGION.hostState, 1);
+    this.hostState = new Int32Array(this.ram.bytes.buffer, SHIM_REGION.hostState, 2);
     for (let i = 0; i < config.vcpus; i++) {
       const v = new VcpuChannel(i, join(opts.runDir, `doorbell${i}.sock`));
       const page = mailboxOffset(i);
@@ -407,6 +407,10 @@ export class QemuVm implements PowerPort {
     if (this.ram.mapped) Atomics.store(this.hostState, 0, on ? 1 : 0);
   }
 
+  setSpinAdvice(ticks: number): void {
+    if (this.ram.mapped) Atomics.store(this.hostState, 1, ticks | 0);
+  }
+
   poll(): boolean {
     if (this.ending || !this.ram.mapped) return false;
     let any = false;
@@ -424,6 +428,7 @@ export class QemuVm implements PowerPort {
     if (seq !== ((v.seen + 1) >>> 0)) return this.fail(`vCPU ${v.index}: protocol error: request ${seq} after ${v.seen}`);
     v.seen = seq;
     v.requests++;
+    this.opts.poller.requested(this, v.index);
     const r = v.frame;
     const bad = r.load(v.request, this.vcpus.length);
     if (bad !== null) return this.fail(`vCPU ${v.index}: protocol error: ${bad}`);
@@ -588,10 +593,13 @@ export class QemuVm implements PowerPort {
     v.reply.write(reply);
     Atomics.store(v.words, MAILBOX.rspSeq / 4, v.seen | 0);
     if (DEBUG) console.error(`[${this.name}] vCPU ${v.index} reply ${v.seen} type ${reply.type} sleeping ${Atomics.load(v.words, MAILBOX.sleeping / 4)}`);
-    if (Atomics.load(v.words, MAILBOX.sleeping / 4) !== 0) {
-      if (!v.socket) return this.fail(`vCPU ${v.index}: its doorbell is not connected`);
-      v.socket.write(RING);
-    }
+    if (Atomics.load(v.words, MAILBOX.sleeping / 4) !== 0) this.ring(v);
+  }
+
+  /** Wakes vCPU `v` from the shim's WFI: one byte on its doorbell. */
+  private ring(v: VcpuChannel): void {
+    if (!v.socket) return this.fail(`vCPU ${v.index}: its doorbell is not connected`);
+    v.socket.write(RING);
   }
 
   /**

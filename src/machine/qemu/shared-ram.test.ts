@@ -60,14 +60,19 @@ describe("guest memory through the mapping", () => {
       expect(m.read(base + (2n << 20n) - 1n, 2)).toBeNull();
       expect(m.read(base, -1)).toBeNull();
       expect(ram.bytes.subarray(0, Number(SHIM_SIZE)).every((b) => b === 0)).toBe(true);
-      // A copy, not a view: what a handler keeps cannot change under it.
+      // read() is a copy: what a handler keeps cannot change under it; view() is the guest's bytes in place.
       const r = m.read(base + 16n, 2)!;
+      const v = m.view(base + 16n, 2)!;
       m.write(base + 16n, Uint8Array.of(1, 1));
       expect([...r]).toEqual([0xaa, 0xbb]);
+      expect([...v]).toEqual([1, 1]);
+      expect(m.view(base - 1n, 2)).toBeNull();
+      expect(m.view(base + (2n << 20n) - 1n, 2)).toBeNull();
     } finally {
       ram.dispose();
     }
     expect(m.read(base, 1)).toBeNull();
+    expect(m.view(base, 1)).toBeNull();
     expect(m.write(base, Uint8Array.of(1))).toBe(false);
   });
 });
