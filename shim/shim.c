@@ -46,24 +46,35 @@ static u64 stack_top(struct cpu *c)
 }
 
 /*
- * Waits for the reply to request `seq`: polls the mailbox for a while (most replies come within
- * microseconds: the host page's spin_ticks, or the hypervisor's shorter advice while the host's cores are
- * all busy), then sleeps in WFI until the doorbell (or the EL2 timer, which bounds every sleep), then polls
- * again. Before sleeping the shim says so in the mailbox; the hypervisor rings only a sleeping CPU. Both
- * sides write their flag, then a full barrier, then read the other's (the reply's sequence number here,
- * `sleeping` there), so at least one of them sees the other.
+ * Waits for the reply to request `seq`: polls the mailbox for a while, then sleeps in WFI until the
+ * doorbell (or the EL2 timer, which bounds every sleep), then polls again. Before sleeping the shim says so
+ * in the mailbox; the hypervisor rings only a sleeping CPU. Both sides write their flag, then a full
+ * barrier, then read the other's (the reply's sequence number here, `sleeping` there), so at least one of
+ * them sees the other.
+ *
+ * How long it polls adapts, as KVM's halt polling does: a reply that came after the CPU had gone to sleep
+ * but within SPIN_MAX_FACTOR times the host page's spin_ticks says such calls take about that long, so the
+ * next wait polls that long (a sleep and a doorbell cost ~65 µs more on the machines measured); a longer
+ * wait (a delegate that takes seconds) puts it back to spin_ticks. While the host's cores are all busy the
+ * hypervisor's advice (host state) replaces it: a CPU polling for its reply would take the core the
+ * hypervisor needs to answer it.
  */
+#define SPIN_MAX_FACTOR 4
+
 static void wait_reply(struct cpu *c, u32 seq)
 {
 	struct mailbox *m = c->mb;
 	const struct host_page *h = host();
 	const volatile struct host_state *hs = (const volatile struct host_state *)HOST_STATE;
-	u64 start = READ_SYSREG(cntpct_el0);
+	u64 posted = READ_SYSREG(cntpct_el0), start = posted;
+	int slept = 0;
+	if (c->spin < h->spin_ticks)
+		c->spin = h->spin_ticks;
 	for (u32 n = 0; m->rsp_seq != seq; n++) {
 		if ((n & 63) != 63)
 			continue;
 		u32 advice = hs->spin_ticks;
-		if (READ_SYSREG(cntpct_el0) - start < (advice ? advice : h->spin_ticks))
+		if (READ_SYSREG(cntpct_el0) - start < (advice ? advice : c->spin))
 			continue;
 		struct gic_save s;
 		wake_arm(c, &s);
@@ -72,6 +83,7 @@ static void wait_reply(struct cpu *c, u32 seq)
 		if (m->rsp_seq != seq) {
 			wake_timer(h->sleep_ticks);
 			__asm__ volatile("dsb sy; wfi" : : : "memory");
+			slept = 1;
 		}
 		m->sleeping = 0;
 		wake_disarm(c, &s);
@@ -79,6 +91,13 @@ static void wait_reply(struct cpu *c, u32 seq)
 		wake_clear(c);
 		/* Woken (or never asleep): poll again, the reply is usually close. */
 		start = READ_SYSREG(cntpct_el0);
+	}
+	if (slept) {
+		u64 waited = READ_SYSREG(cntpct_el0) - posted;
+		u64 most = (u64)h->spin_ticks * SPIN_MAX_FACTOR;
+		c->spin = waited <= most ? waited + waited / 4 : h->spin_ticks;
+		if (c->spin > most)
+			c->spin = most;
 	}
 	dmb();
 }

@@ -66,6 +66,7 @@ struct cpu {
 	u64 wa2_state;
 	u64 aborts;
 	u64 abort_ipa;
+	u64 spin;		/* counter ticks this CPU polls for a reply before it sleeps (adapts) */
 	u64 regs[31];
 };
 

@@ -34,7 +34,7 @@ export interface PollerOptions {
 /** A vCPU that posted a request this recently is taken to be running (and to need a core). */
 const ACTIVE_MS = 2;
 
-export const DEFAULT_POLL_SPIN_NS = 50_000;
+export const DEFAULT_POLL_SPIN_NS = 200_000;
 /**
  * How long a waiting vCPU polls while the working vCPUs need every host core (counter ticks at 62.5 MHz:
  * 30 µs). Measured with four and two TEE client threads in one 2-vCPU VM on the 2-core machine
