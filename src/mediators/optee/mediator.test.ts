@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { interleave, OpteeGuest, param, run, type GuestShm, type GuestStep } from "../../../test/support/optee-guest.js";
 import { chacha20 } from "../../firmware/optee/chacha20.js";
-import { CONTENT_DECRYPT_UUID, TA_DECRYPT_CMD_DECRYPT, TA_DECRYPT_CMD_KEY_PRESENT } from "../../firmware/optee/tas/content-decrypt.js";
+import { CONTENT_DECRYPT_UUID, DECRYPT_PIECE, TA_DECRYPT_CMD_DECRYPT, TA_DECRYPT_CMD_KEY_PRESENT } from "../../firmware/optee/tas/content-decrypt.js";
 import { HELLO_WORLD_UUID, TA_HELLO_WORLD_CMD_DEC_VALUE, TA_HELLO_WORLD_CMD_INC_VALUE } from "../../firmware/optee/tas/hello-world.js";
 import { RNG_TA_UUID, TA_CMD_GET_ENTROPY } from "../../firmware/optee/tas/rng.js";
 import { Hypervisor } from "../../hypervisor/hypervisor.js";
@@ -303,7 +303,7 @@ describe("sessions and trusted applications through the mediator", () => {
   it("content decryption uses the calling VM's key: VM A's key does not decrypt what B's key encrypted", () => {
     const { a, b } = machine();
     const keyA = Buffer.from(KEY_A, "hex"), keyB = Buffer.from(KEY_B, "hex");
-    const plain = Uint8Array.from({ length: 20_000 }, (_, i) => (i * 31 + 7) & 0xff);
+    const plain = Uint8Array.from({ length: DECRYPT_PIECE + 20_000 }, (_, i) => (i * 31 + 7) & 0xff);
     const nonce = new Uint8Array(12);
     nonce.set(u32(0x0102_0304), 0);
     nonce.set(u32(0x0506_0708), 4);
@@ -328,7 +328,7 @@ describe("sessions and trusted applications through the mediator", () => {
     const expected = new Uint8Array(plain.length);
     chacha20(keyA, nonce, 0, forB, expected);
     expect(fromA).toEqual(expected);
-    expect(a.rpcCounts.FOREIGN_INTR).toBe(1); // 20,000 bytes: two pieces
+    expect(a.rpcCounts.FOREIGN_INTR).toBe(1); // a piece and 20,000 bytes: two pieces
   });
 
   it("a VM with the TEE but no content key is refused decryption (ACCESS_DENIED from the TA)", () => {
@@ -597,7 +597,7 @@ describe("hostile guests: addresses are translated and checked, every refusal is
       const t = machine();
       const key = Buffer.from(KEY_A, "hex");
       const s = sessionOf(t.a, CONTENT_DECRYPT_UUID);
-      const n = 40_000;
+      const n = DECRYPT_PIECE + 40_000;
       const plain = Uint8Array.from({ length: n }, (_, i) => (i * 13) & 0xff);
       const cipher = new Uint8Array(n);
       chacha20(key, new Uint8Array(12), 0, plain, cipher);
@@ -656,7 +656,8 @@ describe("the hypervisor's own resources", () => {
 });
 
 describe("memrefs without copies", () => {
-  const n = 64 * 1024;
+  // A 64 KiB decrypt after one whole piece, so that a foreign interrupt comes between them.
+  const n = DECRYPT_PIECE + 64 * 1024;
   const key = Buffer.from(KEY_A, "hex");
   const plain = Uint8Array.from({ length: n }, (_, i) => (i * 29 + 3) & 0xff);
   const cipher = new Uint8Array(n);
@@ -706,7 +707,7 @@ describe("memrefs without copies", () => {
   });
 
   it("in place, the TA reads the guest's shared memory itself, as OP-TEE maps it into a TA: input rewritten during a foreign interrupt reaches the pieces not yet decrypted", () => {
-    const piece = 16 * 1024;
+    const last = n - DECRYPT_PIECE;
     let rewritten = false;
     const { output } = decrypt64k({
       views: true,
@@ -715,14 +716,14 @@ describe("memrefs without copies", () => {
         if (step.rpc !== "FOREIGN_INTR" || rewritten) return;
         rewritten = true;
         // After the first piece: the last piece's ciphertext becomes zeros, so the TA writes the keystream there.
-        input.write(new Uint8Array(piece), n - piece);
+        input.write(new Uint8Array(last), n - last);
       },
     });
     expect(rewritten).toBe(true);
     const keystream = new Uint8Array(n);
     chacha20(key, new Uint8Array(12), 0, new Uint8Array(n), keystream);
-    expect(output.subarray(0, n - piece)).toEqual(plain.subarray(0, n - piece));
-    expect(output.subarray(n - piece)).toEqual(keystream.subarray(n - piece));
+    expect(output.subarray(0, n - last)).toEqual(plain.subarray(0, n - last));
+    expect(output.subarray(n - last)).toEqual(keystream.subarray(n - last));
   });
 });
 

@@ -20,7 +20,9 @@ import type { TrustedApp } from "../ta.js";
 export const CONTENT_DECRYPT_UUID = "d7a2b9c4-5e61-4f08-a3c7-1b9e2d4f6a58";
 export const TA_DECRYPT_CMD_DECRYPT = 0;
 export const TA_DECRYPT_CMD_KEY_PRESENT = 1;
-const PIECE = 256 * 1024;
+/** How much the TA decrypts between chances for the normal world to take its interrupts. */
+export const DECRYPT_PIECE = 256 * 1024;
+const PIECE = DECRYPT_PIECE;
 
 export const contentDecryptTa: TrustedApp<{ bytes: number }> = {
   uuid: CONTENT_DECRYPT_UUID,
