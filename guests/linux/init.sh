@@ -40,6 +40,7 @@ if [ -e /dev/teepriv0 ] && [ -x /usr/sbin/tee-supplicant ]; then
   mkdir -p /var/lib/tee /data/tee
   /usr/sbin/tee-supplicant -d && echo "SMCV-TEE supplicant started" || echo "SMCV-TEE supplicant failed"
 fi
-if [ -x /etc/smcvisor/run.sh ]; then /etc/smcvisor/run.sh 2>&1 | sed 's/^/SMCV-RUN /'; fi
+# Line by line (busybox sed buffers its output to the console, so lines would reach the host in bursts).
+if [ -x /etc/smcvisor/run.sh ]; then /etc/smcvisor/run.sh 2>&1 | while IFS= read -r line; do echo "SMCV-RUN $line"; done; fi
 echo "SMCV-GUEST poweroff boot=$boot"
 poweroff -f

@@ -107,6 +107,8 @@ describe("a vCPU waiting for the hypervisor (Linux, 2 vCPUs)", () => {
   let sleepingDuringHold = -1;
   let qemuCpuSeconds = -1;
   let nodeCpuSeconds = -1;
+  /** QEMU's and Node's CPU time over 1.5 s while the guest sat idle (its `sleep 2`). */
+  let idleQemu = -1, idleNode = -1;
   /** Each SMCV-TICK line: when it reached us, which vCPU printed it, and the guest's uptime when it did. */
   const arrivals: { at: number; cpu: number; uptime: number }[] = [];
 
@@ -139,6 +141,8 @@ guests:
         taskset -c $c sh -c 'i=0; while [ $i -lt 40 ]; do echo "SMCV-TICK cpu='$c' $(cut -d" " -f1 /proc/uptime)"; sleep 0.1; i=$((i+1)); done' &
       done
       sleep 0.5
+      echo "SMCV-HOLD arm"
+      sleep 0.3
       echo "SMCV-HOLD bits=$(taskset -c 0 head -c 24 /dev/hwrng | od -An -tx1 | tr -d ' \\n')"
       wait
 `;
@@ -163,7 +167,22 @@ guests:
     report = await runScenario(s.scenario, {
       onStart: (m) => (machine = m),
       onConsole: (_vm, line) => {
-        if (line.startsWith("SMCV-RUN SMCV-HOLD ready")) ctl.armMs = HOLD_MS;
+        // The next TRNG call (ours on vCPU 0, or the kernel's hwrng thread's) is held, while both tick loops run.
+        if (line.startsWith("SMCV-RUN SMCV-HOLD arm")) ctl.armMs = HOLD_MS;
+        if (line.startsWith("SMCV-RUN SMCV-HOLD ready")) {
+          const pid = machine!.vm("vm0").pid!;
+          let q0 = 0, n0 = 0;
+          setTimeout(() => {
+            q0 = cpuSeconds(pid);
+            const u = process.cpuUsage();
+            n0 = u.user + u.system;
+          }, 200);
+          setTimeout(() => {
+            idleQemu = cpuSeconds(pid) - q0;
+            const u = process.cpuUsage();
+            idleNode = (u.user + u.system - n0) / 1e6;
+          }, 1700);
+        }
         const t = /SMCV-TICK cpu=(\d) ([\d.]+)/.exec(line);
         if (t) arrivals.push({ at: performance.now(), cpu: Number(t[1]), uptime: Number(t[2]) });
       },
@@ -191,6 +210,12 @@ guests:
     expect(sibling.length, JSON.stringify(arrivals)).toBeGreaterThanOrEqual(8);
     const spacing = sibling.slice(1).map((t, i) => t - sibling[i]!);
     expect(Math.max(...spacing, sibling[0]! - gap[0], gap[1] - sibling[sibling.length - 1]!)).toBeLessThan(0.6);
+  });
+
+  it("an idle VM costs next to no host CPU: its vCPUs sit in the guest's own WFI and nothing polls", () => {
+    expect(idleQemu).toBeGreaterThanOrEqual(0);
+    expect(idleQemu).toBeLessThan(1.5 * 0.2);
+    expect(idleNode).toBeLessThan(1.5 * 0.2);
   });
 
   it("a waiting vCPU sleeps (WFI) after its short poll instead of spinning, and the hypervisor does not spin either", () => {
