@@ -145,7 +145,6 @@ class VcpuChannel {
   /** Doorbell bytes and requests in the current second, for storm detection. */
   bells = 0;
   requests = 0;
-  totalBells = 0;
   windowStart = 0;
 
   constructor(readonly index: number, readonly socketPath: string) {}
@@ -373,7 +372,6 @@ export class QemuVm implements PowerPort {
   doorbellRang(vcpu: number, bytes: number): void {
     const v = this.vcpus[vcpu];
     if (!v || this.ending) return;
-    v.totalBells += bytes;
     const now = Date.now();
     if (now - v.windowStart > 1000) {
       v.windowStart = now;
@@ -589,7 +587,7 @@ export class QemuVm implements PowerPort {
   private send(v: VcpuChannel, reply: Reply, o?: Outgoing): void {
     if (!this.ram.mapped) return;
     if (reply.type === RSP.PHYS_SMC) v.awaiting = o ?? { reply };
-    if (reply.type === RSP.SYSTEM_RESET) this.beginReset(v);
+    if (reply.type === RSP.SYSTEM_RESET) this.beginReset();
     v.reply.write(reply);
     Atomics.store(v.words, MAILBOX.rspSeq / 4, v.seen | 0);
     if (DEBUG) console.error(`[${this.name}] vCPU ${v.index} reply ${v.seen} type ${reply.type} sleeping ${Atomics.load(v.words, MAILBOX.sleeping / 4)}`);
@@ -607,7 +605,7 @@ export class QemuVm implements PowerPort {
    * physical SYSTEM_RESET). Calls still open on other vCPUs will never be answered; requests that reach us
    * before the next boot's HELLO are from before the reset. The hypervisor resets the domain now.
    */
-  private beginReset(v: VcpuChannel): void {
+  private beginReset(): void {
     this.epoch++;
     this.resetting = true;
     this.boots++;
@@ -618,7 +616,6 @@ export class QemuVm implements PowerPort {
       other.halt = null;
       other.pendingStart = null;
     }
-    void v;
     const r = this.domain?.reset();
     const report = (res: Awaited<NonNullable<typeof r>>) => {
       if (!res.ok) this.opts.log?.(`${this.name}: reset: ${res.errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`);
@@ -751,6 +748,7 @@ function readHeader(path: string): Uint8Array {
     closeSync(fd);
   }
 }
+/** SMCVISOR_DEBUG_CHANNEL=1: every request and reply on stderr (for whoever runs the hypervisor, never a guest's choice). */
 const DEBUG = process.env.SMCVISOR_DEBUG_CHANNEL === "1";
 
 /** On the guest's kernel command line: the boot's number, so a guest can tell a reboot from the first boot. */
