@@ -601,7 +601,7 @@ export class QemuVm implements PowerPort {
   }
 
   /**
-   * vCPU `v` is about to reset the machine (QEMU resets every CPU and device when the shim makes the
+   * A vCPU is about to reset the machine (QEMU resets every CPU and device when the shim makes the
    * physical SYSTEM_RESET). Calls still open on other vCPUs will never be answered; requests that reach us
    * before the next boot's HELLO are from before the reset. The hypervisor resets the domain now.
    */
