@@ -251,6 +251,14 @@ static void stage2_fault(struct cpu *c, u64 *frame, u32 esr)
 	u64 hpfar = READ_SYSREG(hpfar_el2);
 	c->aborts++;
 	c->abort_ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
+	/*
+	 * Not into an AArch32 EL1 under QEMU 7.2: its return from AArch64 EL2 into another AArch32 mode does not
+	 * rebank that mode's SPSR (cpsr_write_from_spsr_elx writes CPSR raw, aarch64_sync_64_to_32 moves only
+	 * general registers), so the guest's handler would return with a stale SPSR. The VM ends instead, with
+	 * the address in the reason.
+	 */
+	if (READ_SYSREG(spsr_el2) & PSR_AA32)
+		unexpected(c, esr, frame);
 	inject_abort(frame, esr, far);
 }
 
@@ -289,6 +297,9 @@ void shim_exception(u64 kind, u64 *frame)
 			return;
 		}
 		case RSP_UNDEF:
+			/* AArch32 EL1: not under QEMU 7.2, for the reason stage2_fault gives. */
+			if (READ_SYSREG(spsr_el2) & PSR_AA32)
+				unexpected(c, esr, frame);
 			inject_undef(frame, esr);
 			return;
 		case RSP_PHYS_SMC:

@@ -12,10 +12,10 @@
  *   SMCV-ENTRY <cpu> <x0>          a vCPU started at secondary_entry
  *   SMCV-STEP <i> <x0> .. <x17>    a call returned
  *   SMCV-HALT <i>                  a call that does not return is about to be made
- *   SMCV-UNDEF <i> <esr>           the call took an UNDEFINED exception (AArch64; conduits 2, 3: #imm 1)
+ *   SMCV-UNDEF <i> <esr>           the call took an UNDEFINED exception (conduits 2, 3: #imm 1; AArch32: esr 0)
  *   SMCV-LOOP <n> <ticks>          loop mode: n calls took <ticks> counter ticks
  *   SMCV-AFTER-SMC <n>             the instruction after an SMC ran n times in all
- *   SMCV-PROBE <what> refused <esr> <far>   probe mode: the access took an exception (AArch64)
+ *   SMCV-PROBE <what> refused <esr> <far>   probe mode: the access took an exception (AArch32: DFSR/IFSR, DFAR/IFAR)
  *   SMCV-PROBE <what> allowed <value>       ... or it did not, and read <value>
  *   SMCV-DONE                      the script is finished
  */
@@ -49,7 +49,10 @@ struct step {
 #define STEP_AFTER_HALT 2u
 
 extern char __script[];
-/* AArch64: exceptions taken at EL1 (count, last ESR_EL1, last FAR_EL1), kept by the EL1 vectors in start.S. */
+/*
+ * Exceptions taken at EL1, kept by the EL1 vectors in start.S / start32.S: count, the last one's syndrome
+ * (AArch64: ESR_EL1; AArch32: DFSR or IFSR, 0 for an UNDEFINED instruction) and address (FAR_EL1; DFAR or IFAR).
+ */
 extern volatile u64 undefs[3];
 extern void call(u64 *regs, unsigned long conduit);
 
@@ -259,11 +262,8 @@ static void run_script(unsigned long cpu)
 			call(regs, s->conduit);
 			return; /* not reached when the call halts, as it must */
 		}
-#ifdef __aarch64__
 		u64 undefs_before = undefs[0];
-#endif
 		call(regs, s->conduit);
-#ifdef __aarch64__
 		if (undefs[0] != undefs_before) {
 			lock();
 			puts_("SMCV-UNDEF");
@@ -272,7 +272,6 @@ static void run_script(unsigned long cpu)
 			putc_('\n');
 			unlock();
 		}
-#endif
 		if (k == 1) {
 			print_step(i, regs, s->x[0]);
 			barrier();
@@ -302,25 +301,30 @@ static void run_script(unsigned long cpu)
 }
 
 
-#ifdef __aarch64__
-extern void probe_exec(u64 addr);
+extern void probe_exec(unsigned long addr);
 
-/* Semihosting SYS_OPEN (IHI 0037: operation 0x01 in w0, parameter block in x1, HLT #0xF000). */
-static u64 semihost_open(const char *path, u64 len)
+/* Semihosting SYS_OPEN (IHI 0037: operation 0x01 in w0/r0, parameter block in x1/r1, HLT #0xF000). */
+static u64 semihost_open(const char *path, unsigned long len)
 {
-	u64 block[3] = { (u64)path, 0 /* "r" */, len };
-	register u64 x0 __asm__("x0") = 0x01;
-	register u64 x1 __asm__("x1") = (u64)block;
-	__asm__ volatile("hlt #0xf000" : "+r"(x0) : "r"(x1) : "memory");
-	return x0;
+	unsigned long block[3] = { (unsigned long)path, 0 /* "r" */, len };
+#ifdef __aarch64__
+	register unsigned long r0 __asm__("x0") = 0x01;
+	register unsigned long r1 __asm__("x1") = (unsigned long)block;
+	__asm__ volatile("hlt #0xf000" : "+r"(r0) : "r"(r1) : "memory");
+#else
+	register unsigned long r0 __asm__("r0") = 0x01;
+	register unsigned long r1 __asm__("r1") = (unsigned long)block;
+	__asm__ volatile(".inst 0xe10f0070" : "+r"(r0) : "r"(r1) : "memory"); /* HLT #0xF000 (A32, Armv8) */
+#endif
+	return r0;
 }
 
 enum probe_kind { READ, WRITE, EXEC, SEMIHOST };
 
-static void probe(const char *what, enum probe_kind kind, u64 addr)
+static void probe(const char *what, enum probe_kind kind, unsigned long addr)
 {
 	u64 before = undefs[0];
-	u64 value = 0x5afe5afe5afe5afeull;
+	unsigned long value = (unsigned long)0x5afe5afe5afe5afeull;
 	switch (kind) {
 	case READ:
 		__asm__ volatile("ldr %0, [%1]" : "+r"(value) : "r"(addr) : "memory");
@@ -332,7 +336,7 @@ static void probe(const char *what, enum probe_kind kind, u64 addr)
 		probe_exec(addr);
 		break;
 	case SEMIHOST:
-		value = semihost_open("/etc/hostname", 13);
+		value = (unsigned long)semihost_open("/etc/hostname", 13);
 		break;
 	}
 	lock();
@@ -358,12 +362,12 @@ static void probe(const char *what, enum probe_kind kind, u64 addr)
  */
 static void run_probes(const struct header *h)
 {
-	u64 base = 0x40000000ull, end = h->ram_end;
+	unsigned long base = 0x40000000ul, end = (unsigned long)h->ram_end;
 	probe("semihosting-open", SEMIHOST, 0);
 	probe("below-ram", READ, base - 8);
 	probe("ram-end", READ, end);
 	probe("ram-end-write", WRITE, end);
-	probe("far-beyond-ram", READ, end + 0x40000000ull);
+	probe("far-beyond-ram", READ, end + 0x40000000ul);
 	probe("exec-beyond-ram", EXEC, end);
 	probe("flash", READ, 0x0);
 	probe("gic-v2m", READ, 0x08020000);
@@ -382,7 +386,6 @@ static void run_probes(const struct header *h)
 	probe("ram-base-write", WRITE, base + 0x100000);
 	probe("gic-distributor", READ, 0x08000004);
 }
-#endif
 
 void guest_main(unsigned long cpu, unsigned long secondary, unsigned long x0)
 {
@@ -402,13 +405,8 @@ void guest_main(unsigned long cpu, unsigned long secondary, unsigned long x0)
 		puts_("SMCV-ERROR no script\n");
 		return;
 	}
-#ifdef __aarch64__
 	if (!secondary && (h->flags & PROBE))
 		run_probes(h);
-#else
-	if (!secondary && (h->flags & PROBE))
-		puts_("SMCV-ERROR probes are AArch64 only\n");
-#endif
 	if (!secondary && h->loop_count) {
 		run_loop(h, (const struct step *)(h + 1));
 		return;

@@ -41,7 +41,18 @@ common:
 1:	cmp	r1, r2
 	strlo	r3, [r1], #4
 	blo	1b
-2:	mov	r0, r6
+2:	/* Exception stacks for Undefined and Abort modes (the probes take those exceptions), then the vectors. */
+	ldr	r1, =exc_stacks
+	add	r1, r1, r6, lsl #8
+	cps	#0x1b			@ Undefined
+	add	sp, r1, #128
+	cps	#0x17			@ Abort
+	add	sp, r1, #256
+	cps	#0x13			@ back to SVC
+	ldr	r1, =vectors32
+	mcr	p15, 0, r1, c12, c0, 0	@ VBAR
+	isb
+	mov	r0, r6
 	mov	r1, r4
 	mov	r2, r5
 	bl	guest_main
@@ -49,13 +60,93 @@ hang:
 	wfe
 	b	hang
 
-/* call(regs, conduit): r0..r7 from the low words of regs[0..7], hvc #0 (conduit 0) or smc #0, results back zero-extended. */
+/*
+ * EL1 vectors: the exceptions this guest expects are an UNDEFINED instruction (a semihosting HLT on a host
+ * without semihosting, or one the hypervisor injects) and the external aborts the hypervisor injects for
+ * the probes of addresses outside the VM's map. Count it, keep the fault status (DFSR or IFSR, 0 for
+ * UNDEFINED) and address (DFAR or IFAR), and return past the instruction, or to probe_resume after a
+ * prefetch abort. (SVC is not caught: this guest runs in SVC mode.)
+ */
+	.balign 32
+vectors32:
+	b	hang			@ reset
+	b	undef_entry		@ 0x04 Undefined: LR_und = the instruction + 4
+	b	hang			@ 0x08 SVC
+	b	pabt_entry		@ 0x0c Prefetch Abort: LR_abt = the instruction + 4
+	b	dabt_entry		@ 0x10 Data Abort: LR_abt = the instruction + 8
+	b	hang
+	b	hang			@ IRQ
+	b	hang			@ FIQ
+
+undef_entry:
+	push	{r0-r3, lr}
+	mov	r1, #0
+	mov	r2, #0
+	bl	record
+	pop	{r0-r3, lr}
+	movs	pc, lr
+
+dabt_entry:
+	push	{r0-r3, lr}
+	mrc	p15, 0, r1, c5, c0, 0	@ DFSR
+	mrc	p15, 0, r2, c6, c0, 0	@ DFAR
+	bl	record
+	pop	{r0-r3, lr}
+	subs	pc, lr, #4
+
+pabt_entry:
+	push	{r0-r3, lr}
+	mrc	p15, 0, r1, c5, c0, 1	@ IFSR
+	mrc	p15, 0, r2, c6, c0, 2	@ IFAR
+	bl	record
+	ldr	r0, =probe_resume
+	ldr	r1, [r0]
+	mov	r2, #0
+	str	r2, [r0]
+	cmp	r1, #0
+	strne	r1, [sp, #16]		@ return to probe_resume instead (the saved lr)
+	pop	{r0-r3, lr}
+	movs	pc, lr
+
+/* record: undefs = { count + 1, r1 (status), r2 (address) } as 64-bit words; clobbers r0 and r3. */
+record:
+	ldr	r0, =undefs
+	ldr	r3, [r0]
+	add	r3, r3, #1
+	str	r3, [r0]
+	str	r1, [r0, #8]
+	mov	r3, #0
+	str	r3, [r0, #12]
+	str	r2, [r0, #16]
+	str	r3, [r0, #20]
+	bx	lr
+
+/* probe_exec(addr): branch to addr; a prefetch abort there resumes after the branch. */
+	.global probe_exec
+probe_exec:
+	push	{r4, lr}
+	ldr	r4, =probe_resume
+	adr	r1, 1f
+	str	r1, [r4]
+	blx	r0
+1:	mov	r1, #0
+	str	r1, [r4]
+	pop	{r4, pc}
+
 	.global undefs
+	.global probe_resume
 	.section .bss
 	.balign 8
 undefs:
-	.space 16		@ AArch32: no vectors; kept so guest.c links alike
+	.space 24		@ count, fault status, fault address (64-bit each, as start.S)
+probe_resume:
+	.space 4
+	.balign 8
+exc_stacks:
+	.space 256 * MAX_CPUS
 	.text
+
+/* call(regs, conduit): r0..r7 from the low words of regs[0..7], hvc #0 (conduit 0) or smc #0, results back zero-extended. */
 
 	.global call
 call:

@@ -100,6 +100,25 @@ describe.each([2, 3] as const)("a hostile kernel's first tries under GICv%i", (g
   });
 });
 
+describe("a hostile AArch32 kernel", () => {
+  it("gets UNDEFINED for semihosting, and ends only its own VM at its first access outside its map (never reaching the host)", async () => {
+    const cfg = parseConfigText(`vms:\n  a32:\n    vcpus: 1\n    aarch32: true\n    memory: { size: ${RAM / (1n << 20n)}MiB }\n  other:\n    vcpus: 1\n    memory: { size: 64MiB }\n`);
+    if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+    const a32 = join(dir, "probe-a32.img"), other = join(dir, "other.img");
+    writeScriptImage(a32, [{ vcpu: 0, conduit: "hvc", regs: [0x8400_0008n], halts: true }], 0, { probes: { ramEnd: BASE + RAM }, aarch32: true });
+    writeScriptImage(other, [...Array.from({ length: 50 }, () => ({ vcpu: 0, conduit: "hvc" as const, regs: [0x8400_0000n] })), { vcpu: 0, conduit: "hvc", regs: [0x8400_0008n], halts: true }]);
+    const reports = new Map([["a32", emptyReport()], ["other", emptyReport()]]);
+    const m = await QemuMachine.create(cfg.value, { images: new Map([["a32", { kernel: a32 }], ["other", { kernel: other }]]), console: (vm, l) => void parseGuestLine(l, reports.get(vm)!) });
+    const exits = new Map((await m.run(60_000)).map((e) => [e.name, e]));
+    // AArch32's HLT #0xF000 is UNDEFINED at EL1 (no fault status: DFSR/IFSR are not written for it).
+    expect(reports.get("a32")!.probes.get("semihosting-open")).toEqual({ refused: true, esr: 0n, far: 0n });
+    expect(reports.get("a32")!.probes.has("below-ram")).toBe(false);
+    expect(exits.get("a32")).toMatchObject({ state: "failed", reason: expect.stringContaining("accessed IPA 0x3ffffff8 outside the VM's memory map") });
+    expect(exits.get("other")).toMatchObject({ state: "off" });
+    expect(reports.get("other")!.steps.size).toBe(50);
+  }, 90_000);
+});
+
 describe("a vCPU waiting for the hypervisor (Linux, 2 vCPUs)", () => {
   const HOLD_MS = 2000;
   let report: RunReport;

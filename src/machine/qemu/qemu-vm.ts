@@ -461,11 +461,20 @@ export class QemuVm implements PowerPort {
         }
         return this.flush(v);
       }
-      case REQ.UNEXPECTED:
+      case REQ.UNEXPECTED: {
         this.send(v, { type: RSP.STOP });
+        // An AArch32 EL1 cannot be given an abort or an UNDEF under QEMU 7.2 (shim.c, stage2_fault): the VM ends.
+        const ec = r.esr >>> 26, aarch32 = (r.spsr32 & 0x10) !== 0;
+        if (aarch32 && (ec === 0x20 || ec === 0x24)) {
+          return this.fail(`vCPU ${v.index} (AArch32 EL1) accessed IPA 0x${r.abortIpa.toString(16)} outside the VM's memory map; an AArch32 EL1 cannot be given the external abort it would get, so the VM ends`);
+        }
+        if (aarch32 && (ec === 0x12 || ec === 0x13)) {
+          return this.fail(`vCPU ${v.index} (AArch32 EL1): the answer to its call is an UNDEFINED exception, which an AArch32 EL1 cannot be given, so the VM ends`);
+        }
         return this.fail(
           `vCPU ${v.index} took an exception the shim does not handle: ESR 0x${r.esr.toString(16)} ELR 0x${r.elr.toString(16)} FAR 0x${r.far.toString(16)} SPSR 0x${r.spsr.toString(16)}`,
         );
+      }
     }
   }
 
