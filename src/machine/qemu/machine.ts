@@ -2,7 +2,7 @@
  * The QEMU machine: every VM of a config as its own QEMU process under the EL2 shim, all served by one
  * hypervisor in this process. Same hypervisor, router and services as the in-process machine.
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hypervisor, type HypervisorOptions } from "../../hypervisor/hypervisor.js";
@@ -44,6 +44,7 @@ export class QemuMachine {
     for (const vm of config.vms) {
       if (!opts.images.has(vm.name)) throw new Error(`vms.${vm.name}: no guest image (kernel) for this VM`);
     }
+    removeStaleRamFiles();
     const runRoot = mkdtempSync(join(tmpdir(), "smcvisor-"));
     const vms = new Map<string, QemuVm>();
     const poller = new Poller(opts.polling);
@@ -128,5 +129,32 @@ export class QemuMachine {
     for (const c of this.closers.splice(0)) c();
     for (const q of this.vms.values()) q.fail("machine closed");
     rmSync(this.runRoot, { recursive: true, force: true });
+  }
+}
+
+/** RAM files are named smcvisor-<pid>-…: one whose hypervisor process is gone (killed, say) is removed. */
+export function removeStaleRamFiles(dir = "/dev/shm"): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const m = /^smcvisor-(\d+)-/.exec(name);
+    if (!m || alive(Number(m[1]))) continue;
+    rmSync(join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
