@@ -1,5 +1,5 @@
 /**
- * Platform benchmarks (ARCHITECTURE "Performance"): the same bare-metal loop of N `hvc` PSCI_VERSION calls
+ * Platform benchmarks (docs/performance.md): the same bare-metal loop of N `hvc` PSCI_VERSION calls
  * from EL1 under (a) QEMU's built-in PSCI, (b) the shim answering from its fast table with no host round
  * trip (the null trap: the limit of this design), (c) smcvisor's full path (shim → mailbox → Node router →
  * back); two C round trips between host processes over the channel's notification mechanism

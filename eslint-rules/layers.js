@@ -1,4 +1,4 @@
-// ESLint rules that keep the architecture's shape (shared/ARCHITECTURE.md, "Layers"):
+// ESLint rules that keep the architecture's shape (docs/architecture.md, the layer order at its top):
 //   smccc ← policy, trace ← router ← services / mediators / firmware ← hypervisor ← machine ← cli / web
 // `layer-direction`: a module may import its own layer or layers to its left, never to its right, and
 // never a sibling layer of the same rank (the secure-world model is reached only through SMCs).
@@ -38,7 +38,7 @@ function importSources(node) {
 const layerDirection = {
   meta: {
     type: "problem",
-    docs: { description: "imports follow the layer order of ARCHITECTURE.md" },
+    docs: { description: "imports follow the layer order of docs/architecture.md" },
     schema: [],
     messages: {
       upward: "{{from}}/ may not import {{to}}/: {{to}} is a higher layer (smccc ← policy, trace ← router ← services/mediators/firmware ← hypervisor ← machine ← cli/web)",

@@ -2,7 +2,7 @@
  * The EL2 shim's entry points, exception vectors and guest entry. QEMU's `virt` machine with
  * virtualization=on starts the boot CPU here at EL2 (the ELF entry); secondaries arrive at
  * secondary_entry through QEMU's own PSCI CPU_ON, which the shim issues on the hypervisor's command.
- * The register settings follow ARCHITECTURE.md "Facts measured" and the Arm ARM (DDI 0487) D13.
+ * The register settings: docs/qemu-channel.md, "EL2 set-up", and the Arm ARM (DDI 0487) D13.
  */
 #define STACK_SIZE 0x2000
 #define MAX_CPUS 8

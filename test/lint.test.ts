@@ -1,4 +1,4 @@
-// The type check and the linter, including the rules that keep the layer order of ARCHITECTURE.md, run
+// The type check and the linter, including the rules that keep the layer order of docs/architecture.md, run
 // as part of `npm test` so CI enforces them.
 import { execFileSync } from "node:child_process";
 import { resolve } from "node:path";

@@ -73,7 +73,7 @@ export class Domain {
     return this.#state;
   }
 
-  /** The VM runs from now on: its policy is sealed (ARCHITECTURE "Policy"). */
+  /** The VM runs from now on: its policy is sealed (docs/policy.md). */
   start(): void {
     if (this.#state !== "created") return;
     this.routed.table.seal();

@@ -56,7 +56,7 @@ export class PolicyTable {
     return new PolicyTable(chains, this.buckets, this.dir, this.pool, this.oddChains);
   }
 
-  /** Sealed when the VM first runs: from then on its policy cannot change (ARCHITECTURE "Policy"). */
+  /** Sealed when the VM first runs: from then on its policy cannot change (docs/policy.md). */
   seal(): void {
     this.isSealed = true;
   }

@@ -1,6 +1,6 @@
 /**
- * The router's ports: small interfaces for everything outside the pure core (ARCHITECTURE "Design
- * rules"). Fakes implement them in tests; the hypervisor layer supplies real ones.
+ * The router's ports: small interfaces for everything outside the pure core (docs/architecture.md,
+ * "Design rules"). Fakes implement them in tests; the hypervisor layer supplies real ones.
  */
 import type { ServiceClaim } from "../policy/compile.js";
 import type { VmConfig } from "../policy/load.js";

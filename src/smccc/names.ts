@@ -1,5 +1,6 @@
 /**
- * Spec names for every function ID in shared/spec/ABI-REFERENCE.md. One table per interface lives in
+ * Spec names for every function ID smcvisor knows (SMCCC DEN0028, PSCI DEN0022, TRNG DEN0098, PV time
+ * DEN0057, the hypervisor services, OP-TEE's optee_smc.h, EEMI). One table per interface lives in
  * ./functions; this index is derived from them, so dispatch, trace labels and docs cannot disagree.
  */
 import { ARCH_FUNCTIONS } from "./functions/arch.js";

@@ -1,5 +1,5 @@
 /**
- * Which calls a VM's shim may answer itself (ARCHITECTURE "Open design points": a per-VM table of fixed
+ * Which calls a VM's shim may answer itself (docs/qemu-channel.md, "The fast path": a per-VM table of fixed
  * answers pushed by the hypervisor, still counted). Only where the router's answer is fixed and its only
  * effect is state the shim reports back: SMCCC_ARCH_WORKAROUND_1 and _3 (SUCCESS, nothing else), and
  * _2 (SUCCESS; W1 is the vCPU's SSBD state, carried in every frame). Linux makes these on every kernel

@@ -78,7 +78,7 @@ export interface QemuVmOptions {
   readonly image: GuestImage;
   /** Serves the mailboxes; shared by every VM of the process. */
   readonly poller: Poller;
-  /** `-cpu`; cortex-a57 without PMU keeps exception-level changes cheap (ARCHITECTURE "Facts measured"). */
+  /** `-cpu`; cortex-a57 without PMU keeps exception-level changes cheap (docs/qemu-channel.md, "EL2 set-up"). */
   readonly cpu?: string;
   readonly gicVersion?: 2 | 3;
   /** Every line the guest prints on its console. */
