@@ -158,7 +158,7 @@ export interface Reply {
 export function writeReply(out: Uint8Array, r: Reply): void {
   const v = new DataView(out.buffer, out.byteOffset, REPLY_SIZE);
   out.fill(0, 0, REPLY_SIZE);
-  writeReplyTo(v, out, r);
+  writeReplyTo(v, r);
 }
 
 /** A mailbox's reply area, with its views made once (the hypervisor writes one reply per request). */
@@ -183,11 +183,11 @@ export class ReplyArea {
       return;
     }
     this.out.fill(0, 0, REPLY_SIZE);
-    writeReplyTo(this.v, this.out, r);
+    writeReplyTo(this.v, r);
   }
 }
 
-function writeReplyTo(v: DataView, out: Uint8Array, r: Reply): void {
+function writeReplyTo(v: DataView, r: Reply): void {
   v.setUint32(0, MAGIC, true);
   v.setUint16(4, VERSION, true);
   v.setUint16(6, r.type, true);
@@ -201,7 +201,6 @@ function writeReplyTo(v: DataView, out: Uint8Array, r: Reply): void {
   } else if (regs) {
     regs.slice(0, 18).forEach((x, i) => v.setBigUint64(40 + 8 * i, BigInt.asUintN(64, x), true));
   }
-  void out;
 }
 
 export function encodeReply(r: Reply): Uint8Array {

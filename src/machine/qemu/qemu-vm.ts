@@ -135,7 +135,7 @@ class VcpuChannel {
   /** Replies still to send for the current request; a PHYS_SMC waits for its PHYS_RESULT. */
   outbox: Outgoing[] = [];
   awaiting: Outgoing | null = null;
-  /** A trap is being handled (its reply not yet sent); `epoch` tells a pre-reset one from a new one. */
+  /** A trap is being handled (its reply not yet sent); the VM's `epoch` tells a pre-reset one from a new one. */
   busy = false;
   halt: Halt | null = null;
   /** Entry and context from the virtual CPU_ON that is starting this vCPU. */
