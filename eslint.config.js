@@ -2,7 +2,7 @@ import tseslint from "typescript-eslint";
 import layers from "./eslint-rules/layers.js";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "build/", "out/", ".cache/", "scratch/", "guests/**/build/", "web/dist/", "native/*/build/"] },
+  { ignores: ["node_modules/", "build/", "out/", ".cache/", "scratch/", "guests/**/build/", "native/*/build/"] },
   ...tseslint.configs.recommended,
   {
     files: ["**/*.ts", "**/*.js", "**/*.mjs"],

@@ -1,5 +1,5 @@
 // ESLint rules that keep the architecture's shape (docs/architecture.md, the layer order at its top):
-//   smccc ← policy, trace ← router ← services / mediators / firmware ← hypervisor ← machine ← cli / web
+//   smccc ← policy, trace ← router ← services / mediators / firmware ← hypervisor ← machine ← cli
 // `layer-direction`: a module may import its own layer or layers to its left, never to its right, and
 // never a sibling layer of the same rank (the secure-world model is reached only through SMCs).
 // `pure-core`: below machine/, no Node built-ins and no ambient time or randomness: they come in as ports.
@@ -16,7 +16,6 @@ export const LAYER_RANK = {
   hypervisor: 4,
   machine: 5,
   cli: 6,
-  web: 6,
 };
 
 function layerOf(file) {
@@ -41,7 +40,7 @@ const layerDirection = {
     docs: { description: "imports follow the layer order of docs/architecture.md" },
     schema: [],
     messages: {
-      upward: "{{from}}/ may not import {{to}}/: {{to}} is a higher layer (smccc ← policy, trace ← router ← services/mediators/firmware ← hypervisor ← machine ← cli/web)",
+      upward: "{{from}}/ may not import {{to}}/: {{to}} is a higher layer (smccc ← policy, trace ← router ← services/mediators/firmware ← hypervisor ← machine ← cli)",
       sibling: "{{from}}/ may not import {{to}}/: sibling layers talk through ports and SMCs, not imports",
     },
   },
