@@ -22,6 +22,8 @@ export const FID_FUNCTION_MASK = 0xffff;
 /** Call types in the order of bits 31:30, so `fid >>> 30` is the index. */
 export const CALL_TYPES = ["yield32", "yield64", "fast32", "fast64"] as const;
 export type CallType = (typeof CALL_TYPES)[number];
+/** Each call type's index (bits 31:30 of the function ID), as service claims list them. */
+export const CALL_TYPE = { yield32: 0, yield64: 1, fast32: 2, fast64: 3 } as const satisfies Record<CallType, number>;
 
 export interface DecodedFid {
   /** The 32-bit value as given (unsigned). */

@@ -12,6 +12,8 @@ import { ARCH_FUNCTIONS } from "../../smccc/functions/arch.js";
 import { SMCCC_RET } from "../../smccc/return-codes.js";
 import { SMCCC_1_1, SMCCC_1_2, SMCCC_1_6 } from "../../smccc/version.js";
 import { socIdName, socIdType0, socIdType1 } from "./soc-id.js";
+import { CALL_TYPE } from "../../smccc/fid.js";
+import { OEN } from "../../smccc/owners.js";
 
 const F = ARCH_FUNCTIONS;
 const SMCCC_VERSION = F.SMCCC_VERSION.smc32;
@@ -160,7 +162,7 @@ export const ARCH_SERVICE: ServiceDefinition = {
   enabled: (vm) => vm.services.arch,
   claims: (): ServiceClaim[] => [
     // The whole owner: unknown Arm Architecture calls get -1 from the service, like TF-A's arm_arch_svc.
-    { service: "arch", owner: 0, types: [2, 3], first: 0, last: 0xffff },
+    { service: "arch", owner: OEN.ARM_ARCH, types: [CALL_TYPE.fast32, CALL_TYPE.fast64], first: 0, last: 0xffff },
   ],
   create: (ctx) => new ArchService(ctx.vm, ctx.platform, ctx),
 };

@@ -16,6 +16,7 @@ import { SMCCC_RET } from "../../smccc/return-codes.js";
 import { uuidToSmcccWords } from "../../smccc/uuid.js";
 import { SMCCC_1_2 } from "../../smccc/version.js";
 import { KVM_UUID, SMCVISOR_REVISION, SMCVISOR_UUID } from "./identity.js";
+import { CALL_TYPE } from "../../smccc/fid.js";
 
 const KVM_FEATURES = KVM_VENDOR_HYP_FUNCTIONS.ARM_SMCCC_VENDOR_HYP_KVM_FEATURES.smc32;
 const KVM_PTP = KVM_VENDOR_HYP_FUNCTIONS.ARM_SMCCC_VENDOR_HYP_KVM_PTP.smc32;
@@ -117,8 +118,8 @@ export const HYP_INFO_SERVICE: ServiceDefinition = {
   name: "hyp-info",
   enabled: (vm) => vm.services.hypInfo,
   claims: (vm): ServiceClaim[] => {
-    const claims: ServiceClaim[] = OWNERS.map((owner) => ({ service: "hyp-info", owner, types: [2], first: QUERY_CALL_COUNT, last: QUERY_REVISION }));
-    if (vm.services.kvm) claims.push({ service: "hyp-info", owner: OEN.VENDOR_HYP, types: [2], first: 0, last: 1 });
+    const claims: ServiceClaim[] = OWNERS.map((owner) => ({ service: "hyp-info", owner, types: [CALL_TYPE.fast32], first: QUERY_CALL_COUNT, last: QUERY_REVISION }));
+    if (vm.services.kvm) claims.push({ service: "hyp-info", owner: OEN.VENDOR_HYP, types: [CALL_TYPE.fast32], first: 0, last: 1 });
     return claims;
   },
   create: (ctx) => new HypInfoService(ctx.vm, ctx),

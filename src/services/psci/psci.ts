@@ -19,6 +19,8 @@ import { decodePowerState, type PowerStateFormat } from "./power-state.js";
 import { AFFINITY, PSCI_RET } from "./return-codes.js";
 import { AFFINITY_LEVEL_MASK_LO, indexOfMpidr, mpidrLoOf, mpidrOf } from "./topology.js";
 import { implementedIn, PSCI_VERSION_VALUES, type PsciVersionName } from "./versions.js";
+import { CALL_TYPE } from "../../smccc/fid.js";
+import { OEN } from "../../smccc/owners.js";
 
 export const VCPU_OFF = 0;
 export const VCPU_ON = 1;
@@ -330,7 +332,7 @@ export const PSCI_SERVICE: ServiceDefinition = {
   name: "psci",
   enabled: (vm) => vm.services.psci !== false,
   claims: (vm): ServiceClaim[] => {
-    const claims: ServiceClaim[] = [{ service: "psci", owner: 4, types: vm.aarch32 ? [2] : [2, 3], first: 0x00, last: 0x1f }];
+    const claims: ServiceClaim[] = [{ service: "psci", owner: OEN.STD_SECURE, types: vm.aarch32 ? [CALL_TYPE.fast32] : [CALL_TYPE.fast32, CALL_TYPE.fast64], first: 0x00, last: 0x1f }];
     const legacy = [...legacyIds(vm).keys()];
     if (legacy.length > 0) claims.push({ service: "psci", owner: -1, types: [], first: 0, last: -1, fids: legacy });
     return claims;

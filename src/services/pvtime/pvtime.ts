@@ -10,6 +10,8 @@ import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { GuestMemory } from "../../router/ports.js";
 import type { ServiceContext, ServiceDefinition, ServiceInstance } from "../../router/service.js";
 import { PV_TIME_FUNCTIONS as F } from "../../smccc/functions/hypervisor.js";
+import { CALL_TYPE } from "../../smccc/fid.js";
+import { OEN } from "../../smccc/owners.js";
 
 export const PV_TIME_RECORD_SIZE = 64;
 
@@ -58,7 +60,7 @@ export class PvTimeService implements ServiceInstance {
 export const PVTIME_SERVICE: ServiceDefinition = {
   name: "pvtime",
   enabled: (vm) => vm.services.pvtime !== false && !vm.aarch32,
-  claims: (): ServiceClaim[] => [{ service: "pvtime", owner: 5, types: [3], first: 0x20, last: 0x3f }],
+  claims: (): ServiceClaim[] => [{ service: "pvtime", owner: OEN.STD_HYP, types: [CALL_TYPE.fast64], first: 0x20, last: 0x3f }],
   create: (ctx: ServiceContext) => {
     const vm: VmConfig = ctx.vm;
     return new PvTimeService((vm.services.pvtime as { base: bigint }).base, ctx.vmPorts.memory, vm.vcpus);

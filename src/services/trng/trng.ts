@@ -9,6 +9,8 @@ import type { EntropySource } from "../../router/ports.js";
 import type { ServiceContext, ServiceDefinition, ServiceInstance } from "../../router/service.js";
 import { TRNG_FUNCTIONS as F } from "../../smccc/functions/trng.js";
 import { uuidToSmcccWords } from "../../smccc/uuid.js";
+import { CALL_TYPE } from "../../smccc/fid.js";
+import { OEN } from "../../smccc/owners.js";
 
 /** TRNG return codes, DEN0098 §2.1. */
 export const TRNG_RET = { SUCCESS: 0, NOT_SUPPORTED: -1, INVALID_PARAMETERS: -2, NO_ENTROPY: -3 } as const;
@@ -93,6 +95,6 @@ export class TrngService implements ServiceInstance {
 export const TRNG_SERVICE: ServiceDefinition = {
   name: "trng",
   enabled: (vm) => vm.services.trng,
-  claims: (vm): ServiceClaim[] => [{ service: "trng", owner: 4, types: vm.aarch32 ? [2] : [2, 3], first: 0x50, last: 0x5f }],
+  claims: (vm): ServiceClaim[] => [{ service: "trng", owner: OEN.STD_SECURE, types: vm.aarch32 ? [CALL_TYPE.fast32] : [CALL_TYPE.fast32, CALL_TYPE.fast64], first: 0x50, last: 0x5f }],
   create: (ctx: ServiceContext) => new TrngService(ctx.vm, ctx.ports.entropy),
 };
