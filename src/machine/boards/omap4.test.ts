@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ScriptedMachine } from "../scripted/machine.js";
 import { OMAP4_MON, type Omap4Board } from "./omap4.js";
 
-describe("board firmware: OMAP4's ROM monitor (seed 004)", () => {
+describe("board firmware: OMAP4's ROM monitor (R12, a board's own SMC interface)", () => {
   const m = ScriptedMachine.fromText("vms:\n  panda: { aarch32: true, vcpus: 2, board: omap4 }\n  plain: { aarch32: true }\n");
   const board = m.hypervisor.domain("panda").routed.board as Omap4Board;
   /** omap_smc1(service, value): r12 = service, r0 = value, smc #0. */
