@@ -11,6 +11,8 @@
  * chain. The reference evaluator in explain.ts applies the same order by scanning every rule.
  */
 import { CALL_TYPES } from "../smccc/fid.js";
+import { SPECIFICITY, type Action, type ArgConstraint, type Rule, type Selector } from "./rules.js";
+import { PolicyTable, type Chain, type Step } from "./table.js";
 
 /** The claim covering a dispatch FID, or null. */
 export function claimFor(claims: readonly ServiceClaim[], fid: number): ServiceClaim | null {
@@ -31,8 +33,6 @@ export function claimingService(claims: readonly ServiceClaim[], fid: number): s
   for (const c of claims) if (c.owner === owner && c.types.includes(type) && fn >= c.first && fn <= c.last) return c.service;
   return null;
 }
-import { SPECIFICITY, type Action, type Rule } from "./rules.js";
-import { PolicyTable, type Chain, type Step } from "./table.js";
 
 /**
  * A standard service's claim: function numbers first-last of one owner, for some call types; or, with
@@ -244,8 +244,10 @@ export class TableCache {
         if (s.rule === null) return s;
         let mine = relabel.get(s);
         if (!mine) {
+          // The step's action and constraints are the VM's own too: equal keys mean they are equal, and
+          // taking them from the VM's own rule keeps it so if the key ever missed a field.
           const r = rules[s.rule.index]!;
-          relabel.set(s, (mine = { ...s, rule: r, label: r.label }));
+          relabel.set(s, (mine = { ...s, rule: r, label: r.label, action: r.action, constraints: r.constraints }));
         }
         return mine;
       }),
@@ -254,6 +256,17 @@ export class TableCache {
   }
 }
 
-function structuralKey(rules: readonly Rule[], claims: readonly ServiceClaim[]): string {
-  return JSON.stringify([rules.map((r) => [r.selector, r.constraints.map((c) => [c.reg, c.ranges.map(([a, b]) => `${a}-${b}`)]), r.action]), claims]);
+/**
+ * Everything about a VM's rules and claims that changes a decision, and nothing else (names, paths and
+ * exclusivity do not). Each field is written out by name, so a field added to Rule, ArgConstraint or
+ * ServiceClaim is not shared by accident: a constraint on W1 (the low 32 bits) and one on X1 with the same
+ * values decide differently, so the register's width is part of the key.
+ */
+export function structuralKey(rules: readonly Rule[], claims: readonly ServiceClaim[]): string {
+  const selector = (s: Selector) =>
+    s.kind === "id" ? ["id", s.fid] : s.kind === "range" ? ["range", s.lo, s.hi] : ["owner", s.first, s.last, [...s.calls]];
+  const constraint = (c: ArgConstraint) => [c.reg, c.low32 ? "w" : "x", c.ranges.map(([lo, hi]) => `${lo}-${hi}`)];
+  const rule = (r: Rule) => [r.index, selector(r.selector), r.constraints.map(constraint), r.action.kind, r.action.target ?? null];
+  const claim = (c: ServiceClaim) => [c.service, c.owner, [...c.types], c.first, c.last, c.fids ? [...c.fids] : null, c.mediator ?? null];
+  return JSON.stringify([rules.map(rule), claims.map(claim)]);
 }
