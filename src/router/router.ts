@@ -517,12 +517,14 @@ export class Router {
 
   /**
    * Records that the secure world refused a VM something it may not touch (secure memory, another VM's
-   * node or RAM): one extra trace event beside the call's own, with the reason as its rule.
+   * node or RAM): one extra trace event beside the call's own, with the rule "refused" and the reason as
+   * its detail. The reason names guest-chosen addresses, so it is never interned (TraceRing.annotate).
    */
   recordRefusal(vmName: string, vcpu: number, fid: number, reason: string): void {
     const vm = this.vms.get(vmName);
     if (!vm) return;
-    this.trace.record(vm.index, vcpu, FLAG_SMC, fid | 0, ACTION_CODES.indexOf("deny"), this.trace.intern(`${vmName}|refused: ${reason}`), OUTCOME_RETURN, 0, 0, this.timed ? this.clock.now() : 0, 0);
+    this.trace.record(vm.index, vcpu, FLAG_SMC, fid | 0, ACTION_CODES.indexOf("deny"), this.trace.intern(`${vmName}|refused`), OUTCOME_RETURN, 0, 0, this.timed ? this.clock.now() : 0, 0);
+    this.trace.annotate(reason);
   }
 
   /** The FEATURES answer for a FID as this VM's policy sees it (see ServiceContext.features). */

@@ -19,25 +19,31 @@ export interface ChromeTraceEvent {
   s?: "t" | "p" | "g";
 }
 
+/** The process the hypervisor's own calls appear in: a name no VM can have (VM names have no spaces). */
+export const HYPERVISOR_PROCESS_NAME = "hypervisor (its own calls)";
+
 export function toChromeTrace(events: readonly TraceEvent[]): { traceEvents: ChromeTraceEvent[]; displayTimeUnit: "ns" } {
+  // Processes are keyed by who made the call, not by name: a VM may be called "hypervisor".
   const pids = new Map<string, number>();
   const out: ChromeTraceEvent[] = [];
-  const pidOf = (vm: string): number => {
-    let pid = pids.get(vm);
+  const pidOf = (e: TraceEvent): number => {
+    const own = e.conduit === "hypervisor";
+    const key = own ? "h" : `v:${e.vm}`;
+    let pid = pids.get(key);
     if (pid === undefined) {
       pid = pids.size + 1;
-      pids.set(vm, pid);
-      out.push({ name: "process_name", ph: "M", ts: 0, pid, tid: 0, args: { name: vm } });
+      pids.set(key, pid);
+      out.push({ name: "process_name", ph: "M", ts: 0, pid, tid: 0, args: { name: own ? HYPERVISOR_PROCESS_NAME : e.vm } });
     }
     return pid;
   };
   const threads = new Set<string>();
   for (const e of events) {
-    const pid = pidOf(e.vm);
+    const pid = pidOf(e);
     const threadKey = `${pid}/${e.vcpu}`;
     if (!threads.has(threadKey)) {
       threads.add(threadKey);
-      out.push({ name: "thread_name", ph: "M", ts: 0, pid, tid: e.vcpu, args: { name: e.vm === "hypervisor" ? "hypervisor" : `vCPU ${e.vcpu}` } });
+      out.push({ name: "thread_name", ph: "M", ts: 0, pid, tid: e.vcpu, args: { name: e.conduit === "hypervisor" ? "hypervisor" : `vCPU ${e.vcpu}` } });
     }
     const fidForName = (e.fid & 0x8000_0000) !== 0 ? e.fid & 0xfffe_ffff : e.fid;
     out.push({

@@ -1,7 +1,9 @@
 /**
  * The trace: one event per call, in a bounded ring of typed arrays (structure of arrays), so recording
  * an event allocates nothing. Strings (VM names, rule labels, origins) are interned once, when a VM is
- * added or a rule compiled, and events hold their numbers.
+ * added or a rule compiled, and events hold their numbers. Nothing a guest sends becomes a label: text
+ * that varies per call (a refusal names the address it refused) is an event's detail (annotate), kept in a
+ * small ring of its own for as long as the event is recent, so that no sequence of calls grows the trace.
  */
 export const ACTION_CODES = ["emulate", "forward", "deny", "mediate", "delegate", "convention"] as const;
 export type ActionName = (typeof ACTION_CODES)[number];
@@ -12,8 +14,21 @@ export const FLAG_SMC = 1;
 export const FLAG_AARCH32 = 2;
 export const FLAG_HYPERVISOR = 4;
 
-/** VM index used for calls the hypervisor itself makes (R9). */
+/**
+ * VM index used for calls the hypervisor itself makes (R9). Events tell the hypervisor's calls from a
+ * VM's by this index (their conduit reads "hypervisor"), never by name: "hypervisor" is also a valid VM
+ * name, and `vm` of the hypervisor's events only says "hypervisor" for people.
+ */
 export const HYPERVISOR_VM = 0xffff;
+
+/** Labels a ring interns by default: far more than any config compiles to, and a bound on what it keeps. */
+export const DEFAULT_MAX_LABELS = 1 << 18;
+/** The label every string gets once the table is full (it is counted; nothing more is kept). */
+export const OVERFLOW_LABEL_TEXT = "(labels beyond the trace's limit)";
+/** Details (annotate) kept: those of the most recent annotated events. A power of two. */
+const DETAILS = 1024;
+/** A detail's length at most, in UTF-16 code units; longer ones are cut. */
+const DETAIL_MAX = 240;
 
 /** Events per epoch of the ring's position: a power of two at least as large as any capacity (2^26). */
 const EPOCH = 1 << 30;
@@ -26,8 +41,10 @@ export interface TraceEvent {
   readonly aarch32: boolean;
   readonly fid: number;
   readonly action: ActionName;
-  /** The rule behind the decision, as `explain` names it. */
+  /** The rule behind the decision, as `explain` names it, with the event's detail after a colon if it has one. */
   readonly rule: string;
+  /** What varies per call (a refusal's address and reason), while the trace still keeps it; else null. */
+  readonly detail: string | null;
   /** For hypervisor-originated calls: why the hypervisor made it. */
   readonly origin: string | null;
   readonly outcome: (typeof OUTCOME_NAMES)[number];
@@ -57,16 +74,24 @@ export class TraceRing {
   private readonly ev: Uint32Array;
   private readonly start: Float64Array;
   private readonly dur: Float64Array;
-  private readonly strings: string[] = [""];
-  private readonly stringIds = new Map<string, number>([["", 0]]);
+  private readonly strings: string[] = ["", OVERFLOW_LABEL_TEXT];
+  private readonly stringIds = new Map<string, number>([["", 0], [OVERFLOW_LABEL_TEXT, 1]]);
+  /** Labels interned at most (the overflow label included). */
+  readonly maxLabels: number;
   private readonly vmNames: string[] = [];
+  private readonly vmIndex = new Map<string, number>();
+  /** Details of recent events: the event's sequence number (-1: none) and the text, at seq & (DETAILS - 1). */
+  private readonly detailSeq = new Float64Array(DETAILS).fill(-1);
+  private readonly detailText: string[] = new Array<string>(DETAILS).fill("");
   /** Calls per interned (VM, label) key since the start, never dropped: the run summary reads these. */
   private counts = new Float64Array(64);
   /** Whoever appends uncounted events (putUncounted) adds their counts here when counters are read. */
   private readonly countSources: ((into: Float64Array) => void)[] = [];
 
-  constructor(capacity = 1 << 14, timed = false) {
+  constructor(capacity = 1 << 14, timed = false, maxLabels = DEFAULT_MAX_LABELS) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) throw new RangeError("trace capacity must be an integer from 1 to 2^26");
+    if (!Number.isInteger(maxLabels) || maxLabels < 2 || maxLabels > 1 << 24) throw new RangeError("the trace's label limit must be an integer from 2 to 2^24");
+    this.maxLabels = maxLabels;
     this.capacity = 1 << Math.ceil(Math.log2(capacity));
     this.mask = this.capacity - 1;
     this.timed = timed;
@@ -75,10 +100,15 @@ export class TraceRing {
     this.dur = new Float64Array(timed ? this.capacity : 0);
   }
 
-  /** Interns a string; call when configuring, not per call. */
+  /**
+   * Interns a string; call when configuring, not per call, and never with text a guest chooses (that is
+   * a detail: annotate). The table is bounded all the same: once it holds maxLabels strings, every new one
+   * gets the overflow label, whose count says how many calls lost their label.
+   */
   intern(s: string): number {
     let id = this.stringIds.get(s);
     if (id === undefined) {
+      if (this.strings.length >= this.maxLabels) return 1;
       id = this.strings.length;
       this.strings.push(s);
       this.stringIds.set(s, id);
@@ -91,12 +121,33 @@ export class TraceRing {
     return id;
   }
 
-  /** Names a VM for the trace and returns its index. */
+  /** Names a VM for the trace and returns its index (below HYPERVISOR_VM: an event's VM field is 16 bits). */
   registerVm(name: string): number {
-    const existing = this.vmNames.indexOf(name);
-    if (existing >= 0) return existing;
+    const existing = this.vmIndex.get(name);
+    if (existing !== undefined) return existing;
+    if (this.vmNames.length >= HYPERVISOR_VM) throw new RangeError(`the trace names at most ${HYPERVISOR_VM} VMs`);
     this.vmNames.push(name);
+    this.vmIndex.set(name, this.vmNames.length - 1);
     return this.vmNames.length - 1;
+  }
+
+  /**
+   * Attaches a detail to the event just recorded: text that varies from call to call (the address a
+   * refusal names), which must not become a label. The ring keeps the details of the last DETAILS
+   * annotated events, each cut to DETAIL_MAX characters; an older event reads without its detail.
+   */
+  annotate(detail: string): void {
+    const seq = this.total - 1;
+    if (seq < 0) return;
+    const slot = seq & (DETAILS - 1);
+    this.detailSeq[slot] = seq;
+    // Joined anew rather than sliced: V8 keeps a sliced string's parent alive.
+    this.detailText[slot] = detail.length > DETAIL_MAX ? [...detail.slice(0, DETAIL_MAX - 1), "…"].join("") : detail;
+  }
+
+  /** Strings interned so far (the overflow label and the empty string included). */
+  get labelCount(): number {
+    return this.strings.length;
   }
 
   /** Total events ever recorded, including those the ring has dropped. */
@@ -218,6 +269,9 @@ export class TraceRing {
     const who = ev[b]!, what = ev[b + 1]!;
     const f = what & 0xff;
     const labelText = this.strings[ev[b + 3]!]!;
+    const detailSlot = seq & (DETAILS - 1);
+    const detail = this.detailSeq[detailSlot] === seq ? this.detailText[detailSlot]! : null;
+    const rule = f & FLAG_HYPERVISOR ? "hypervisor-call" : labelText.slice(labelText.indexOf("|") + 1);
     return {
       seq,
       vm: this.vmName(who & 0xffff),
@@ -228,7 +282,8 @@ export class TraceRing {
       action: ACTION_CODES[(what >>> 8) & 0xff]!,
       // Labels are interned as "<vm>|<rule>" so counters are per VM; events show the rule part. The
       // hypervisor's own calls carry their origin in the label slot.
-      rule: f & FLAG_HYPERVISOR ? "hypervisor-call" : labelText.slice(labelText.indexOf("|") + 1),
+      rule: detail === null ? rule : `${rule}: ${detail}`,
+      detail,
       origin: f & FLAG_HYPERVISOR ? labelText : null,
       outcome: OUTCOME_NAMES[(what >>> 16) & 0xff]!,
       x0: (BigInt(ev[b + 5]!) << 32n) | BigInt(ev[b + 4]!),

@@ -13,13 +13,21 @@ import type { PsciService } from "../../services/psci/psci.js";
 import { loadDelegates } from "../delegates/load.js";
 import { BOARDS } from "../boards/index.js";
 
+/** Power events a ScriptedPower keeps. */
+export const POWER_EVENTS_KEPT = 1024;
+
 /** The machine side of virtual PSCI for in-process VMs: vCPU power states and what happened to the VM. */
 export class ScriptedPower implements PowerPort {
   vm: ScriptedVm | null = null;
   /** "running" or "off" (SYSTEM_OFF*). */
   state: "running" | "off" = "running";
-  /** What happened, in order: "cpu-on 1 by 0", "system-off PSCI_SYSTEM_OFF", ... */
+  /**
+   * What happened, in order: "cpu-on 1 by 0", "system-off PSCI_SYSTEM_OFF", ... The last POWER_EVENTS_KEPT
+   * only: a guest that powers vCPUs on and off forever must not grow this without a bound.
+   */
   readonly events: string[] = [];
+  /** Events no longer in `events` (the oldest, dropped to keep it bounded). */
+  dropped = 0;
   resets = 0;
   /** What the toolstack said about the last reset (null before the first, or while it is in progress). */
   lastReset: DomainResetResult | null = null;
@@ -30,25 +38,34 @@ export class ScriptedPower implements PowerPort {
     return this.vm!.vcpus[i]!;
   }
 
+  private note(event: string): void {
+    if (this.events.length >= POWER_EVENTS_KEPT) {
+      // Dropped in halves, so that keeping the log bounded costs O(1) per event on average.
+      this.events.splice(0, POWER_EVENTS_KEPT / 2);
+      this.dropped += POWER_EVENTS_KEPT / 2;
+    }
+    this.events.push(event);
+  }
+
   cpuOn(caller: number, target: number, entry: bigint, context: bigint): void {
-    this.events.push(`cpu-on ${target} by ${caller}`);
+    this.note(`cpu-on ${target} by ${caller}`);
     this.vcpu(target).start(entry, context);
   }
 
   cpuOff(vcpu: number): void {
-    this.events.push(`cpu-off ${vcpu}`);
+    this.note(`cpu-off ${vcpu}`);
     this.vcpu(vcpu).power = "off";
   }
 
   cpuSuspend(vcpu: number, entry: bigint, context: bigint): void {
-    this.events.push(`cpu-suspend ${vcpu}`);
+    this.note(`cpu-suspend ${vcpu}`);
     const v = this.vcpu(vcpu);
     v.power = "suspended";
     v.resumeAt = [entry, context];
   }
 
   systemOff(_vcpu: number, reason: string): void {
-    this.events.push(`system-off ${reason}`);
+    this.note(`system-off ${reason}`);
     this.state = "off";
     for (const v of this.vm!.vcpus) v.power = "off";
   }
@@ -59,7 +76,7 @@ export class ScriptedPower implements PowerPort {
    * reset (OP-TEE relies on it, as Xen's optee_domain_destroy notes).
    */
   systemReset(_vcpu: number, reason: string): void {
-    this.events.push(`system-reset ${reason}`);
+    this.note(`system-reset ${reason}`);
     this.resets++;
     const vm = this.vm!;
     for (const v of vm.vcpus) v.power = "off";
