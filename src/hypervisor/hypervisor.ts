@@ -4,9 +4,10 @@
  * `domain.trap()`. Every VM, the privileged one included, goes through the same path (R7).
  */
 import type { Config, PlatformConfig, VmConfig } from "../policy/load.js";
+import type { VmMemory } from "../policy/memory-map.js";
 import { hex32 } from "../smccc/fid.js";
 import { Router, type AddVmError } from "../router/router.js";
-import type { BoardFirmware, CallTarget, Clock, VmPorts } from "../router/ports.js";
+import type { BoardFirmware, CallTarget, Clock, GuestMemory, VmPorts } from "../router/ports.js";
 import type { RoutedVm } from "../router/routed-vm.js";
 import type { HypervisorCallResult, ServiceDefinition } from "../router/service.js";
 import { PSCI_FUNCTIONS } from "../smccc/functions/psci.js";
@@ -25,7 +26,7 @@ export interface HypervisorOptions {
   /** Timestamps for trace events; null (the default) records none, which keeps runs deterministic. */
   readonly clock?: Clock | null;
   readonly traceCapacity?: number;
-  /** The router's answer cache for fixed answers (default on; Router.remember). */
+  /** The router's answer cache for fixed answers (default on; AnswerCache.remember). */
   readonly answerCache?: boolean;
   /** The secure monitor; the modelled one (src/firmware/monitor) when not given. */
   readonly monitor?: CallTarget;
@@ -96,6 +97,14 @@ export class Domain {
   }
 }
 
+/** A VM the secure world serves calls for, by the client ID its calls carry: whose memory those calls may reach. */
+interface TeeClient {
+  readonly vm: string;
+  /** Where its RAM is in the platform's physical space. */
+  readonly ram: VmMemory | undefined;
+  readonly memory: GuestMemory | undefined;
+}
+
 /** `f` applied to a value that may still be coming. */
 function then<T, U>(v: T | Promise<T>, f: (t: T) => U | Promise<U>): U | Promise<U> {
   return v instanceof Promise ? v.then(f) : f(v);
@@ -106,6 +115,8 @@ export class Hypervisor {
   readonly domains = new Map<string, Domain>();
   readonly errorLog: RateLimitedLog;
   private readonly ports = new Map<string, VmPorts>();
+  /** VMs with a TEE, by the client ID OP-TEE knows them by (their VM ID): the owner of each OP-TEE call. */
+  private readonly teeClients = new Map<number, TeeClient>();
   /** The hypervisor's own pages (mediator shadow buffers and page lists). */
   readonly heap = new HypervisorHeap();
   /** The modelled OP-TEE, when the platform has one. */
@@ -125,7 +136,7 @@ export class Hypervisor {
     });
     if (platform.tee?.os === "optee") {
       this.optee = new OpteeOs({
-        memory: { read: (pa, length) => this.normalRead(pa, length), write: (pa, data) => this.normalWrite(pa, data), view: (pa, length) => this.normalView(pa, length) },
+        memory: { read: (pa, length, guest) => this.normalRead(pa, length, guest), write: (pa, data, guest) => this.normalWrite(pa, data, guest), view: (pa, length, guest) => this.normalView(pa, length, guest) },
         tas: defaultTas(),
         threads: platform.tee.threads,
         maxGuests: platform.tee.maxGuests,
@@ -175,34 +186,61 @@ export class Hypervisor {
       },
       secureChannel: (origin, vm) => this.router.hypervisorChannel(origin, { vmName: vm, vcpu: 0 }),
       memory: (vm) => this.ports.get(vm)?.memory,
-      ipaToPa: (vm, ipa, length) => this.platform.memoryMap.ipaToPa(vm, ipa, length),
+      ipaToPa: (vm, ipa, length) => this.ipaToPa(vm, ipa, length),
       heap: this.heap,
       log: (vm, key, line) => this.errorLog.log(`${vm}|${key}`, line),
     };
   }
 
-  /** Normal-world memory by platform physical address, as the secure world reads it: VM RAM or the hypervisor's pages. */
-  private normalRead(pa: bigint, length: number): Uint8Array | null {
-    if (this.heap.contains(pa, length)) return this.heap.read(pa, length);
-    const c = this.platform.memoryMap.classify(pa, BigInt(length));
-    return c.kind === "vm" ? (this.ports.get(c.vm)?.memory?.read(c.ipa, length) ?? null) : null;
-  }
-
-  private normalWrite(pa: bigint, data: Uint8Array): boolean {
-    if (this.heap.contains(pa, data.length)) return this.heap.write(pa, data);
-    const c = this.platform.memoryMap.classify(pa, BigInt(data.length));
-    return c.kind === "vm" ? (this.ports.get(c.vm)?.memory?.write(c.ipa, data) ?? false) : false;
+  /**
+   * A VM's IPA range as platform physical address, for the mediators: null unless all of it is the VM's own
+   * RAM. A range that touches secure memory or the hypervisor's heap is never the VM's, even when a map
+   * that skipped validation lays the VM's RAM over them: the hypervisor's pages hold other VMs' shadow
+   * messages.
+   */
+  private ipaToPa(vm: string, ipa: bigint, length: bigint): bigint | null {
+    const pa = this.platform.memoryMap.ipaToPa(vm, ipa, length);
+    if (pa === null || this.heap.overlaps(pa, length)) return null;
+    for (const s of this.platform.memoryMap.secure) if (pa < s.base + s.size && s.base < pa + length) return null;
+    return pa;
   }
 
   /**
-   * Normal-world memory in place, as OP-TEE maps it: a hypervisor page (a shadow argument), or a VM's RAM
+   * The secure world's memory port: normal-world memory by platform physical address, for a call OP-TEE
+   * serves for client `guest`. Decided by owner, never by which range matches first: the hypervisor's
+   * pages allocated for that VM, or that VM's own RAM, and nothing else. An address in the heap's region
+   * is only ever a heap page (a VM's RAM laid over the heap is not reached there); other VMs' RAM and
+   * pages are not reached at all.
+   */
+  private normalRange(pa: bigint, length: number, guest: number): { heap: true } | { heap: false; memory: GuestMemory; ipa: bigint } | null {
+    const client = this.teeClients.get(guest);
+    if (client === undefined || length < 0) return null;
+    const len = BigInt(length);
+    if (this.heap.overlaps(pa, len)) return this.heap.ownerOf(pa, length) === client.vm ? { heap: true } : null;
+    const ram = client.ram;
+    if (ram === undefined || client.memory === undefined || pa < ram.pa || pa + len > ram.pa + ram.size) return null;
+    for (const s of this.platform.memoryMap.secure) if (pa < s.base + s.size && s.base < pa + len) return null;
+    return { heap: false, memory: client.memory, ipa: ram.ipa + (pa - ram.pa) };
+  }
+
+  private normalRead(pa: bigint, length: number, guest: number): Uint8Array | null {
+    const r = this.normalRange(pa, length, guest);
+    return r === null ? null : r.heap ? this.heap.read(pa, length) : r.memory.read(r.ipa, length);
+  }
+
+  private normalWrite(pa: bigint, data: Uint8Array, guest: number): boolean {
+    const r = this.normalRange(pa, data.length, guest);
+    return r === null ? false : r.heap ? this.heap.write(pa, data) : r.memory.write(r.ipa, data);
+  }
+
+  /**
+   * Normal-world memory in place, as OP-TEE maps it: a hypervisor page (a shadow argument), or the VM's RAM
    * when its backend offers views (GuestMemory.view). Null when the range is neither, or cannot be viewed
    * in one piece: the OS then copies with normalRead/normalWrite.
    */
-  private normalView(pa: bigint, length: number): Uint8Array | null {
-    if (this.heap.contains(pa, length)) return this.heap.view(pa, length);
-    const c = this.platform.memoryMap.classify(pa, BigInt(length));
-    return c.kind === "vm" ? (this.ports.get(c.vm)?.memory?.view?.(c.ipa, length) ?? null) : null;
+  private normalView(pa: bigint, length: number, guest: number): Uint8Array | null {
+    const r = this.normalRange(pa, length, guest);
+    return r === null ? null : r.heap ? this.heap.view(pa, length) : (r.memory.view?.(r.ipa, length) ?? null);
   }
 
   /**
@@ -212,6 +250,8 @@ export class Hypervisor {
   readForSecureWorld(vm: string, pa: bigint, length: number): Uint8Array | string {
     const refused = this.platform.memoryMap.refusal(vm, pa, BigInt(length));
     if (refused !== null) return refused;
+    // The hypervisor's pages are no VM's, even under a map that lays a VM's RAM over them.
+    if (this.heap.overlaps(pa, BigInt(length))) return "the range is the hypervisor's memory";
     const c = this.platform.memoryMap.classify(pa, BigInt(length));
     const memory = this.ports.get(vm)?.memory;
     if (c.kind !== "vm" || !memory) return `${vm} has no memory the secure world can reach`;
@@ -247,9 +287,19 @@ export class Hypervisor {
     return { ok: true, domain };
   }
 
-  /** What the TEE gets from the hypervisor for a VM once it is enabled: its content key (never from a VM). */
+  /**
+   * What the TEE gets from the hypervisor for a VM once it is enabled: its content key (never from a VM),
+   * and the VM's memory behind the client ID its calls carry (the secure world's memory port).
+   */
   private provisionTee(vm: VmConfig): void {
-    if (vm.tee?.contentKey && this.optee) this.optee.provisionKey(vm.id, vm.tee.contentKey);
+    if (vm.tee?.mediator !== "optee" || !this.optee) return;
+    this.teeClients.set(vm.id, { vm: vm.name, ram: this.platform.memoryMap.vms.find((m) => m.vm === vm.name), memory: this.ports.get(vm.name)?.memory });
+    if (vm.tee.contentKey) this.optee.provisionKey(vm.id, vm.tee.contentKey);
+  }
+
+  /** The secure world no longer serves the VM: its client ID reaches no memory. */
+  private unprovisionTee(vm: VmConfig): void {
+    if (this.teeClients.get(vm.id)?.vm === vm.name) this.teeClients.delete(vm.id);
   }
 
   /**
@@ -280,8 +330,10 @@ export class Hypervisor {
       return vm.tee ? this.mediators.get(vm.tee.mediator)!.reset(vm) : null;
     };
     return then(then(physical, tee), (enabled): DomainResetResult => {
-      if (enabled?.ok === false) errors.push({ path: `vms.${name}.tee`, message: `cannot enable ${vm.tee!.mediator} again: ${enabled.message}` });
-      else if (enabled?.ok) this.provisionTee(vm);
+      if (enabled?.ok === false) {
+        errors.push({ path: `vms.${name}.tee`, message: `cannot enable ${vm.tee!.mediator} again: ${enabled.message}` });
+        this.unprovisionTee(vm);
+      } else if (enabled?.ok) this.provisionTee(vm);
       return errors.length > 0 ? { ok: false, errors } : { ok: true };
     });
   }
@@ -291,6 +343,7 @@ export class Hypervisor {
     const d = this.domains.get(name);
     if (!d) return false;
     if (d.config.tee) void this.mediators.get(d.config.tee.mediator)?.destroy(name);
+    this.unprovisionTee(d.config);
     this.router.removeVm(d.routed);
     d.markDestroyed();
     this.domains.delete(name);

@@ -1,12 +1,16 @@
 /**
- * The router's answer cache (Router.remember and the fast path in handleTrap): a fixed answer is given
- * again without the service, with the same registers and the same trace event, and nothing else is.
+ * The answer cache (answer-cache.ts): the module on its own (blocks, entries, caller kinds, "not fixed",
+ * hit counts), then through the router: a fixed answer is given again without the service, with the same
+ * registers and the same trace event, and nothing else is.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ScriptedMachine } from "../machine/scripted/machine.js";
 import type { HypervisorOptions } from "../hypervisor/hypervisor.js";
+import { FLAG_AARCH32, FLAG_SMC, TraceRing } from "../trace/ring.js";
+import { AnswerCache, answerFromCache, BLOCK_WORDS, SLOTS } from "./answer-cache.js";
 import type { BoardFirmware } from "./ports.js";
+import { BoundStep, STEP_DENY, STEP_MONITOR, STEP_SERVICE } from "./routed-vm.js";
 import type { ServiceDefinition } from "./service.js";
 import { STANDARD_SERVICES } from "../services/standard.js";
 
@@ -53,7 +57,183 @@ function cpuOn(m: ScriptedMachine, vm: string): void {
 
 const TWO = 'vms:\n  a: { vcpus: 2, smccc: "1.2" }\n  b: { smccc: "1.1" }\n';
 
-describe("the answer cache", () => {
+/** A cache with its trace, as the router sets them up; `rule` interns a label for VM "a". */
+function cache() {
+  const trace = new TraceRing(64);
+  const c = new AnswerCache(trace);
+  trace.addCountSource((into) => c.countInto(into));
+  const calls = (label: string) => trace.counters().find((k) => k.key === `a|${label}`)?.calls ?? 0;
+  return { trace, c, calls, rule: (label: string) => trace.intern(`a|${label}`) };
+}
+
+/** A bound step: deny, or a service whose fixed() says `fixed` (and counts how often it was asked). */
+function step(kind: number, label: number, fixed = true, action = kind === STEP_DENY ? 2 : 0) {
+  const asked = { n: 0 };
+  const service = { handle: () => undefined, features: () => 0, fixed: () => (asked.n++, fixed) };
+  return { step: new BoundStep(kind, kind === STEP_SERVICE ? service : null, null, action, label, "rule", [], []), asked };
+}
+
+/** A register file with x0 = fid and every other word `fill`. */
+function regsOf(fid: number, fill = 0x5555_5555): Uint32Array {
+  const r = new Uint32Array(36).fill(fill);
+  r[0] = fid;
+  r[1] = 0;
+  return r;
+}
+
+/** Two raw IDs that map to the same entry of a block (direct mapped: the second replaces the first). */
+function collidingIds(c: AnswerCache, base: number): [number, number] {
+  const t = new TraceRing(8);
+  const probe = new BoundStep(STEP_DENY, null, null, 2, t.intern("x|p"), "p", [], []);
+  const first = 0x8200_0001;
+  c.remember(base, first | 0, first, 0, probe, regsOf(first));
+  for (let fid = 0x8200_0002; ; fid++) {
+    if (answerFromCache(c.words, base, regsOf(fid), 0, 0, t)) continue;
+    c.remember(base, fid | 0, fid, 0, probe, regsOf(fid));
+    if (c.entry(base, first) === null) {
+      c.release(base);
+      expect(c.allocate()).toBe(base);
+      return [first, fid];
+    }
+  }
+}
+
+describe("the answer cache module", () => {
+  it("answers nothing from a new block", () => {
+    const { c, trace } = cache();
+    const base = c.allocate();
+    expect(answerFromCache(c.words, base, regsOf(0x8000_0000), 0, 0, trace)).toBe(false);
+    expect(answerFromCache(c.words, base, regsOf(0), 0, 0, trace)).toBe(false);
+    expect(trace.total).toBe(0);
+  });
+
+  it("gives a kept answer back: x0 as written, x1-x3 cleared, the rule's event and count", () => {
+    const { c, trace, calls, rule } = cache();
+    const base = c.allocate();
+    const label = rule("deny-sip");
+    const written = regsOf(0xffff_ffff, 0);
+    written[1] = 0xffff_ffff;
+    c.remember(base, 0x8200_0001 | 0, 0x8200_0001, 0, step(STEP_DENY, label).step, written);
+    const r = regsOf(0x8200_0001);
+    expect(answerFromCache(c.words, base, r, 0, 3 | (1 << 16), trace)).toBe(true);
+    expect([...r.subarray(0, 10)]).toEqual([0xffff_ffff, 0xffff_ffff, 0, 0, 0, 0, 0, 0, 0x5555_5555, 0x5555_5555]);
+    expect([...r.subarray(10)].every((w) => w === 0x5555_5555)).toBe(true);
+    expect(trace.latest()).toMatchObject({ vm: "vm3", vcpu: 1, conduit: "hvc", fid: 0x8200_0001, action: "deny", rule: "deny-sip", x0: 0xffff_ffff_ffff_ffffn });
+    expect(calls("deny-sip")).toBe(1);
+    expect(c.entry(base, 0x8200_0001)).toMatchObject({ kinds: 1, wide: false, hits: 1 });
+  });
+
+  it("writes x1-x3 of a wide answer, and nothing beyond x3", () => {
+    const { c, trace, rule } = cache();
+    const base = c.allocate();
+    const written = regsOf(0x8300_0010, 0);
+    written.set([1, 0, 2, 0, 3, 0, 0xffff_ffff, 7], 0);
+    c.remember(base, 0x8300_0010 | 0, 0x8300_0010, 0, step(STEP_SERVICE, rule("wide")).step, written);
+    const r = regsOf(0x8300_0010, 0xaaaa_aaaa);
+    expect(answerFromCache(c.words, base, r, 0, 0, trace)).toBe(true);
+    expect([...r.subarray(0, 9)]).toEqual([1, 0, 2, 0, 3, 0, 0xffff_ffff, 7, 0xaaaa_aaaa]);
+    expect(c.entry(base, 0x8300_0010)?.wide).toBe(true);
+  });
+
+  it("holds for a caller kind only once that kind has reached the step", () => {
+    const { c, trace, rule } = cache();
+    const base = c.allocate();
+    const s = step(STEP_DENY, rule("d")).step;
+    c.remember(base, 0x8200_0001 | 0, 0x8200_0001, 0, s, regsOf(0xffff_ffff, 0));
+    for (const flags of [FLAG_SMC, FLAG_AARCH32, FLAG_SMC | FLAG_AARCH32]) expect(answerFromCache(c.words, base, regsOf(0x8200_0001), flags, 0, trace)).toBe(false);
+    c.remember(base, 0x8200_0001 | 0, 0x8200_0001, FLAG_AARCH32, s, regsOf(0xffff_ffff, 0));
+    expect(answerFromCache(c.words, base, regsOf(0x8200_0001), FLAG_AARCH32, 0, trace)).toBe(true);
+    expect(answerFromCache(c.words, base, regsOf(0x8200_0001), FLAG_SMC, 0, trace)).toBe(false);
+    expect(c.entry(base, 0x8200_0001)?.kinds).toBe(0b0101);
+  });
+
+  it("keeps no answer a service does not call fixed, and asks it once per ID", () => {
+    const { c, trace, rule } = cache();
+    const base = c.allocate();
+    const { step: s, asked } = step(STEP_SERVICE, rule("affinity"), false);
+    for (let i = 0; i < 5; i++) {
+      c.remember(base, 0x8400_0004 | 0, 0x8400_0004, 0, s, regsOf(0, 0));
+      expect(answerFromCache(c.words, base, regsOf(0x8400_0004), 0, 0, trace)).toBe(false);
+    }
+    expect(asked.n).toBe(1);
+    expect(c.entry(base, 0x8400_0004)).toMatchObject({ kinds: 0, notFixed: true });
+    // A step that only forwards (or mediates, or delegates) is never kept: the secure world answers.
+    const fwd = new BoundStep(STEP_MONITOR, null, null, 1, rule("fwd"), "fwd", [], []);
+    c.remember(base, 0xc200_0001 | 0, 0xc200_0001, 0, fwd, regsOf(0, 0));
+    expect(answerFromCache(c.words, base, regsOf(0xc200_0001), 0, 0, trace)).toBe(false);
+  });
+
+  it("never puts 'not fixed' in place of an answer in the same slot", () => {
+    const { c, trace, rule } = cache();
+    const base = c.allocate();
+    const [kept, other] = collidingIds(c, base);
+    c.remember(base, kept | 0, kept, 0, step(STEP_DENY, rule("d")).step, regsOf(0xffff_ffff, 0));
+    c.remember(base, other | 0, other, 0, step(STEP_SERVICE, rule("s"), false).step, regsOf(0, 0));
+    expect(answerFromCache(c.words, base, regsOf(kept), 0, 0, trace)).toBe(true);
+  });
+
+  it("moves an entry's hits to the trace when a new answer replaces it, and counts past 2^32", () => {
+    const { c, trace, calls, rule } = cache();
+    const base = c.allocate();
+    const [first, second] = collidingIds(c, base);
+    c.remember(base, first | 0, first, 0, step(STEP_DENY, rule("first")).step, regsOf(0xffff_ffff, 0));
+    answerFromCache(c.words, base, regsOf(first), 0, 0, trace);
+    c.setHits(base, first, 2 ** 32 - 1);
+    answerFromCache(c.words, base, regsOf(first), 0, 0, trace);
+    expect(c.entry(base, first)?.hits).toBe(2 ** 32);
+    expect(calls("first")).toBe(2 ** 32);
+    c.remember(base, second | 0, second, 0, step(STEP_DENY, rule("second")).step, regsOf(0xffff_ffff, 0));
+    expect(c.entry(base, first)).toBeNull();
+    expect(calls("first")).toBe(2 ** 32);
+    expect(answerFromCache(c.words, base, regsOf(first), 0, 0, trace)).toBe(false);
+  });
+
+  it("keeps blocks apart, zeroes a released block (its hits kept) and gives it to the next VM", () => {
+    const { c, trace, calls, rule } = cache();
+    const a = c.allocate(), b = c.allocate();
+    expect(b - a).toBe(BLOCK_WORDS);
+    c.remember(a, 0x8000_0000 | 0, 0x8000_0000, 0, step(STEP_SERVICE, rule("version")).step, regsOf(0x1_0002, 0));
+    expect(answerFromCache(c.words, b, regsOf(0x8000_0000), 0, 0, trace)).toBe(false);
+    expect(answerFromCache(c.words, a, regsOf(0x8000_0000), 0, 0, trace)).toBe(true);
+    c.release(a);
+    expect(calls("version")).toBe(1);
+    expect([...c.words.subarray(a, a + BLOCK_WORDS)].every((w) => w === 0)).toBe(true);
+    expect(c.allocate()).toBe(a);
+    expect(answerFromCache(c.words, a, regsOf(0x8000_0000), 0, 0, trace)).toBe(false);
+  });
+
+  it("keeps every answer when it grows for more VMs (the words are then a new array)", () => {
+    const { c, trace, rule } = cache();
+    const label = rule("version");
+    const bases = [c.allocate()];
+    c.remember(bases[0]!, 0x8000_0000 | 0, 0x8000_0000, 0, step(STEP_SERVICE, label).step, regsOf(0x1_0002, 0));
+    const before = c.words;
+    for (let i = 0; i < 20; i++) bases.push(c.allocate());
+    expect(c.words).not.toBe(before);
+    const r = regsOf(0x8000_0000);
+    expect(answerFromCache(c.words, bases[0]!, r, 0, 0, trace)).toBe(true);
+    expect(r[0]).toBe(0x1_0002);
+  });
+
+  it("has SLOTS entries per VM: as many fixed IDs as slots can be answered at once at best", () => {
+    const { c, trace, rule } = cache();
+    const base = c.allocate();
+    const s = step(STEP_DENY, rule("d")).step;
+    for (let fn = 0; fn < 256; fn++) c.remember(base, (0x8200_0000 + fn) | 0, 0x8200_0000 + fn, 0, s, regsOf(0xffff_ffff, 0));
+    let answered = 0;
+    for (let fn = 0; fn < 256; fn++) if (answerFromCache(c.words, base, regsOf(0x8200_0000 + fn), 0, 0, trace)) answered++;
+    expect(answered).toBe(SLOTS);
+  });
+
+  it("keeps nothing for a label beyond the entry's 24 bits", () => {
+    const { c, trace } = cache();
+    const base = c.allocate();
+    c.remember(base, 0x8200_0001 | 0, 0x8200_0001, 0, step(STEP_DENY, 0x100_0000).step, regsOf(0xffff_ffff, 0));
+    expect(answerFromCache(c.words, base, regsOf(0x8200_0001), 0, 0, trace)).toBe(false);
+  });
+});
+
+describe("the answer cache in the router", () => {
   it("asks a service once for a fixed answer; every call still gets the registers and its own trace event", () => {
     const { m, handled } = machine(TWO);
     cpuOn(m, "a");
@@ -179,11 +359,10 @@ describe("the answer cache", () => {
     v.hvc(0x8300_0005);
     expect(count()).toBe(2);
     // White box: the entry's hit counter one short of wrapping, so the next hit carries into the high word.
-    const answers = (m.hypervisor.router as unknown as { answers: Int32Array }).answers;
-    let e = -1;
-    for (let i = 0; i < answers.length; i += 16) if (answers[i] === (0x8300_0005 | 0) && (answers[i + 1]! & 0xf) !== 0) e = i;
-    expect(e).toBeGreaterThanOrEqual(0);
-    answers[e + 3] = -1;
+    const cache = (m.hypervisor.router as unknown as { answers: AnswerCache }).answers;
+    const base = m.hypervisor.domain("b").routed.answerBase;
+    expect(cache.entry(base, 0x8300_0005)?.hits).toBe(1);
+    expect(cache.setHits(base, 0x8300_0005, 2 ** 32 - 1)).toBe(true);
     v.hvc(0x8300_0005);
     expect(count()).toBe(1 + 2 ** 32);
     // Enough other fixed IDs to take every slot, so the entry is replaced: its count stays.

@@ -15,6 +15,7 @@ import { checkFid, dispatchFid, FID_CHECK_LABELS, FID_OK, registerRules } from "
 import { aarch32ConditionFailed, EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64, esrFor } from "../smccc/esr.js";
 import { ACTION_CODES, FLAG_AARCH32, FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, TraceRing } from "../trace/ring.js";
 import { CALL_AARCH32, CALL_SMC, CALL_SMC64, SmcCall, SmcResult } from "./call.js";
+import { AnswerCache, answerFromCache } from "./answer-cache.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_ERROR, OUTCOME_HALT, OUTCOME_RETURN, OUTCOME_SKIP, OUTCOME_UNDEF } from "./outcome.js";
 import { ABSENT_MONITOR, SILENT_ERRORS, type CallOrigin, type BoardFirmware, type CallTarget, type Clock, type ErrorSink, type HandlerReturn, type MediatorTarget, type VmPorts } from "./ports.js";
 import { BoundStep, RoutedVm, STEP_DENY, STEP_MONITOR, STEP_SERVICE, STEP_TARGET } from "./routed-vm.js";
@@ -36,7 +37,7 @@ export interface RouterOptions {
   readonly monitor?: CallTarget;
   readonly errors?: ErrorSink;
   readonly servicePorts?: ServicePorts;
-  /** Repeat fixed answers without calling the service (default true); see Router.remember. */
+  /** Repeat fixed answers without calling the service (default true); see AnswerCache.remember. */
   readonly answerCache?: boolean;
 }
 
@@ -44,23 +45,6 @@ export interface AddVmError {
   readonly path: string;
   readonly message: string;
 }
-
-/**
- * The answer cache: per VM, ANSWER_SLOTS direct-mapped entries of ANSWER_WORDS words (one cache line):
- * [0] the raw FID, [1] the caller kinds it holds for (bit `flags & 3`; 0 when empty) | ANSWER_WIDE,
- * [2] action | label << 8, [3] calls answered from the entry (low 32 bits; [12] the high bits), [4..11]
- * x0..x3 as written to the vCPU ([13..15] unused). Without ANSWER_WIDE, x1-x3 are 0 and the fast path
- * writes only x0. An entry with ANSWER_NOT_FIXED and no caller kinds says that the ID's answer is not
- * fixed. See remember(). The trace reads the hits as its counts for the entry's rule (countAnswers).
- */
-const ANSWER_WIDE = 0x100;
-/** In [1] with no caller kinds: the ID's answer is not fixed (asked once; the full path every time). */
-const ANSWER_NOT_FIXED = 0x200;
-const ANSWER_SLOTS = 8;
-const ANSWER_WORDS = 16;
-const ANSWER_BLOCK = ANSWER_SLOTS * ANSWER_WORDS;
-/** Fibonacci hashing: the top log2(ANSWER_SLOTS) bits of FID × 2^32/φ spread IDs that differ in any field. */
-const ANSWER_SHIFT = 32 - Math.log2(ANSWER_SLOTS);
 
 // Local copies for the fast path: V8 folds a module's own constants into the code, while an imported
 // binding is loaded (and checked for initialization) on every call.
@@ -70,35 +54,6 @@ const ESR_HVC32_0 = esrFor("hvc", true);
 const SMC = FLAG_SMC;
 const AARCH32 = FLAG_AARCH32;
 const RETURN = OUTCOME_RETURN;
-
-/**
- * x0..x3 of an answer cache entry into the vCPU, as the full path wrote them the first time. A const, not a
- * function declaration: V8 folds an immutable binding into the caller and checks a mutable one each call.
- */
-const writeAnswer = (regs: Uint32Array, x0: number, x0hi: number, meta: number, answers: Int32Array, e: number): void => {
-  regs[0] = x0;
-  regs[1] = x0hi;
-  if ((meta & ANSWER_WIDE) === 0) {
-    regs[2] = 0;
-    regs[3] = 0;
-    regs[4] = 0;
-    regs[5] = 0;
-    regs[6] = 0;
-    regs[7] = 0;
-  } else {
-    regs[2] = answers[e + 6]!;
-    regs[3] = answers[e + 7]!;
-    regs[4] = answers[e + 8]!;
-    regs[5] = answers[e + 9]!;
-    regs[6] = answers[e + 10]!;
-    regs[7] = answers[e + 11]!;
-  }
-};
-
-/** Calls answered from the entry at `e` since it was filled or last flushed: [3] low word, [12] high. */
-function hitsAt(answers: Int32Array, e: number): number {
-  return (answers[e + 3]! >>> 0) + answers[e + 12]! * 0x1_0000_0000;
-}
 
 const HYPERVISOR_ORIGIN: CallOrigin = { vmId: 0, vmName: "hypervisor", vcpu: 0 };
 const ZERO_CLOCK: Clock = { now: () => 0 };
@@ -119,10 +74,9 @@ export class Router {
   private readonly boards = new Map<string, (vm: VmConfig) => BoardFirmware>();
   private readonly vms = new Map<string, RoutedVm>();
   private readonly tables = new TableCache();
-  /** Answer cache blocks of every VM (ANSWER_BLOCK words each), and blocks freed by removed VMs. */
-  private answers = new Int32Array(0);
-  private answersUsed = 0;
-  private readonly answersFree: number[] = [];
+  /** Fixed answers of every VM, for the fast path (answer-cache.ts), and its words, read without a hop. */
+  private readonly answers: AnswerCache;
+  private answerWords: Int32Array = new Int32Array(0);
   private readonly answerCache: boolean;
   /** The call view and result of the call in progress; replaced when a call goes asynchronous. */
   private call = new SmcCall();
@@ -138,7 +92,8 @@ export class Router {
     this.errors = opts.errors ?? SILENT_ERRORS;
     this.servicePorts = opts.servicePorts ?? {};
     this.answerCache = opts.answerCache ?? true;
-    this.trace.addCountSource((into) => this.countAnswers(into));
+    this.answers = new AnswerCache(this.trace);
+    this.trace.addCountSource((into) => this.answers.countInto(into));
   }
 
   registerMediator(name: string, target: MediatorTarget): void {
@@ -203,7 +158,8 @@ export class Router {
       for (const [fid, service] of legacy) vm.legacy.set(fid, this.bindStep(vm, { rule: null, action: { kind: "emulate" }, service, label: `default:${service}`, constraints: [] }));
     }
     if (this.answerCache) {
-      vm.answerBase = this.answerBlock();
+      vm.answerBase = this.answers.allocate();
+      this.answerWords = this.answers.words;
       vm.fastBase = this.fastBaseOf(vm);
     }
     this.vms.set(config.name, vm);
@@ -226,9 +182,7 @@ export class Router {
     vm.services.clear();
     vm.destroyed = true;
     if (vm.answerBase >= 0) {
-      for (let e = vm.answerBase; e < vm.answerBase + ANSWER_BLOCK; e += ANSWER_WORDS) this.flushHits(e);
-      this.answers.fill(0, vm.answerBase, vm.answerBase + ANSWER_BLOCK);
-      this.answersFree.push(vm.answerBase);
+      this.answers.release(vm.answerBase);
       vm.answerBase = vm.fastBase = -1;
     }
     this.vms.delete(vm.name);
@@ -240,33 +194,15 @@ export class Router {
    * Returns an OUTCOME_*, or a promise of one when a handler completes asynchronously.
    */
   handleTrap(vm: RoutedVm, vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
-    // A fixed answer given before (remember()): the same registers and the same trace event, without the
-    // convention checks, the policy lookup or the service, which gave this answer the first time. Only
+    // A fixed answer given before (AnswerCache.remember): the same registers and the same trace event,
+    // without the convention checks, the policy lookup or the service, which gave it the first time. Only
     // for #0 HVCs and AArch64 SMCs (an AArch32 SMC may be conditional); fastBase is -1 when the fast path
     // may not answer (fastBaseOf). Anything else, and every miss, takes the full path. Kept small, so
     // that V8 inlines it into the backend's trap loop.
     const base = vm.fastBase;
     // The whole ESR at once: the trap class, IL = 1 and an ISS of 0 (immediate #0).
     const flags = esr === ESR_HVC64_0 ? 0 : esr === ESR_SMC64_0 ? SMC : esr === ESR_HVC32_0 ? AARCH32 : -1;
-    if (base >= 0 && flags >= 0) {
-      const rawFid = regs[0]! | 0;
-      const answers = this.answers;
-      // Masked so that V8 knows e + 15 cannot overflow and drops the overflow checks.
-      const e = (base + ((Math.imul(rawFid, 0x9e37_79b1) >>> ANSWER_SHIFT) << 4)) & 0x3fff_ffff;
-      const meta = answers[e + 1]!;
-      if (answers[e] === rawFid && ((meta >>> flags) & 1) !== 0) {
-        const x0 = answers[e + 4]!;
-        const x0hi = answers[e + 5]!;
-        writeAnswer(regs, x0, x0hi, meta, answers, e);
-        // The call is counted in its entry (hits, and the high word when they wrap), not by the trace.
-        const hits = (answers[e + 3]! + 1) | 0;
-        answers[e + 3] = hits;
-        if (hits === 0) answers[e + 12]!++;
-        const rule = answers[e + 2]!;
-        this.trace.putUncounted(vm.index | (vcpu << 16), flags | ((rule & 0xff) << 8), rawFid, rule >>> 8, x0, x0hi);
-        return RETURN;
-      }
-    }
+    if (base >= 0 && flags >= 0 && answerFromCache(this.answerWords, base, regs, flags, vm.index | (vcpu << 16), this.trace)) return RETURN;
     return this.route(vm, vcpu, regs, esr, pstate);
   }
 
@@ -360,7 +296,8 @@ export class Router {
         regs[5] = 0;
         regs[7] = 0;
       }
-      if (step.sole && vm.answerBase >= 0) this.remember(vm, rawFid, fid, flags, step, regs);
+      // A board sees every SMC of its VM (boardTrap): those are never kept.
+      if (step.sole && vm.answerBase >= 0 && ((flags & FLAG_SMC) === 0 || vm.board === null)) this.answers.remember(vm.answerBase, rawFid, fid, flags, step, regs);
       if (this.timed) {
         this.trace.record(vm.index, vcpu, flags, rawFid, step.action, step.label, OUTCOME_RETURN, regs[0]! | 0, regs[1]! | 0, start, this.clock.now() - start);
         return OUTCOME_RETURN;
@@ -370,45 +307,6 @@ export class Router {
       return OUTCOME_RETURN;
     }
     return this.complete(vm, vcpu, regs, step, flags, rawFid, start, res);
-  }
-
-  /**
-   * Keeps the answer just written to `regs` when it is fixed: the chain has this one step without
-   * constraints, so policy decides by the ID alone, and the step denies or its service says the ID's
-   * answer is fixed (ServiceInstance.fixed). Linux makes such calls on hot paths (SMCCC_ARCH_WORKAROUND_1
-   * on context switches where the CPU needs it; the version and UID probes of every driver), and KVM
-   * answers the workarounds in its EL2 vectors for the same reason. Calls a board may claim (its SMCs)
-   * are never kept. An entry holds for a caller kind (conduit × execution state) only once that kind has
-   * reached the step: an SMC64 ID from AArch32, say, still gets the convention's -1.
-   */
-  private remember(vm: RoutedVm, rawFid: number, fid: number, flags: number, step: BoundStep, regs: Uint32Array): void {
-    // A label beyond 24 bits does not fit the entry's packed rule word (16 million interned strings).
-    if (((flags & FLAG_SMC) !== 0 && vm.board !== null) || step.label >= 0x100_0000) return;
-    const answers = this.answers;
-    const e = vm.answerBase + ((Math.imul(rawFid, 0x9e37_79b1) >>> ANSWER_SHIFT) << 4);
-    const held = answers[e] === rawFid ? answers[e + 1]! : 0;
-    // Asked before, and not fixed: the service is not asked again on every call of a hot ID.
-    if ((held & ANSWER_NOT_FIXED) !== 0) return;
-    if ((held & 0xf) !== 0) {
-      answers[e + 1] = held | (1 << flags);
-      return;
-    }
-    const fixed = step.kind === STEP_DENY || (step.kind === STEP_SERVICE && step.service!.fixed?.(fid >>> 0) === true);
-    if (!fixed) {
-      // Remembered as such only in a free slot (or one this ID already had): never in place of an answer.
-      if ((answers[e + 1]! & 0xf) === 0) {
-        answers[e] = rawFid;
-        answers[e + 1] = ANSWER_NOT_FIXED;
-      }
-      return;
-    }
-    this.flushHits(e);
-    let wide = 0;
-    for (let i = 2; i < 8; i++) if (regs[i] !== 0) wide = ANSWER_WIDE;
-    answers[e] = rawFid;
-    answers[e + 1] = (1 << flags) | wide;
-    answers[e + 2] = step.action | (step.label << 8);
-    for (let i = 0; i < 8; i++) answers[e + 4 + i] = regs[i]!;
   }
 
   /**
@@ -425,39 +323,6 @@ export class Router {
   markStarted(vm: RoutedVm): void {
     vm.beforeFirstTrap = null;
     vm.fastBase = this.fastBaseOf(vm);
-  }
-
-  /** Moves an entry's hits into the trace's counts, before the entry is reused or freed. */
-  private flushHits(e: number): void {
-    const answers = this.answers;
-    const hits = hitsAt(answers, e);
-    if (hits > 0 && (answers[e + 1]! & 0xf) !== 0) this.trace.addCounts(answers[e + 2]! >>> 8, hits);
-    answers[e + 3] = 0;
-    answers[e + 12] = 0;
-  }
-
-  /** The trace's counts for calls answered from the cache and not yet flushed (TraceRing.addCountSource). */
-  private countAnswers(into: Float64Array): void {
-    const answers = this.answers;
-    for (const vm of this.vms.values()) {
-      if (vm.answerBase < 0) continue;
-      for (let e = vm.answerBase; e < vm.answerBase + ANSWER_BLOCK; e += ANSWER_WORDS) {
-        if ((answers[e + 1]! & 0xf) === 0) continue;
-        into[answers[e + 2]! >>> 8]! += hitsAt(answers, e);
-      }
-    }
-  }
-
-  private answerBlock(): number {
-    const free = this.answersFree.pop();
-    if (free !== undefined) return free;
-    if (this.answersUsed + ANSWER_BLOCK > this.answers.length) {
-      const grown = new Int32Array(Math.max(ANSWER_BLOCK * 8, this.answers.length * 2));
-      grown.set(this.answers);
-      this.answers = grown;
-    }
-    this.answersUsed += ANSWER_BLOCK;
-    return this.answersUsed - ANSWER_BLOCK;
   }
 
   /**
