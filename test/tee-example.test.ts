@@ -32,7 +32,7 @@ describe("examples/tee.yaml", () => {
 
   it("gives media and apps the TEE with their own keys, and tools none", () => {
     const config = load();
-    expect(config.platform.tee).toEqual({ os: "optee", threads: 8, maxGuests: 2, limits: { callsInFlight: 4, registrations: 64, pages: 4096 } });
+    expect(config.platform.tee).toEqual({ os: "optee", threads: 8, maxGuests: 2, limits: { callsInFlight: 4, registrations: 64, pages: 4096, sessions: 256 } });
     // No starvation: every VM's calls in flight together fit OP-TEE's threads.
     const withTee = config.vms.filter((v) => v.tee);
     expect(withTee.length * config.platform.tee!.limits.callsInFlight).toBeLessThanOrEqual(config.platform.tee!.threads);

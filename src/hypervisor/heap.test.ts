@@ -4,7 +4,7 @@ import { HEAP_BASE, HypervisorHeap, PAGE } from "./heap.js";
 describe("the hypervisor heap", () => {
   it("hands out pages at platform addresses, reads and writes across page boundaries, and refuses unallocated ones", () => {
     const h = new HypervisorHeap(HEAP_BASE, 4);
-    const a = h.alloc()!, b = h.alloc()!;
+    const a = h.alloc("a")!, b = h.alloc("a")!;
     expect([a, b]).toEqual([HEAP_BASE, HEAP_BASE + BigInt(PAGE)]);
     expect(h.write(a + BigInt(PAGE - 2), Uint8Array.of(1, 2, 3, 4))).toBe(true);
     expect([...h.read(a + BigInt(PAGE - 2), 4)!]).toEqual([1, 2, 3, 4]);
@@ -14,12 +14,12 @@ describe("the hypervisor heap", () => {
 
   it("a freed page comes back zeroed: no VM sees another's data", () => {
     const h = new HypervisorHeap(HEAP_BASE, 1);
-    const a = h.alloc()!;
+    const a = h.alloc("a")!;
     h.write(a, new Uint8Array(PAGE).fill(0xaa));
-    expect(h.alloc()).toBeNull();
+    expect(h.alloc("a")).toBeNull();
     h.free(a);
     expect(h.inUse).toBe(0);
-    const again = h.alloc()!;
+    const again = h.alloc("a")!;
     expect(again).toBe(a);
     expect(h.read(again, PAGE)!.every((x) => x === 0)).toBe(true);
     h.free(again);
@@ -29,7 +29,7 @@ describe("the hypervisor heap", () => {
 
   it("views a range of one allocated page in place, and nothing else (across pages, unallocated, outside the heap)", () => {
     const h = new HypervisorHeap(HEAP_BASE, 4);
-    const a = h.alloc()!, b = h.alloc()!;
+    const a = h.alloc("a")!, b = h.alloc("a")!;
     const v = h.view(a + 8n, 16)!;
     v.set([1, 2, 3]);
     expect([...h.read(a + 8n, 3)!]).toEqual([1, 2, 3]);

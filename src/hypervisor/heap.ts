@@ -1,6 +1,7 @@
 /**
  * The hypervisor's own memory for shadow buffers and translated page lists: pages no VM can map, at
- * platform physical addresses the secure world can be given. A fixed region, allocated a page at a time.
+ * platform physical addresses the secure world can be given. A fixed region, allocated a page at a time,
+ * each page for one VM (its owner): the secure world serving a VM's call is given that VM's pages only.
  */
 import type { PageHeap } from "../mediators/mediator.js";
 
@@ -10,6 +11,8 @@ export const PAGE = 4096;
 export class HypervisorHeap implements PageHeap {
   /** Allocated pages by index (null: free or never used). An array, not a Map: the mediator looks pages up on every call. */
   private readonly pages: (Uint8Array | null)[] = [];
+  /** Who each allocated page is for (a VM's name), by index. */
+  private readonly owners: (string | null)[] = [];
   private readonly free_: number[] = [];
   /** Buffers of freed pages, reused (zeroed) instead of allocating: a mediator allocates pages per call. */
   private readonly spare: Uint8Array[] = [];
@@ -31,14 +34,31 @@ export class HypervisorHeap implements PageHeap {
     return pa >= this.base && pa + BigInt(length) <= this.end;
   }
 
-  alloc(): bigint | null {
+  /** Whether [pa, pa + length) touches the heap's region at all: such a range is never a VM's memory. */
+  overlaps(pa: bigint, length: bigint): boolean {
+    return length > 0n && pa < this.end && this.base < pa + length;
+  }
+
+  /** A page for `owner`'s calls (the VM it is allocated for). */
+  alloc(owner: string): bigint | null {
     const index = this.free_.pop() ?? (this.next < this.maxPages ? this.next++ : -1);
     if (index < 0) return null;
     const reused = this.spare.pop();
     // A page never shows one VM's data to the next user.
     this.pages[index] = reused ? reused.fill(0) : new Uint8Array(PAGE);
+    this.owners[index] = owner;
     this.used++;
     return this.base + BigInt(index * PAGE);
+  }
+
+  /** The VM every page of [pa, pa + length) is allocated for, or null (not all allocated, or for several, or outside the heap). */
+  ownerOf(pa: bigint, length: number): string | null {
+    if (length <= 0 || !this.contains(pa, length)) return null;
+    const rel = Number(pa - this.base);
+    const first = rel >>> 12, last = (rel + length - 1) >>> 12;
+    const owner = this.pages[first] ? this.owners[first]! : null;
+    for (let i = first + 1; owner !== null && i <= last; i++) if (!this.pages[i] || this.owners[i] !== owner) return null;
+    return owner;
   }
 
   free(pa: bigint): void {
@@ -47,6 +67,7 @@ export class HypervisorHeap implements PageHeap {
     const page = this.pages[index];
     if (!page) return;
     this.pages[index] = null;
+    this.owners[index] = null;
     this.used--;
     this.free_.push(index);
     if (this.spare.length < 256) this.spare.push(page);

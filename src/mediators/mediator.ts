@@ -1,6 +1,7 @@
 /**
- * The TEE mediator framework (R4, R5, R11; the Xen TEE-mediator patch of seed 002, with its review
- * applied). A mediator sits between VMs and one trusted OS: it probes the secure world once (a boolean, and
+ * The TEE mediator framework (R4, R5, R11 in docs/requirements.md; the design of Xen's TEE mediator
+ * framework, xen/arch/arm/tee/, with the review of its first posting applied). A mediator sits between
+ * VMs and one trusted OS: it probes the secure world once (a boolean, and
  * silence when there is no TEE: that is a valid platform), claims its owner ranges for the VMs it is
  * enabled for (SMC and HVC alike), and has an explicit lifecycle per VM: enabling is a toolstack
  * operation that returns an error the user sees, destroying frees everything the mediator and the TEE
@@ -12,7 +13,11 @@ import type { CallTarget, GuestMemory } from "../router/ports.js";
 
 /** Pages of the hypervisor's own memory (shadow buffers a VM cannot touch), by platform physical address. */
 export interface PageHeap {
-  alloc(): bigint | null;
+  /**
+   * A page for the calls of VM `owner`: the secure world serving that VM's call is given it, and no other
+   * VM's call reaches it.
+   */
+  alloc(owner: string): bigint | null;
   free(pa: bigint): void;
   read(pa: bigint, length: number): Uint8Array | null;
   write(pa: bigint, data: Uint8Array): boolean;
@@ -50,7 +55,10 @@ export interface MediatorHost {
   secureChannel?(origin: string, vm: string): SecureChannel;
   /** A VM's RAM by IPA. */
   memory(vm: string): GuestMemory | undefined;
-  /** A VM's IPA range as platform physical address, or null unless it is all the VM's own RAM. */
+  /**
+   * A VM's IPA range as platform physical address, or null unless it is all the VM's own RAM (never secure
+   * memory, another VM's RAM or the hypervisor's pages, even where a map that skipped validation overlaps them).
+   */
   ipaToPa(vm: string, ipa: bigint, length: bigint): bigint | null;
   readonly heap: PageHeap;
   /** Reports what a hostile or broken guest did, rate-limited by the hypervisor. */

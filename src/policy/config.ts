@@ -171,6 +171,7 @@ const platformSchema = z
             callsInFlight: z.number().int().min(1).max(64).optional(),
             registrations: z.number().int().min(1).max(65536).optional(),
             pages: z.number().int().min(1).max(1 << 22).optional(),
+            sessions: z.number().int().min(1).max(65536).optional(),
           })
           .strict()
           .optional(),

@@ -6,6 +6,7 @@ import { LineCounter, parseDocument } from "yaml";
 import { CALL_TYPES, type CallType } from "../smccc/fid.js";
 import { ownerRange } from "../smccc/owners.js";
 import { SMCCC_VERSIONS } from "../smccc/version.js";
+import { checkOpteeLimits, defaultCallsInFlight, OPTEE_DEFAULTS, type OpteeMediatorLimits } from "../smccc/optee/limits.js";
 import {
   configSchema,
   DEFAULT_SMCCC_VERSION,
@@ -64,7 +65,7 @@ export interface PlatformConfig {
   readonly sipNodes: readonly { readonly id: number; readonly name?: string; readonly owner?: string }[] | null;
   readonly memoryMap: MemoryMap;
   /** The trusted OS in the modelled secure world, if any. */
-  readonly tee: { readonly os: "optee"; readonly threads: number; readonly maxGuests: number; readonly limits: { readonly callsInFlight: number; readonly registrations: number; readonly pages: number } } | null;
+  readonly tee: { readonly os: "optee"; readonly threads: number; readonly maxGuests: number; readonly limits: OpteeMediatorLimits } | null;
 }
 
 export type DelegateConfig = { readonly module: string; readonly timeoutMs: number } | { readonly command: readonly string[]; readonly timeoutMs: number };
@@ -145,13 +146,14 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     tee: raw.platform.tee
       ? {
           os: raw.platform.tee.os,
-          threads: raw.platform.tee.threads ?? 8,
-          maxGuests: raw.platform.tee.maxGuests ?? 4,
+          threads: raw.platform.tee.threads ?? OPTEE_DEFAULTS.threads,
+          maxGuests: raw.platform.tee.maxGuests ?? OPTEE_DEFAULTS.maxGuests,
           // Per-VM calls in flight default to an equal share of OP-TEE's threads, so no VM can starve another.
-          limits: { callsInFlight: Math.max(1, Math.floor((raw.platform.tee.threads ?? 8) / (raw.platform.tee.maxGuests ?? 4))), registrations: 256, pages: 16384, ...(raw.platform.tee.limits ?? {}) },
+          limits: { callsInFlight: defaultCallsInFlight(raw.platform.tee.threads ?? OPTEE_DEFAULTS.threads, raw.platform.tee.maxGuests ?? OPTEE_DEFAULTS.maxGuests), ...OPTEE_DEFAULTS.limits, ...(raw.platform.tee.limits ?? {}) },
         }
       : null,
   };
+  if (platform.tee) errors.push(...checkOpteeLimits({ threads: platform.tee.threads, maxGuests: platform.tee.maxGuests, callsInFlight: platform.tee.limits.callsInFlight }));
   const vms: VmConfig[] = [];
   let nextId = 1;
   for (const [name, vm] of Object.entries(raw.vms)) {

@@ -39,9 +39,11 @@ export class MonitorModel implements CallTarget {
   readonly served = new Map<string, number>();
   private current: { vcpu: number; fid: number } = { vcpu: 0, fid: 0 };
   trustedOs: CallTarget | null;
+  private readonly onRefusal: MonitorOptions["onRefusal"];
 
   constructor(opts: MonitorOptions = {}) {
     this.trustedOs = opts.trustedOs ?? null;
+    this.onRefusal = opts.onRefusal;
     this.entropy = new ModelEntropy(opts.entropy ?? seededGenerator(0), opts.entropyBudget);
     this.eemi = new EemiService(opts.nodes ?? ZYNQMP_NODES, opts.memory, (vm, what) => opts.onRefusal?.(vm, this.current.vcpu, this.current.fid, what));
   }
@@ -52,9 +54,19 @@ export class MonitorModel implements CallTarget {
     const fid = call.fid;
     if (this.psci.claims(fid)) return this.psci.handle(call, res, origin);
     if (this.eemi.claims(fid)) return this.eemi.handle(call, res, origin);
-    // Trusted OS calls (fast OEN 50-63, yielding OEN 2-63) go to the trusted OS, as TF-A's SPD does.
+    // Trusted OS calls (fast OEN 50-63, yielding OEN 2-63) go to the trusted OS, as TF-A's SPD does, but
+    // only the hypervisor's: its TEE mediator names the guest in a7 and gives the OS platform addresses it
+    // checked. A VM's call forwarded as the guest made it would carry the guest's own a7 (another VM's
+    // client ID, or 0, the hypervisor's) and addresses of its choosing, so it never reaches the trusted OS,
+    // whatever a policy grants (SMCCC's unknown-function answer, and a refusal in the trace).
     const oen = (fid >>> 24) & 0x3f;
-    if (this.trustedOs !== null && ((fid & 0x8000_0000) !== 0 ? oen >= 50 : oen >= 2)) return this.trustedOs.handle(call, res, origin) as void;
+    if (this.trustedOs !== null && ((fid & 0x8000_0000) !== 0 ? oen >= 50 : oen >= 2)) {
+      if (origin.vmId !== 0) {
+        this.onRefusal?.(origin.vmName, origin.vcpu, call.rawFid, "Trusted OS calls reach the trusted OS only through its mediator");
+        return res.ret(-1);
+      }
+      return this.trustedOs.handle(call, res, origin) as void;
+    }
     if ((fid & 0xffff_ff00) >>> 0 === 0x8200_ff00 || (fid & 0xffff_ff00) >>> 0 === 0x8400_ff00) return this.query(fid, res);
     // Anything else: SMCCC's answer to an unknown function.
     res.ret(-1);

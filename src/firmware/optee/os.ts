@@ -5,11 +5,17 @@
  * memory with non-contiguous page lists, RPC to the normal world (shared-memory allocate and free, foreign
  * interrupts, commands) and virtualization: client IDs in a7, VM_CREATED and VM_DESTROYED, a guest limit.
  *
+ * Its only caller is the hypervisor (origin vmId 0): a guest's SMC traps to EL2, so only the hypervisor can
+ * set a7, and with CFG_NS_VIRTUALIZATION OP-TEE believes a7 for that reason alone. A call that reaches it
+ * from a VM (a guest's call forwarded as it was) is refused whatever its a7 says.
+ *
  * It reads and writes normal-world memory only by physical address, through the NormalMemory port, as the
- * real OS does; it never sees a VM's addresses. The hypervisor's mediator is its only caller.
+ * real OS does; it never sees a VM's addresses. Every access names the guest whose call it serves, so the
+ * port can give it that guest's memory and nothing else.
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin, CallTarget } from "../../router/ports.js";
+import { OPTEE_DEFAULTS } from "../../smccc/optee/limits.js";
 import {
   ATTR,
   ATTR_META,
@@ -50,15 +56,20 @@ import {
 } from "../../smccc/optee/msg.js";
 import type { RpcReply, RpcRequest, TaEnv, TaParam, TaParamType, TaResult, TrustedApp } from "./ta.js";
 
-/** Normal-world memory by physical address (VM RAM or the hypervisor's own pages), never secure memory. */
+/**
+ * Normal-world memory by physical address (VM RAM or the hypervisor's own pages), never secure memory.
+ * `guest` is the client ID whose call the OS is serving: the memory a port gives for it is that guest's
+ * own (its RAM, and the hypervisor's pages made for its calls), decided by who asks, not by which range an
+ * address falls in first.
+ */
 export interface NormalMemory {
-  read(pa: bigint, length: number): Uint8Array | null;
-  write(pa: bigint, data: Uint8Array): boolean;
+  read(pa: bigint, length: number, guest: number): Uint8Array | null;
+  write(pa: bigint, data: Uint8Array, guest: number): boolean;
   /**
    * Optional: [pa, pa + length) in place, as OP-TEE maps normal-world memory (null when it cannot be viewed
    * in one piece; read and write serve then). The normal world may change it at any time.
    */
-  view?(pa: bigint, length: number): Uint8Array | null;
+  view?(pa: bigint, length: number, guest: number): Uint8Array | null;
 }
 
 export interface OpteeOsOptions {
@@ -71,6 +82,8 @@ export interface OpteeOsOptions {
   readonly random: (out: Uint8Array) => boolean;
   /** Registered pages per guest before REGISTER_SHM answers OUT_OF_MEMORY. */
   readonly maxPagesPerGuest?: number;
+  /** Open sessions per guest before OPEN_SESSION answers OUT_OF_MEMORY (the guest's heap is full). */
+  readonly maxSessionsPerGuest?: number;
 }
 
 /** OS revision reported by CALL_GET_OS_REVISION. */
@@ -96,11 +109,18 @@ interface Piece {
 }
 
 interface ShmReg {
+  readonly cookie: bigint;
   readonly pages: readonly bigint[];
   readonly offset: number;
   readonly size: number;
   /** The pages as runs of consecutive ones, found once at registration: a memref inside one run is one piece. */
   readonly runs: readonly Run[];
+  /** Memref parameters of calls in progress that use it (optee_os: the mobj's references besides its own). */
+  users: number;
+  /** UNREGISTER_SHM waits for its last user (mobj_reg_shm_release_by_cookie: r->releasing). */
+  releasing: boolean;
+  /** Gone: its last user let it go after UNREGISTER_SHM (r->release_frees). */
+  released: boolean;
 }
 
 interface Session {
@@ -132,8 +152,11 @@ interface Guest {
 type ThreadStep =
   | { kind: "alloc-rpc-arg"; then: RpcRequest }
   | { kind: "cmd"; buffer: RpcBuffer; request: RpcRequest }
-  | { kind: "free"; buffer: RpcBuffer; reply: RpcReply }
-  | { kind: "preempt" };
+  | { kind: "preempt" }
+  /** UNREGISTER_SHM of a buffer in use: the thread waits until the last user lets it go. */
+  | { kind: "release-wait"; reg: ShmReg }
+  /** The call is complete: its RPC argument goes back to the normal world (RPC FREE), then the thread ends. */
+  | { kind: "free-arg" };
 
 interface Thread {
   readonly id: number;
@@ -149,6 +172,14 @@ interface Thread {
   pieces: (Piece[] | null)[];
   session: Session | null;
   step: ThreadStep | null;
+  /**
+   * The RPC argument this call's commands use: allocated (RPC ALLOC) or taken from the cache at its first
+   * command and kept until the call completes (thread_optee_smc.c get_rpc_arg keeps thr->rpc_arg;
+   * call_entry_std frees it once the call is done, or leaves it cached).
+   */
+  rpcArg: RpcBuffer | null;
+  /** Registrations its memrefs use, let go when it completes (entry_std.c puts each parameter's mobj). */
+  held: ShmReg[];
 }
 
 /** The RPC argument of OPTEE_RPC_CMD_GET_TIME as we send it: one VALUE_OUTPUT parameter, ret preset to GENERIC. */
@@ -165,15 +196,17 @@ export class OpteeOs implements CallTarget {
   private readonly rpcAnswer = new MsgBuf();
   private readonly maxGuests: number;
   private readonly maxPages: number;
+  private readonly maxSessions: number;
   private readonly tas = new Map<string, TrustedApp<unknown>>();
   /** Yielding calls answered ETHREAD_LIMIT, for tests and benchmarks. */
   threadLimitHits = 0;
 
   constructor(private readonly opts: OpteeOsOptions) {
-    this.threads = new Array<Thread | null>(opts.threads ?? 8).fill(null);
+    this.threads = new Array<Thread | null>(opts.threads ?? OPTEE_DEFAULTS.threads).fill(null);
     for (let i = 0; i < this.threads.length; i++) this.msgBufs.push(new MsgBuf());
-    this.maxGuests = opts.maxGuests ?? 4;
-    this.maxPages = opts.maxPagesPerGuest ?? 16384;
+    this.maxGuests = opts.maxGuests ?? OPTEE_DEFAULTS.maxGuests;
+    this.maxPages = opts.maxPagesPerGuest ?? OPTEE_DEFAULTS.os.pagesPerGuest;
+    this.maxSessions = opts.maxSessionsPerGuest ?? OPTEE_DEFAULTS.os.sessionsPerGuest;
     for (const ta of opts.tas) this.tas.set(ta.uuid, ta);
   }
 
@@ -190,28 +223,33 @@ export class OpteeOs implements CallTarget {
     const g = this.guests.get(guest);
     const threads = this.threads.filter((t) => t !== null && t.guest === guest).length;
     if (!g) return { sessions: 0, threads, registrations: 0, pages: 0, rpcBuffers: 0 };
-    let pages = 0;
-    for (const r of g.shm.values()) pages += r.pages.length;
-    return { sessions: g.sessions.size, threads, registrations: g.shm.size, pages, rpcBuffers: g.rpcCache.size };
+    return { sessions: g.sessions.size, threads, registrations: g.shm.size, pages: this.pagesOf(g), rpcBuffers: g.rpcCache.size };
   }
 
   get busyThreads(): number {
     return this.threads.filter((t) => t !== null).length;
   }
 
-  handle(call: SmcCall, res: SmcResult, _origin: CallOrigin): void {
+  handle(call: SmcCall, res: SmcResult, origin: CallOrigin): void {
+    // Who is calling comes from the path the call took, never from a register a guest can write: only the
+    // hypervisor (origin vmId 0) reaches OP-TEE, and a7 is then the hypervisor's own word for which of its
+    // guests a call is for. A VM's call that reached us some other way (forwarded as the guest made it)
+    // carries the guest's a7 and the guest's addresses: OP-TEE is not there for it.
+    if (origin.vmId !== 0) return res.ret(OPTEE_RET.UNKNOWN_FUNCTION);
     const fid = call.fid;
-    const client = call.w(7) & 0xffff;
-    if ((fid & 0x8000_0000) !== 0) return this.fast(fid, client, call, res);
-    return this.yielding(fid, client, call, res);
+    const a7 = call.w(7);
+    // thread_optee_smc.c: virt_set_guest((uint16_t)a7); the hypervisor is a7 == HYP_CLNT_ID (0), all 32 bits.
+    const client = a7 === 0 ? 0 : a7 & 0xffff;
+    if ((fid & 0x8000_0000) !== 0) return this.fast(fid, a7, client, call, res);
+    return this.yielding(fid, a7 === 0 ? -1 : client, call, res);
   }
 
   // --- fast calls -------------------------------------------------------------------------------------
 
-  private fast(fid: number, client: number, call: SmcCall, res: SmcResult): void {
-    // With virtualization, only the hypervisor (client 0) and created guests may call, whatever the call
-    // (thread_optee_smc.c thread_handle_fast_smc: virt_set_guest fails → ENOTAVAIL).
-    if (client !== 0 && !this.guests.has(client)) return res.ret(OPTEE_RET.ENOTAVAIL);
+  private fast(fid: number, a7: number, client: number, call: SmcCall, res: SmcResult): void {
+    // With virtualization, only the hypervisor (a7 = 0) and created guests may call, whatever the call
+    // (thread_optee_smc.c thread_handle_fast_smc: virt_set_guest fails and a7 != HYP_CLNT_ID → ENOTAVAIL).
+    if (a7 !== 0 && !this.guests.has(client)) return res.ret(OPTEE_RET.ENOTAVAIL);
     switch (fid) {
       case OPTEE_SMC.CALLS_COUNT:
         return res.ret(14);
@@ -232,23 +270,27 @@ export class OpteeOs implements CallTarget {
       case OPTEE_SMC.EXCHANGE_CAPABILITIES:
         if ((call.w(1) & ~NSEC_CAP_UNIPROCESSOR) !== 0) return res.ret(OPTEE_RET.ENOTAVAIL);
         res.ret(OPTEE_RET.OK);
+        // entry_fast.c tee_entry_exchange_capabilities: VIRTUALIZATION whenever CFG_NS_VIRTUALIZATION is
+        // built in, whoever asks (a hypervisor's mediator decides what its guests see).
         res.set(1, SEC_CAP.DYNAMIC_SHM | SEC_CAP.VIRTUALIZATION | SEC_CAP.MEMREF_NULL);
         res.set(2, 0); // max notification value: no asynchronous notifications
         return res.set(3, 0); // RPC parameter count: no RPC_ARG, so the shm cache is used
       case OPTEE_SMC.DISABLE_SHM_CACHE:
         return this.disableShmCache(client, res);
       case OPTEE_SMC.ENABLE_SHM_CACHE: {
-        const g = this.guests.get(client);
+        const g = a7 === 0 ? undefined : this.guests.get(client);
         if (!g) return res.ret(OPTEE_RET.ENOTAVAIL);
         if (this.threads.some((t) => t?.guest === client)) return res.ret(OPTEE_RET.EBUSY);
         g.shmCacheEnabled = true;
         return res.ret(OPTEE_RET.OK);
       }
+      // entry_fast.c tee_entry_vm_created/destroyed: only the hypervisor (a7 == HYP_CLNT_ID), and the
+      // guest ID is a1 as a uint16_t.
       case OPTEE_SMC.VM_CREATED:
-        return res.ret(client !== 0 ? OPTEE_RET.ENOTAVAIL : this.vmCreated(call.w(1)));
+        return res.ret(a7 !== 0 ? OPTEE_RET.ENOTAVAIL : this.vmCreated(call.w(1) & 0xffff));
       case OPTEE_SMC.VM_DESTROYED:
-        if (client !== 0) return res.ret(OPTEE_RET.ENOTAVAIL);
-        this.vmDestroyed(call.w(1));
+        if (a7 !== 0) return res.ret(OPTEE_RET.ENOTAVAIL);
+        this.vmDestroyed(call.w(1) & 0xffff);
         return res.ret(OPTEE_RET.OK);
       case OPTEE_SMC.GET_THREAD_COUNT:
         res.ret(OPTEE_RET.OK);
@@ -289,7 +331,7 @@ export class OpteeOs implements CallTarget {
   }
 
   private disableShmCache(client: number, res: SmcResult): void {
-    const g = this.guests.get(client);
+    const g = client === 0 ? undefined : this.guests.get(client);
     if (!g) return res.ret(OPTEE_RET.ENOTAVAIL);
     if (this.threads.some((t) => t?.guest === client)) return res.ret(OPTEE_RET.EBUSY);
     g.shmCacheEnabled = false;
@@ -305,9 +347,10 @@ export class OpteeOs implements CallTarget {
 
   // --- yielding calls ---------------------------------------------------------------------------------
 
+  /** `client` is -1 for the hypervisor itself. */
   private yielding(fid: number, client: number, call: SmcCall, res: SmcResult): void {
     const g = this.guests.get(client);
-    // Yielding calls need a created guest: the hypervisor itself (client 0) gets ENOTAVAIL too.
+    // Yielding calls need a created guest: the hypervisor itself (a7 = 0) gets ENOTAVAIL too.
     if (!g) return res.ret(OPTEE_RET.ENOTAVAIL);
     if (fid === OPTEE_SMC.RETURN_FROM_RPC) return this.returnFromRpc(g, call, res);
     // Any other yielding call takes a thread first, then std_smc_entry refuses what is not CALL_WITH_ARG
@@ -327,36 +370,36 @@ export class OpteeOs implements CallTarget {
     // The thread copies the argument once: the header, then exactly the parameters it announces, and works
     // on its copy (num_params is read once, from the copy).
     const msg = this.msgBufs[slot]!;
-    if (!this.copyIn(argPa, MSG_HEADER_SIZE, 0, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
+    if (!this.copyIn(g.id, argPa, MSG_HEADER_SIZE, 0, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
     const n = msg.u32(MSG_NUM_PARAMS_OFFSET);
     if (n > MAX_PARAMS) return res.ret(OPTEE_RET.EBADADDR);
     // The whole argument must be normal memory; only the parameters are copied this time.
-    if (n > 0 && !this.copyIn(argPa, msgSize(n), MSG_HEADER_SIZE, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
+    if (n > 0 && !this.copyIn(g.id, argPa, msgSize(n), MSG_HEADER_SIZE, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
     msg.numParams = n;
     // entry_std.c: a command it does not know is an SMC-level error; the message is left as it was.
     if (msg.cmd > MSG_CMD.UNREGISTER_SHM) return res.ret(OPTEE_RET.EBADCMD);
-    const t: Thread = { id: slot, guest: g.id, argPa, msg, gen: null, taParams: [], pieces: [], session: null, step: null };
+    const t: Thread = { id: slot, guest: g.id, argPa, msg, gen: null, taParams: [], pieces: [], session: null, step: null, rpcArg: null, held: [] };
     this.threads[slot] = t;
     this.run(g, t, null, res);
   }
 
   /**
-   * Copies bytes [skip, length) of normal-world memory at `pa` into `dest` from `skip` on; false unless
-   * all of [pa, pa + length) is normal memory. In place where the memory can be viewed, so the only copy
-   * is the one into `dest`.
+   * Copies bytes [skip, length) of the guest's normal-world memory at `pa` into `dest` from `skip` on;
+   * false unless all of [pa, pa + length) is memory of the guest. In place where the memory can be viewed,
+   * so the only copy is the one into `dest`.
    */
-  private copyIn(pa: bigint, length: number, skip: number, dest: Uint8Array): boolean {
+  private copyIn(guest: number, pa: bigint, length: number, skip: number, dest: Uint8Array): boolean {
     const m = this.opts.memory;
-    const src = (m.view ? m.view(pa, length) : null) ?? m.read(pa, length);
+    const src = (m.view ? m.view(pa, length, guest) : null) ?? m.read(pa, length, guest);
     if (src === null || src.length !== length) return false;
     dest.set(skip === 0 ? src : src.subarray(skip), skip);
     return true;
   }
 
-  private copyOut(pa: bigint, data: Uint8Array): boolean {
+  private copyOut(guest: number, pa: bigint, data: Uint8Array): boolean {
     const m = this.opts.memory;
-    const dest = m.view ? m.view(pa, data.length) : null;
-    if (dest === null || dest.length !== data.length) return m.write(pa, data);
+    const dest = m.view ? m.view(pa, data.length, guest) : null;
+    if (dest === null || dest.length !== data.length) return m.write(pa, data, guest);
     dest.set(data);
     return true;
   }
@@ -367,28 +410,35 @@ export class OpteeOs implements CallTarget {
    */
   private run(g: Guest, t: Thread, reply: RpcReply | null, res: SmcResult): void {
     if (t.gen === null) {
-      const outcome = this.start(g, t, t.msg);
-      if (outcome !== null) return this.finish(t, outcome, res);
+      const outcome = this.start(g, t, t.msg, res);
+      if (outcome === WAITING) return;
+      if (outcome !== null) return this.complete(g, t, outcome, res);
     }
     const r = reply === null ? t.gen!.next() : t.gen!.next(reply);
-    if (r.done) return this.finish(t, r.value, res);
+    if (r.done) return this.complete(g, t, r.value, res);
     const req = r.value;
     if (req.kind === "preempt") {
       t.step = { kind: "preempt" };
       return this.rpc(res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0, t.id);
     }
-    // A command for the normal world needs an RPC argument buffer: a cached one, or a new allocation.
+    // A command for the normal world needs an RPC argument: the one this call already has, a cached one,
+    // or a new allocation.
+    if (t.rpcArg !== null) return this.sendCommand(t, t.rpcArg, req, res);
     const cached = g.rpcCache.values().next();
     if (!cached.done) {
       g.rpcCache.delete(cached.value.cookie);
+      t.rpcArg = cached.value;
       return this.sendCommand(t, cached.value, req, res);
     }
     t.step = { kind: "alloc-rpc-arg", then: req };
     return this.rpc(res, OPTEE_RPC_FUNC.ALLOC, RPC_ARG_SIZE, 0, t.id);
   }
 
-  /** Starts the work of a message; returns its result now if it needs no TA invocation. */
-  private start(g: Guest, t: Thread, msg: MsgBuf): TaResult | null {
+  /**
+   * Starts the work of a message; returns its result now if it needs no TA invocation, or WAITING when
+   * the thread went to the normal world to wait (`res` holds that RPC).
+   */
+  private start(g: Guest, t: Thread, msg: MsgBuf, res: SmcResult): TaResult | null | typeof WAITING {
     const n = msg.numParams;
     switch (msg.cmd) {
       case MSG_CMD.OPEN_SESSION: {
@@ -396,11 +446,19 @@ export class OpteeOs implements CallTarget {
         // The TA's UUID: the 16 octets of value a and b of parameter 0, in string order (tee_uuid_from_octets).
         const ta = this.tas.get(uuidFromBytes(msg.bytes, paramOffset(0, PARAM_A)));
         if (!ta) return { result: TEEC.ERROR_ITEM_NOT_FOUND, origin: ORIGIN.TEE };
+        // tee_ta_manager.c tee_ta_init_session: a session the guest's heap cannot hold is OUT_OF_MEMORY
+        // from the TEE.
+        if (g.sessions.size >= this.maxSessions) return { result: TEEC.ERROR_OUT_OF_MEMORY, origin: ORIGIN.TEE };
         const pieces: (Piece[] | null)[] = [];
-        const params = this.taParams(g, msg, 2, pieces);
-        if (typeof params === "number") return { result: params, origin: ORIGIN.TEE };
+        const held: ShmReg[] = [];
+        const params = this.taParams(g, msg, 2, pieces, held);
+        if (typeof params === "number") {
+          this.letGo(g, held);
+          return { result: params, origin: ORIGIN.TEE };
+        }
         const opened = ta.open(params, this.env(g.id, g.env.contentKey, msg.lo(1, PARAM_C)));
-        this.writeOutParams(msg, 2, params, pieces);
+        this.writeOutParams(g.id, msg, 2, params, pieces);
+        this.letGo(g, held);
         if (opened.result !== TEEC.SUCCESS) return { result: opened.result, origin: ORIGIN.TRUSTED_APP };
         const id = g.nextSession++;
         g.sessions.set(id, { ta, state: opened.state });
@@ -410,7 +468,7 @@ export class OpteeOs implements CallTarget {
       case MSG_CMD.INVOKE_COMMAND: {
         const s = g.sessions.get(msg.u32(MSG_SESSION_OFFSET));
         if (!s) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
-        const params = this.taParams(g, msg, 0, t.pieces);
+        const params = this.taParams(g, msg, 0, t.pieces, t.held);
         if (typeof params === "number") return { result: params, origin: ORIGIN.TEE };
         t.taParams = params;
         t.session = s;
@@ -430,10 +488,8 @@ export class OpteeOs implements CallTarget {
         return { result: TEEC.SUCCESS, origin: ORIGIN.TEE };
       case MSG_CMD.REGISTER_SHM:
         return this.registerShm(g, msg);
-      case MSG_CMD.UNREGISTER_SHM: {
-        if (n < 1 || msg.type(0) !== ATTR.RMEM_INPUT || !g.shm.delete(msg.big(0, PARAM_C))) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
-        return { result: TEEC.SUCCESS, origin: ORIGIN.TEE };
-      }
+      case MSG_CMD.UNREGISTER_SHM:
+        return this.unregisterShm(g, t, msg, res);
     }
     return { result: TEEC.ERROR_NOT_SUPPORTED, origin: ORIGIN.TEE }; // unreachable: callWithArg refused it
   }
@@ -446,14 +502,58 @@ export class OpteeOs implements CallTarget {
     const cookie = msg.big(0, PARAM_C);
     if (g.shm.has(cookie)) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
     const size = msg.num(0, PARAM_B);
-    const pages = this.readPageList(msg.big(0, PARAM_A), size, this.maxPages - this.counters(g.id).pages);
+    const pages = this.readPageList(g.id, msg.big(0, PARAM_A), size, this.maxPages - this.pagesOf(g));
     if (typeof pages === "number") return { result: pages, origin: ORIGIN.TEE };
-    g.shm.set(cookie, { pages, offset: msg.lo(0, PARAM_A) & 0xfff, size, runs: pageRuns(pages) });
+    g.shm.set(cookie, { cookie, pages, offset: msg.lo(0, PARAM_A) & 0xfff, size, runs: pageRuns(pages), users: 0, releasing: false, released: false });
     return { result: TEEC.SUCCESS, origin: ORIGIN.TEE };
   }
 
+  /**
+   * UNREGISTER_SHM (entry_std.c unregister_shm → mobj_reg_shm_release_by_cookie, core/mm/mobj_dyn_shm.c):
+   * a cookie it does not know, or one already being released, is BAD_PARAMETERS; otherwise the buffer
+   * goes, but only once its last user lets it go: until then the call waits, and a call that used it
+   * still reads and writes its pages. optee_os sleeps on a condition variable (a wait queue, whose sleep is
+   * an RPC to the normal world); the model waits by yielding to the normal world with a foreign-interrupt
+   * RPC until the buffer is free, which the normal world sees the same way: UNREGISTER_SHM completes after
+   * the last call that uses the buffer.
+   */
+  private unregisterShm(g: Guest, t: Thread, msg: MsgBuf, res: SmcResult): TaResult | typeof WAITING {
+    const reg = msg.numParams >= 1 && msg.type(0) === ATTR.RMEM_INPUT ? g.shm.get(msg.big(0, PARAM_C)) : undefined;
+    if (!reg || reg.releasing) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
+    reg.releasing = true;
+    if (reg.users === 0) {
+      this.release(g, reg);
+      return { result: TEEC.SUCCESS, origin: ORIGIN.TEE };
+    }
+    return this.waitForRelease(t, reg, res);
+  }
+
+  private waitForRelease(t: Thread, reg: ShmReg, res: SmcResult): typeof WAITING {
+    t.step = { kind: "release-wait", reg };
+    this.rpc(res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0, t.id);
+    return WAITING;
+  }
+
+  /** The registration is gone (its pages no longer count against the guest). */
+  private release(g: Guest, reg: ShmReg): void {
+    reg.released = true;
+    if (g.shm.get(reg.cookie) === reg) g.shm.delete(reg.cookie);
+  }
+
+  /** A call lets go of the registrations its memrefs used (mobj_put); the last user of one being unregistered frees it. */
+  private letGo(g: Guest, held: ShmReg[]): void {
+    for (const reg of held) if (--reg.users === 0 && reg.releasing) this.release(g, reg);
+    held.length = 0;
+  }
+
+  private pagesOf(g: Guest): number {
+    let pages = 0;
+    for (const r of g.shm.values()) pages += r.pages.length;
+    return pages;
+  }
+
   /** Reads a non-contiguous page list (optee_msg.h OPTEE_MSG_ATTR_NONCONTIG) covering `size` bytes. */
-  private readPageList(bufPtr: bigint, size: number, budget: number): bigint[] | number {
+  private readPageList(guest: number, bufPtr: bigint, size: number, budget: number): bigint[] | number {
     const offset = Number(bufPtr & 0xfffn);
     const count = Math.ceil((offset + size) / PAGE_SIZE);
     if (size === 0 || count > budget) return size === 0 ? TEEC.ERROR_BAD_PARAMETERS : TEEC.ERROR_OUT_OF_MEMORY;
@@ -461,7 +561,7 @@ export class OpteeOs implements CallTarget {
     let list = bufPtr & ~0xfffn;
     while (pages.length < count) {
       // Copied: each entry and the next pointer are read once, from the copy.
-      const raw = this.opts.memory.read(list, PAGE_SIZE);
+      const raw = this.opts.memory.read(list, PAGE_SIZE, guest);
       if (raw === null) return TEEC.ERROR_BAD_PARAMETERS;
       const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
       for (let i = 0; i < PAGELIST_ENTRIES && pages.length < count; i++) pages.push(dv.getBigUint64(8 * i, true));
@@ -486,9 +586,10 @@ export class OpteeOs implements CallTarget {
    * A memref that lies in one physically contiguous piece of memory the OS can view reaches the TA in
    * place, as OP-TEE maps shared memory into a TA: no copy in, none back (its entry in `pieces` is null).
    * Otherwise its contents are copied into a buffer of the OS's own (inputs) and copied back when the call
-   * completes (outputs), through the pieces recorded in `pieces`.
+   * completes (outputs), through the pieces recorded in `pieces`. Each registration an RMEM parameter
+   * names is pushed on `held` with one more user, until the caller lets it go (letGo).
    */
-  private taParams(g: Guest, msg: MsgBuf, first: number, pieces: (Piece[] | null)[]): TaParam[] | number {
+  private taParams(g: Guest, msg: MsgBuf, first: number, pieces: (Piece[] | null)[], held: ShmReg[]): TaParam[] | number {
     const n = msg.numParams;
     let total = 0;
     for (let i = first; i < n; i++) {
@@ -513,14 +614,14 @@ export class OpteeOs implements CallTarget {
         pieces.push(null);
         continue;
       }
-      const ps = this.memrefPieces(g, type, msg, i, size);
+      const ps = this.memrefPieces(g, type, msg, i, size, held);
       if (ps === null) return TEEC.ERROR_BAD_PARAMETERS;
       const m = this.opts.memory;
-      let buffer = ps.length === 1 && m.view ? m.view(ps[0]!.pa, size) : null;
+      let buffer = ps.length === 1 && m.view ? m.view(ps[0]!.pa, size, g.id) : null;
       if (buffer !== null && buffer.length === size) {
         pieces.push(null);
       } else {
-        buffer = this.gather(ps, size, type === ATTR.RMEM_INPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_INPUT || type === ATTR.TMEM_INOUT);
+        buffer = this.gather(g.id, ps, size, type === ATTR.RMEM_INPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_INPUT || type === ATTR.TMEM_INOUT);
         if (buffer === null) return TEEC.ERROR_BAD_PARAMETERS;
         pieces.push(ps);
       }
@@ -533,13 +634,13 @@ export class OpteeOs implements CallTarget {
    * A buffer of the OS's own for a memref it cannot map in place (pieces in several places, or memory it
    * cannot view): the contents copied in for an input, each piece once (viewed where it can be).
    */
-  private gather(ps: readonly Piece[], size: number, input: boolean): Uint8Array | null {
+  private gather(guest: number, ps: readonly Piece[], size: number, input: boolean): Uint8Array | null {
     const buf = new Uint8Array(size);
     if (!input) return buf;
     const m = this.opts.memory;
     let off = 0;
     for (const p of ps) {
-      const chunk = (m.view ? m.view(p.pa, p.length) : null) ?? m.read(p.pa, p.length);
+      const chunk = (m.view ? m.view(p.pa, p.length, guest) : null) ?? m.read(p.pa, p.length, guest);
       if (chunk === null || chunk.length !== p.length) return null;
       buf.set(chunk, off);
       off += p.length;
@@ -547,23 +648,26 @@ export class OpteeOs implements CallTarget {
     return buf;
   }
 
-  /** The physical pieces a memref covers: through a registration (RMEM) or directly (TMEM). */
-  private memrefPieces(g: Guest, type: number, msg: MsgBuf, i: number, size: number): Piece[] | null {
+  /** The physical pieces a memref covers: through a registration (RMEM, which it then holds) or directly (TMEM). */
+  private memrefPieces(g: Guest, type: number, msg: MsgBuf, i: number, size: number, held: ShmReg[]): Piece[] | null {
     if (type <= ATTR.RMEM_INOUT) {
       const reg = g.shm.get(msg.big(i, PARAM_C));
       const offs = msg.num(i, PARAM_A);
       if (!reg || offs + size > reg.size) return null;
+      // mobj_reg_shm_get_by_cookie takes a reference, also of a buffer being unregistered while it has users.
+      reg.users++;
+      held.push(reg);
       return piecesOf(reg.runs, reg.offset + offs, size);
     }
     if (msg.lo(i, PARAM_ATTR) & ATTR_NONCONTIG) {
-      const pages = this.readPageList(msg.big(i, PARAM_A), size, 16384);
+      const pages = this.readPageList(g.id, msg.big(i, PARAM_A), size, OPTEE_DEFAULTS.os.pagesPerGuest);
       return typeof pages === "number" ? null : piecesOf(pageRuns(pages), msg.lo(i, PARAM_A) & 0xfff, size);
     }
     return [{ pa: msg.big(i, PARAM_A), length: size }];
   }
 
   /** TA outputs back into the message and normal-world memory: values, memref contents not already in place, sizes. */
-  private writeOutParams(msg: MsgBuf, first: number, ta: readonly TaParam[], pieces: readonly (Piece[] | null)[]): void {
+  private writeOutParams(guest: number, msg: MsgBuf, first: number, ta: readonly TaParam[], pieces: readonly (Piece[] | null)[]): void {
     for (let i = first, k = 0; i < msg.numParams; i++, k++) {
       const tp = ta[k]!;
       const type = msg.type(i);
@@ -578,7 +682,7 @@ export class OpteeOs implements CallTarget {
           for (const p of ps) {
             if (off >= n) break;
             const take = Math.min(p.length, n - off);
-            this.opts.memory.write(p.pa, tp.buffer.subarray(off, off + take));
+            this.opts.memory.write(p.pa, tp.buffer.subarray(off, off + take), guest);
             off += take;
           }
         }
@@ -587,13 +691,32 @@ export class OpteeOs implements CallTarget {
     }
   }
 
-  private finish(t: Thread, outcome: TaResult, res: SmcResult): void {
+  /**
+   * The call is done: results into the message (where the caller reads them), the registrations it used
+   * let go, then its RPC argument goes back to the normal world (RPC FREE) unless the shm cache keeps it
+   * (thread_optee_smc.c call_entry_std), and the thread ends.
+   */
+  private complete(g: Guest, t: Thread, outcome: TaResult, res: SmcResult): void {
     const msg = t.msg;
-    if (t.gen !== null) this.writeOutParams(msg, 0, t.taParams, t.pieces);
+    if (t.gen !== null) this.writeOutParams(t.guest, msg, 0, t.taParams, t.pieces);
     msg.setU32(MSG_RET_OFFSET, outcome.result);
     msg.setU32(MSG_RET_ORIGIN_OFFSET, outcome.origin ?? ORIGIN.TRUSTED_APP);
     // The results go back where the argument came from: the caller reads them there.
-    this.copyOut(t.argPa, msg.used);
+    this.copyOut(t.guest, t.argPa, msg.used);
+    this.letGo(g, t.held);
+    const arg = t.rpcArg;
+    if (arg !== null) {
+      t.rpcArg = null;
+      if (!g.shmCacheEnabled) {
+        t.step = { kind: "free-arg" };
+        return this.rpc(res, OPTEE_RPC_FUNC.FREE, arg.hi, arg.lo, t.id);
+      }
+      g.rpcCache.set(arg.cookie, arg);
+    }
+    this.end(t, res);
+  }
+
+  private end(t: Thread, res: SmcResult): void {
     this.threads[t.id] = null;
     res.ret(OPTEE_RET.OK);
   }
@@ -606,7 +729,9 @@ export class OpteeOs implements CallTarget {
   }
 
   private sendCommand(t: Thread, buffer: RpcBuffer, request: RpcRequest, res: SmcResult): void {
-    if (!this.copyOut(buffer.pa, GET_TIME_ARG)) {
+    if (!this.copyOut(t.guest, buffer.pa, GET_TIME_ARG)) {
+      // A buffer the OS cannot write is not kept (nor freed: the normal world never gave it memory).
+      t.rpcArg = null;
       t.step = null;
       return this.failThread(t, res);
     }
@@ -617,7 +742,7 @@ export class OpteeOs implements CallTarget {
   private failThread(t: Thread, res: SmcResult): void {
     t.gen?.return({ result: TEEC.ERROR_COMMUNICATION });
     t.gen = null;
-    this.finish(t, { result: TEEC.ERROR_COMMUNICATION, origin: ORIGIN.COMMS }, res);
+    this.complete(this.guests.get(t.guest)!, t, { result: TEEC.ERROR_COMMUNICATION, origin: ORIGIN.COMMS }, res);
   }
 
   private returnFromRpc(g: Guest, call: SmcCall, res: SmcResult): void {
@@ -628,36 +753,38 @@ export class OpteeOs implements CallTarget {
     switch (step.kind) {
       case "preempt":
         return this.run(g, t, RESUMED, res);
+      case "release-wait":
+        // The buffer's last user has let it go, or the thread waits on.
+        return step.reg.released ? this.complete(g, t, { result: TEEC.SUCCESS, origin: ORIGIN.TEE }, res) : void this.waitForRelease(t, step.reg, res);
+      case "free-arg":
+        return this.end(t, res);
       case "alloc-rpc-arg": {
         const pa = (BigInt(call.w(1)) << 32n) | BigInt(call.w(2));
         // The normal world could not allocate: the TA's request fails, the TA goes on.
         if (pa === 0n) return this.run(g, t, { kind: "failed", result: TEEC.ERROR_OUT_OF_MEMORY }, res);
         const hi = call.w(4), lo = call.w(5);
-        return this.sendCommand(t, { cookie: (BigInt(hi) << 32n) | BigInt(lo), hi, lo, pa }, step.then, res);
+        t.rpcArg = { cookie: (BigInt(hi) << 32n) | BigInt(lo), hi, lo, pa };
+        return this.sendCommand(t, t.rpcArg, step.then, res);
       }
       case "cmd": {
         // Copy first, then check: the normal world may still be writing the buffer. Only the one parameter
-        // we sent is read back; num_params in the buffer is the normal world's to scribble on.
+        // we sent is read back; num_params in the buffer is the normal world's to scribble on. The buffer
+        // stays this call's for its next command (get_rpc_arg).
         const m = this.rpcAnswer;
         let reply: RpcReply;
-        if (!this.copyIn(step.buffer.pa, RPC_ARG_SIZE, 0, m.bytes)) reply = { kind: "failed", result: TEEC.ERROR_COMMUNICATION };
+        if (!this.copyIn(g.id, step.buffer.pa, RPC_ARG_SIZE, 0, m.bytes)) reply = { kind: "failed", result: TEEC.ERROR_COMMUNICATION };
         else {
           const ret = m.u32(MSG_RET_OFFSET);
           reply = ret === TEEC.SUCCESS ? { kind: "time", seconds: m.lo(0, PARAM_A), nanos: m.lo(0, PARAM_B) } : { kind: "failed", result: ret };
         }
-        if (g.shmCacheEnabled) {
-          g.rpcCache.set(step.buffer.cookie, step.buffer);
-          return this.run(g, t, reply, res);
-        }
-        // Without the cache the buffer goes back to the normal world at once.
-        t.step = { kind: "free", buffer: step.buffer, reply };
-        return this.rpc(res, OPTEE_RPC_FUNC.FREE, step.buffer.hi, step.buffer.lo, t.id);
+        return this.run(g, t, reply, res);
       }
-      case "free":
-        return this.run(g, t, step.reply, res);
     }
   }
 }
+
+/** start(): the thread went to the normal world to wait; its RPC is in the result. */
+const WAITING = Symbol("waiting");
 
 const RESUMED: RpcReply = { kind: "resumed" };
 

@@ -28,11 +28,15 @@ const RAM = 4n << 20n;
 const PA = { a: 0x1_0000_0000n, b: 0x1_0040_0000n, c: 0x1_0080_0000n };
 const SECURE = 0x0e00_0000n;
 const ONES32 = 0xffff_ffffn;
-const ZERO_COUNTERS = { inFlight: 0, pendingRpc: 0, registrations: 0, pages: 0, rpcBuffers: 0 };
+const ZERO_COUNTERS = { inFlight: 0, pendingRpc: 0, sessions: 0, registrations: 0, pages: 0, rpcBuffers: 0 };
 
-function machine(opts: { threads?: number; maxGuests?: number; limits?: string; extraVms?: string } = {}) {
+/**
+ * Three VMs (a and b with the TEE, c without) on one OP-TEE. `unchecked` sets limits after validation, as a
+ * config that bypassed it would have them (calls in flight that overcommit OP-TEE's threads).
+ */
+function machine(opts: { threads?: number; maxGuests?: number; limits?: string; extraVms?: string; unchecked?: { callsInFlight: number } } = {}) {
   const log: string[] = [];
-  const m = ScriptedMachine.fromText(
+  const parsed = parseConfigText(
     `
 platform:
   secureMemory: [{ name: tee-os, base: 0x0e000000, size: 16MiB }]
@@ -43,8 +47,11 @@ vms:
   c: { memory: { base: 0x40000000, size: 4MiB } }
 ${opts.extraVms ?? ""}`,
     "yaml",
-    { log: (l) => log.push(l) },
   );
+  if (!parsed.ok) throw new Error(parsed.errors.map((e) => `${e.path}: ${e.message}`).join("\n"));
+  const tee = parsed.value.platform.tee!;
+  const config = opts.unchecked ? { ...parsed.value, platform: { ...parsed.value.platform, tee: { ...tee, limits: { ...tee.limits, ...opts.unchecked } } } } : parsed.value;
+  const m = ScriptedMachine.fromConfig(config, { log: (l) => log.push(l) });
   const os = m.hypervisor.optee!;
   const mediator = m.hypervisor.mediators.get("optee")!;
   return { m, os, mediator, log, heap: m.hypervisor.heap, a: OpteeGuest.forVm(m.vm("a")), b: OpteeGuest.forVm(m.vm("b")) };
@@ -164,14 +171,15 @@ describe("a VM without the TEE enabled gets -1 (0xFFFFFFFF as an SMC32 result)",
 });
 
 describe("fast calls through the mediator", () => {
-  it("answers what a guest's driver asks at probe: UID, revisions, capabilities without static SHM, threads, devices", () => {
+  it("answers what a guest's driver asks at probe: UID, revisions, capabilities without static SHM or VIRTUALIZATION, threads, devices", () => {
     const { a, m } = machine();
     const info = run(a.probe());
     expect(info).toEqual({
       uidOk: true,
       osRevision: [4, 0, 0x5356],
       apiRevision: [2, 0],
-      caps: SEC_CAP.DYNAMIC_SHM | SEC_CAP.VIRTUALIZATION | SEC_CAP.MEMREF_NULL,
+      // OP-TEE says VIRTUALIZATION to the hypervisor; a guest has an OP-TEE of its own (as under Xen).
+      caps: SEC_CAP.DYNAMIC_SHM | SEC_CAP.MEMREF_NULL,
       threads: 8,
       shmCache: R.OK,
       devices: [RNG_TA_UUID],
@@ -246,10 +254,10 @@ describe("what the mediator changes in the secure world's answers (a fake OP-TEE
     return { call, seen };
   }
 
-  it("masks reserved SHM, unregistered SHM, notifications and RPC_ARG from EXCHANGE_CAPABILITIES, and never asks for GET_SHM_CONFIG", () => {
-    const all = SEC_CAP.HAVE_RESERVED_SHM | SEC_CAP.UNREGISTERED_SHM | SEC_CAP.DYNAMIC_SHM | SEC_CAP.VIRTUALIZATION | SEC_CAP.MEMREF_NULL | SEC_CAP.ASYNC_NOTIF | SEC_CAP.RPC_ARG;
-    const { call, seen } = fake({ [OPTEE_SMC.EXCHANGE_CAPABILITIES]: [R.OK, all, 64, 6], [OPTEE_SMC.GET_SHM_CONFIG]: [R.OK, 0x4200_0000, 0x20_0000, 1] });
-    expect(call(OPTEE_SMC.EXCHANGE_CAPABILITIES)).toEqual([R.OK, SEC_CAP.DYNAMIC_SHM | SEC_CAP.VIRTUALIZATION | SEC_CAP.MEMREF_NULL, 0, 0]);
+  it("tells the guest only DYNAMIC_SHM and MEMREF_NULL: no reserved or unregistered SHM, VIRTUALIZATION, notifications, RPC_ARG or unknown bits; never asks for GET_SHM_CONFIG", () => {
+    const all = SEC_CAP.HAVE_RESERVED_SHM | SEC_CAP.UNREGISTERED_SHM | SEC_CAP.DYNAMIC_SHM | SEC_CAP.VIRTUALIZATION | SEC_CAP.MEMREF_NULL | SEC_CAP.ASYNC_NOTIF | SEC_CAP.RPC_ARG | (1 << 7) | (1 << 31);
+    const { call, seen } = fake({ [OPTEE_SMC.EXCHANGE_CAPABILITIES]: [R.OK, all >>> 0, 64, 6], [OPTEE_SMC.GET_SHM_CONFIG]: [R.OK, 0x4200_0000, 0x20_0000, 1] });
+    expect(call(OPTEE_SMC.EXCHANGE_CAPABILITIES)).toEqual([R.OK, SEC_CAP.DYNAMIC_SHM | SEC_CAP.MEMREF_NULL, 0, 0]);
     expect(call(OPTEE_SMC.GET_SHM_CONFIG)).toEqual([R.ENOTAVAIL, 0, 0, 0]);
     expect(seen.map((r) => r[0])).not.toContain(OPTEE_SMC.GET_SHM_CONFIG);
     // Every call it makes for the VM carries the VM's client ID in a7.
@@ -646,11 +654,11 @@ describe("the hypervisor's own resources", () => {
     expect(r).toMatchObject({ a0: R.OK, result: TEEC.ERROR_OUT_OF_MEMORY, origin: ORIGIN.COMMS });
     // A list page but no shadow.
     let left = 1;
-    t.heap.alloc = () => (left-- > 0 ? alloc() : null);
+    t.heap.alloc = (owner) => (left-- > 0 ? alloc(owner) : null);
     expect(run(t.a.registerShm(shm)).a0).toBe(R.ENOMEM);
     t.heap.alloc = alloc;
     expect(t.heap.inUse).toBe(0);
-    expect(t.mediator.counters("a")).toEqual(ZERO_COUNTERS);
+    expect(t.mediator.counters("a")).toEqual({ ...ZERO_COUNTERS, sessions: 1 });
     expect(run(t.a.registerShm(shm)).result).toBe(TEEC.SUCCESS);
   });
 });
@@ -748,11 +756,11 @@ describe("per-VM limits: one VM cannot starve another", () => {
     expect(t.os.busyThreads).toBe(4);
     expect(interleave([...held, ...heldB]).map((r) => r.msg.params[0]!.a)).toEqual([1n, 11n, 1n, 11n]);
     expect(run(t.a.invoke(sa, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])).a0).toBe(R.OK);
-    expect(t.mediator.counters("a")).toEqual(ZERO_COUNTERS);
+    expect(t.mediator.counters("a")).toEqual({ ...ZERO_COUNTERS, sessions: 1 });
   });
 
-  it("a full OP-TEE thread pool is ETHREAD_LIMIT from OP-TEE itself, and the mediator keeps nothing of the refused call", () => {
-    const t = machine({ threads: 2, limits: "{ callsInFlight: 4 }" });
+  it("a full OP-TEE thread pool (limits that overcommit it, past validation) is ETHREAD_LIMIT from OP-TEE itself, and the mediator keeps nothing of the refused call", () => {
+    const t = machine({ threads: 2, maxGuests: 2, unchecked: { callsInFlight: 4 } });
     const sa = sessionOf(t.a, HELLO_WORLD_UUID);
     const sb = sessionOf(t.b, HELLO_WORLD_UUID);
     const held = suspend(t.a, sa, 2);
@@ -760,7 +768,7 @@ describe("per-VM limits: one VM cannot starve another", () => {
     expect(run(t.b.invoke(sb, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])).a0).toBe(R.ETHREAD_LIMIT);
     expect(t.os.threadLimitHits).toBe(2);
     expect(t.mediator.counters("a")).toMatchObject({ inFlight: 2, pendingRpc: 2 });
-    expect(t.mediator.counters("b")).toEqual(ZERO_COUNTERS);
+    expect(t.mediator.counters("b")).toEqual({ ...ZERO_COUNTERS, sessions: 1 });
     expect(t.heap.inUse).toBe(2); // the two suspended calls' shadows
     interleave(held);
     expect(t.heap.inUse).toBe(0);
@@ -940,7 +948,7 @@ describe("resetting a VM (issue 10): VM_DESTROYED then VM_CREATED, as OP-TEE's v
 describe("two VMs at once", () => {
   it("interleaved sessions and invokes in both VMs each get their own results", () => {
     // Four calls in flight per VM: both VMs together fill OP-TEE's eight threads.
-    const t = machine({ limits: "{ callsInFlight: 4 }" });
+    const t = machine({ maxGuests: 2, limits: "{ callsInFlight: 4 }" });
     const gs = [t.a, t.b];
     const sessions = gs.map((g) => sessionOf(g, HELLO_WORLD_UUID));
     let peak = 0;
@@ -949,7 +957,7 @@ describe("two VMs at once", () => {
     expect(out.map((r) => [r.a0, r.result, r.msg.params[0]!.a])).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((i) => [R.OK, TEEC.SUCCESS, BigInt(100 * i + (i % 4 < 2 ? 1 : -1))]));
     expect(peak).toBe(8);
     expect(t.heap.inUse).toBe(0);
-    expect(t.mediator.counters("a")).toEqual(ZERO_COUNTERS);
+    expect(t.mediator.counters("a")).toEqual({ ...ZERO_COUNTERS, sessions: 1 });
   });
 
   it("whole flows interleave: probe, open, register, decrypt with each VM's own key, close", () => {

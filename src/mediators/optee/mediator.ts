@@ -5,28 +5,33 @@
  * checked copy reaches OP-TEE, so a guest changing its buffer mid-call changes nothing (no
  * time-of-check to time-of-use gap). Every buffer and page list is translated from the VM's addresses to
  * platform physical addresses and refused if any part lies outside the VM's RAM (secure memory and other
- * VMs' RAM included). Per-VM limits on calls in flight, registrations and pages keep one VM from starving
- * another. Static shared memory is hidden; dynamic shared memory is required.
+ * VMs' RAM included). Per-VM limits on calls in flight, sessions, registrations and pages keep one VM from
+ * starving another. Static shared memory is hidden; dynamic shared memory is required.
  */
 import type { ServiceClaim } from "../../policy/compile.js";
 import type { VmConfig } from "../../policy/load.js";
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin, GuestMemory } from "../../router/ports.js";
 import { ATTR, ATTR_META, ATTR_NONCONTIG, isRpc, MAX_PARAMS, MSG_CMD, MSG_HEADER_SIZE, OPTEE_MSG_UID, OPTEE_RET, OPTEE_RPC_FUNC, OPTEE_SMC, ORIGIN, PAGE_SIZE, SEC_CAP, TEEC } from "../../smccc/optee/abi.js";
+import { DEFAULT_MEDIATOR_LIMITS, type OpteeMediatorLimits } from "../../smccc/optee/limits.js";
 import { MSG_NUM_PARAMS_OFFSET, MSG_RET_OFFSET, MSG_RET_ORIGIN_OFFSET, MSG_SESSION_OFFSET, MsgBuf, msgSize, PARAM_A, PARAM_ATTR, PARAM_B, PARAM_C, paramOffset } from "../../smccc/optee/msg.js";
 import type { EnableResult, Mediator, MediatorHost, SecureChannel } from "../mediator.js";
 import { translatePageList } from "./page-list.js";
 
-export interface OpteeMediatorLimits {
-  /** Yielding calls a VM may have in OP-TEE at once; more get ETHREAD_LIMIT and are retried by the guest. */
-  readonly callsInFlight: number;
-  /** Shared-memory registrations per VM. */
-  readonly registrations: number;
-  /** Registered pages per VM. */
-  readonly pages: number;
-}
+export type { OpteeMediatorLimits } from "../../smccc/optee/limits.js";
 
-export const DEFAULT_LIMITS: OpteeMediatorLimits = { callsInFlight: 4, registrations: 256, pages: 16384 };
+/**
+ * The capabilities a guest is told of (EXCHANGE_CAPABILITIES a1): only those the mediator supports, as
+ * Xen's mediator keeps only the capabilities it knows (xen/arch/arm/tee/optee.c OPTEE_KNOWN_SEC_CAPS,
+ * handle_exchange_capabilities). VIRTUALIZATION is OP-TEE's answer to the hypervisor (entry_fast.c sets it
+ * whenever CFG_NS_VIRTUALIZATION is built in); a guest talks to an OP-TEE of its own, and under Xen does not
+ * see it either. Reserved and unregistered shared memory, asynchronous notifications and RPC_ARG are not
+ * offered (the function table in README.md).
+ */
+const GUEST_SEC_CAPS = SEC_CAP.DYNAMIC_SHM | SEC_CAP.MEMREF_NULL;
+
+/** OP-TEE knows guests by a 16-bit ID (core/arch/arm/kernel/virtualization.c: uint16_t guest_id); 0 is the hypervisor. */
+const MAX_CLIENT_ID = 0xffff;
 
 interface Registration {
   readonly pages: number;
@@ -38,6 +43,8 @@ interface PendingCall {
   /** The checked copy's command, parameter count and parameter types, as sent to OP-TEE: what may come back. */
   readonly cmd: number;
   readonly types: number[];
+  /** CLOSE_SESSION: the session it closes (from the checked copy). */
+  readonly session: number;
   /** REGISTER_SHM and UNREGISTER_SHM: the cookie, and the pages a registration holds. */
   readonly cookie: bigint;
   readonly pages: number;
@@ -61,6 +68,9 @@ interface VmState {
   pages: number;
   /** Buffers the guest allocated for OP-TEE through RPC ALLOC: cookie → size. */
   readonly rpcBuffers: Map<bigint, number>;
+  /** Sessions OP-TEE opened for the VM, by ID, and OPEN_SESSION calls in OP-TEE that may add one. */
+  readonly sessions: Set<number>;
+  opening: number;
 }
 
 const FAST_PASS_THROUGH = new Set<number>([OPTEE_SMC.CALLS_COUNT, OPTEE_SMC.CALLS_UID, OPTEE_SMC.CALLS_REVISION, OPTEE_SMC.CALL_GET_OS_UUID, OPTEE_SMC.CALL_GET_OS_REVISION, OPTEE_SMC.GET_THREAD_COUNT, OPTEE_SMC.ENABLE_SHM_CACHE]);
@@ -94,7 +104,7 @@ export class OpteeMediator implements Mediator {
   /** OP-TEE's answer, copied out of the shadow page to be written back field by field. */
   private readonly answer = new MsgBuf();
 
-  constructor(private readonly host: MediatorHost, private readonly limits: OpteeMediatorLimits = DEFAULT_LIMITS) {}
+  constructor(private readonly host: MediatorHost, private readonly limits: OpteeMediatorLimits = DEFAULT_MEDIATOR_LIMITS) {}
 
   claims(vm: VmConfig): ServiceClaim[] {
     // Trusted Application and Trusted OS owners (48-63), fast and yielding, SMC32 and SMC64.
@@ -115,11 +125,15 @@ export class OpteeMediator implements Mediator {
   enable(vm: VmConfig): EnableResult | Promise<EnableResult> {
     if (!this.present) return { ok: false, message: "there is no OP-TEE in the secure world" };
     if (this.vms.has(vm.name)) return { ok: false, message: "the TEE is already enabled for this VM" };
+    // The client ID OP-TEE will believe for every call of the VM: in OP-TEE's range, and no other VM's
+    // (OP-TEE truncates IDs to 16 bits, so 0x10001 would be VM 1's, and 0 is the hypervisor's).
+    if (!Number.isInteger(vm.id) || vm.id < 1 || vm.id > MAX_CLIENT_ID) return { ok: false, message: `VM ID ${vm.id} is not an OP-TEE client ID (1-${MAX_CLIENT_ID})` };
+    for (const other of this.vms.values()) if (other.client === vm.id) return { ok: false, message: `VM ID ${vm.id} is already the OP-TEE client ID of VM ${other.name}` };
     const done = (r: number[]): EnableResult => {
       if (r[0] !== OPTEE_RET.OK) return { ok: false, message: `OP-TEE has no room for another guest (VM_CREATED answered ${r[0] === OPTEE_RET.ENOTAVAIL ? "ENOTAVAIL" : r[0]})` };
       const origin = `optee mediator for ${vm.name}`;
       const channel = this.host.secureChannel ? this.host.secureChannel(origin, vm.name) : channelOver(this.host, origin, vm.name);
-      this.vms.set(vm.name, { name: vm.name, client: vm.id, channel, inFlight: 0, pending: new Map(), registrations: new Map(), pages: 0, rpcBuffers: new Map() });
+      this.vms.set(vm.name, { name: vm.name, client: vm.id, channel, inFlight: 0, pending: new Map(), registrations: new Map(), pages: 0, rpcBuffers: new Map(), sessions: new Set(), opening: 0 });
       return { ok: true };
     };
     const r = this.host.secureCall(`optee mediator: VM_CREATED ${vm.name}`, vm.name, [OPTEE_SMC.VM_CREATED, vm.id]);
@@ -152,7 +166,7 @@ export class OpteeMediator implements Mediator {
 
   counters(vm: string): Record<string, number> {
     const st = this.vms.get(vm);
-    return { inFlight: st?.inFlight ?? 0, pendingRpc: st?.pending.size ?? 0, registrations: st?.registrations.size ?? 0, pages: st?.pages ?? 0, rpcBuffers: st?.rpcBuffers.size ?? 0 };
+    return { inFlight: st?.inFlight ?? 0, pendingRpc: st?.pending.size ?? 0, sessions: st?.sessions.size ?? 0, registrations: st?.registrations.size ?? 0, pages: st?.pages ?? 0, rpcBuffers: st?.rpcBuffers.size ?? 0 };
   }
 
   handle(call: SmcCall, res: SmcResult, origin: CallOrigin): void {
@@ -170,10 +184,9 @@ export class OpteeMediator implements Mediator {
       case OPTEE_SMC.EXCHANGE_CAPABILITIES: {
         this.os(st, fid, call.w(1), 0, 0, 0, 0, 0);
         if (r[0] !== OPTEE_RET.OK) return this.toGuest(st, res);
-        // Dynamic shared memory is required; static (reserved) shared memory, asynchronous notifications
-        // and the RPC_ARG and REGD_ARG calls are not offered through the mediator.
+        // Dynamic shared memory is required; the guest sees only what the mediator supports (GUEST_SEC_CAPS).
         if (!(r[2]! & SEC_CAP.DYNAMIC_SHM)) return res.ret(OPTEE_RET.ENOTAVAIL);
-        r[2] = r[2]! & ~(SEC_CAP.HAVE_RESERVED_SHM | SEC_CAP.UNREGISTERED_SHM | SEC_CAP.ASYNC_NOTIF | SEC_CAP.RPC_ARG);
+        r[2] = r[2]! & GUEST_SEC_CAPS;
         r[4] = 0;
         r[6] = 0;
         return this.toGuest(st, res);
@@ -252,7 +265,7 @@ export class OpteeMediator implements Mediator {
       // A message the mediator refuses still completes: OP-TEE's answer to a bad one, in the guest's arg.
       return this.completeRefused(mem, guestArg, checked, res);
     }
-    const shadow = this.host.heap.alloc();
+    const shadow = this.host.heap.alloc(st.name);
     if (shadow === null) {
       for (const p of listPages) this.host.heap.free(p);
       return res.ret(OPTEE_RET.ENOMEM);
@@ -266,7 +279,8 @@ export class OpteeMediator implements Mediator {
     const types: number[] = [];
     for (let i = 0; i < n; i++) types.push(msg.type(i));
     const cookie = (cmd === MSG_CMD.REGISTER_SHM || cmd === MSG_CMD.UNREGISTER_SHM) && n > 0 ? msg.big(0, PARAM_C) : 0n;
-    const call: PendingCall = { guestArg, cmd, types, cookie, pages: checked.pages, shadow, listPages, rpcFunc: -1, rpcSize: 0 };
+    if (cmd === MSG_CMD.OPEN_SESSION) st.opening++;
+    const call: PendingCall = { guestArg, cmd, types, session: msg.u32(MSG_SESSION_OFFSET), cookie, pages: checked.pages, shadow, listPages, rpcFunc: -1, rpcSize: 0 };
     this.os(st, OPTEE_SMC.CALL_WITH_ARG, Number(shadow >> 32n), Number(shadow & 0xffff_ffffn), cacheAttr, 0, 0, 0);
     this.afterOs(st, call, res);
   }
@@ -279,6 +293,9 @@ export class OpteeMediator implements Mediator {
   private translate(st: VmState, msg: MsgBuf, listPages: bigint[]): { pages: number } | number {
     const registering = msg.cmd === MSG_CMD.REGISTER_SHM;
     if (registering && st.registrations.size >= this.limits.registrations) return TEEC.ERROR_OUT_OF_MEMORY;
+    // Sessions open and being opened: OUT_OF_MEMORY beyond the VM's share, as optee_os answers a session
+    // its heap cannot hold (tee_ta_manager.c tee_ta_init_session).
+    if (msg.cmd === MSG_CMD.OPEN_SESSION && st.sessions.size + st.opening >= this.limits.sessions) return TEEC.ERROR_OUT_OF_MEMORY;
     // The pages all of one message's temporary memrefs may span, together: without it, 127 parameters of a
     // full budget each would pin 127 times the hypervisor pages and secure-world memory of one.
     let pagesLeft = registering ? this.limits.pages - st.pages : this.limits.pages;
@@ -366,9 +383,12 @@ export class OpteeMediator implements Mediator {
       return this.toGuest(st, res);
     }
     st.inFlight--;
+    if (call.cmd === MSG_CMD.OPEN_SESSION) st.opening--;
     if (a0 === OPTEE_RET.OK && this.readAnswer(call)) {
       const ret = this.answer.u32(MSG_RET_OFFSET);
       this.writeResults(st, call);
+      if (call.cmd === MSG_CMD.OPEN_SESSION && ret === TEEC.SUCCESS) st.sessions.add(this.answer.u32(MSG_SESSION_OFFSET));
+      if (call.cmd === MSG_CMD.CLOSE_SESSION && ret === TEEC.SUCCESS) st.sessions.delete(call.session);
       if (call.cmd === MSG_CMD.REGISTER_SHM && ret === TEEC.SUCCESS) {
         st.registrations.set(call.cookie, { pages: call.pages });
         st.pages += call.pages;

@@ -38,7 +38,7 @@ export function translatePageList(host: MediatorHost, vm: string, bufPtr: bigint
     const raw = mem.read(guestList, PAGE_SIZE);
     if (raw === null) return fail(`list page 0x${guestList.toString(16)} is outside the VM's RAM`);
     const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    const page = host.heap.alloc();
+    const page = host.heap.alloc(vm);
     // The hypervisor's shortage, not the guest's mistake: the guest may retry later.
     if (page === null) return fail("the hypervisor is out of pages for page lists", TEEC.ERROR_OUT_OF_MEMORY);
     listPages.push(page);

@@ -2,28 +2,19 @@
  * OP-TEE's SMC and message ABI: optee_os core/arch/arm/include/sm/optee_smc.h, core/include/optee_msg.h;
  * Linux drivers/tee/optee/optee_smc.h, optee_msg.h. Values only: no behaviour here.
  */
-export const OPTEE_SMC = {
-  CALLS_COUNT: 0xbf00_ff00,
-  CALLS_UID: 0xbf00_ff01,
-  CALLS_REVISION: 0xbf00_ff03,
-  CALL_GET_OS_UUID: 0xb200_0000,
-  CALL_GET_OS_REVISION: 0xb200_0001,
-  RETURN_FROM_RPC: 0x3200_0003,
-  CALL_WITH_ARG: 0x3200_0004,
-  GET_SHM_CONFIG: 0xb200_0007,
-  L2CC_MUTEX: 0xb200_0008,
-  EXCHANGE_CAPABILITIES: 0xb200_0009,
-  DISABLE_SHM_CACHE: 0xb200_000a,
-  ENABLE_SHM_CACHE: 0xb200_000b,
-  BOOT_SECONDARY: 0xb200_000c,
-  VM_CREATED: 0xb200_000d,
-  VM_DESTROYED: 0xb200_000e,
-  GET_THREAD_COUNT: 0xb200_000f,
-  ENABLE_ASYNC_NOTIF: 0xb200_0010,
-  GET_ASYNC_NOTIF_VALUE: 0xb200_0011,
-  CALL_WITH_RPC_ARG: 0x3200_0012,
-  CALL_WITH_REGD_ARG: 0x3200_0013,
-} as const;
+import { OPTEE_FUNCTIONS } from "../functions/optee.js";
+
+/** OPTEE_SMC_<NAME> of the ABI reference (functions/optee.ts) as OPTEE_SMC.<NAME>. */
+type ShortName<K> = K extends `OPTEE_SMC_${infer S}` ? S : never;
+
+/**
+ * The OP-TEE function IDs by their short names (OPTEE_SMC.CALL_WITH_ARG), derived from the one table of
+ * them, `OPTEE_FUNCTIONS` in functions/optee.ts (the ABI reference `smcvisor decode` names IDs from):
+ * the values are written once.
+ */
+export const OPTEE_SMC = Object.freeze(
+  Object.fromEntries(Object.entries(OPTEE_FUNCTIONS).map(([name, def]) => [name.slice("OPTEE_SMC_".length), def.smc32])),
+) as { readonly [K in keyof typeof OPTEE_FUNCTIONS as ShortName<K>]: (typeof OPTEE_FUNCTIONS)[K]["smc32"] };
 
 /** a0 return values (optee_smc.h OPTEE_SMC_RETURN_*). */
 export const OPTEE_RET = {
