@@ -53,6 +53,15 @@ export function parseValue(text: string, what: string): bigint {
   return BigInt.asUintN(64, neg ? -v : v);
 }
 
+/** A count or an index (a vCPU's): a non-negative decimal or 0x hex integer below `limit`, else a usage error. */
+export function parseIndex(text: string, what: string, limit: number): number {
+  const t = text.replace(/_/g, "");
+  if (!/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(t)) throw new UsageError(`${what}: "${text}" is not a non-negative integer`);
+  const v = BigInt(t);
+  if (v >= BigInt(limit)) throw new UsageError(`${what}: ${text} is out of range (0 to ${limit - 1})`);
+  return Number(v);
+}
+
 export function parseFid(text: string): number {
   const v = parseValue(text, "function ID");
   if (v > 0xffff_ffffn) throw new UsageError(`function ID: ${text} is wider than 32 bits (W0)`);

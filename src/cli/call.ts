@@ -2,7 +2,7 @@
 import { randomFillSync } from "node:crypto";
 import { ScriptedMachine } from "../machine/scripted/machine.js";
 import { decodeFid, hex32 } from "../smccc/fid.js";
-import { hex64, parseArgs, parseFid, parseValue, UsageError, type Io } from "./args.js";
+import { hex64, parseArgs, parseFid, parseIndex, parseValue, UsageError, type Io } from "./args.js";
 import { loadConfigFile, printConfigErrors } from "./config-file.js";
 
 const USAGE = "usage: smcvisor call [--config F] [--vm NAME] [--vcpu N] [--conduit smc|hvc] [--aarch32] [--imm N] <fid> [args...] [--json]";
@@ -15,8 +15,7 @@ export async function callCommand(argv: readonly string[], io: Io): Promise<numb
   const fid = parseFid(positionals[0]!);
   const args = positionals.slice(1).map((a, i) => parseValue(a, `x${i + 1}`));
   if (args.length > 17) throw new UsageError("at most 17 arguments (x1-x17)");
-  const imm = flags.has("imm") ? Number(parseValue(flags.get("imm") as string, "--imm")) : 0;
-  if (imm > 0xffff) throw new UsageError("--imm is a 16-bit immediate");
+  const imm = flags.has("imm") ? parseIndex(flags.get("imm") as string, "--imm (a 16-bit immediate)", 0x1_0000) : 0;
 
   const loaded = loadConfigFile(flags.get("config") as string | undefined, io);
   if (!loaded.ok) {
@@ -24,23 +23,27 @@ export async function callCommand(argv: readonly string[], io: Io): Promise<numb
     return 2;
   }
   const vmName = (flags.get("vm") as string | undefined) ?? loaded.config.vms[0]!.name;
-  if (!loaded.config.vms.some((v) => v.name === vmName)) {
+  const vmConfig = loaded.config.vms.find((v) => v.name === vmName);
+  if (vmConfig === undefined) {
     io.err(`${loaded.source}: no VM named "${vmName}" (have: ${loaded.config.vms.map((v) => v.name).join(", ")})`);
     return 2;
   }
+  const vcpuIndex = flags.has("vcpu") ? parseIndex(flags.get("vcpu") as string, "--vcpu", 1 << 16) : 0;
+  if (vcpuIndex >= vmConfig.vcpus) throw new UsageError(`--vcpu ${vcpuIndex}: ${vmName} has ${vmConfig.vcpus} vCPU${vmConfig.vcpus === 1 ? "" : "s"} (0${vmConfig.vcpus > 1 ? `-${vmConfig.vcpus - 1}` : ""})`);
   // Real runs draw TRNG entropy from the host's CSPRNG; tests use the model's seeded source.
   const machine = await ScriptedMachine.create(loaded.config, { cwd: io.cwd, clock: { now: () => performance.now() * 1e6 }, log: io.err, entropy: (out) => randomFillSync(out) });
   try {
-    return await runCall(machine, vmName, flags, fid, args, imm, conduit, io);
+    return await runCall(machine, vmName, vcpuIndex, flags, fid, args, imm, conduit, io);
   } finally {
     machine.close();
   }
 }
 
-async function runCall(machine: ScriptedMachine, vmName: string, flags: Map<string, string | true>, fid: number, args: bigint[], imm: number, conduit: "smc" | "hvc", io: Io): Promise<number> {
+async function runCall(machine: ScriptedMachine, vmName: string, vcpuIndex: number, flags: Map<string, string | true>, fid: number, args: bigint[], imm: number, conduit: "smc" | "hvc", io: Io): Promise<number> {
   const vm = machine.vm(vmName);
-  const vcpuIndex = flags.has("vcpu") ? Number(parseValue(flags.get("vcpu") as string, "--vcpu")) : 0;
   let vcpu = vm.vcpu(vcpuIndex);
+  // Each `call` boots the VM afresh: vCPU 0 runs, the others are off until PSCI CPU_ON (DEN0022 §6.3).
+  if (vcpu.power !== "on") throw new UsageError(`--vcpu ${vcpuIndex}: vCPU ${vcpuIndex} of ${vmName} is ${vcpu.power} at boot (only vCPU 0 runs until a PSCI CPU_ON); it cannot make a call`);
   if (flags.has("aarch32")) vcpu = vcpu.aarch32;
   const r = await vcpu.callAsync(conduit, fid, args, { imm });
 

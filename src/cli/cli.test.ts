@@ -1,9 +1,9 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { main } from "./main.js";
+import { main, reportError } from "./main.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -119,5 +119,109 @@ describe("the installed command", () => {
       status = (e as { status: number }).status;
     }
     expect(status).toBe(2);
+  });
+});
+
+describe("operator input: one line, exit 2, never a stack trace", () => {
+  const dir = mkdtempSync(join(tmpdir(), "smcvisor-cli-input-"));
+  const oneLine = (r: { err: string[] }) => {
+    expect(r.err).toHaveLength(1);
+    expect(r.err[0]).not.toMatch(/\n|    at /);
+  };
+
+  it("--vcpu names a vCPU the VM has, that is on, as a non-negative integer", async () => {
+    const none = await run("call", "--config", "examples/policy.yaml", "--vm", "dom0", "--vcpu", "5", "0x80000000");
+    expect(none.code).toBe(2);
+    oneLine(none);
+    expect(none.err[0]).toMatch(/--vcpu 5: dom0 has 2 vCPUs \(0-1\)/);
+    const off = await run("call", "--config", "examples/policy.yaml", "--vm", "dom0", "--vcpu", "1", "0x80000000");
+    expect(off.code).toBe(2);
+    oneLine(off);
+    expect(off.err[0]).toMatch(/vCPU 1 of dom0 is off at boot/);
+    for (const bad of ["-1", "1.5", "x", "0x1_0000_0000"]) {
+      const r = await run("call", "--vcpu", bad, "0x80000000");
+      expect(r.code, bad).toBe(2);
+      oneLine(r);
+      expect(r.err[0]).not.toMatch(/18446744073709552000/);
+    }
+    expect((await run("call", "--imm", "-1", "0x80000000")).err[0]).toMatch(/--imm .*: "-1" is not a non-negative integer/);
+    expect((await run("call", "--config", "examples/policy.yaml", "--vm", "dom0", "--vcpu", "0", "0x80000000", "--json")).json()).toMatchObject({ vcpu: 0, x0: "0x10002" });
+  });
+
+  it("a VM above 1 GiB runs in call and demo (its RAM is kept where the guest writes it)", async () => {
+    const f = join(dir, "big.yaml");
+    writeFileSync(f, "vms:\n  big: { memory: { size: 16GiB } }\n  small: {}\n");
+    const r = await run("call", "--config", f, "--vm", "big", "0x84000000", "--json");
+    expect(r.code).toBe(0);
+    expect(r.json()).toMatchObject({ vm: "big", decision: { action: "emulate" } });
+    const d = await run("demo", "--config", f, "--trace", join(dir, "big-trace.json"));
+    expect(d.code).toBe(0);
+    expect(d.out.join("\n")).toMatch(/big \(VM ID/);
+  });
+
+  it("a VM beyond what the in-process machine holds is refused with its path", async () => {
+    const f = join(dir, "huge.yaml");
+    writeFileSync(f, "vms:\n  huge: { memory: { size: 0x20000000000 } }\n");
+    const r = await run("call", "--config", f, "0x80000000");
+    expect(r.code).toBe(2);
+    oneLine(r);
+    expect(r.err[0]).toMatch(/vms\.huge\.memory(\.size)?: /);
+  });
+
+  it("resolves a delegate's module against the config file's directory, not the working directory", async () => {
+    const sub = join(dir, "policy");
+    mkdirSync(join(sub, "handlers"), { recursive: true });
+    writeFileSync(join(sub, "handlers", "answer.mjs"), "export function handle() { return { regs: [0, 42] }; }\n");
+    writeFileSync(join(sub, "p.yaml"), 'delegates:\n  h: { module: handlers/answer.mjs, thread: hypervisor }\nvms:\n  a:\n    grants:\n      - { id: 0x83000001, action: "delegate:h" }\n');
+    const r = await run("call", "--config", join(sub, "p.yaml"), "0x83000001", "--json");
+    expect(r.code).toBe(0);
+    expect(r.json()).toMatchObject({ x0: "0x0", x1: "0x2A" });
+    // The example policy names its delegate relative to itself too.
+    expect((await run("call", "--config", "examples/policy.yaml", "--vm", "domU", "0x83000001", "--json")).json()).toMatchObject({ x1: "0x1" });
+    // A module that is not there: one line naming it, exit 2.
+    writeFileSync(join(sub, "missing.yaml"), 'delegates:\n  h: { module: handlers/nope.mjs }\nvms:\n  a: {}\n');
+    const missing = await run("call", "--config", join(sub, "missing.yaml"), "0x80000000");
+    expect(missing.code).toBe(2);
+    oneLine(missing);
+    expect(missing.err[0]).toMatch(/delegate "h": cannot load handlers\/nope\.mjs/);
+  });
+
+  it("a trace path that cannot be written is refused before anything runs", async () => {
+    const d = await run("demo", "--trace", "/dev/null/x.json");
+    expect(d.code).toBe(2);
+    oneLine(d);
+    expect(d.err[0]).toBe("smcvisor: --trace: cannot write /dev/null/x.json: part of its directory is not a directory");
+    expect(d.out).toEqual([]);
+    const r = await run("run", "examples/demo.yaml", "--trace", "/dev/null/x.json");
+    expect(r.code).toBe(2);
+    oneLine(r);
+    expect(r.out).toEqual([]);
+  });
+
+  it("a config the machine cannot run is one line per problem", async () => {
+    const f = join(dir, "board.yaml");
+    writeFileSync(f, "vms:\n  a: { board: exynos9 }\n");
+    const r = await run("call", "--config", f, "0x80000000");
+    expect(r.code).toBe(2);
+    oneLine(r);
+    expect(r.err[0]).toMatch(/vms\.a\.board: no board profile named "exynos9"/);
+  });
+
+  it("an internal error is one line without a stack, unless SMCVISOR_DEBUG=1", () => {
+    const err: string[] = [];
+    const io = { out: () => {}, err: (l: string) => err.push(l), cwd: ROOT };
+    const bug = new TypeError("cannot read properties of undefined\nsecond line");
+    const before = process.env.SMCVISOR_DEBUG;
+    try {
+      delete process.env.SMCVISOR_DEBUG;
+      expect(reportError(bug, io)).toBe(1);
+      expect(err).toEqual(["smcvisor: internal error: cannot read properties of undefined (SMCVISOR_DEBUG=1 shows where)"]);
+      process.env.SMCVISOR_DEBUG = "1";
+      expect(reportError(bug, io)).toBe(1);
+      expect(err[1]).toMatch(/internal error: TypeError: cannot read properties of undefined[\s\S]*    at /);
+    } finally {
+      if (before === undefined) delete process.env.SMCVISOR_DEBUG;
+      else process.env.SMCVISOR_DEBUG = before;
+    }
   });
 });

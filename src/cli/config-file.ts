@@ -1,6 +1,6 @@
 /** Reading config files for the CLI: YAML or JSON by extension; errors are data with paths. */
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { parseConfigText, type Config } from "../policy/load.js";
 import type { ConfigError } from "../policy/config.js";
 import type { Io } from "./args.js";
@@ -22,7 +22,8 @@ export function loadConfigFile(path: string | undefined, io: Io): { ok: true; co
     return { ok: false, source: path, errors: [{ path: "(file)", message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }] };
   }
   const r = parseConfigText(text, /\.json$/i.test(path) ? "json" : "yaml");
-  return r.ok ? { ok: true, config: r.value, source: path } : { ok: false, errors: [...r.errors], source: path };
+  // Relative paths in the config (delegates) are the file's, not the working directory's.
+  return r.ok ? { ok: true, config: { ...r.value, baseDir: dirname(full) }, source: path } : { ok: false, errors: [...r.errors], source: path };
 }
 
 export function printConfigErrors(source: string, errors: readonly ConfigError[], io: Io): void {

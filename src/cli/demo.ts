@@ -4,14 +4,14 @@
  * trace is written in Chrome/Perfetto format.
  */
 import { randomFillSync } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { ScriptedMachine } from "../machine/scripted/machine.js";
 import type { Config } from "../policy/load.js";
 import { hex32 } from "../smccc/fid.js";
 import { toChromeTrace } from "../trace/chrome.js";
-import { hex64, parseArgs, type Io } from "./args.js";
+import { hex64, parseArgs, UsageError, type Io } from "./args.js";
 import { loadConfigFile, printConfigErrors } from "./config-file.js";
+import { unwritable, writeOutput } from "./output.js";
 
 const CALLS: readonly { fid: number; args?: number[]; conduit?: "smc" | "hvc"; note: string }[] = [
   { fid: 0x8000_0000, note: "SMCCC_VERSION" },
@@ -38,15 +38,19 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     printConfigErrors(loaded.source, loaded.errors, io);
     return 2;
   }
+  // A trace that could not be written is a usage error before any work, not a failure after it.
+  const tracePath = resolve(io.cwd, (flags.get("trace") as string | undefined) ?? "out/demo-trace.json");
+  const refused = unwritable(tracePath);
+  if (refused !== null) throw new UsageError(`--trace: ${refused}`);
   const machine = await ScriptedMachine.create(loaded.config, { cwd: io.cwd, clock: { now: () => performance.now() * 1e6 }, log: io.err, entropy: (out) => randomFillSync(out) });
   try {
-    return await runDemo(machine, loaded.config, loaded.source, flags, io);
+    return await runDemo(machine, loaded.config, loaded.source, tracePath, io);
   } finally {
     machine.close();
   }
 }
 
-async function runDemo(machine: ScriptedMachine, config: Config, source: string, flags: Map<string, string | true>, io: Io): Promise<number> {
+async function runDemo(machine: ScriptedMachine, config: Config, source: string, tracePath: string, io: Io): Promise<number> {
   const loaded = { config, source };
   io.out(`smcvisor in-process demo: ${loaded.source}, ${loaded.config.vms.length} VMs`);
   for (const vm of loaded.config.vms) {
@@ -58,12 +62,15 @@ async function runDemo(machine: ScriptedMachine, config: Config, source: string,
       io.out(`  ${(c.conduit ?? "hvc").padEnd(3)} ${hex32(c.fid)} ${c.note.padEnd(28)} → x0 ${hex64(r.x0).padEnd(20)} ${r.decision.action} (${r.decision.rule})`);
     }
   }
-  const tracePath = resolve(io.cwd, (flags.get("trace") as string | undefined) ?? "out/demo-trace.json");
-  mkdirSync(dirname(tracePath), { recursive: true });
-  writeFileSync(tracePath, JSON.stringify(toChromeTrace(machine.trace.events())));
-  const physical = machine.trace.events().filter((e) => e.vm === "hypervisor");
+  const failed = writeOutput(tracePath, () => JSON.stringify(toChromeTrace(machine.trace.events())));
+  // The hypervisor's own calls, told from a VM's by their conduit, never by name (a VM may be "hypervisor").
+  const physical = machine.trace.events().filter((e) => e.conduit === "hypervisor");
   io.out("");
   for (const e of physical) io.out(`hypervisor → secure world: ${hex32(e.fid)} ${e.origin} → x0 ${hex64(e.x0)}`);
+  if (failed !== null) {
+    io.err(`smcvisor: trace: ${failed}`);
+    return 1;
+  }
   io.out(`trace: ${machine.trace.total} calls → ${tracePath} (open in ui.perfetto.dev or chrome://tracing)`);
   return 0;
 }

@@ -2,7 +2,7 @@
 import { Hypervisor } from "../hypervisor/hypervisor.js";
 import { explain } from "../policy/explain.js";
 import { hex32 } from "../smccc/fid.js";
-import { parseArgs, parseFid, parseValue, UsageError, type Io } from "./args.js";
+import { parseArgs, parseFid, parseIndex, parseValue, UsageError, type Io } from "./args.js";
 import { loadConfigFile, printConfigErrors } from "./config-file.js";
 
 const USAGE = "usage: smcvisor explain --config F --vm NAME [--aarch32] [--imm N] <fid> [args...] [--json]";
@@ -23,7 +23,7 @@ export function explainCommand(argv: readonly string[], io: Io): number {
   const fid = parseFid(positionals[0]!);
   const args = [0n, ...positionals.slice(1).map((a, i) => parseValue(a, `x${i + 1}`))];
   const claims = new Hypervisor(loaded.config.platform).router.claimsFor(vm);
-  const e = explain(vm, claims, { fid, args, aarch32: flags.has("aarch32"), imm: flags.has("imm") ? Number(parseValue(flags.get("imm") as string, "--imm")) : 0 });
+  const e = explain(vm, claims, { fid, args, aarch32: flags.has("aarch32"), imm: flags.has("imm") ? parseIndex(flags.get("imm") as string, "--imm (a 16-bit immediate)", 0x1_0000) : 0 });
   if (flags.has("json")) {
     io.out(JSON.stringify({ ...e, fid: { ...e.fid, fid: hex32(e.fid.fid), dispatchFid: hex32(e.fid.dispatchFid) } }));
     return 0;

@@ -1,4 +1,6 @@
 /** The `smcvisor` command: dispatches to subcommands; usage errors exit 2, failures 1. */
+import { DelegateLoadError } from "../machine/delegates/module-delegate.js";
+import { MachineConfigError } from "../machine/scripted/machine.js";
 import { UsageError, type Io } from "./args.js";
 import { callCommand } from "./call.js";
 import { configCommand } from "./config-check.js";
@@ -44,11 +46,29 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
         throw new UsageError(`unknown command "${cmd}"\n\n${HELP}`);
     }
   } catch (e) {
-    if (e instanceof UsageError) {
-      io.err(`smcvisor: ${e.message}`);
-      return 2;
-    }
-    io.err(`smcvisor: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    return 1;
+    return reportError(e, io);
   }
+}
+
+/**
+ * What escapes a command. The operator's input being wrong (usage, a config the machine cannot run, a
+ * delegate that does not load) is one line per problem and exit 2; anything else is a bug of ours: one
+ * line and exit 1, with the stack only when SMCVISOR_DEBUG=1.
+ */
+export function reportError(e: unknown, io: Io): number {
+  if (e instanceof UsageError || e instanceof DelegateLoadError) {
+    io.err(`smcvisor: ${e.message}`);
+    return 2;
+  }
+  if (e instanceof MachineConfigError) {
+    for (const problem of e.errors) io.err(`smcvisor: ${problem.path}: ${problem.message}`);
+    return 2;
+  }
+  if (process.env.SMCVISOR_DEBUG === "1") {
+    io.err(`smcvisor: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  } else {
+    const message = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    io.err(`smcvisor: internal error: ${message} (SMCVISOR_DEBUG=1 shows where)`);
+  }
+  return 1;
 }

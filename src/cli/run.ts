@@ -4,18 +4,19 @@
  * off cleanly and every expectation held.
  */
 import { randomFillSync } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
 import { ensureLinuxGuest } from "../../guests/linux/guest.js";
 import { QemuMachine } from "../machine/qemu/machine.js";
 import type { GuestImage, VmExit } from "../machine/qemu/qemu-vm.js";
-import { consoleMatches, DEBIAN_GUEST, loadScenario, type GuestSpec, type Scenario } from "../machine/qemu/scenario.js";
+import { DEBIAN_GUEST, loadScenario, type GuestSpec, type Scenario } from "../machine/qemu/scenario.js";
 import { hex32 } from "../smccc/fid.js";
 import { fidName } from "../smccc/names.js";
 import { ownerName } from "../smccc/owners.js";
 import { toChromeTrace } from "../trace/chrome.js";
 import type { TraceEvent } from "../trace/ring.js";
 import { parseArgs, UsageError, type Io } from "./args.js";
+import { BOOT_MARKER, ConsoleLog } from "./console-log.js";
+import { unwritable, writeOutput } from "./output.js";
 
 export interface VmReport {
   readonly name: string;
@@ -58,7 +59,7 @@ function guestImage(g: GuestSpec, s: Scenario): GuestImage {
 export function splitBoots(lines: readonly string[]): string[][] {
   const boots: string[][] = [];
   for (const l of lines) {
-    if (l.includes("SMCV-GUEST up")) boots.push([]);
+    if (l.includes(BOOT_MARKER)) boots.push([]);
     boots[boots.length - 1]?.push(l);
   }
   return boots;
@@ -68,7 +69,8 @@ export function splitBoots(lines: readonly string[]): string[][] {
 export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, line: string) => void; log?: (line: string) => void; onStart?: (m: QemuMachine) => void } = {}): Promise<RunReport> {
   const images = new Map<string, GuestImage>();
   for (const [name, g] of s.guests) images.set(name, guestImage(g, s));
-  const consoles = new Map<string, string[]>(s.config.vms.map((v) => [v.name, []]));
+  // Each line is checked against the expectations as it comes; only a bounded part is kept (console-log.ts).
+  const consoles = new Map<string, ConsoleLog>(s.config.vms.map((v) => [v.name, new ConsoleLog(s.guests.get(v.name)!.expect)]));
   const machine = await QemuMachine.create(s.config, {
     images,
     cwd: s.dir,
@@ -77,9 +79,7 @@ export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, 
     entropy: (out) => randomFillSync(out),
     ...(opts.log ? { log: opts.log } : {}),
     console: (vm, line) => {
-      const lines = consoles.get(vm)!;
-      // Keep what expectations need without letting a chatty guest take all memory.
-      if (lines.length < 100_000) lines.push(line);
+      consoles.get(vm)!.add(line);
       opts.onConsole?.(vm, line);
     },
   });
@@ -87,42 +87,38 @@ export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, 
   const exits = await machine.run(s.timeoutMs);
   const trace = machine.hypervisor.router.trace;
   const events = trace.events();
-  const vms = exits.map((exit): VmReport => {
-    const g = s.guests.get(exit.name)!;
-    const lines = consoles.get(exit.name)!;
-    const mine = events.filter((e) => e.vm === exit.name);
-    const failures: string[] = [];
-    if (exit.state !== "off") failures.push(`did not power off cleanly: ${exit.reason}`);
-    if (exit.boots !== g.boots) failures.push(`powered off on boot ${exit.boots}, not on boot ${g.boots}`);
-    const boots = splitBoots(lines);
-    if (g.expect.everyBoot.length > 0 && boots.length !== g.boots) failures.push(`the console shows ${boots.length} boot(s), not ${g.boots}`);
-    boots.forEach((b, k) => {
-      for (const p of g.expect.everyBoot) if (!b.some((l) => consoleMatches(p, l))) failures.push(`boot ${k + 1}: console never showed ${JSON.stringify(p)}`);
-    });
-    for (const p of g.expect.console) if (!lines.some((l) => consoleMatches(p, l))) failures.push(`console never showed ${JSON.stringify(p)}`);
-    for (const p of g.expect.notConsole) {
-      const hit = lines.find((l) => consoleMatches(p, l));
-      if (hit !== undefined) failures.push(`console showed ${JSON.stringify(p)}: ${hit}`);
-    }
-    for (const c of g.expect.calls) if (!mine.some((e) => matchesCall(c, e))) failures.push(`the trace has no ${c} call`);
-    for (const c of g.expect.denied) if (!mine.some((e) => e.action === "deny" && matchesCall(c, e))) failures.push(`the trace has no denied ${c}`);
-    const byService = new Map<string, number>();
-    for (const e of mine) {
-      const owner = ownerName((e.fid >>> 24) & 0x3f, (e.fid & 0x8000_0000) !== 0);
-      byService.set(owner, (byService.get(owner) ?? 0) + 1);
-    }
-    return {
-      name: exit.name,
-      exit,
-      console: lines,
-      failures,
-      calls: mine.length,
-      denied: mine.filter((e) => e.action === "deny").length,
-      errors: mine.filter((e) => e.outcome === "error").length,
-      byService,
-    };
-  });
+  const vms = exits.map((exit) => vmReport(exit, s.guests.get(exit.name)!, consoles.get(exit.name)!, events));
   return { ok: vms.every((v) => v.failures.length === 0), vms, events, dropped: trace.dropped };
+}
+
+/**
+ * One VM's part of the report: how it ended, what its console and trace show against its expectations.
+ * Its own calls are the trace's events of that VM; the hypervisor's calls (for this VM or not) are told
+ * apart by their conduit, never by name, since "hypervisor" is a name a VM may have.
+ */
+export function vmReport(exit: VmExit, g: GuestSpec, log: ConsoleLog, events: readonly TraceEvent[]): VmReport {
+  const mine = events.filter((e) => e.conduit !== "hypervisor" && e.vm === exit.name);
+  const failures: string[] = [];
+  if (exit.state !== "off") failures.push(`did not power off cleanly: ${exit.reason}`);
+  if (exit.boots !== g.boots) failures.push(`powered off on boot ${exit.boots}, not on boot ${g.boots}`);
+  failures.push(...log.failures(g.boots));
+  for (const c of g.expect.calls) if (!mine.some((e) => matchesCall(c, e))) failures.push(`the trace has no ${c} call`);
+  for (const c of g.expect.denied) if (!mine.some((e) => e.action === "deny" && matchesCall(c, e))) failures.push(`the trace has no denied ${c}`);
+  const byService = new Map<string, number>();
+  for (const e of mine) {
+    const owner = ownerName((e.fid >>> 24) & 0x3f, (e.fid & 0x8000_0000) !== 0);
+    byService.set(owner, (byService.get(owner) ?? 0) + 1);
+  }
+  return {
+    name: exit.name,
+    exit,
+    console: log.lines,
+    failures,
+    calls: mine.length,
+    denied: mine.filter((e) => e.action === "deny").length,
+    errors: mine.filter((e) => e.outcome === "error").length,
+    byService,
+  };
 }
 
 export async function runCommand(argv: readonly string[], io: Io): Promise<number> {
@@ -135,29 +131,51 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
     return 2;
   }
   const s = loaded.scenario;
+  // A trace that cannot be written is found now, before the VMs boot, not after the run.
+  const tracePath = resolve(io.cwd, (flags.get("trace") as string | undefined) ?? s.trace);
+  const refused = unwritable(tracePath);
+  if (refused !== null) throw new UsageError(`${flags.has("trace") ? "--trace" : `${positional[0]}: trace`}: ${refused}`);
   const width = Math.max(...s.config.vms.map((v) => v.name.length));
   io.out(`smcvisor run: ${s.name}: ${s.config.vms.map((v) => `${v.name} (${v.vcpus} vCPU, ${s.guests.get(v.name)!.kernel})`).join(", ")}`);
   const report = await runScenario(s, {
     log: io.err,
     ...(flags.has("quiet") ? {} : { onConsole: (vm: string, line: string) => io.out(`${vm.padEnd(width)} | ${line}`) }),
   });
-  const tracePath = resolve(io.cwd, (flags.get("trace") as string | undefined) ?? s.trace);
-  mkdirSync(dirname(tracePath), { recursive: true });
-  writeFileSync(tracePath, JSON.stringify(toChromeTrace(report.events)));
-  if (flags.has("json")) {
-    io.out(JSON.stringify({ ok: report.ok, trace: tracePath, vms: report.vms.map((v) => ({ name: v.name, state: v.exit.state, reason: v.exit.reason, calls: v.calls, denied: v.denied, errors: v.errors, byService: Object.fromEntries(v.byService), failures: v.failures })) }, null, 2));
-    return report.ok ? 0 : 1;
+  return finishRun(report, tracePath, flags.has("json"), io);
+}
+
+/**
+ * After a run: writes the trace and prints the summary (or the JSON report). If the trace cannot be
+ * written after all, the summary is still printed and says so, and the exit status is 1.
+ */
+export function finishRun(report: RunReport, tracePath: string, json: boolean, io: Io): number {
+  const traceFailed = writeOutput(tracePath, () => JSON.stringify(toChromeTrace(report.events)));
+  const ok = report.ok && traceFailed === null;
+  if (json) {
+    io.out(JSON.stringify({ ok, trace: tracePath, ...(traceFailed !== null ? { traceError: traceFailed } : {}), vms: report.vms.map((v) => ({ name: v.name, state: v.exit.state, reason: v.exit.reason, calls: v.calls, denied: v.denied, errors: v.errors, byService: Object.fromEntries(v.byService), failures: v.failures })) }, null, 2));
+    return ok ? 0 : 1;
   }
   io.out("");
   io.out("summary");
+  for (const line of summaryLines(report)) io.out(line);
+  io.out(
+    traceFailed !== null
+      ? `  trace: NOT WRITTEN: ${traceFailed}`
+      : `  trace: ${tracePath} (${report.events.length} events${report.dropped > 0 ? `, ${report.dropped} oldest dropped` : ""}; open in https://ui.perfetto.dev)`,
+  );
+  io.out(ok ? "  every VM powered off cleanly and every expectation held" : "  FAILED");
+  return ok ? 0 : 1;
+}
+
+/** The run's summary, a few lines per VM. */
+export function summaryLines(report: RunReport): string[] {
+  const out: string[] = [];
   for (const v of report.vms) {
-    io.out(
+    out.push(
       `  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.exit.boots > 1 ? `${v.exit.boots} boots, ` : ""}${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}${v.exit.aborts > 0n ? `, ${v.exit.aborts} accesses outside its memory refused` : ""}`,
     );
-    io.out(`    by owner: ${[...v.byService].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
-    for (const f of v.failures) io.out(`    FAILED: ${f}`);
+    out.push(`    by owner: ${[...v.byService].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
+    for (const f of v.failures) out.push(`    FAILED: ${f}`);
   }
-  io.out(`  trace: ${tracePath} (${report.events.length} events${report.dropped > 0 ? `, ${report.dropped} oldest dropped` : ""}; open in https://ui.perfetto.dev)`);
-  io.out(report.ok ? "  every VM powered off cleanly and every expectation held" : "  FAILED");
-  return report.ok ? 0 : 1;
+  return out;
 }

@@ -196,7 +196,7 @@ const defaultsSchema = z
   .strict();
 
 const delegateSchema = z.union([
-  z.object({ module: z.string().min(1), timeoutMs: z.number().int().min(1).max(60_000).optional() }).strict(),
+  z.object({ module: z.string().min(1), timeoutMs: z.number().int().min(1).max(60_000).optional(), thread: z.enum(["worker", "hypervisor"]).optional() }).strict(),
   z.object({ command: z.array(z.string().min(1)).min(1), timeoutMs: z.number().int().min(1).max(60_000).optional() }).strict(),
 ]);
 

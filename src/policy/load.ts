@@ -68,12 +68,15 @@ export interface PlatformConfig {
   readonly tee: { readonly os: "optee"; readonly threads: number; readonly maxGuests: number; readonly limits: OpteeMediatorLimits } | null;
 }
 
-export type DelegateConfig = { readonly module: string; readonly timeoutMs: number } | { readonly command: readonly string[]; readonly timeoutMs: number };
+/** A delegate handler: a module (run in a worker thread, or on the hypervisor's: docs/delegates.md) or a process. */
+export type DelegateConfig = { readonly module: string; readonly timeoutMs: number; readonly thread: "worker" | "hypervisor" } | { readonly command: readonly string[]; readonly timeoutMs: number };
 
 export interface Config {
   readonly platform: PlatformConfig;
   readonly vms: readonly VmConfig[];
   readonly delegates: Readonly<Record<string, DelegateConfig>>;
+  /** The directory of the file the config was read from: relative paths in it (delegates) are resolved there. */
+  readonly baseDir?: string;
 }
 
 /** How long a delegate may take before the guest gets its error. */
@@ -188,7 +191,7 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
   }
   const delegates: Record<string, DelegateConfig> = {};
   for (const [name, d] of Object.entries(raw.delegates)) {
-    delegates[name] = "module" in d ? { module: d.module, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS } : { command: d.command, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS };
+    delegates[name] = "module" in d ? { module: d.module, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS, thread: d.thread ?? "worker" } : { command: d.command, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS };
   }
   return { platform, vms, delegates };
 }

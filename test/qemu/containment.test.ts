@@ -141,7 +141,7 @@ describe("a vCPU waiting for the hypervisor (Linux, 2 vCPUs)", () => {
     const ctl = holdControl();
     const source = `
 delegates:
-  hold: { module: test/fixtures/hold-delegate.ts, timeoutMs: 10000 }
+  hold: { module: test/fixtures/hold-delegate.ts, timeoutMs: 10000, thread: hypervisor }
 vms:
   vm0:
     vcpus: 2

@@ -3,6 +3,8 @@
  * (docs/delegates.md). smcvisor listens on a socket in a private directory, starts the command with the
  * socket's path in SMCVISOR_DELEGATE_SOCKET, and matches replies to requests by id. A handler that does not
  * answer in time, answers garbage, or dies gives the guest -1; the hypervisor and every other VM go on.
+ * What the handler sends is checked exactly (protocol.ts, replyRegisters) and what it gets wrong is
+ * logged rate-limited: a handler cannot flood the log any more than a guest can.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin, CallTarget } from "../../router/ports.js";
+import { RateLimitedLog } from "../../hypervisor/rate-limited-log.js";
 import { applyReply, hex, requestOf } from "./protocol.js";
 import { withTimeout } from "./timeout.js";
 
@@ -31,8 +34,10 @@ export class ProcessDelegate implements CallTarget {
   /** Why the handler can no longer answer, once it cannot. */
   dead: string | null = null;
   private buffered = "";
+  private readonly log: RateLimitedLog;
 
-  constructor(readonly name: string, private readonly command: readonly string[], private readonly timeoutMs: number, private readonly log: (line: string) => void = () => {}) {
+  constructor(readonly name: string, private readonly command: readonly string[], private readonly timeoutMs: number, log: (line: string) => void = () => {}) {
+    this.log = new RateLimitedLog(log);
     this.dir = mkdtempSync(join(tmpdir(), `smcvisor-delegate-${name}-`));
     this.path = join(this.dir, "socket");
     this.connected = new Promise((resolve, reject) => {
@@ -87,31 +92,37 @@ export class ProcessDelegate implements CallTarget {
     while ((nl = this.buffered.indexOf("\n")) >= 0) {
       const line = this.buffered.slice(0, nl);
       this.buffered = this.buffered.slice(nl + 1);
-      let msg: { id?: unknown; regs?: unknown; error?: unknown };
+      let msg: unknown;
       try {
-        msg = JSON.parse(line) as typeof msg;
+        msg = JSON.parse(line);
       } catch {
-        this.log(`smcvisor: delegate "${this.name}" sent a line that is not JSON; ignored`);
+        this.log.log("not-json", `smcvisor: delegate "${this.name}" sent a line that is not JSON; ignored`);
         continue;
       }
-      const w = typeof msg.id === "number" ? this.waiting.get(msg.id) : undefined;
-      if (!w) continue; // late (timed out) or unknown
-      if (typeof msg.error === "string") w.reject(new Error(`delegate "${this.name}": ${msg.error}`));
+      const { id, error } = (typeof msg === "object" && msg !== null ? msg : {}) as { id?: unknown; error?: unknown };
+      const w = typeof id === "number" ? this.waiting.get(id) : undefined;
+      if (!w) {
+        // Late (its call timed out and was answered -1) or never asked: dropped either way.
+        const late = typeof id === "number" && Number.isSafeInteger(id) && id > 0 && id < this.nextId;
+        this.log.log(late ? "late" : "unknown", `smcvisor: delegate "${this.name}" ${late ? "answered after its deadline; the answer was dropped" : "sent a line with no id it was asked; ignored"}`);
+        continue;
+      }
+      if (error !== undefined) w.reject(new Error(`delegate "${this.name}": ${typeof error === "string" ? short(error) : "an error that is not a string"}`));
       else w.resolve(msg);
     }
   }
 
-  private fail(why: string): void {
+  private fail(why: string, quietly = false): void {
     if (this.dead !== null) return;
     this.dead = why;
-    this.log(`smcvisor: delegate "${this.name}": ${why}; its calls now get -1`);
+    if (!quietly) this.log.log("dead", `smcvisor: delegate "${this.name}": ${why}; its calls now get -1`);
     for (const w of this.waiting.values()) w.reject(new Error(`delegate "${this.name}": ${why}`));
     this.waiting.clear();
   }
 
   /** Stops the process and removes the socket. */
   close(): void {
-    this.fail("closed");
+    this.fail("closed", true);
     this.child?.kill("SIGTERM");
     this.socket?.destroy();
     this.server?.close();
@@ -121,4 +132,9 @@ export class ProcessDelegate implements CallTarget {
   get pid(): number | undefined {
     return this.child?.pid;
   }
+}
+
+/** A handler's error text for a log line: at most 200 characters. */
+function short(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 197)}...` : text;
 }

@@ -5,13 +5,25 @@
 import { Hypervisor, type Domain, type DomainResetResult, type HypervisorOptions } from "../../hypervisor/hypervisor.js";
 import { parseConfigText, type Config, type VmConfig } from "../../policy/load.js";
 import type { TraceRing } from "../../trace/ring.js";
-import { ArrayGuestMemory } from "./memory.js";
+import { ArrayGuestMemory, IN_PROCESS_RAM_MAX } from "./memory.js";
 import { ManualTime } from "./time.js";
 import { ScriptedVcpu } from "./vcpu.js";
 import type { PowerPort } from "../../router/ports.js";
 import type { PsciService } from "../../services/psci/psci.js";
 import { loadDelegates } from "../delegates/load.js";
 import { BOARDS } from "../boards/index.js";
+
+/**
+ * A config this machine cannot run, for reasons its schema cannot know (a mediator or board that is not
+ * registered, a VM beyond the backend's limits): the operator's to fix. The message has one line per
+ * problem, each with its path.
+ */
+export class MachineConfigError extends Error {
+  constructor(readonly errors: readonly { readonly path: string; readonly message: string }[]) {
+    super(errors.map((e) => `${e.path}: ${e.message}`).join("\n"));
+    this.name = "MachineConfigError";
+  }
+}
 
 /** Power events a ScriptedPower keeps. */
 export const POWER_EVENTS_KEPT = 1024;
@@ -136,8 +148,16 @@ export class ScriptedMachine {
     }
   }
 
-  /** Builds a machine from a validated config; throws with every problem listed if the VMs cannot be created. */
+  /**
+   * Builds a machine from a validated config; throws a MachineConfigError with every problem listed if
+   * the VMs cannot be created (what config validation cannot know: registered mediators, boards, this
+   * backend's limits).
+   */
   static fromConfig(config: Config, opts: HypervisorOptions = {}): ScriptedMachine {
+    const limits = config.vms
+      .filter((vm) => vm.memory.size > IN_PROCESS_RAM_MAX)
+      .map((vm) => ({ path: `vms.${vm.name}.memory.size`, message: `in-process VMs have at most 1 TiB of RAM (this one has 0x${vm.memory.size.toString(16)} bytes)` }));
+    if (limits.length > 0) throw new MachineConfigError(limits);
     const all = new Map<string, { memory: ArrayGuestMemory; time: ManualTime; power: ScriptedPower }>();
     const ports = (vm: VmConfig) => {
       const p = { memory: new ArrayGuestMemory(vm.memory.base, vm.memory.size), time: new ManualTime(), power: new ScriptedPower() };
@@ -145,7 +165,7 @@ export class ScriptedMachine {
       return p;
     };
     const r = Hypervisor.fromConfig(config, { boards: BOARDS, ...opts }, ports);
-    if (!r.ok) throw new Error(r.errors.map((e) => `${e.path}: ${e.message}`).join("\n"));
+    if (!r.ok) throw new MachineConfigError(r.errors);
     return new ScriptedMachine(r.hypervisor, config, all);
   }
 
@@ -180,7 +200,7 @@ export class ScriptedMachine {
   /** Builds a machine from YAML or JSON text; throws with every config problem listed. For tests. */
   static fromText(text: string, format: "yaml" | "json" = "yaml", opts: HypervisorOptions = {}): ScriptedMachine {
     const parsed = parseConfigText(text, format);
-    if (!parsed.ok) throw new Error(parsed.errors.map((e) => `${e.path}: ${e.message}`).join("\n"));
+    if (!parsed.ok) throw new MachineConfigError(parsed.errors);
     return ScriptedMachine.fromConfig(parsed.value, opts);
   }
 
