@@ -24,7 +24,7 @@ afterEach(() => {
 const OEM = '      - { owner: oem, action: "delegate:h" }';
 
 describe("delegate handlers", () => {
-  it("a module loaded in-process serves a call", async () => {
+  it("a module serves a call (from its worker thread)", async () => {
     const m = await machine("  h: { module: examples/delegates/board-info.ts }", OEM);
     const r = await m.vm("a").vcpu(0).callAsync("smc", 0x8300_0001);
     expect([r.x0, r.x(1)]).toEqual([0n, 1n]);

@@ -327,7 +327,8 @@ export class WorkerModuleDelegate implements ClosableTarget {
     let result = -1;
     const w = this.waiting.get(m.id);
     const memory = w ? this.opts.memoryOf(w.vm) : undefined;
-    const piece = m.ipa >= m.start && m.ipa + BigInt(m.length) <= m.start + BigInt(m.total) && m.length <= window.length;
+    const sane = typeof m.ipa === "bigint" && typeof m.start === "bigint" && Number.isSafeInteger(m.length) && Number.isSafeInteger(m.total) && m.length >= 0 && m.total >= 0;
+    const piece = sane && m.ipa >= m.start && m.ipa + BigInt(m.length) <= m.start + BigInt(m.total) && m.length <= window.length;
     if (memory && piece && inRam(memory, m.start, m.total)) {
       if (m.op === "read") {
         const bytes = memory.read(m.ipa, m.length);
