@@ -20,10 +20,12 @@ import {
   SEC_CAP,
   TEEC,
 } from "../../smccc/optee/abi.js";
+import { CALL_SMC, SmcCall, SmcResult } from "../../router/call.js";
 import { decodeMsg, encodeMsg, msgSize, type MsgArg } from "../../smccc/optee/msg.js";
 import { chacha20 } from "./chacha20.js";
 import { OpteeOs, OS_REVISION } from "./os.js";
-import { CONTENT_DECRYPT_UUID, TA_DECRYPT_CMD_DECRYPT, TA_DECRYPT_CMD_KEY_PRESENT } from "./tas/content-decrypt.js";
+import type { TrustedApp } from "./ta.js";
+import { CONTENT_DECRYPT_UUID, DECRYPT_PIECE, TA_DECRYPT_CMD_DECRYPT, TA_DECRYPT_CMD_KEY_PRESENT } from "./tas/content-decrypt.js";
 import { DEVICE_ENUM_PTA_UUID, PTA_CMD_GET_DEVICES, PTA_CMD_GET_DEVICES_SUPP } from "./tas/device-enum.js";
 import { HELLO_WORLD_UUID, TA_HELLO_WORLD_CMD_DEC_VALUE, TA_HELLO_WORLD_CMD_INC_VALUE } from "./tas/hello-world.js";
 import { defaultTas } from "./tas/index.js";
@@ -32,16 +34,32 @@ import { RNG_TA_UUID, TA_CMD_GET_ENTROPY, TA_CMD_GET_RNG_INFO } from "./tas/rng.
 const BASE = 0x1_0000_0000n;
 const MiB = 0x10_0000n;
 
-function setup(opts: { threads?: number; maxGuests?: number; maxPagesPerGuest?: number } = {}) {
+/** A TA that asks the normal world for the time twice per invoke (two RPC commands in one call). */
+const TWO_CLOCKS_UUID = "7c1f0e2a-9b3d-4c5e-8f60-718293a4b5c6";
+const twoClocksTa: TrustedApp<null> = {
+  uuid: TWO_CLOCKS_UUID,
+  name: "two_clocks",
+  open: () => ({ result: TEEC.SUCCESS, state: null }),
+  *invoke(_state, _cmd, params) {
+    const first = yield { kind: "get-time" };
+    const second = yield { kind: "get-time" };
+    params[0]!.a = first.kind === "time" && second.kind === "time" ? 2 : 0;
+    return { result: TEEC.SUCCESS };
+  },
+  close: () => {},
+};
+
+function setup(opts: { threads?: number; maxGuests?: number; maxPagesPerGuest?: number; maxSessionsPerGuest?: number } = {}) {
   const mem = new FlatMemory(BASE, 8 << 20);
   let entropy = true;
   let counter = 0;
   const os = new OpteeOs({
     memory: mem,
-    tas: defaultTas(),
+    tas: [...defaultTas(), twoClocksTa],
     threads: opts.threads ?? 4,
     maxGuests: opts.maxGuests ?? 3,
     ...(opts.maxPagesPerGuest ? { maxPagesPerGuest: opts.maxPagesPerGuest } : {}),
+    ...(opts.maxSessionsPerGuest ? { maxSessionsPerGuest: opts.maxSessionsPerGuest } : {}),
     random: (out) => {
       if (!entropy) return false;
       for (let i = 0; i < out.length; i++) out[i] = (counter++ * 151 + 13) & 0xff;
@@ -58,6 +76,49 @@ function setup(opts: { threads?: number; maxGuests?: number; maxPagesPerGuest?: 
 }
 
 const zeros = { sessions: 0, threads: 0, registrations: 0, pages: 0, rpcBuffers: 0 };
+
+/** One SMC that reaches the OS from a VM's origin (a guest's call forwarded as it was): a0..a3 back. */
+function fromVm(os: OpteeOs, regs: readonly number[]): number[] {
+  const words = new Uint32Array(36);
+  regs.forEach((v, n) => (words[2 * n] = v >>> 0));
+  const call = new SmcCall();
+  call.load(words, regs[0]!, regs[0]!, 0, 17, CALL_SMC);
+  const res = new SmcResult();
+  os.handle(call, res, { vmId: 2, vmName: "evil", vcpu: 0 });
+  return [0, 1, 2, 3].map((n) => Number(res.get(n) & 0xffff_ffffn));
+}
+
+describe("who is calling: the path the call took, never a register", () => {
+  it("a call from a VM's origin is refused whatever a7 says (UNKNOWN_FUNCTION): no VM_DESTROYED, no thread, no answer", () => {
+    const { os, create, mem, guest } = setup();
+    create(1);
+    const s = run(guest(1).openSession(HELLO_WORLD_UUID)).session;
+    mem.write(BASE, encodeMsg({ cmd: MSG_CMD.CLOSE_SESSION, func: 0, session: s, cancelId: 0, ret: 0, retOrigin: 0, params: [] }));
+    for (const a7 of [0, 1, 0x1_0001]) {
+      expect(fromVm(os, [OPTEE_SMC.VM_DESTROYED, 1, 0, 0, 0, 0, 0, a7])[0]).toBe(R.UNKNOWN_FUNCTION);
+      expect(fromVm(os, [OPTEE_SMC.VM_CREATED, 7, 0, 0, 0, 0, 0, a7])[0]).toBe(R.UNKNOWN_FUNCTION);
+      expect(fromVm(os, [OPTEE_SMC.CALLS_UID, 0, 0, 0, 0, 0, 0, a7])[0]).toBe(R.UNKNOWN_FUNCTION);
+      expect(fromVm(os, [OPTEE_SMC.CALL_WITH_ARG, 1, 0, 0, 0, 0, 0, a7])[0]).toBe(R.UNKNOWN_FUNCTION);
+    }
+    expect([...os.guests.keys()]).toEqual([1]);
+    expect(os.counters(1)).toEqual({ ...zeros, sessions: 1 });
+  });
+
+  it("VM_CREATED and VM_DESTROYED take the guest ID as its 16 bits, from a7 = 0 in all 32 bits only (entry_fast.c)", () => {
+    const { hyp, as, os } = setup();
+    expect(hyp(OPTEE_SMC.VM_CREATED, 0x1_0001)[0]).toBe(R.OK);
+    expect([...os.guests.keys()]).toEqual([1]);
+    expect(hyp(OPTEE_SMC.VM_CREATED, 1)[0]).toBe(R.ENOTAVAIL);
+    expect(hyp(OPTEE_SMC.VM_CREATED, 0x1_0000)[0]).toBe(R.ENOTAVAIL); // guest 0 is the hypervisor
+    // a7 = 0x10000 reads as guest 0, but only a7 = 0 is the hypervisor.
+    expect(as(0x1_0000)(OPTEE_SMC.VM_CREATED, 5)[0]).toBe(R.ENOTAVAIL);
+    expect(as(0x1_0000)(OPTEE_SMC.VM_DESTROYED, 1)[0]).toBe(R.ENOTAVAIL);
+    expect(as(0x1_0000)(OPTEE_SMC.CALLS_COUNT)[0]).toBe(R.ENOTAVAIL);
+    expect(as(0x1_0001)(OPTEE_SMC.CALLS_COUNT)[0]).toBe(14); // guest 1, as virt_set_guest((uint16_t)a7) has it
+    expect(hyp(OPTEE_SMC.VM_DESTROYED, 0x1_0001)[0]).toBe(R.OK);
+    expect(os.guests.size).toBe(0);
+  });
+});
 
 describe("fast calls (entry_fast.c)", () => {
   it("answer the API queries: count 14 with virtualization, the message-API UID, revision 2.0", () => {
@@ -391,6 +452,40 @@ describe("dynamic shared memory: REGISTER_SHM with page lists", () => {
     expect(run(g.registerShm(fits)).result).toBe(TEEC.SUCCESS);
   });
 
+  it("UNREGISTER_SHM of a buffer a call is using waits for the call to end, which still reads and writes it; a second UNREGISTER meanwhile is BAD_PARAMETERS (mobj_reg_shm_release_by_cookie)", () => {
+    const { os, create, guest } = setup();
+    create(1);
+    const key = Uint8Array.from({ length: 32 }, (_, i) => 255 - i);
+    os.provisionKey(1, key);
+    const g = guest(1);
+    const plain = Uint8Array.from({ length: DECRYPT_PIECE + 4096 }, (_, i) => (i * 13) & 0xff);
+    const cipher = new Uint8Array(plain.length);
+    chacha20(key, new Uint8Array(12), 0, plain, cipher);
+    const input = g.allocShm(plain.length, { contiguous: true });
+    const output = g.allocShm(plain.length, { contiguous: true });
+    input.write(cipher);
+    run(g.registerShm(input));
+    run(g.registerShm(output));
+    const s = run(g.openSession(CONTENT_DECRYPT_UUID)).session;
+    // The decrypt is preempted after its first piece, holding both buffers.
+    const decrypt = g.invoke(s, TA_DECRYPT_CMD_DECRYPT, [param.rmem("in", input), param.rmem("out", output), param.valueIn(0, 0)]);
+    expect(decrypt.next().value).toMatchObject({ rpc: "FOREIGN_INTR" });
+    const unregister = g.unregisterShm(output);
+    for (let i = 0; i < 3; i++) expect(unregister.next().value, `wait ${i}`).toMatchObject({ rpc: "FOREIGN_INTR" });
+    expect(os.counters(1)).toMatchObject({ registrations: 2, threads: 2 });
+    expect(run(g.unregisterShm(output)).result).toBe(TEEC.ERROR_BAD_PARAMETERS);
+    // The user finishes into the buffer; then the unregister completes.
+    expect(run(decrypt).result).toBe(TEEC.SUCCESS);
+    expect(output.read()).toEqual(plain);
+    expect(os.counters(1)).toMatchObject({ registrations: 1 });
+    expect(run(unregister)).toMatchObject({ a0: R.OK, result: TEEC.SUCCESS, origin: ORIGIN.TEE });
+    expect(os.counters(1)).toMatchObject({ registrations: 1, threads: 0 });
+    expect(run(g.unregisterShm(output)).result).toBe(TEEC.ERROR_BAD_PARAMETERS);
+    // A buffer no call uses goes at once.
+    expect(run(g.unregisterShm(input)).result).toBe(TEEC.SUCCESS);
+    expect(os.counters(1)).toEqual({ ...zeros, sessions: 1 });
+  });
+
   it("reads only as many list pages as the size needs, so even a looping list ends (the mediator refuses those before)", () => {
     const { create, guest, mem } = setup();
     create(1);
@@ -433,6 +528,50 @@ describe("dynamic shared memory: REGISTER_SHM with page lists", () => {
     const r = run(g.invoke(s, TA_CMD_GET_ENTROPY, [param.tmemNoncontig("inout", list.addr, 64)]));
     expect(r.result).toBe(TEEC.SUCCESS);
     expect(shm.read().some((b) => b !== 0)).toBe(true);
+  });
+});
+
+describe("the RPC argument (thread_optee_smc.c get_rpc_arg, call_entry_std)", () => {
+  it("is allocated once per call and kept for all its commands, then freed when the call is done", () => {
+    const { create, guest, os } = setup();
+    create(1);
+    const g = guest(1);
+    const s = run(g.openSession(TWO_CLOCKS_UUID)).session;
+    const steps: string[] = [];
+    const r = run(g.invoke(s, 0, [param.valueInout(0)]), (step) => steps.push(step.rpc ?? "done"));
+    expect(r.msg.params[0]!.a).toBe(2n);
+    expect(steps).toEqual(["ALLOC", "CMD", "CMD", "FREE", "done"]);
+    expect(g.rpcCmds).toEqual([3, 3]);
+    expect(g.rpcBuffers.size).toBe(0);
+    expect(os.counters(1)).toEqual({ ...zeros, sessions: 1 });
+  });
+
+  it("with the shm cache, is kept by the OS when the call is done and used by the next call: no FREE", () => {
+    const { create, guest, os, as } = setup();
+    create(1);
+    expect(as(1)(OPTEE_SMC.ENABLE_SHM_CACHE)[0]).toBe(R.OK);
+    const g = guest(1);
+    const s = run(g.openSession(TWO_CLOCKS_UUID)).session;
+    run(g.invoke(s, 0, [param.valueInout(0)]));
+    run(g.invoke(s, 0, [param.valueInout(0)]));
+    expect(g.rpcCounts).toMatchObject({ ALLOC: 1, CMD: 4, FREE: 0 });
+    expect(os.counters(1).rpcBuffers).toBe(1);
+  });
+});
+
+describe("sessions per guest", () => {
+  it("beyond what the guest's heap holds: OUT_OF_MEMORY from the TEE (tee_ta_manager.c tee_ta_init_session); room again after a close", () => {
+    const { create, guest, os } = setup({ maxSessionsPerGuest: 3 });
+    create(1);
+    create(2);
+    const g = guest(1);
+    const ids = [0, 1, 2].map(() => run(g.openSession(HELLO_WORLD_UUID)).session);
+    expect(run(g.openSession(HELLO_WORLD_UUID))).toMatchObject({ a0: R.OK, result: TEEC.ERROR_OUT_OF_MEMORY, origin: ORIGIN.TEE, session: 0 });
+    expect(os.counters(1).sessions).toBe(3);
+    // Another guest has its own.
+    expect(run(guest(2).openSession(HELLO_WORLD_UUID)).result).toBe(TEEC.SUCCESS);
+    run(g.closeSession(ids[1]!));
+    expect(run(g.openSession(HELLO_WORLD_UUID)).result).toBe(TEEC.SUCCESS);
   });
 });
 

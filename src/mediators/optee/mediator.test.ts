@@ -822,6 +822,67 @@ describe("per-VM limits: one VM cannot starve another", () => {
     // b's limits are its own.
     expect(run(t.b.registerShm(t.b.allocShm(6 * PAGE_SIZE))).result).toBe(TEEC.SUCCESS);
   });
+
+  it("sessions per VM: OUT_OF_MEMORY from COMMS beyond the limit (a VM cannot hold 50,000), room again after CLOSE_SESSION; the other VM's are its own", () => {
+    const t = machine({ limits: "{ sessions: 3 }" });
+    const ids = [0, 1, 2].map(() => sessionOf(t.a, HELLO_WORLD_UUID));
+    for (let i = 0; i < 200; i++) expect(run(t.a.openSession(HELLO_WORLD_UUID))).toMatchObject({ a0: R.OK, result: TEEC.ERROR_OUT_OF_MEMORY, origin: ORIGIN.COMMS, session: 0 });
+    expect(t.os.counters(1).sessions).toBe(3);
+    expect(t.mediator.counters("a")).toMatchObject({ sessions: 3, inFlight: 0 });
+    sessionOf(t.b, HELLO_WORLD_UUID);
+    // A close the OS refuses (not a session of a's) frees nothing; a real close frees one.
+    expect(run(t.a.closeSession(0xdead)).result).toBe(TEEC.ERROR_BAD_PARAMETERS);
+    expect(t.mediator.counters("a").sessions).toBe(3);
+    expect(run(t.a.closeSession(ids[1]!)).result).toBe(TEEC.SUCCESS);
+    expect(t.mediator.counters("a").sessions).toBe(2);
+    sessionOf(t.a, HELLO_WORLD_UUID);
+    expect(run(t.a.openSession(HELLO_WORLD_UUID)).result).toBe(TEEC.ERROR_OUT_OF_MEMORY);
+  });
+
+  it("sessions by default: 256 per VM, the rest refused before OP-TEE holds anything for them", () => {
+    const t = machine();
+    let refused = 0;
+    for (let i = 0; i < 300; i++) if (run(t.a.openSession(HELLO_WORLD_UUID)).result === TEEC.ERROR_OUT_OF_MEMORY) refused++;
+    expect(refused).toBe(300 - 256);
+    expect(t.os.counters(1).sessions).toBe(256);
+    expect(t.heap.inUse).toBe(0);
+  });
+
+  it("UNREGISTER_SHM of a buffer in use completes after its last user; the mediator counts the registration until then", () => {
+    const t = machine();
+    const plain = Uint8Array.from({ length: DECRYPT_PIECE + 4096 }, (_, i) => (i * 7) & 0xff);
+    const input = t.a.allocShm(plain.length, { contiguous: true });
+    const output = t.a.allocShm(plain.length, { contiguous: true });
+    run(t.a.registerShm(input));
+    run(t.a.registerShm(output));
+    const s = sessionOf(t.a, CONTENT_DECRYPT_UUID);
+    const decrypt = t.a.invoke(s, TA_DECRYPT_CMD_DECRYPT, [param.rmem("in", input), param.rmem("out", output), param.valueIn(0, 0)]);
+    expect(decrypt.next().value).toMatchObject({ rpc: "FOREIGN_INTR" });
+    const unregister = t.a.unregisterShm(output);
+    expect(unregister.next().value).toMatchObject({ rpc: "FOREIGN_INTR" });
+    expect(unregister.next().value).toMatchObject({ rpc: "FOREIGN_INTR" });
+    expect(t.mediator.counters("a")).toMatchObject({ registrations: 2, inFlight: 2 });
+    expect(run(decrypt).result).toBe(TEEC.SUCCESS);
+    expect(run(unregister).result).toBe(TEEC.SUCCESS);
+    expect(t.mediator.counters("a")).toMatchObject({ registrations: 1, pages: input.pages.length, inFlight: 0 });
+    expect(t.os.counters(1)).toMatchObject({ registrations: 1, threads: 0 });
+  });
+});
+
+describe("client IDs (the VM IDs OP-TEE believes)", () => {
+  it("enabling the TEE for a VM whose ID is no OP-TEE client ID (0, above 0xFFFF) or is another VM's fails at vms.<name>.tee", () => {
+    const t = machine();
+    const base = t.m.config.vms.find((v) => v.name === "c")!;
+    const withTee = (name: string, id: number): VmConfig => ({ ...base, name, id, tee: { mediator: "optee", contentKey: null } });
+    // 0x10001 would be VM 1 (a) to OP-TEE, which keeps 16 bits.
+    expect(t.m.hypervisor.createDomain(withTee("x", 0x1_0001))).toEqual({ ok: false, errors: [{ path: "vms.x.tee", message: "cannot enable optee: VM ID 65537 is not an OP-TEE client ID (1-65535)" }] });
+    expect(t.m.hypervisor.createDomain(withTee("y", 1))).toEqual({ ok: false, errors: [{ path: "vms.y.tee", message: "cannot enable optee: VM ID 1 is already the OP-TEE client ID of VM a" }] });
+    expect(t.m.hypervisor.createDomain(withTee("z", 0))).toMatchObject({ ok: false, errors: [{ path: "vms.z.tee" }] });
+    expect([...t.os.guests.keys()]).toEqual([1, 2]);
+    // a's session is untouched.
+    const s = sessionOf(t.a, HELLO_WORLD_UUID);
+    expect(run(t.a.invoke(s, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])).msg.params[0]!.a).toBe(2n);
+  });
 });
 
 describe("destroying a VM in the middle of a session (R11)", () => {
