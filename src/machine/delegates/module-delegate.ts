@@ -78,6 +78,12 @@ export async function loadModuleDelegate(opts: ModuleDelegateOptions): Promise<C
   return new InlineModuleDelegate(opts, candidate as unknown as DelegateModule);
 }
 
+/** What a handler threw, for the log line the router writes: its first line, at most 200 characters. */
+function handlerError(name: string, e: unknown): Error {
+  const text = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+  return new Error(`delegate "${name}": ${text.length > 200 ? `${text.slice(0, 197)}...` : text}`);
+}
+
 function timedOut(name: string, ms: number): Error {
   return new Error(`delegate "${name}" did not answer within ${ms} ms`);
 }
@@ -116,6 +122,8 @@ export class InlineModuleDelegate implements ClosableTarget {
     let returned: unknown;
     try {
       returned = this.module.handle(req, ctx);
+    } catch (e) {
+      throw handlerError(name, e);
     } finally {
       // Synchronous until here: the handler held this thread for the whole time.
       if (!isThenable(returned)) open = false;
@@ -159,7 +167,7 @@ export class InlineModuleDelegate implements ClosableTarget {
           settled = true;
           open = false;
           clearTimeout(timer);
-          fail(e instanceof Error ? e : new Error(String(e)));
+          fail(handlerError(name, e));
         },
       );
     });
@@ -317,7 +325,7 @@ export class WorkerModuleDelegate implements ClosableTarget {
     this.waiting.delete(m.id);
     clearTimeout(w.timer);
     if (m.type === "reply") w.resolve(m.reply);
-    else w.reject(new Error(`delegate "${this.opts.name}": ${m.message.length > 200 ? `${m.message.slice(0, 197)}...` : m.message}`));
+    else w.reject(handlerError(this.opts.name, m.message));
   }
 
   /** A memory access of the worker, for call `id` only while it waits, and only in the calling VM's RAM. */
