@@ -4,8 +4,10 @@
  * each page for one VM (its owner): the secure world serving a VM's call is given that VM's pages only.
  */
 import type { PageHeap } from "../mediators/mediator.js";
+import { HYPERVISOR_HEAP } from "../policy/memory-map.js";
 
-export const HEAP_BASE = 0x8_0000_0000n;
+/** Where the heap is in the platform's physical space: the memory map config validation checks (policy/memory-map.ts). */
+export const HEAP_BASE = HYPERVISOR_HEAP.base;
 export const PAGE = 4096;
 
 export class HypervisorHeap implements PageHeap {
@@ -20,7 +22,7 @@ export class HypervisorHeap implements PageHeap {
   private used = 0;
   private readonly end: bigint;
 
-  constructor(readonly base: bigint = HEAP_BASE, readonly maxPages = 16384) {
+  constructor(readonly base: bigint = HEAP_BASE, readonly maxPages = Number(HYPERVISOR_HEAP.size) / PAGE) {
     // Offsets inside the heap are 32-bit numbers (page index = offset >>> 12).
     if (!Number.isInteger(maxPages) || maxPages < 0 || maxPages > 1 << 20) throw new RangeError("the hypervisor heap holds at most 2^20 pages (4 GiB)");
     this.end = base + BigInt(maxPages * PAGE);

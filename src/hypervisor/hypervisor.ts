@@ -3,6 +3,7 @@
  * (scripted vCPUs in-process, QEMU with the EL2 shim) create domains here and hand every trap to
  * `domain.trap()`. Every VM, the privileged one included, goes through the same path (R7).
  */
+import { exclusiveClaimProblems } from "../policy/isolation.js";
 import type { Config, PlatformConfig, VmConfig } from "../policy/load.js";
 import type { VmMemory } from "../policy/memory-map.js";
 import { hex32 } from "../smccc/fid.js";
@@ -167,7 +168,8 @@ export class Hypervisor {
     const hv = new Hypervisor(config.platform, opts);
     for (const [name, target] of opts.delegates ?? []) hv.router.registerDelegate(name, target);
     for (const [name, create] of opts.boards ?? []) hv.router.registerBoard(name, create);
-    const errors: AddVmError[] = [];
+    // An exclusive grant holds against other VMs' services and TEE claims too (docs/policy.md).
+    const errors: AddVmError[] = exclusiveClaimProblems(config.vms, (vm) => hv.router.claimsFor(vm));
     for (const vm of config.vms) {
       const r = hv.createDomain(vm, ports(vm));
       if (!r.ok) errors.push(...r.errors);

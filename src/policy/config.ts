@@ -8,7 +8,17 @@ import { CALL_TYPES } from "../smccc/fid.js";
 import { OWNER_KEYS } from "../smccc/owners.js";
 import { isSmcccVersionName, SMCCC_VERSIONS, type SmcccVersionName } from "../smccc/version.js";
 import { CPU_PROFILES, WA1_ANSWERS, WA2_ANSWERS, WA3_ANSWERS, WA4_ANSWERS, workaroundProblems } from "./platform.js";
-import { range, size, u32, uintBig, valueOrRange } from "./values.js";
+import { int, range, size, u32, uintBig, valueOrRange } from "./values.js";
+
+/**
+ * VM IDs are 16-bit: the secure world sees a VM's ID as its OP-TEE client ID (OPTEE_SMC_VM_CREATED's a1,
+ * and a7, the "hypervisor client ID" register of every OPTEE_SMC_* call: optee_os
+ * core/arch/arm/include/sm/optee_smc.h), a uint16_t in which 0 is the hypervisor (HYP_CLNT_ID,
+ * core/include/kernel/virtualization.h). 0xFFFF is left out too, so that no 16-bit field that reads all
+ * ones (an unset field, or -1 cut to 16 bits) names a VM.
+ */
+export const VM_ID_MIN = 1;
+export const VM_ID_MAX = 0xfffe;
 
 /** The highest SMCCC version whose every rule smcvisor implements (see src/smccc/version.ts). */
 export const DEFAULT_SMCCC_VERSION: SmcccVersionName = "1.2";
@@ -90,8 +100,8 @@ const memorySchema = z
 
 const vmSchema = z
   .object({
-    id: u32("id", 1, 0xfffe).optional(),
-    vcpus: z.number().int().min(1).max(256).default(1),
+    id: u32("id", VM_ID_MIN, VM_ID_MAX).optional(),
+    vcpus: int("vcpus", 1, 256).default(1),
     aarch32: z.boolean().default(false),
     memory: memorySchema.default({ base: 0x4000_0000n, size: 256n << 20n }),
     /** A TEE this VM may use through its mediator (enabled by the toolstack when the VM is created). */
@@ -164,14 +174,14 @@ const platformSchema = z
     tee: z
       .object({
         os: z.literal("optee"),
-        threads: z.number().int().min(1).max(64).optional(),
-        maxGuests: z.number().int().min(1).max(64).optional(),
+        threads: int("threads", 1, 64).optional(),
+        maxGuests: int("maxGuests", 1, 64).optional(),
         limits: z
           .object({
-            callsInFlight: z.number().int().min(1).max(64).optional(),
-            registrations: z.number().int().min(1).max(65536).optional(),
-            pages: z.number().int().min(1).max(1 << 22).optional(),
-            sessions: z.number().int().min(1).max(65536).optional(),
+            callsInFlight: int("callsInFlight", 1, 64).optional(),
+            registrations: int("registrations", 1, 65536).optional(),
+            pages: int("pages", 1, 1 << 22).optional(),
+            sessions: int("sessions", 1, 65536).optional(),
           })
           .strict()
           .optional(),
@@ -196,8 +206,8 @@ const defaultsSchema = z
   .strict();
 
 const delegateSchema = z.union([
-  z.object({ module: z.string().min(1), timeoutMs: z.number().int().min(1).max(60_000).optional(), thread: z.enum(["worker", "hypervisor"]).optional() }).strict(),
-  z.object({ command: z.array(z.string().min(1)).min(1), timeoutMs: z.number().int().min(1).max(60_000).optional() }).strict(),
+  z.object({ module: z.string().min(1), timeoutMs: int("timeoutMs", 1, 60_000).optional(), thread: z.enum(["worker", "hypervisor"]).optional() }).strict(),
+  z.object({ command: z.array(z.string().min(1)).min(1), timeoutMs: int("timeoutMs", 1, 60_000).optional() }).strict(),
 ]);
 
 export const configSchema = z
@@ -232,17 +242,58 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out === "" ? "(top level)" : out;
 }
 
+
+/**
+ * Names the trace, the run summary and the secure world's view of a caller use for something other than a
+ * VM: the hypervisor's own calls are recorded, summarized and sent to the secure monitor as "hypervisor".
+ * Compared without regard to case, so that no VM's name reads like one of them.
+ */
+export const RESERVED_VM_NAMES: readonly string[] = ["hypervisor"];
+
+/**
+ * Each VM's ID: its own `id`, or by default the next free one after the previous VM's, in file order,
+ * skipping IDs that any VM names explicitly; past VM_ID_MAX the lowest free one. IDs are unique and
+ * always in range: a config with more VMs than IDs is refused.
+ */
+export function assignVmIds(vms: readonly (readonly [string, number | undefined])[]): { ids: Map<string, number>; errors: ConfigError[] } {
+  const errors: ConfigError[] = [];
+  const ids = new Map<string, number>();
+  const owner = new Map<number, string>();
+  const named = new Set<number>();
+  for (const [, id] of vms) if (id !== undefined) named.add(id);
+  let next = VM_ID_MIN;
+  let lowest = VM_ID_MIN;
+  for (const [name, explicit] of vms) {
+    let id: number;
+    if (explicit !== undefined) {
+      id = explicit;
+      const other = owner.get(id);
+      if (other !== undefined) errors.push({ path: `vms.${name}.id`, message: `VM ID ${id} is already used by ${other}` });
+    } else {
+      while (next <= VM_ID_MAX && (named.has(next) || owner.has(next))) next++;
+      if (next > VM_ID_MAX) {
+        while (lowest <= VM_ID_MAX && (named.has(lowest) || owner.has(lowest))) lowest++;
+        if (lowest > VM_ID_MAX) {
+          errors.push({ path: `vms.${name}`, message: `no VM ID is free: IDs are ${VM_ID_MIN}-0x${VM_ID_MAX.toString(16).toUpperCase()}` });
+          continue;
+        }
+        id = lowest;
+      } else id = next;
+    }
+    next = Math.max(next, id + 1);
+    if (!owner.has(id)) owner.set(id, name);
+    ids.set(name, id);
+  }
+  return { ids, errors };
+}
+
 /** Problems the schema itself cannot see: cross-field rules. */
 export function semanticProblems(cfg: RawConfig): ConfigError[] {
   const errors: ConfigError[] = [];
-  const ids = new Map<number, string>();
-  let next = 1;
   for (const [name, vm] of Object.entries(cfg.vms)) {
-    const id = vm.id ?? next;
-    next = Math.max(next, id) + 1;
-    const other = ids.get(id);
-    if (other !== undefined) errors.push({ path: `vms.${name}.id`, message: `VM ID ${id} is already used by ${other}` });
-    ids.set(id, name);
+    if (RESERVED_VM_NAMES.includes(name.toLowerCase())) {
+      errors.push({ path: `vms.${name}`, message: `"${name}" is reserved: the trace, the run summary and the secure monitor name the hypervisor's own calls so; choose another name` });
+    }
     if (vm.aarch32) {
       vm.grants.forEach((g, i) => {
         if (g.id !== undefined && (g.id & 0x4000_0000) !== 0) {
@@ -262,6 +313,13 @@ export function semanticProblems(cfg: RawConfig): ConfigError[] {
       }
     }
   }
+  const nodeIds = new Map<number, number>();
+  cfg.platform.sip?.nodes?.forEach((n, i) => {
+    const first = nodeIds.get(n.id);
+    if (first !== undefined) errors.push({ path: `platform.sip.nodes[${i}].id`, message: `node ${n.id} is already platform.sip.nodes[${first}]` });
+    else nodeIds.set(n.id, i);
+    if (n.owner !== undefined && !Object.hasOwn(cfg.vms, n.owner)) errors.push({ path: `platform.sip.nodes[${i}].owner`, message: `no VM named "${n.owner}"` });
+  });
   const w = { ...CPU_PROFILES[cfg.platform.cpu], ...(cfg.platform.workarounds ?? {}) };
   for (const p of workaroundProblems(w)) errors.push({ path: `platform.workarounds.${p.key}`, message: p.message });
   return errors;

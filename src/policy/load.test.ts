@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseConfigText, validateConfig } from "./load.js";
 
@@ -118,5 +119,110 @@ describe("TEE limits", () => {
     const d = parseConfigText("platform:\n  tee: { os: optee }\nvms:\n  a: {}\n");
     if (!d.ok) throw new Error(JSON.stringify(d.errors));
     expect(d.value.platform.tee).toMatchObject({ threads: 8, maxGuests: 4, limits: { callsInFlight: 2 } });
+  });
+});
+
+describe("VM IDs: 16-bit, in range, unique", () => {
+  const ids = (text: string) => {
+    const r = parseConfigText(text);
+    if (!r.ok) throw new Error(JSON.stringify(r.errors));
+    return r.value.vms.map((v) => [v.name, v.id]);
+  };
+
+  it("a VM after one with ID 0xFFFE gets a free ID in range, not 0xFFFF or above", () => {
+    expect(ids("vms:\n  a: { id: 0xFFFE }\n  b: {}\n  c: {}\n")).toEqual([["a", 0xfffe], ["b", 1], ["c", 2]]);
+  });
+
+  it("default IDs skip IDs that a later VM names", () => {
+    expect(ids("vms:\n  a: {}\n  b: { id: 1 }\n  c: { id: 5 }\n  d: {}\n")).toEqual([["a", 2], ["b", 1], ["c", 5], ["d", 6]]);
+  });
+
+  it("every ID the secure world sees is unique: no two VMs share one", () => {
+    fc.assert(
+      fc.property(fc.array(fc.option(fc.integer({ min: 1, max: 0xfffe }), { nil: undefined }), { minLength: 1, maxLength: 12 }), (explicit) => {
+        const vms = Object.fromEntries(explicit.map((id, i) => [`v${i}`, id === undefined ? {} : { id }]));
+        const r = validateConfig({ vms });
+        const distinct = new Set(explicit.filter((x) => x !== undefined)).size === explicit.filter((x) => x !== undefined).length;
+        expect(r.ok).toBe(distinct);
+        if (!r.ok) return;
+        const got = r.value.vms.map((v) => v.id);
+        expect(new Set(got.map((id) => id & 0xffff)).size).toBe(got.length);
+        for (const id of got) expect(id >= 1 && id <= 0xfffe).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("refuses more VMs than there are IDs", () => {
+    const vms: Record<string, object> = {};
+    for (let i = 0; i < 0xfffe; i++) vms[`v${i}`] = { memory: { size: 4096 } };
+    vms.extra = { memory: { size: 4096 } };
+    const r = validateConfig({ vms });
+    expect(!r.ok && r.errors).toEqual([{ path: "vms.extra", message: "no VM ID is free: IDs are 1-0xFFFE" }]);
+  }, 60_000);
+});
+
+describe("names the trace and the run summary use for the hypervisor", () => {
+  it("refuses a VM named hypervisor, in any case", () => {
+    expect(errorsOf("vms:\n  hypervisor: {}\n")[0]).toMatchObject({ path: "vms.hypervisor", message: expect.stringMatching(/is reserved/) });
+    expect(errorsOf("vms:\n  HyperVisor: {}\n")[0]!.path).toBe("vms.HyperVisor");
+  });
+});
+
+describe("argument constraints that can never match", () => {
+  it("refuses a W-register value above 32 bits", () => {
+    expect(errorsOf("vms:\n  a:\n    grants:\n      - { id: 0xC2000011, args: { w1: [0x100000028] }, action: forward }\n")).toEqual([
+      { path: "vms.a.grants[0].args.w1", message: "0x100000028 is above 0xffffffff and can never match: w1 is the low 32 bits of x1" },
+    ]);
+  });
+
+  it("refuses an X-register value above 32 bits on a grant that matches SMC32 calls only", () => {
+    expect(errorsOf('vms:\n  a:\n    grants:\n      - { owner: sip, calls: [fast32], args: { x1: ["0x10-0x100000000"] }, action: forward }\n')[0]!.path).toBe("vms.a.grants[0].args.x1");
+    expect(errorsOf("vms:\n  a:\n    aarch32: true\n    grants:\n      - { owner: sip, args: { x2: [0x100000000] }, action: forward }\n")[0]!.path).toBe("vms.a.grants[0].args.x2");
+    // SMC64 calls see all of x1.
+    expect(parseConfigText("vms:\n  a:\n    grants:\n      - { id: 0xC2000011, args: { x1: [0x100000028] }, action: forward }\n").ok).toBe(true);
+  });
+
+  it("refuses a constraint on a register beyond the VM's convention unless it allows 0, which it reads as", () => {
+    const g = (args: string) => `defaults: { smccc: "1.1" }\nvms:\n  a:\n    grants:\n      - { id: 0xC2000011, args: { ${args} }, action: forward }\n`;
+    expect(errorsOf(g("x8: [5]"))[0]!.path).toBe("vms.a.grants[0].args.x8");
+    expect(parseConfigText(g("x8: [0, 5]")).ok).toBe(true);
+    expect(parseConfigText(g("x6: [5]")).ok).toBe(true);
+  });
+});
+
+describe("SiP nodes", () => {
+  it("refuses a node ID given twice", () => {
+    expect(errorsOf("platform:\n  sip: { nodes: [ { id: 33 }, { id: 40 }, { id: 33, owner: a } ] }\nvms:\n  a: {}\n")).toEqual([
+      { path: "platform.sip.nodes[2].id", message: "node 33 is already platform.sip.nodes[0]" },
+    ]);
+  });
+});
+
+describe("calls a TEE mediator owns", () => {
+  it("refuses a forward grant over Trusted OS calls while the platform has a trusted OS", () => {
+    const e = errorsOf("platform: { tee: { os: optee } }\nvms:\n  a:\n    grants:\n      - { owner: trusted-os, action: forward }\n");
+    expect(e).toHaveLength(1);
+    expect(e[0]!.path).toBe("vms.a.grants[0].action");
+    expect(e[0]!.message).toMatch(/past the TEE mediator/);
+  });
+
+  it("counts yielding calls of any owner from OEN 2 up: an SiP owner grant over all four call types is refused", () => {
+    expect(errorsOf("platform: { tee: { os: optee } }\nvms:\n  a:\n    grants:\n      - { owner: sip, action: forward }\n")[0]!.message).toMatch(/0x02000000-0x02FFFFFF/);
+    expect(parseConfigText("platform: { tee: { os: optee } }\nvms:\n  a:\n    grants:\n      - { owner: sip, calls: [fast32, fast64], action: forward }\n").ok).toBe(true);
+    expect(errorsOf('platform: { tee: { os: optee } }\nvms:\n  a:\n    grants:\n      - { range: "0xBF000000-0xBF0000FF", action: forward }\n')[0]!.path).toBe("vms.a.grants[0].action");
+    expect(errorsOf("platform: { tee: { os: optee } }\nvms:\n  a:\n    grants:\n      - { id: 0x32000004, args: { x1: [1] }, action: forward }\n")[0]!.path).toBe("vms.a.grants[0].action");
+  });
+
+  it("leaves forward grants alone on a platform without a trusted OS, and other actions over those IDs", () => {
+    expect(parseConfigText("vms:\n  a:\n    grants:\n      - { owner: trusted-os, action: forward }\n").ok).toBe(true);
+    expect(parseConfigText("platform: { tee: { os: optee } }\nvms:\n  a:\n    tee: optee\n    grants:\n      - { owner: trusted-os, action: deny }\n").ok).toBe(true);
+  });
+});
+
+describe("the SoC identity", () => {
+  it("is none unless the config gives one: no real vendor's JEP-106 code is claimed", () => {
+    const r = parseConfigText("vms:\n  a: {}\n");
+    expect(r.ok && r.value.platform.socId).toBeNull();
   });
 });

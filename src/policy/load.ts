@@ -2,12 +2,13 @@
  * Loading a config: text (YAML or JSON) → validated raw config → normalized `Config`.
  * Errors are returned as data with paths; this module never throws on bad input.
  */
-import { LineCounter, parseDocument } from "yaml";
+import { registerRules } from "../smccc/convention.js";
 import { CALL_TYPES, type CallType } from "../smccc/fid.js";
 import { ownerRange } from "../smccc/owners.js";
 import { SMCCC_VERSIONS } from "../smccc/version.js";
 import { checkOpteeLimits, defaultCallsInFlight, OPTEE_DEFAULTS, type OpteeMediatorLimits } from "../smccc/optee/limits.js";
 import {
+  assignVmIds,
   configSchema,
   DEFAULT_SMCCC_VERSION,
   formatPath,
@@ -19,8 +20,10 @@ import {
   type ServicesConfig,
 } from "./config.js";
 import { CPU_PROFILES, type SocId, type Workarounds } from "./platform.js";
-import { parseAction, selectorIntervals, type Rule, type Selector } from "./rules.js";
-import { MemoryMap, memoryMapProblems, placeVms, type SecureRegion } from "./memory-map.js";
+import { exclusiveGrantProblems, mediatedForwardProblems } from "./isolation.js";
+import { HYPERVISOR_HEAP, MemoryMap, memoryMapProblems, placeVms, type SecureRegion } from "./memory-map.js";
+import { parseAction, type ArgConstraint, type Rule, type Selector } from "./rules.js";
+import { inWrittenForm, parseConfigData, protoKeyProblems } from "./source.js";
 
 export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly errors: readonly ConfigError[] };
 
@@ -82,35 +85,28 @@ export interface Config {
 /** How long a delegate may take before the guest gets its error. */
 export const DEFAULT_DELEGATE_TIMEOUT_MS = 1000;
 
-/** The SoC identity used when a config does not give one (example values, not a real SoC). */
-export const DEFAULT_SOC_ID: SocId = { jep106Bank: 0x4, jep106Id: 0x3b, soc: 0x5356, revision: 1, name: "smcvisor virtual platform" };
+/**
+ * The SoC identity when a config gives none: none. SMCCC_ARCH_SOC_ID then answers NOT_SUPPORTED, as DEN0028
+ * (§7.4) says it does where it is not implemented, and SMCCC_ARCH_FEATURES says so too: a SoC ID names a
+ * silicon vendor by its JEP-106 code, and smcvisor claims no vendor's silicon unless the config says to.
+ */
+export const DEFAULT_SOC_ID: SocId | null = null;
 
+/** Reads a config from YAML or JSON text (at most MAX_CONFIG_BYTES; see source.ts) and validates it. */
 export function parseConfigText(text: string, format: "yaml" | "json" = "yaml"): Result<Config> {
-  let data: unknown;
-  if (format === "json") {
-    try {
-      data = JSON.parse(text);
-    } catch (e) {
-      return { ok: false, errors: [{ path: "(file)", message: `not valid JSON: ${(e as Error).message}` }] };
-    }
-  } else {
-    const lineCounter = new LineCounter();
-    const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
-    if (doc.errors.length > 0) {
-      return {
-        ok: false,
-        errors: doc.errors.map((e) => ({
-          path: ((p) => `(line ${p.line}, column ${p.col})`)(lineCounter.linePos(e.pos[0])),
-          message: `not valid YAML: ${e.message.split("\n")[0]}`,
-        })),
-      };
-    }
-    data = doc.toJS({ maxAliasCount: 100 });
-  }
-  return validateConfig(data ?? {});
+  const data = parseConfigData(text, format);
+  if (!data.ok) return { ok: false, errors: data.errors };
+  return validateConfig(data.data ?? {});
 }
 
 export function validateConfig(data: unknown): Result<Config> {
+  const r = validateData(data);
+  return r.ok ? r : { ok: false, errors: inWrittenForm(r.errors, data) };
+}
+
+function validateData(data: unknown): Result<Config> {
+  const proto = protoKeyProblems(data);
+  if (proto.length > 0) return { ok: false, errors: proto };
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) {
     return {
@@ -131,13 +127,18 @@ export function validateConfig(data: unknown): Result<Config> {
 }
 
 function normalize(raw: RawConfig, errors: ConfigError[]): Config {
-  const placed = placeVms(Object.entries(raw.vms).map(([name, vm]) => ({ name, base: vm.memory.base, size: vm.memory.size, pa: vm.memory.pa })));
-  const memoryMap = new MemoryMap(raw.platform.secureMemory, placed);
-  for (const p of memoryMapProblems(memoryMap)) errors.push({ path: p.vm ? `vms.${p.vm}.memory` : "platform.secureMemory", message: p.message });
+  const entries = Object.entries(raw.vms);
+  const ids = assignVmIds(entries.map(([name, vm]) => [name, vm.id] as const));
+  errors.push(...ids.errors);
+  const placed = placeVms(
+    entries.map(([name, vm]) => ({ name, base: vm.memory.base, size: vm.memory.size, pa: vm.memory.pa })),
+    [HYPERVISOR_HEAP, ...raw.platform.secureMemory],
+  );
+  const memoryMap = new MemoryMap(raw.platform.secureMemory, placed, HYPERVISOR_HEAP);
+  for (const p of memoryMapProblems(memoryMap)) {
+    errors.push({ path: p.vm !== null ? `vms.${p.vm}.memory${p.field ? `.${p.field}` : ""}` : `platform.secureMemory[${p.region}]`, message: p.message });
+  }
   const sipNodes = raw.platform.sip?.nodes ?? null;
-  sipNodes?.forEach((n, i) => {
-    if (n.owner !== undefined && !(n.owner in raw.vms)) errors.push({ path: `platform.sip.nodes[${i}].owner`, message: `no VM named "${n.owner}"` });
-  });
   const platform: PlatformConfig = {
     name: raw.platform.name,
     cpu: raw.platform.cpu,
@@ -146,54 +147,62 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     secureMemory: raw.platform.secureMemory,
     sipNodes,
     memoryMap,
-    tee: raw.platform.tee
-      ? {
-          os: raw.platform.tee.os,
-          threads: raw.platform.tee.threads ?? OPTEE_DEFAULTS.threads,
-          maxGuests: raw.platform.tee.maxGuests ?? OPTEE_DEFAULTS.maxGuests,
-          // Per-VM calls in flight default to an equal share of OP-TEE's threads, so no VM can starve another.
-          limits: { callsInFlight: defaultCallsInFlight(raw.platform.tee.threads ?? OPTEE_DEFAULTS.threads, raw.platform.tee.maxGuests ?? OPTEE_DEFAULTS.maxGuests), ...OPTEE_DEFAULTS.limits, ...(raw.platform.tee.limits ?? {}) },
-        }
-      : null,
+    tee: raw.platform.tee ? teeConfig(raw.platform.tee, errors) : null,
   };
-  if (platform.tee) errors.push(...checkOpteeLimits({ threads: platform.tee.threads, maxGuests: platform.tee.maxGuests, callsInFlight: platform.tee.limits.callsInFlight }));
   const vms: VmConfig[] = [];
-  let nextId = 1;
-  for (const [name, vm] of Object.entries(raw.vms)) {
-    const id = vm.id ?? nextId;
-    nextId = Math.max(nextId, id) + 1;
+  entries.forEach(([name, vm], k) => {
     const services = resolveServices(raw.defaults.services ?? {}, vm.services);
+    const smccc = SMCCC_VERSIONS[(vm.smccc ?? raw.defaults.smccc ?? DEFAULT_SMCCC_VERSION) as keyof typeof SMCCC_VERSIONS];
     vms.push({
       name,
-      id,
+      id: ids.ids.get(name) ?? 0,
       vcpus: vm.vcpus,
       aarch32: vm.aarch32,
-      memory: { base: vm.memory.base, size: vm.memory.size, pa: placed.find((p) => p.vm === name)!.pa },
+      memory: { base: vm.memory.base, size: vm.memory.size, pa: placed[k]!.pa },
       board: vm.board ?? null,
       tee: vm.tee === undefined ? null : typeof vm.tee === "string" ? { mediator: vm.tee, contentKey: null } : { mediator: vm.tee.mediator, contentKey: vm.tee.contentKey ? hexBytes(vm.tee.contentKey) : null },
-      smccc: SMCCC_VERSIONS[(vm.smccc ?? raw.defaults.smccc ?? DEFAULT_SMCCC_VERSION) as keyof typeof SMCCC_VERSIONS],
+      smccc,
       conduit: vm.conduit ?? raw.defaults.conduit ?? "hvc",
       immediate: vm.immediate ?? raw.defaults.immediate ?? "not-supported",
       services,
-      rules: vm.grants.map((g, i) => normalizeRule(g, i, `vms.${name}.grants[${i}]`, errors)),
+      rules: vm.grants.map((g, i) => normalizeRule(g, i, `vms.${name}.grants[${i}]`, errors, { aarch32: vm.aarch32, smccc })),
     });
-  }
-  errors.push(...exclusivityProblems(vms));
-  for (const [name, vm] of Object.entries(raw.vms)) {
+  });
+  errors.push(...exclusiveGrantProblems(vms));
+  if (raw.platform.tee) errors.push(...mediatedForwardProblems(vms));
+  for (const [name, vm] of entries) {
     if (vm.tee !== undefined && !raw.platform.tee) errors.push({ path: `vms.${name}.tee`, message: "the platform has no TEE (platform.tee)" });
   }
   for (const vm of vms) {
     for (const r of vm.rules) {
-      if (r.action.kind === "delegate" && !(r.action.target! in raw.delegates)) {
+      if (r.action.kind === "delegate" && !Object.hasOwn(raw.delegates, r.action.target!)) {
         errors.push({ path: `${r.path}.action`, message: `no delegate named "${r.action.target}" in delegates (have: ${Object.keys(raw.delegates).join(", ") || "none"})` });
       }
     }
   }
-  const delegates: Record<string, DelegateConfig> = {};
+  const delegates: Record<string, DelegateConfig> = Object.create(null);
   for (const [name, d] of Object.entries(raw.delegates)) {
-    delegates[name] = "module" in d ? { module: d.module, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS, thread: d.thread ?? "worker" } : { command: d.command, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS };
+    delegates[name] =
+      "module" in d
+        ? { module: d.module, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS, thread: d.thread ?? "worker" }
+        : { command: d.command, timeoutMs: d.timeoutMs ?? DEFAULT_DELEGATE_TIMEOUT_MS };
   }
   return { platform, vms, delegates };
+}
+
+/** OP-TEE's sizes and the mediator's per-VM limits, defaults filled in; limits that let one VM starve another are errors. */
+function teeConfig(tee: NonNullable<RawConfig["platform"]["tee"]>, errors: ConfigError[]): NonNullable<PlatformConfig["tee"]> {
+  const threads = tee.threads ?? OPTEE_DEFAULTS.threads;
+  const maxGuests = tee.maxGuests ?? OPTEE_DEFAULTS.maxGuests;
+  const limits: OpteeMediatorLimits = {
+    // Per-VM calls in flight default to an equal share of OP-TEE's threads, so no VM can starve another.
+    callsInFlight: tee.limits?.callsInFlight ?? defaultCallsInFlight(threads, maxGuests),
+    registrations: tee.limits?.registrations ?? OPTEE_DEFAULTS.limits.registrations,
+    pages: tee.limits?.pages ?? OPTEE_DEFAULTS.limits.pages,
+    sessions: tee.limits?.sessions ?? OPTEE_DEFAULTS.limits.sessions,
+  };
+  errors.push(...checkOpteeLimits({ threads, maxGuests, callsInFlight: limits.callsInFlight }));
+  return { os: tee.os, threads, maxGuests, limits };
 }
 
 function hexBytes(hex: string): Uint8Array {
@@ -222,7 +231,7 @@ function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): Resolved
   };
 }
 
-function normalizeRule(g: RuleConfig, index: number, path: string, errors: ConfigError[]): Rule {
+function normalizeRule(g: RuleConfig, index: number, path: string, errors: ConfigError[], vm: { aarch32: boolean; smccc: number }): Rule {
   let selector: Selector;
   if (g.id !== undefined) {
     if ((g.id & 0x8000_0000) !== 0 && (g.id & 0x00ff_0000) !== 0) {
@@ -240,6 +249,10 @@ function normalizeRule(g: RuleConfig, index: number, path: string, errors: Confi
   const constraints = Object.entries(g.args ?? {})
     .map(([reg, ranges]) => ({ reg: Number(reg.slice(1)), low32: reg.startsWith("w"), ranges }))
     .sort((a, b) => a.reg - b.reg);
+  for (const c of constraints) {
+    const problem = constraintProblem(c, selector, vm);
+    if (problem) errors.push({ path: `${path}.args.${c.low32 ? "w" : "x"}${c.reg}`, message: problem });
+  }
   return {
     index,
     path,
@@ -251,22 +264,42 @@ function normalizeRule(g: RuleConfig, index: number, path: string, errors: Confi
   };
 }
 
-/** An exclusive grant gives one VM sole use of its IDs: no other VM may hold a non-deny grant over them. */
-function exclusivityProblems(vms: readonly VmConfig[]): ConfigError[] {
-  const errors: ConfigError[] = [];
-  for (const owner of vms) {
-    for (const ex of owner.rules) {
-      if (!ex.exclusive) continue;
-      const exIv = selectorIntervals(ex.selector);
-      for (const other of vms) {
-        if (other === owner) continue;
-        for (const r of other.rules) {
-          if (r.action.kind === "deny") continue;
-          const overlaps = selectorIntervals(r.selector).some(([lo, hi]) => exIv.some(([elo, ehi]) => lo <= ehi && elo <= hi));
-          if (overlaps) errors.push({ path: r.path, message: `overlaps ${ex.path}, which grants those IDs exclusively to ${owner.name}` });
-        }
-      }
-    }
+/** Which call widths a selector can match for a VM (an AArch32 VM makes SMC32 calls only: SMCCC §2.5). */
+function widthsOf(s: Selector, aarch32: boolean): { smc32: boolean; smc64: boolean } {
+  let smc32: boolean, smc64: boolean;
+  if (s.kind === "id") {
+    smc64 = (s.fid & 0x4000_0000) !== 0;
+    smc32 = !smc64;
+  } else if (s.kind === "range") {
+    // Bit 30 set: 0x40000000-0x7FFFFFFF and 0xC0000000-0xFFFFFFFF.
+    const hits = (lo: number, hi: number) => s.lo <= hi && lo <= s.hi;
+    smc64 = hits(0x4000_0000, 0x7fff_ffff) || hits(0xc000_0000, 0xffff_ffff);
+    smc32 = hits(0, 0x3fff_ffff) || hits(0x8000_0000, 0xbfff_ffff);
+  } else {
+    smc64 = s.calls.some((t) => t.endsWith("64"));
+    smc32 = s.calls.some((t) => t.endsWith("32"));
   }
-  return errors;
+  return { smc32, smc64: smc64 && !aarch32 };
+}
+
+/**
+ * Why an argument constraint can never hold, or null. Constraints compare what the callee sees: W_n (the
+ * low 32 bits) for a `w` register and for every SMC32 call (SMCCC §2.6: SMC32 arguments are 32-bit), and
+ * zero for a register beyond the convention's arguments (x7 and up before SMCCC 1.2; docs/policy.md).
+ */
+function constraintProblem(c: ArgConstraint, s: Selector, vm: { aarch32: boolean; smccc: number }): string | null {
+  const name = `${c.low32 ? "w" : "x"}${c.reg}`;
+  const w = widthsOf(s, vm.aarch32);
+  if (!w.smc32 && !w.smc64) return null;
+  const max = c.low32 || !w.smc64 ? 0xffff_ffffn : 0xffff_ffff_ffff_ffffn;
+  const over = c.ranges.find(([, hi]) => hi > max);
+  if (over) {
+    const why = c.low32 ? `${name} is the low 32 bits of x${c.reg}` : `every call this grant matches is SMC32, whose arguments are 32 bits (SMCCC §2.6)`;
+    return `0x${(over[0] > max ? over[0] : over[1]).toString(16)} is above 0xffffffff and can never match: ${why}`;
+  }
+  const lastArg = Math.max(w.smc32 ? registerRules(vm.smccc, false).lastArg : 0, w.smc64 ? registerRules(vm.smccc, true).lastArg : 0);
+  if (c.reg > lastArg && !c.ranges.some(([lo]) => lo === 0n)) {
+    return `${name} is not an argument of these calls under this VM's SMCCC version (arguments end at x${lastArg}), so it reads as 0, which the constraint does not allow: it can never match`;
+  }
+  return null;
 }

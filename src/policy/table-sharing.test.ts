@@ -139,7 +139,7 @@ describe("the router decides as explain says", () => {
           expect(r.decision).toEqual({ action: e.decision.action.split(":")[0], rule: e.decision.rule });
         }
       }),
-      { numRuns: 150 },
+      { numRuns: 80 },
     );
   });
 });

@@ -7,22 +7,31 @@ import { z } from "zod";
 
 function parseBigInt(input: string): bigint | null {
   const s = input.trim().replace(/_/g, "");
-  if (!/^(0[xX][0-9a-fA-F]+|0[bB][01]+|[0-9]+)$/.test(s)) return null;
-  return BigInt(s);
+  const m = /^(-?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)$/.exec(s);
+  if (!m) return null;
+  const v = BigInt(m[2]!.replace(/^0[oO]/, "0o"));
+  return m[1] ? -v : v;
 }
 
-const integerLike = z.union([z.number(), z.string(), z.bigint()]);
+/** Any number (Infinity included, which the parsers below refuse with a message), string or bigint. */
+const anyNumber = z.custom<number>((v) => typeof v === "number", "expected a number");
+const integerLike = z.union([anyNumber, z.string(), z.bigint()]);
+
+/** A value as the user wrote it, for errors: a large hex value is shown in hex, not as a rounded decimal. */
+function asWritten(v: number | string | bigint): string {
+  return typeof v === "string" ? v.trim() : typeof v === "bigint" ? `0x${v.toString(16)}` : String(v);
+}
 
 function toBigInt(v: number | string | bigint, ctx: z.RefinementCtx, what: string): bigint | typeof z.NEVER {
   if (typeof v === "bigint") return v;
   if (typeof v === "number") {
     if (Number.isSafeInteger(v)) return BigInt(v);
-    ctx.addIssue({ code: "custom", message: `${what}: ${v} is not an exact integer (write large values as hex strings)` });
+    ctx.addIssue({ code: "custom", message: `${what}: ${v} is not an exact integer` });
     return z.NEVER;
   }
   const b = parseBigInt(v);
   if (b === null) {
-    ctx.addIssue({ code: "custom", message: `${what}: "${v}" is not a number (decimal, 0x hex or 0b binary)` });
+    ctx.addIssue({ code: "custom", message: `${what}: "${v}" is not a number (decimal, 0x hex, 0o octal or 0b binary)` });
     return z.NEVER;
   }
   return b;
@@ -35,7 +44,7 @@ export function uintBig(bits: number, what: string) {
     const b = toBigInt(v, ctx, what);
     if (typeof b !== "bigint") return z.NEVER;
     if (b < 0n || b > max) {
-      ctx.addIssue({ code: "custom", message: `${what}: 0x${b.toString(16)} is outside 0-0x${max.toString(16)}` });
+      ctx.addIssue({ code: "custom", message: `${what}: ${asWritten(v)} is outside 0-0x${max.toString(16).toUpperCase()}` });
       return z.NEVER;
     }
     return b;
@@ -44,11 +53,19 @@ export function uintBig(bits: number, what: string) {
 
 /** An unsigned integer of at most 32 bits, as a number. */
 export function u32(what: string, min = 0, max = 0xffff_ffff) {
+  return int(what, min, max, (n) => `0x${n.toString(16).toUpperCase()}`);
+}
+
+/**
+ * An integer in [min, max], as a number: counts, limits and timeouts. Written as a number or a string
+ * ("0x10", "1_000"); an out-of-range value is quoted as written.
+ */
+export function int(what: string, min: number, max: number, show: (n: number) => string = String) {
   return integerLike.transform((v, ctx) => {
     const b = toBigInt(v, ctx, what);
     if (typeof b !== "bigint") return z.NEVER;
     if (b < BigInt(min) || b > BigInt(max)) {
-      ctx.addIssue({ code: "custom", message: `${what}: ${b} is outside ${min}-${max === 0xffff_ffff ? "0xFFFFFFFF" : max}` });
+      ctx.addIssue({ code: "custom", message: `${what}: ${asWritten(v)} is outside ${show(min)}-${show(max)}` });
       return z.NEVER;
     }
     return Number(b);
@@ -61,7 +78,7 @@ const SIZE_UNITS: Readonly<Record<string, bigint>> = { "": 1n, K: 1n << 10n, M: 
 export function size(what: string) {
   return z.union([z.number(), z.string()]).transform((v, ctx) => {
     if (typeof v === "number") return toBigInt(v, ctx, what);
-    const m = /^\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*(?:([KMG])i?B?)?\s*$/.exec(v);
+    const m = /^\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*(?:([KMG])i?B?)?\s*$/.exec(v.replace(/_/g, ""));
     if (!m) {
       ctx.addIssue({ code: "custom", message: `${what}: "${v}" is not a size (for example 256MiB, 64KiB, 0x100000)` });
       return z.NEVER;

@@ -123,8 +123,8 @@ describe("secure memory: no path lets a VM reach it", () => {
   });
 
   it("a VM's RAM may not overlap secure memory or another VM's (config errors with paths)", () => {
-    expect(() => ScriptedMachine.fromText("platform:\n  secureMemory: [{ name: tee, base: 0x40000000, size: 1MiB }]\nvms:\n  a: { memory: { pa: 0x40000000 } }\n")).toThrow(/vms\.a\.memory: its RAM \(PA 0x40000000\) overlaps secure memory "tee"/);
-    expect(() => ScriptedMachine.fromText("vms:\n  a: { memory: { pa: 0x80000000 } }\n  b: { memory: { pa: 0x80000000 } }\n")).toThrow(/vms\.b\.memory: .*overlaps a's/);
+    expect(() => ScriptedMachine.fromText("platform:\n  secureMemory: [{ name: tee, base: 0x40000000, size: 1MiB }]\nvms:\n  a: { memory: { pa: 0x40000000 } }\n")).toThrow(/vms\.a\.memory\.pa: its RAM \(PA 0x40000000-0x4fffffff\) overlaps secure memory "tee"/);
+    expect(() => ScriptedMachine.fromText("vms:\n  a: { memory: { pa: 0x80000000 } }\n  b: { memory: { pa: 0x80000000 } }\n")).toThrow(/vms\.b\.memory\.pa: .*overlaps a's/);
   });
 });
 
