@@ -379,13 +379,17 @@ describe("the message protocol", () => {
     expect(g.rpcCounts).toMatchObject({ ALLOC: 1, CMD: 0 });
   });
 
-  it("an RPC buffer the OS cannot write ends the call with COMMUNICATION from COMMS; the thread is freed", () => {
+  it("an RPC buffer the OS cannot write goes back at once (FREE) and the TA's request fails; the TA goes on (thread_rpc_alloc_arg)", () => {
     const { create, guest, os } = setup();
     create(1);
     const g = guest(1);
     const s = run(g.openSession(HELLO_WORLD_UUID)).session;
     g.allocReply = () => ({ addr: 0x0e00_0000n, cookie: 77n });
-    expect(run(g.invoke(s, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)])).msg).toMatchObject({ ret: TEEC.ERROR_COMMUNICATION, retOrigin: ORIGIN.COMMS });
+    const steps: string[] = [];
+    const r = run(g.invoke(s, TA_HELLO_WORLD_CMD_INC_VALUE, [param.valueInout(1)]), (step) => steps.push(`${step.rpc ?? "done"}:${step.regs[2]}`));
+    expect(r.msg).toMatchObject({ ret: TEEC.SUCCESS, retOrigin: ORIGIN.TRUSTED_APP });
+    expect(r.msg.params[0]!.a).toBe(2n);
+    expect(steps).toEqual([`ALLOC:0`, "FREE:77", "done:0"]);
     expect(os.busyThreads).toBe(0);
   });
 

@@ -156,7 +156,9 @@ type ThreadStep =
   /** UNREGISTER_SHM of a buffer in use: the thread waits until the last user lets it go. */
   | { kind: "release-wait"; reg: ShmReg }
   /** The call is complete: its RPC argument goes back to the normal world (RPC FREE), then the thread ends. */
-  | { kind: "free-arg" };
+  | { kind: "free-arg" }
+  /** An RPC argument the OS could not use goes back (RPC FREE); then the TA's request fails. */
+  | { kind: "free-unusable"; request: RpcRequest };
 
 interface Thread {
   readonly id: number;
@@ -460,7 +462,10 @@ export class OpteeOs implements CallTarget {
         this.writeOutParams(g.id, msg, 2, params, pieces);
         this.letGo(g, held);
         if (opened.result !== TEEC.SUCCESS) return { result: opened.result, origin: ORIGIN.TRUSTED_APP };
-        const id = g.nextSession++;
+        // Session IDs are 32-bit and never 0: past 2^32 opens, one still open is not reused.
+        let id = g.nextSession;
+        while (id === 0 || g.sessions.has(id)) id = (id + 1) >>> 0;
+        g.nextSession = (id + 1) >>> 0;
         g.sessions.set(id, { ta, state: opened.state });
         msg.setU32(MSG_SESSION_OFFSET, id);
         return { result: TEEC.SUCCESS, origin: ORIGIN.TRUSTED_APP };
@@ -730,19 +735,14 @@ export class OpteeOs implements CallTarget {
 
   private sendCommand(t: Thread, buffer: RpcBuffer, request: RpcRequest, res: SmcResult): void {
     if (!this.copyOut(t.guest, buffer.pa, GET_TIME_ARG)) {
-      // A buffer the OS cannot write is not kept (nor freed: the normal world never gave it memory).
+      // Memory the OS cannot use as an argument goes back to the normal world at once and the request
+      // fails with OUT_OF_MEMORY (thread_optee_smc.c thread_rpc_alloc_arg: thread_rpc_free_arg, then NULL).
       t.rpcArg = null;
-      t.step = null;
-      return this.failThread(t, res);
+      t.step = { kind: "free-unusable", request };
+      return this.rpc(res, OPTEE_RPC_FUNC.FREE, buffer.hi, buffer.lo, t.id);
     }
     t.step = { kind: "cmd", buffer, request };
     this.rpc(res, OPTEE_RPC_FUNC.CMD, buffer.hi, buffer.lo, t.id);
-  }
-
-  private failThread(t: Thread, res: SmcResult): void {
-    t.gen?.return({ result: TEEC.ERROR_COMMUNICATION });
-    t.gen = null;
-    this.complete(this.guests.get(t.guest)!, t, { result: TEEC.ERROR_COMMUNICATION, origin: ORIGIN.COMMS }, res);
   }
 
   private returnFromRpc(g: Guest, call: SmcCall, res: SmcResult): void {
@@ -758,6 +758,8 @@ export class OpteeOs implements CallTarget {
         return step.reg.released ? this.complete(g, t, { result: TEEC.SUCCESS, origin: ORIGIN.TEE }, res) : void this.waitForRelease(t, step.reg, res);
       case "free-arg":
         return this.end(t, res);
+      case "free-unusable":
+        return this.run(g, t, { kind: "failed", result: TEEC.ERROR_OUT_OF_MEMORY }, res);
       case "alloc-rpc-arg": {
         const pa = (BigInt(call.w(1)) << 32n) | BigInt(call.w(2));
         // The normal world could not allocate: the TA's request fails, the TA goes on.

@@ -10,8 +10,10 @@ import { chacha20 } from "../../firmware/optee/chacha20.js";
 import { CONTENT_DECRYPT_UUID, DECRYPT_PIECE, TA_DECRYPT_CMD_DECRYPT, TA_DECRYPT_CMD_KEY_PRESENT } from "../../firmware/optee/tas/content-decrypt.js";
 import { HELLO_WORLD_UUID, TA_HELLO_WORLD_CMD_DEC_VALUE, TA_HELLO_WORLD_CMD_INC_VALUE } from "../../firmware/optee/tas/hello-world.js";
 import { RNG_TA_UUID, TA_CMD_GET_ENTROPY } from "../../firmware/optee/tas/rng.js";
+import { HypervisorHeap } from "../../hypervisor/heap.js";
 import { Hypervisor } from "../../hypervisor/hypervisor.js";
 import { ScriptedMachine } from "../../machine/scripted/machine.js";
+import { ArrayGuestMemory } from "../../machine/scripted/memory.js";
 import { parseConfigText, type VmConfig } from "../../policy/load.js";
 import { CALL_SMC, SmcCall, SmcResult } from "../../router/call.js";
 import { OPTEE_FUNCTIONS as F } from "../../smccc/functions/optee.js";
@@ -267,6 +269,47 @@ describe("what the mediator changes in the secure world's answers (a fake OP-TEE
   it("requires dynamic shared memory: without it the guest gets ENOTAVAIL", () => {
     const { call } = fake({ [OPTEE_SMC.EXCHANGE_CAPABILITIES]: [R.OK, SEC_CAP.HAVE_RESERVED_SHM, 0, 0] });
     expect(call(OPTEE_SMC.EXCHANGE_CAPABILITIES)[0]).toBe(R.ENOTAVAIL);
+  });
+
+  it("holds at most one RPC buffer per call in flight for a VM: an OP-TEE that never frees them gets failed allocations beyond that", () => {
+    const seen: number[][] = [];
+    let thread = 0;
+    const mem = new ArrayGuestMemory(IPA, RAM);
+    const host: MediatorHost = {
+      secureCall: (_o, _vm, regs) => {
+        seen.push([...regs]);
+        if (regs[0] === OPTEE_SMC.CALLS_UID) return [...OPTEE_MSG_UID, 0, 0, 0, 0];
+        // Every call asks for an RPC argument, and completes without freeing it.
+        if (regs[0] === OPTEE_SMC.CALL_WITH_ARG) return [(0xffff_0000 | 0) >>> 0, msgSize(4), 0, thread++, 0, 0, 0, 0];
+        return [R.OK, 0, 0, 0, 0, 0, 0, 0];
+      },
+      memory: () => mem,
+      ipaToPa: (_vm, ipa, length) => (ipa >= IPA && ipa + length <= IPA + RAM ? ipa - IPA + PA.a : null),
+      heap: new HypervisorHeap(),
+      log: () => {},
+    };
+    const med = new OpteeMediator(host, { callsInFlight: 2, registrations: 8, pages: 64, sessions: 8 });
+    med.probe();
+    expect(med.enable({ name: "v", id: 5 } as VmConfig)).toEqual({ ok: true });
+    mem.write(IPA, encodeMsg(msg(MSG_CMD.CANCEL, [])));
+    const smc = (...regs: number[]) => {
+      const words = new Uint32Array(36);
+      regs.forEach((v, n) => (words[2 * n] = v >>> 0));
+      const c = new SmcCall();
+      c.load(words, regs[0]!, regs[0]!, 0, 7, CALL_SMC);
+      const res = new SmcResult();
+      med.handle(c, res, { vmId: 5, vmName: "v", vcpu: 0 });
+      return [0, 1, 2, 3].map((n) => Number(res.get(n) & 0xffff_ffffn));
+    };
+    for (let i = 0; i < 10; i++) {
+      const rpc = smc(OPTEE_SMC.CALL_WITH_ARG, 0, Number(IPA), 0);
+      expect(rpc[0]).toBe(0xffff_0000);
+      // The guest answers each ALLOC with a page of its RAM and a new cookie.
+      expect(smc(OPTEE_SMC.RETURN_FROM_RPC, 0, Number(IPA + 0x10_0000n + BigInt(i * PAGE_SIZE)), rpc[3]!, 0, 100 + i)[0]).toBe(R.OK);
+    }
+    expect(med.counters("v")).toMatchObject({ rpcBuffers: 2, inFlight: 0, pendingRpc: 0 });
+    const allocAnswers = seen.filter((r) => r[0] === OPTEE_SMC.RETURN_FROM_RPC).map((r) => (r[1]! | r[2]!) !== 0);
+    expect(allocAnswers).toEqual([true, true, ...Array<boolean>(8).fill(false)]);
   });
 
   it("passes OP-TEE's own refusal of the guest's capabilities through", () => {

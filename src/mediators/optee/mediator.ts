@@ -455,7 +455,12 @@ export class OpteeMediator implements Mediator {
       const ipa = (BigInt(a1) << 32n) | BigInt(a2);
       const cookie = (BigInt(call.w(4)) << 32n) | BigInt(call.w(5));
       const pa = ipa === 0n ? null : this.host.ipaToPa(st.name, ipa, BigInt(Math.max(size, 1)));
-      if (pa === null || (pa & 0xfffn) + BigInt(size) > BigInt(PAGE_SIZE) * 16n) {
+      // At most one RPC buffer per call the VM may have in flight (OP-TEE keeps one per call, or caches
+      // it for the next): more would be a map that grows with what the guest answers (Xen bounds them
+      // the same way, MAX_RPC_SHMS). OP-TEE then sees a failed allocation.
+      const tooMany = !st.rpcBuffers.has(cookie) && st.rpcBuffers.size >= this.limits.callsInFlight;
+      if (tooMany) this.host.log(st.name, "optee:rpc-buffers", `smcvisor: optee mediator: ${st.name}: more RPC buffers than calls in flight (${this.limits.callsInFlight})`);
+      if (pa === null || tooMany || (pa & 0xfffn) + BigInt(size) > BigInt(PAGE_SIZE) * 16n) {
         a1 = 0;
         a2 = 0;
       } else {
