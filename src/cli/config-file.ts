@@ -1,7 +1,10 @@
-/** Reading config files for the CLI: YAML or JSON by extension; errors are data with paths. */
-import { readFileSync } from "node:fs";
+/**
+ * Reading config files for the CLI: YAML or JSON by extension, at most 1 MiB (refused before parsing:
+ * machine/config-file.ts); errors are data with paths.
+ */
 import { dirname, resolve } from "node:path";
-import { parseConfigText, type Config } from "../policy/load.js";
+import { readConfigFile } from "../machine/config-file.js";
+import { parseConfigText, validateConfig, type Config } from "../policy/load.js";
 import type { ConfigError } from "../policy/config.js";
 import type { Io } from "./args.js";
 
@@ -15,13 +18,9 @@ export function loadConfigFile(path: string | undefined, io: Io): { ok: true; co
     return { ok: true, config: r.value, source: "(built-in default)" };
   }
   const full = resolve(io.cwd, path);
-  let text: string;
-  try {
-    text = readFileSync(full, "utf8");
-  } catch (e) {
-    return { ok: false, source: path, errors: [{ path: "(file)", message: `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }] };
-  }
-  const r = parseConfigText(text, /\.json$/i.test(path) ? "json" : "yaml");
+  const data = readConfigFile(full, path);
+  if (!data.ok) return { ok: false, source: path, errors: [...data.errors] };
+  const r = validateConfig(data.data ?? {});
   // Relative paths in the config (delegates) are the file's, not the working directory's.
   return r.ok ? { ok: true, config: { ...r.value, baseDir: dirname(full) }, source: path } : { ok: false, errors: [...r.errors], source: path };
 }

@@ -31,12 +31,13 @@ import { kernelFootprint, layoutFor, MACHINE_RAM_BASE, SHIM_REGION, SHIM_SIZE, t
 import type { Poller } from "./poller.js";
 import { qemuCommand } from "./paths.js";
 import { SharedRam } from "./shared-ram.js";
+import { MAX_QEMU_VCPUS } from "./limits.js";
 import { buildStage2 } from "./stage2.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
 const PSCI_ALREADY_ON = -4;
-/** QEMU's virt machine numbers at most 8 CPUs in cluster 0, which is what the shim indexes by. */
-export const MAX_QEMU_VCPUS = 8;
+/** QEMU's virt machine numbers at most 8 CPUs in cluster 0, which is what the shim indexes by (limits.ts). */
+export { MAX_QEMU_VCPUS };
 /** virt's generic timer runs at 62.5 MHz under TCG (CNTFRQ_EL0 = 62500000). */
 const COUNTER_HZ = 62_500_000;
 /** A shim that has not said HELLO this long after QEMU started is not coming up. */

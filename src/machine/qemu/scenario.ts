@@ -3,29 +3,39 @@
  * boots and what must hold at the end. Errors are data with the path of the offending field, like the
  * policy's own.
  */
-import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { parse } from "yaml";
 import { z } from "zod";
-import type { ConfigError } from "../../policy/config.js";
+import { formatPath, type ConfigError } from "../../policy/config.js";
 import { validateConfig, type Config } from "../../policy/load.js";
+import { readConfigFile } from "../config-file.js";
+import { qemuLimitProblems } from "./limits.js";
 
 /** Stands for the Debian Linux guest that `scripts/setup` builds (guests/linux). */
 export const DEBIAN_GUEST = "debian";
 
 const text = z.string().min(1);
+/** A console pattern: a substring, or /a regular expression/ that must compile (checked here, not after the run). */
+const pattern = text.superRefine((p, ctx) => {
+  const m = /^\/(.*)\/([a-z]*)$/.exec(p);
+  if (!m) return;
+  try {
+    new RegExp(m[1]!, m[2]);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: `not a regular expression: ${(e as Error).message}` });
+  }
+});
 const expectSchema = z
   .object({
     /** Each must appear in some console line: a substring, or /a regular expression/. */
-    console: z.array(text).default([]),
+    console: z.array(pattern).default([]),
     /** None may appear. */
-    notConsole: z.array(text).default([]),
+    notConsole: z.array(pattern).default([]),
     /** Function names (or 0x IDs) the VM must have called, as the trace records them. */
     calls: z.array(text).default([]),
     /** Function names (or 0x IDs) that must have been denied at least once. */
     denied: z.array(text).default([]),
     /** Each must appear in the console of every boot (a boot starts with the guest's "SMCV-GUEST up" line). */
-    everyBoot: z.array(text).default([]),
+    everyBoot: z.array(pattern).default([]),
   })
   .strict();
 
@@ -80,7 +90,7 @@ const POLICY_KEYS = ["platform", "defaults", "delegates", "vms"];
 export function parseScenario(source: string, data: unknown, readPolicy: (path: string) => unknown): ScenarioResult {
   const parsed = scenarioSchema.safeParse(data ?? {});
   if (!parsed.success) {
-    return { ok: false, errors: parsed.error.issues.map((i) => ({ path: i.path.map(String).join(".") || "(scenario)", message: i.message })) };
+    return { ok: false, errors: parsed.error.issues.map((i) => ({ path: i.path.length > 0 ? formatPath(i.path) : "(scenario)", message: i.message })) };
   }
   const s = parsed.data;
   const rest = Object.fromEntries(Object.entries(s).filter(([k]) => POLICY_KEYS.includes(k)));
@@ -97,9 +107,10 @@ export function parseScenario(source: string, data: unknown, readPolicy: (path: 
   }
   const config = validateConfig(policyData);
   if (!config.ok) return { ok: false, errors: config.errors.map((e) => ({ path: s.policy ? `${s.policy}: ${e.path}` : e.path, message: e.message })) };
-  const errors: ConfigError[] = [];
+  // What the QEMU backend cannot run is an error now, before any guest is built.
+  const errors: ConfigError[] = qemuLimitProblems(config.value);
   const names = new Set(config.value.vms.map((v) => v.name));
-  for (const vm of names) if (!(vm in s.guests)) errors.push({ path: `guests.${vm}`, message: "every VM needs a guest (kernel)" });
+  for (const vm of names) if (!Object.hasOwn(s.guests, vm)) errors.push({ path: `guests.${vm}`, message: "every VM needs a guest (kernel)" });
   for (const g of Object.keys(s.guests)) if (!names.has(g)) errors.push({ path: `guests.${g}`, message: `no VM named ${g} in the policy (have: ${[...names].join(", ")})` });
   if (errors.length > 0) return { ok: false, errors };
   return {
@@ -108,16 +119,17 @@ export function parseScenario(source: string, data: unknown, readPolicy: (path: 
   };
 }
 
-/** Reads a scenario file (YAML or JSON). */
+/** Reads a scenario file (YAML or JSON; at most 1 MiB, as a config: policy/source.ts). */
 export function loadScenario(path: string): ScenarioResult {
-  let data: unknown;
-  try {
-    data = parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    return { ok: false, errors: [{ path: "(file)", message: `cannot read ${path}: ${(e as Error).message.split("\n")[0]}` }] };
-  }
+  const read = readConfigFile(path);
+  if (!read.ok) return { ok: false, errors: [...read.errors] };
+  const data = read.data;
   const dir = dirname(path);
-  const r = parseScenario(path, data, (p) => parse(readFileSync(isAbsolute(p) ? p : resolve(dir, p), "utf8")));
+  const r = parseScenario(path, data, (p) => {
+    const policy = readConfigFile(isAbsolute(p) ? p : resolve(dir, p), p);
+    if (!policy.ok) throw new Error(policy.errors.map((e) => `${e.path}: ${e.message}`).join("; "));
+    return policy.data;
+  });
   return r.ok ? { ok: true, scenario: { ...r.scenario, dir } } : r;
 }
 

@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { parseConfigText } from "../../policy/load.js";
+import { SHIM_SIZE } from "./layout.js";
+import { MAX_QEMU_RAM, MAX_QEMU_VCPUS, qemuLimitProblems } from "./limits.js";
+import { parseScenario } from "./scenario.js";
+import { MAX_SHARED_RAM } from "./shared-ram.js";
+
+const configOf = (text: string) => {
+  const r = parseConfigText(text);
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.value;
+};
+
+describe("what the QEMU backend can run, checked when a scenario is read", () => {
+  it("agrees with the RAM file's mapping limit", () => {
+    expect(MAX_QEMU_RAM + SHIM_SIZE).toBe(BigInt(MAX_SHARED_RAM));
+  });
+
+  it("names each VM the backend would refuse later, with the field", () => {
+    const problems = qemuLimitProblems(configOf(`vms:\n  a: { vcpus: ${MAX_QEMU_VCPUS + 1} }\n  b: { memory: { size: 4GiB } }\n  c: { memory: { base: 0x80000000, size: 1MiB } }\n  d: { vcpus: 8, memory: { size: 4094MiB } }\n`));
+    expect(problems.map((p) => p.path)).toEqual(["vms.a.vcpus", "vms.b.memory.size", "vms.c.memory.base", "vms.c.memory.size"]);
+  });
+
+  it("is part of a scenario's validation, before any guest is built", () => {
+    const r = parseScenario("s", { guests: { a: { kernel: "debian" } }, vms: { a: { vcpus: 9 } } }, () => ({}));
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.errors.map((e) => e.path)).toEqual(["vms.a.vcpus"]);
+  });
+
+  it("refuses a console /regex/ that does not compile when the scenario is read", () => {
+    const r = parseScenario("s", { guests: { a: { kernel: "debian", expect: { notConsole: ["ok", "/[a-/"] } } }, vms: { a: {} } }, () => ({}));
+    expect(!r.ok && r.errors).toEqual([{ path: "guests.a.expect.notConsole[1]", message: expect.stringMatching(/^not a regular expression: /) }]);
+  });
+
+  it("needs a guest of its own for every VM, whatever the VM is named", () => {
+    const r = parseScenario("s", { guests: { a: { kernel: "debian" } }, vms: { a: {}, constructor: {} } }, () => ({}));
+    expect(!r.ok && r.errors).toEqual([{ path: "guests.constructor", message: "every VM needs a guest (kernel)" }]);
+  });
+});
