@@ -456,8 +456,10 @@ export class OpteeMediator implements Mediator {
       const cookie = (BigInt(call.w(4)) << 32n) | BigInt(call.w(5));
       const pa = ipa === 0n ? null : this.host.ipaToPa(st.name, ipa, BigInt(Math.max(size, 1)));
       // At most one RPC buffer per call the VM may have in flight (OP-TEE keeps one per call, or caches
-      // it for the next): more would be a map that grows with what the guest answers (Xen bounds them
-      // the same way, MAX_RPC_SHMS). OP-TEE then sees a failed allocation.
+      // it for the next): more would be a map that grows with what the guest answers. Xen's mediator
+      // counts on the same bound without enforcing it ("Number of this buffers also depends on
+      // max_optee_threads", xen/arch/arm/tee/optee.c, optee_relinquish_resources); here it is enforced,
+      // and OP-TEE then sees a failed allocation.
       const tooMany = !st.rpcBuffers.has(cookie) && st.rpcBuffers.size >= this.limits.callsInFlight;
       if (tooMany) this.host.log(st.name, "optee:rpc-buffers", `smcvisor: optee mediator: ${st.name}: more RPC buffers than calls in flight (${this.limits.callsInFlight})`);
       if (pa === null || tooMany || (pa & 0xfffn) + BigInt(size) > BigInt(PAGE_SIZE) * 16n) {
