@@ -14,6 +14,7 @@ import { parseConfigText, type Config, type VmConfig } from "../../src/policy/lo
 import { MemoryMap } from "../../src/policy/memory-map.js";
 import type { Rule } from "../../src/policy/rules.js";
 import { CALL_TYPES } from "../../src/smccc/fid.js";
+import { OEN } from "../../src/smccc/owners.js";
 import { MSG_CMD, OPTEE_RET as R, OPTEE_SMC, ORIGIN, TEEC } from "../../src/smccc/optee/abi.js";
 import { decodeMsg, encodeMsg, msgSize, type MsgArg, type MsgParam } from "../../src/smccc/optee/msg.js";
 
@@ -35,7 +36,7 @@ function forwardTrustedOs(vm: VmConfig): VmConfig {
     index: vm.rules.length,
     path: `vms.${vm.name}.grants[${vm.rules.length}]`,
     label: "forward-trusted-os",
-    selector: { kind: "owner", first: 50, last: 63, calls: CALL_TYPES },
+    selector: { kind: "owner", first: OEN.TRUSTED_OS_FIRST, last: OEN.TRUSTED_OS_LAST, calls: CALL_TYPES },
     constraints: [],
     action: { kind: "forward" },
     exclusive: false,

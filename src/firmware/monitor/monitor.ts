@@ -5,6 +5,7 @@
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin, CallTarget } from "../../router/ports.js";
+import { OEN } from "../../smccc/owners.js";
 import { uuidToSmcccWords } from "../../smccc/uuid.js";
 import { EemiService, ZYNQMP_NODES, type NodeSpec, type PlatformMemoryAccess } from "./eemi.js";
 import { ModelEntropy, seededGenerator, type ByteGenerator } from "./entropy.js";
@@ -28,8 +29,6 @@ export interface MonitorOptions {
 /** The monitor's identity on the owners it serves (fixed UUIDs of the model, version 4). */
 export const MONITOR_SIP_UUID = "8f1c2a6e-3b7d-4e95-b0a4-6d2e9c13f57a";
 export const MONITOR_STD_UUID = "c4e0b8d2-7a15-4f3c-9e6b-2a58d1f0c7e4";
-
-const SIP_OWNER = 2;
 
 export class MonitorModel implements CallTarget {
   readonly psci = new PhysicalPsci();
@@ -60,7 +59,7 @@ export class MonitorModel implements CallTarget {
     // client ID, or 0, the hypervisor's) and addresses of its choosing, so it never reaches the trusted OS,
     // whatever a policy grants (SMCCC's unknown-function answer, and a refusal in the trace).
     const oen = (fid >>> 24) & 0x3f;
-    if (this.trustedOs !== null && ((fid & 0x8000_0000) !== 0 ? oen >= 50 : oen >= 2)) {
+    if (this.trustedOs !== null && ((fid & 0x8000_0000) !== 0 ? oen >= OEN.TRUSTED_OS_FIRST : oen >= OEN.SIP)) {
       if (origin.vmId !== 0) {
         this.onRefusal?.(origin.vmName, origin.vcpu, call.rawFid, "Trusted OS calls reach the trusted OS only through its mediator");
         return res.ret(-1);
@@ -78,9 +77,9 @@ export class MonitorModel implements CallTarget {
     switch (fid & 0xffff) {
       case 0xff00:
         // Call Count: the EEMI APIs for SiP; physical PSCI's calls for the standard service.
-        return res.ret(owner === SIP_OWNER ? 16 : 7);
+        return res.ret(owner === OEN.SIP ? 16 : 7);
       case 0xff01: {
-        const w = uuidToSmcccWords(owner === SIP_OWNER ? MONITOR_SIP_UUID : MONITOR_STD_UUID);
+        const w = uuidToSmcccWords(owner === OEN.SIP ? MONITOR_SIP_UUID : MONITOR_STD_UUID);
         for (let i = 0; i < 4; i++) res.set(i, w[i]!);
         return;
       }

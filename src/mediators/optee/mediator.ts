@@ -12,6 +12,8 @@ import type { ServiceClaim } from "../../policy/compile.js";
 import type { VmConfig } from "../../policy/load.js";
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin, GuestMemory } from "../../router/ports.js";
+import { CALL_TYPE } from "../../smccc/fid.js";
+import { OEN } from "../../smccc/owners.js";
 import { ATTR, ATTR_META, ATTR_NONCONTIG, isRpc, MAX_PARAMS, MSG_CMD, MSG_HEADER_SIZE, OPTEE_MSG_UID, OPTEE_RET, OPTEE_RPC_FUNC, OPTEE_SMC, ORIGIN, PAGE_SIZE, SEC_CAP, TEEC } from "../../smccc/optee/abi.js";
 import { DEFAULT_MEDIATOR_LIMITS, type OpteeMediatorLimits } from "../../smccc/optee/limits.js";
 import { MSG_NUM_PARAMS_OFFSET, MSG_RET_OFFSET, MSG_RET_ORIGIN_OFFSET, MSG_SESSION_OFFSET, MsgBuf, msgSize, PARAM_A, PARAM_ATTR, PARAM_B, PARAM_C, paramOffset } from "../../smccc/optee/msg.js";
@@ -108,11 +110,12 @@ export class OpteeMediator implements Mediator {
 
   claims(vm: VmConfig): ServiceClaim[] {
     // Trusted Application and Trusted OS owners (48-63), fast and yielding, SMC32 and SMC64.
-    const types = vm.aarch32 ? [0, 2] : [0, 1, 2, 3];
+    const { yield32, yield64, fast32, fast64 } = CALL_TYPE;
+    const types = vm.aarch32 ? [yield32, fast32] : [yield32, yield64, fast32, fast64];
     const out: ServiceClaim[] = [];
-    for (let owner = 48; owner <= 63; owner++) out.push({ service: "optee", owner, types, first: 0, last: 0xffff, mediator: "optee" });
+    for (let owner = OEN.TRUSTED_APP_FIRST; owner <= OEN.TRUSTED_OS_LAST; owner++) out.push({ service: "optee", owner, types, first: 0, last: 0xffff, mediator: "optee" });
     // Yielding calls of OEN 2-47 belong to Trusted OSes too (TF-A rt-svc-writers-guide).
-    for (let owner = 2; owner < 48; owner++) out.push({ service: "optee", owner, types: vm.aarch32 ? [0] : [0, 1], first: 0, last: 0xffff, mediator: "optee" });
+    for (let owner = OEN.SIP; owner < OEN.TRUSTED_APP_FIRST; owner++) out.push({ service: "optee", owner, types: vm.aarch32 ? [yield32] : [yield32, yield64], first: 0, last: 0xffff, mediator: "optee" });
     return out;
   }
 
