@@ -8,6 +8,7 @@ import { conformCommand } from "./conform.js";
 import { decodeCommand } from "./decode.js";
 import { demoCommand } from "./demo.js";
 import { explainCommand } from "./explain.js";
+import { fuzzCommand } from "./fuzz.js";
 import { runCommand } from "./run.js";
 
 const HELP = `smcvisor: the firmware-call layer of an Arm hypervisor
@@ -23,7 +24,9 @@ usage:
   smcvisor run <scenario.yaml> [--trace OUT] [--quiet] [--json]
                                                      boot a scenario's VMs under QEMU and the EL2 shim
   smcvisor conform [--target smcvisor|qemu-builtin] [--filter TEXT] [--json]
-                                                     conformance cases from real EL1 code, side by side`;
+                                                     conformance cases from real EL1 code, side by side
+  smcvisor fuzz --config F [--calls N] [--seed S] [--json]
+                                                     random calls from every VM, isolation checked after each`;
 
 export async function main(argv: readonly string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -36,6 +39,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case "demo": return await demoCommand(rest, io);
       case "run": return await runCommand(rest, io);
       case "conform": return await conformCommand(rest, io);
+      case "fuzz": return await fuzzCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

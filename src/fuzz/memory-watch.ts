@@ -1,0 +1,135 @@
+/**
+ * Who touches a VM's RAM. Every way the hypervisor, its mediators, delegates and the modelled secure
+ * world reach a VM's RAM goes through the VM's memory port (GuestMemory: read, write, view); the watch
+ * wraps each VM's port, so that:
+ *
+ * - any access to VM X's RAM while another VM's call is in progress (or outside any call) is recorded at
+ *   once, with the address: exact, whatever the access;
+ * - pages handed out as views (writable windows a caller may keep, like a TA's memref while its thread
+ *   waits in an RPC) are remembered as exposed; their contents are compared with a copy taken at the end of
+ *   the VM's own calls, so a write through a kept view during another VM's call is found too.
+ *
+ * A write through a view leaves no trace at the port; that is what the copies are for. Pages never viewed
+ * can only change through write(), which the port sees.
+ */
+import { Buffer } from "node:buffer";
+import type { ArrayGuestMemory } from "../machine/scripted/memory.js";
+
+const PAGE_SHIFT = 12;
+const PAGE = 1 << PAGE_SHIFT;
+
+export interface CrossAccess {
+  /** The VM whose RAM was touched. */
+  readonly owner: string;
+  /** The VM whose call was in progress, or null outside any call. */
+  readonly actor: string | null;
+  readonly kind: "read" | "write" | "view";
+  readonly ipa: bigint;
+  readonly length: number;
+}
+
+interface Run {
+  readonly first: number;
+  readonly live: Buffer;
+  readonly copy: Buffer;
+}
+
+/** One VM's RAM under watch. */
+export class WatchedRam {
+  private readonly exposed: Uint8Array;
+  private readonly pages: number[] = [];
+  private runs: Run[] = [];
+  private changedSinceRuns = false;
+
+  constructor(readonly owner: string, readonly index: number, readonly memory: ArrayGuestMemory) {
+    this.exposed = new Uint8Array(Math.ceil(memory.bytes.length / PAGE));
+  }
+
+  /** Pages handed out as views so far. */
+  get exposedPages(): number {
+    return this.pages.length;
+  }
+
+  expose(ipa: bigint, length: number): void {
+    if (length <= 0) return;
+    const first = Number(ipa - this.memory.base) >>> PAGE_SHIFT;
+    const last = (Number(ipa - this.memory.base) + length - 1) >>> PAGE_SHIFT;
+    for (let p = first; p <= last && p < this.exposed.length; p++) {
+      if (this.exposed[p] !== 0) continue;
+      this.exposed[p] = 1;
+      this.pages.push(p);
+      this.changedSinceRuns = true;
+    }
+  }
+
+  /** Takes the copy the next compare() checks against: the exposed pages as they are now. */
+  snapshot(): void {
+    if (this.changedSinceRuns) this.rebuild();
+    for (const r of this.runs) r.live.copy(r.copy);
+  }
+
+  /** Where an exposed page differs from the last snapshot (its IPA), or null when none does. */
+  compare(): bigint | null {
+    for (const r of this.runs) {
+      if (r.live.equals(r.copy)) continue;
+      for (let off = 0; off < r.live.length; off += PAGE) {
+        if (!r.live.subarray(off, off + PAGE).equals(r.copy.subarray(off, off + PAGE))) {
+          let b = off;
+          while (r.live[b] === r.copy[b]) b++;
+          return this.memory.base + BigInt(r.first * PAGE + b);
+        }
+      }
+    }
+    return null;
+  }
+
+  private rebuild(): void {
+    this.pages.sort((a, b) => a - b);
+    const bytes = this.memory.bytes;
+    const runs: Run[] = [];
+    for (let i = 0; i < this.pages.length; ) {
+      let j = i + 1;
+      while (j < this.pages.length && this.pages[j] === this.pages[j - 1]! + 1) j++;
+      const first = this.pages[i]!;
+      const length = Math.min((j - i) * PAGE, bytes.length - first * PAGE);
+      runs.push({ first, live: Buffer.from(bytes.buffer, bytes.byteOffset + first * PAGE, length), copy: Buffer.alloc(length) });
+      i = j;
+    }
+    this.runs = runs;
+    this.changedSinceRuns = false;
+  }
+}
+
+export class MemoryWatch {
+  /** Index of the VM whose call (or toolstack action) is in progress; -1 between calls. */
+  actor = -1;
+  /** The first access to a VM's RAM by anyone else, until the campaign takes it. */
+  crossed: CrossAccess | null = null;
+  readonly vms: WatchedRam[] = [];
+
+  /** Puts the VM's port under watch: its read, write and view go through the watch from now on. */
+  watch(owner: string, memory: ArrayGuestMemory): WatchedRam {
+    const w = new WatchedRam(owner, this.vms.length, memory);
+    this.vms.push(w);
+    const read = memory.read.bind(memory), write = memory.write.bind(memory), view = memory.view.bind(memory);
+    memory.read = (ipa, length) => {
+      if (this.actor !== w.index) this.cross(w, "read", ipa, length);
+      return read(ipa, length);
+    };
+    memory.write = (ipa, data) => {
+      if (this.actor !== w.index) this.cross(w, "write", ipa, data.length);
+      return write(ipa, data);
+    };
+    memory.view = (ipa, length) => {
+      if (this.actor !== w.index) this.cross(w, "view", ipa, length);
+      const v = view(ipa, length);
+      if (v !== null) w.expose(ipa, length);
+      return v;
+    };
+    return w;
+  }
+
+  private cross(w: WatchedRam, kind: CrossAccess["kind"], ipa: bigint, length: number): void {
+    this.crossed ??= { owner: w.owner, actor: this.actor >= 0 ? this.vms[this.actor]!.owner : null, kind, ipa, length };
+  }
+}
