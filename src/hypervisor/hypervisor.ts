@@ -19,7 +19,7 @@ import { OpteeOs } from "../firmware/optee/os.js";
 import { defaultTas } from "../firmware/optee/tas/index.js";
 import type { EnableResult, Mediator, MediatorFactory, MediatorHost } from "../mediators/mediator.js";
 import { OpteeMediator } from "../mediators/optee/mediator.js";
-import { HypervisorHeap } from "./heap.js";
+import { HypervisorHeap, PAGE } from "./heap.js";
 import { TraceRing } from "../trace/ring.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
 
@@ -118,8 +118,8 @@ export class Hypervisor {
   private readonly ports = new Map<string, VmPorts>();
   /** VMs with a TEE, by the client ID OP-TEE knows them by (their VM ID): the owner of each OP-TEE call. */
   private readonly teeClients = new Map<number, TeeClient>();
-  /** The hypervisor's own pages (mediator shadow buffers and page lists). */
-  readonly heap = new HypervisorHeap();
+  /** The hypervisor's own pages (mediator shadow buffers and page lists), where the platform's memory map has them. */
+  readonly heap: HypervisorHeap;
   /** The modelled OP-TEE, when the platform has one. */
   readonly optee: OpteeOs | null = null;
   readonly mediators = new Map<string, Mediator>();
@@ -127,6 +127,8 @@ export class Hypervisor {
   readonly model: MonitorModel;
 
   constructor(readonly platform: PlatformConfig, opts: HypervisorOptions = {}) {
+    const heap = platform.memoryMap.heap;
+    this.heap = new HypervisorHeap(heap.base, Number(heap.size / BigInt(PAGE)));
     this.errorLog = new RateLimitedLog(opts.log ?? (() => {}));
     this.model = new MonitorModel({
       ...(opts.entropy ? { entropy: opts.entropy } : {}),
