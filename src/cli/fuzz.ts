@@ -6,7 +6,7 @@
  */
 import { randomInt } from "node:crypto";
 import { resolve } from "node:path";
-import { runCampaign, type CampaignResult } from "../fuzz/campaign.js";
+import { runCampaign, type CampaignOptions, type CampaignResult } from "../fuzz/campaign.js";
 import { parseSeed } from "../fuzz/random.js";
 import { loadScenario } from "../machine/qemu/scenario.js";
 import type { Config } from "../policy/load.js";
@@ -18,7 +18,8 @@ const USAGE = "usage: smcvisor fuzz --config FILE [--calls N] [--seed S] [--json
 export const DEFAULT_CALLS = 100_000;
 const MAX_CALLS = 1_000_000_000;
 
-export async function fuzzCommand(argv: readonly string[], io: Io): Promise<number> {
+/** `hooks`: tests only (a deliberately broken handler, to see the command report it); the CLI passes none. */
+export async function fuzzCommand(argv: readonly string[], io: Io, hooks: Pick<CampaignOptions, "hypervisor" | "tamper"> = {}): Promise<number> {
   const { positionals, flags } = parseArgs(argv, ["json"], ["config", "calls", "seed"]);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"\n${USAGE}`);
   const file = flags.get("config");
@@ -33,7 +34,7 @@ export async function fuzzCommand(argv: readonly string[], io: Io): Promise<numb
 
   const loaded = loadConfig(file, io);
   if (!loaded.ok) return 2;
-  const result = await runCampaign({ config: loaded.config, calls, seed, cwd: io.cwd });
+  const result = await runCampaign({ ...hooks, config: loaded.config, calls, seed, cwd: io.cwd });
   const replay = `smcvisor fuzz --config ${file} --seed ${seed} --calls ${result.violation ? result.violation.call + 1 : calls}`;
   const rate = result.elapsedMs > 0 ? (result.calls * 1000) / result.elapsedMs : 0;
   if (flags.has("json")) {
