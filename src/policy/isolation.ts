@@ -106,19 +106,42 @@ function exclusiveGrants<V extends IsolationVm>(vms: readonly V[]): Exclusive<V>
   return vms.flatMap((owner) => owner.rules.filter((r) => r.exclusive).map((rule) => ({ owner, rule, ids: normalizeIntervals(selectorIntervals(rule.selector)) })));
 }
 
-/** An exclusive grant gives one VM sole use of its IDs: another VM may hold no grant over them but deny. */
+/**
+ * An exclusive grant gives one VM sole use of its IDs: another VM may hold no grant over them but deny.
+ * One error per offending grant, naming an exclusive grant it overlaps (the first in config order among
+ * those found for the same interval); exclusive intervals are searched in address order, so that many
+ * grants do not cost a comparison of every pair.
+ */
 export function exclusiveGrantProblems(vms: readonly IsolationVm[]): ConfigError[] {
   const errors: ConfigError[] = [];
   const exclusive = exclusiveGrants(vms);
   if (exclusive.length === 0) return errors;
-  for (const other of vms) {
-    const theirs = exclusive.filter((e) => e.owner !== other);
-    for (const r of theirs.length > 0 ? other.rules : []) {
+  const spans = exclusive.flatMap((e) => e.ids.map(([lo, hi]) => ({ lo, hi, e }))).sort((a, b) => a.lo - b.lo);
+  // maxHi[k]: the highest end among spans[0..k], so that a search backwards stops as soon as nothing earlier can reach.
+  const maxHi: number[] = [];
+  spans.forEach((sp, k) => maxHi.push(Math.max(sp.hi, k > 0 ? maxHi[k - 1]! : -1)));
+  const firstOverlap = (vm: IsolationVm, lo: number, hi: number): Exclusive<IsolationVm> | null => {
+    let a = 0, b = spans.length;
+    while (a < b) {
+      const m = (a + b) >>> 1;
+      if (spans[m]!.lo <= hi) a = m + 1;
+      else b = m;
+    }
+    for (let k = a - 1; k >= 0 && maxHi[k]! >= lo; k--) {
+      const sp = spans[k]!;
+      if (sp.hi >= lo && sp.e.owner !== vm) return sp.e;
+    }
+    return null;
+  };
+  for (const vm of vms) {
+    for (const r of vm.rules) {
       if (r.action.kind === "deny") continue;
-      const ids = selectorIntervals(r.selector);
-      for (const e of theirs) {
-        if (intersectIntervals(ids, e.ids).length > 0) errors.push({ path: r.path, message: `overlaps ${e.rule.path}, which grants those IDs exclusively to ${e.owner.name}` });
+      let hit: Exclusive<IsolationVm> | null = null;
+      for (const [lo, hi] of selectorIntervals(r.selector)) {
+        const e = firstOverlap(vm, lo, hi);
+        if (e && (hit === null || exclusive.indexOf(e) < exclusive.indexOf(hit))) hit = e;
       }
+      if (hit) errors.push({ path: r.path, message: `overlaps ${hit.rule.path}, which grants those IDs exclusively to ${hit.owner.name}` });
     }
   }
   return errors;
