@@ -118,6 +118,8 @@ export class Hypervisor {
   private readonly ports = new Map<string, VmPorts>();
   /** VMs with a TEE, by the client ID OP-TEE knows them by (their VM ID): the owner of each OP-TEE call. */
   private readonly teeClients = new Map<number, TeeClient>();
+  /** The same, by VM name. */
+  private readonly teeClientIds = new Map<string, number>();
   /** The hypervisor's own pages (mediator shadow buffers and page lists), where the platform's memory map has them. */
   readonly heap: HypervisorHeap;
   /** The modelled OP-TEE, when the platform has one. */
@@ -144,6 +146,7 @@ export class Hypervisor {
         threads: platform.tee.threads,
         maxGuests: platform.tee.maxGuests,
         random: (out) => this.model.entropy.fill(out),
+        clientOf: (vm) => this.teeClientIds.get(vm),
       });
       this.model.trustedOs = this.optee;
     }
@@ -298,12 +301,14 @@ export class Hypervisor {
   private provisionTee(vm: VmConfig): void {
     if (vm.tee?.mediator !== "optee" || !this.optee) return;
     this.teeClients.set(vm.id, { vm: vm.name, ram: this.platform.memoryMap.vms.find((m) => m.vm === vm.name), memory: this.ports.get(vm.name)?.memory });
+    this.teeClientIds.set(vm.name, vm.id);
     if (vm.tee.contentKey) this.optee.provisionKey(vm.id, vm.tee.contentKey);
   }
 
   /** The secure world no longer serves the VM: its client ID reaches no memory. */
   private unprovisionTee(vm: VmConfig): void {
     if (this.teeClients.get(vm.id)?.vm === vm.name) this.teeClients.delete(vm.id);
+    if (this.teeClientIds.get(vm.name) === vm.id) this.teeClientIds.delete(vm.name);
   }
 
   /**

@@ -129,6 +129,35 @@ vms:
   });
 });
 
+describe("the hypervisor's own calls for a VM", () => {
+  it("speak for that VM or for the hypervisor: a channel for a that names b in a7 (a mediator passing a guest's a7 on) reaches nothing of b", () => {
+    const config = parsed(`
+platform:
+  tee: { os: optee, threads: 8, maxGuests: 2 }
+vms:
+  a: { tee: optee, memory: { base: 0x40000000, size: 4MiB } }
+  b: { tee: optee, memory: { base: 0x40000000, size: 4MiB } }
+`);
+    const m = ScriptedMachine.fromConfig(config);
+    const [idA, idB] = [m.vm("a").domain.config.id, m.vm("b").domain.config.id];
+    const ch = m.hypervisor.router.hypervisorChannel("a mediator with a bug", { vmName: "a", vcpu: 0 });
+    const call = (fid: number, a7: number) => {
+      ch.regs.fill(0);
+      ch.regs[0] = fid;
+      ch.regs[14] = a7;
+      expect(ch.call()).toBeUndefined();
+      return ch.regs[0]!;
+    };
+    expect(call(OPTEE_SMC.CALLS_COUNT, idA)).toBe(14);
+    expect(call(OPTEE_SMC.CALLS_COUNT, idB)).toBe(R.ENOTAVAIL);
+    expect(call(OPTEE_SMC.ENABLE_SHM_CACHE, idB)).toBe(R.ENOTAVAIL);
+    expect(call(OPTEE_SMC.CALL_WITH_ARG, idB)).toBe(R.ENOTAVAIL);
+    expect(m.hypervisor.optee!.counters(idB)).toMatchObject({ threads: 0, rpcBuffers: 0 });
+    // The hypervisor speaking for itself (a7 = 0) is still the hypervisor.
+    expect(call(OPTEE_SMC.GET_THREAD_COUNT, 0)).toBe(R.OK);
+  });
+});
+
 describe("VM RAM laid over the hypervisor's heap (placement that skipped validation)", () => {
   /** a's 4 MiB start 2 MiB below the heap: its upper half is at the heap's addresses. */
   function setup() {

@@ -84,6 +84,11 @@ export interface OpteeOsOptions {
   readonly maxPagesPerGuest?: number;
   /** Open sessions per guest before OPEN_SESSION answers OUT_OF_MEMORY (the guest's heap is full). */
   readonly maxSessionsPerGuest?: number;
+  /**
+   * The client ID of the VM a hypervisor call is made for (CallOrigin.onBehalfOf), when the hypervisor
+   * knows one: such a call may name that guest in a7, or the hypervisor itself (a7 = 0), and no other.
+   */
+  readonly clientOf?: (vmName: string) => number | undefined;
 }
 
 /** OS revision reported by CALL_GET_OS_REVISION. */
@@ -242,6 +247,9 @@ export class OpteeOs implements CallTarget {
     const a7 = call.w(7);
     // thread_optee_smc.c: virt_set_guest((uint16_t)a7); the hypervisor is a7 == HYP_CLNT_ID (0), all 32 bits.
     const client = a7 === 0 ? 0 : a7 & 0xffff;
+    // A call the hypervisor makes for VM X (its mediator's channel for X) speaks for X or for itself.
+    const forVm = origin.onBehalfOf?.vmName;
+    if (a7 !== 0 && forVm !== undefined && this.opts.clientOf !== undefined && this.opts.clientOf(forVm) !== client) return res.ret(OPTEE_RET.ENOTAVAIL);
     if ((fid & 0x8000_0000) !== 0) return this.fast(fid, a7, client, call, res);
     return this.yielding(fid, a7 === 0 ? -1 : client, call, res);
   }
