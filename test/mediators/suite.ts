@@ -7,6 +7,9 @@ import { describe, expect, it } from "vitest";
 import { ScriptedMachine, type ScriptedVm } from "../../src/machine/scripted/machine.js";
 import type { Mediator, MediatorFactory } from "../../src/mediators/mediator.js";
 import type { HypervisorOptions } from "../../src/hypervisor/hypervisor.js";
+import { parseConfigText } from "../../src/policy/load.js";
+import type { Rule } from "../../src/policy/rules.js";
+import { CALL_TYPES } from "../../src/smccc/fid.js";
 
 export interface MediatorFixture {
   /** The mediator's name, as `vms.X.tee.mediator` and `mediate:<name>` give it. */
@@ -124,6 +127,25 @@ export function mediatorConformance(f: MediatorFixture): void {
       f.probe.check(m.vm("a").vcpu(0).smc(f.probe.fid).regs);
       f.hold(m.vm("a"));
       expect(sum(mediator.counters("a")) + sum(f.teeHeld(m, idA))).toBeGreaterThan(0);
+    });
+
+    it("its calls never reach the TEE past it: a VM whose policy forwards them (a config validation refuses, built past it) gets nothing from the TEE", () => {
+      const parsed = parseConfigText(`platform:\n${f.platformWithTee}\nvms:\n  a: { tee: ${f.vmTee("a")} }\n  b: {}\n`, "yaml");
+      if (!parsed.ok) throw new Error(parsed.errors.map((e) => `${e.path}: ${e.message}`).join("\n"));
+      const owners = [...new Set(f.claimed.map((fid) => (fid >>> 24) & 0x3f))];
+      const vms = parsed.value.vms.map((vm) => {
+        if (vm.name !== "b") return vm;
+        const rules: Rule[] = owners.map((owner, i) => ({ index: i, path: `vms.b.grants[${i}]`, label: `forward-${owner}`, selector: { kind: "owner", first: owner, last: owner, calls: CALL_TYPES }, constraints: [], action: { kind: "forward" }, exclusive: false }));
+        return { ...vm, rules };
+      });
+      const m = ScriptedMachine.fromConfig({ ...parsed.value, vms });
+      const before = f.teeHeld(m, m.vm("a").domain.config.id);
+      const r = m.vm("b").vcpu(0).smc(f.probe.fid);
+      expect(r.decision.action).toBe("forward");
+      expect(r.x0).toBe(NOT_SUPPORTED_32);
+      for (const fid of f.claimed) m.vm("b").vcpu(0).smc(fid, 1, 2, 3, 4, 5, 6, m.vm("a").domain.config.id);
+      expect(f.teeHeld(m, m.vm("a").domain.config.id)).toEqual(before);
+      f.probe.check(m.vm("a").vcpu(0).smc(f.probe.fid).regs);
     });
 
     it("works beside another mediator serving other owner ranges", () => {
