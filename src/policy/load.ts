@@ -116,6 +116,9 @@ function validateData(data: unknown): Result<Config> {
         if (i.code === "unrecognized_keys" && keys) {
           return { path: formatPath([...i.path, keys[0]!]), message: `unknown field${keys.length > 1 ? `s ${keys.join(", ")}` : ""}` };
         }
+        // A name the record refuses (a VM or delegate name): say why, not "Invalid key in record".
+        const inner = (i as { issues?: { message: string }[] }).issues;
+        if (i.code === "invalid_key" && inner?.[0]) return { path: formatPath(i.path), message: inner[0].message };
         return { path: formatPath(i.path), message: i.message };
       }).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
     };

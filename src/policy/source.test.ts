@@ -24,6 +24,14 @@ describe("config text: bounded and exact before the schema sees it", () => {
     expect(e[0]!.message).toMatch(new RegExp(`YAML aliases expand to more than ${MAX_ALIAS_NODES} values`));
   });
 
+  it("refuses an alias inside the value it names, in one short line", () => {
+    expect(errorsOf("vms:\n  a: &x { grants: [ *x ] }\n")).toEqual([{ path: "vms.a.grants[0]", message: "the alias *x is inside the value it names (line 2, column 21)" }]);
+  });
+
+  it("says why a name is refused, not that a key is invalid", () => {
+    expect(errorsOf("vms:\n  1dom: {}\n")).toEqual([{ path: "vms.1dom", message: "a VM name is a letter then up to 31 letters, digits, _ or -" }]);
+  });
+
   it("still reads anchors and aliases used a few times", () => {
     const r = parseConfigText("vms:\n  a: { grants: &g [ { owner: sip, calls: [fast32], action: forward } ] }\n  b: { grants: *g }\n");
     if (!r.ok) throw new Error(JSON.stringify(r.errors));

@@ -305,6 +305,8 @@ function parseYaml(text: string): DataResult {
 class YamlReader {
   /** Values produced through aliases so far. */
   private expanded = 0;
+  /** The nodes being read, outermost first: an alias to one of them would make the data infinite. */
+  private readonly open = new Set<YamlNode>();
 
   constructor(private readonly doc: Document) {}
 
@@ -318,9 +320,22 @@ class YamlReader {
     if (isAlias(node)) {
       const target = node.resolve(this.doc);
       if (!target) throw new Refusal(at, `the alias *${node.source} names no anchor`, path);
+      if (this.open.has(target as YamlNode)) throw new Refusal(at, `the alias *${node.source} is inside the value it names`, path);
       return this.read(target as YamlNode, path, true);
     }
     if (isScalar(node)) return this.scalar(node.value, node.source);
+    if (isSeq(node) || isMap(node)) {
+      this.open.add(node);
+      try {
+        return this.collection(node, path, viaAlias, at);
+      } finally {
+        this.open.delete(node);
+      }
+    }
+    throw new Refusal(at, "not a value a config holds", path);
+  }
+
+  private collection(node: YamlNode, path: PropertyKey[], viaAlias: boolean, at: number): unknown {
     if (isSeq(node)) {
       const out = node.items.map((item, k) => this.read(item as YamlNode, [...path, k], viaAlias));
       node.items.forEach((item, k) => isScalar(item) && noteWritten(out, k, out[k], item.source));
