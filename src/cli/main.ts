@@ -19,7 +19,7 @@ usage:
                                                      run one call in-process through the full router
   smcvisor explain --config F --vm NAME <fid> [args...] [--aarch32] [--imm N] [--json]
                                                      the decision for a call and the rule behind it
-  smcvisor config check <file> [--json]              validate a config (exit 2 with one line per problem)
+  smcvisor config check <file> [--json]              validate a config or a scenario (exit 2 with one line per problem)
   smcvisor demo [--config F] [--trace OUT]           the in-process demo
   smcvisor run <scenario.yaml> [--trace OUT] [--quiet] [--json]
                                                      boot a scenario's VMs under QEMU and the EL2 shim
