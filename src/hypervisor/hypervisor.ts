@@ -4,6 +4,7 @@
  * `domain.trap()`. Every VM, the privileged one included, goes through the same path (R7).
  */
 import { exclusiveClaimProblems } from "../policy/isolation.js";
+import { VM_ID_MAX, VM_ID_MIN } from "../policy/config.js";
 import type { Config, PlatformConfig, VmConfig } from "../policy/load.js";
 import type { VmMemory } from "../policy/memory-map.js";
 import { hex32 } from "../smccc/fid.js";
@@ -275,6 +276,12 @@ export class Hypervisor {
 
   /** Toolstack: create a domain, and enable its TEE if its config asks (the error is the user's to see). */
   createDomain(vm: VmConfig, ports: VmPorts = {}): { ok: true; domain: Domain } | { ok: false; errors: AddVmError[] } {
+    // The ID is who the VM is to the secure world (its calls' origin, its OP-TEE client ID): 0 is the
+    // hypervisor's, and the secure world keeps 16 bits. Checked here too, for VMs that skipped validation.
+    if (!Number.isInteger(vm.id) || vm.id < VM_ID_MIN || vm.id > VM_ID_MAX) {
+      return { ok: false, errors: [{ path: `vms.${vm.name}.id`, message: `VM ID ${vm.id} is outside ${VM_ID_MIN}-0x${VM_ID_MAX.toString(16).toUpperCase()} (0 is the hypervisor's)` }] };
+    }
+    for (const d of this.domains.values()) if (d.config.id === vm.id) return { ok: false, errors: [{ path: `vms.${vm.name}.id`, message: `VM ID ${vm.id} is already ${d.name}'s` }] };
     const r = this.router.addVm(vm, ports);
     if (!r.ok) return r;
     this.ports.set(vm.name, ports);

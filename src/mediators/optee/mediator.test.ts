@@ -913,14 +913,19 @@ describe("per-VM limits: one VM cannot starve another", () => {
 });
 
 describe("client IDs (the VM IDs OP-TEE believes)", () => {
-  it("enabling the TEE for a VM whose ID is no OP-TEE client ID (0, above 0xFFFF) or is another VM's fails at vms.<name>.tee", () => {
+  it("a VM whose ID is no OP-TEE client ID (0, above 0xFFFF) or is another VM's gets no TEE: the hypervisor refuses the domain (vms.<name>.id), the mediator the enable", () => {
     const t = machine();
     const base = t.m.config.vms.find((v) => v.name === "c")!;
     const withTee = (name: string, id: number): VmConfig => ({ ...base, name, id, tee: { mediator: "optee", contentKey: null } });
-    // 0x10001 would be VM 1 (a) to OP-TEE, which keeps 16 bits.
-    expect(t.m.hypervisor.createDomain(withTee("x", 0x1_0001))).toEqual({ ok: false, errors: [{ path: "vms.x.tee", message: "cannot enable optee: VM ID 65537 is not an OP-TEE client ID (1-65535)" }] });
-    expect(t.m.hypervisor.createDomain(withTee("y", 1))).toEqual({ ok: false, errors: [{ path: "vms.y.tee", message: "cannot enable optee: VM ID 1 is already the OP-TEE client ID of VM a" }] });
-    expect(t.m.hypervisor.createDomain(withTee("z", 0))).toMatchObject({ ok: false, errors: [{ path: "vms.z.tee" }] });
+    // 0x10001 would be VM 1 (a) to OP-TEE, which keeps 16 bits; 0 is the hypervisor.
+    expect(t.m.hypervisor.createDomain(withTee("x", 0x1_0001))).toEqual({ ok: false, errors: [{ path: "vms.x.id", message: "VM ID 65537 is outside 1-0xFFFE (0 is the hypervisor's)" }] });
+    expect(t.m.hypervisor.createDomain(withTee("y", 1))).toEqual({ ok: false, errors: [{ path: "vms.y.id", message: "VM ID 1 is already a's" }] });
+    expect(t.m.hypervisor.createDomain(withTee("z", 0))).toMatchObject({ ok: false, errors: [{ path: "vms.z.id" }] });
+    expect(t.m.hypervisor.createDomain({ ...base, name: "w", id: 0 })).toMatchObject({ ok: false, errors: [{ path: "vms.w.id" }] });
+    // The mediator holds on its own, for any host.
+    expect(t.mediator.enable(withTee("x", 0x1_0001))).toEqual({ ok: false, message: "VM ID 65537 is not an OP-TEE client ID (1-65535)" });
+    expect(t.mediator.enable(withTee("y", 1))).toEqual({ ok: false, message: "VM ID 1 is already the OP-TEE client ID of VM a" });
+    expect(t.mediator.enable(withTee("z", 0))).toMatchObject({ ok: false });
     expect([...t.os.guests.keys()]).toEqual([1, 2]);
     // a's session is untouched.
     const s = sessionOf(t.a, HELLO_WORLD_UUID);
