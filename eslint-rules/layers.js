@@ -15,6 +15,8 @@ export const LAYER_RANK = {
   firmware: 3,
   hypervisor: 4,
   machine: 5,
+  // The fuzzing campaign drives the scripted machine; only the command line uses it.
+  fuzz: 5.5,
   cli: 6,
 };
 

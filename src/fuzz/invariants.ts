@@ -69,7 +69,8 @@ export function heldState(hv: Hypervisor, vm: ScriptedVm, out: number[]): number
     out.push(n.id);
     shallow(st, out);
   }
-  out.push(checksum(hv.model.psci.cpus(config.name)));
+  const cpus = hv.model.psci.cpus(config.name);
+  out.push(cpus.length % 4 === 0 ? sum32(new Uint32Array(cpus.buffer, cpus.byteOffset, cpus.length / 4)) : checksum(cpus));
   return out;
 }
 
@@ -82,30 +83,55 @@ export function firstDifference(a: readonly number[], b: readonly number[]): num
 
 /**
  * The platform's limits against what each VM holds: the mediator's per-VM counters (calls in flight,
- * registrations, pages, and any other counter a limit of the same name bounds), OP-TEE's threads per
- * guest (at most its calls in flight) and in all (at most the pool), and the hypervisor's heap (nothing
- * held while no call is in flight: a leak grows with every call). Returns the problem, or null.
+ * registrations, pages, and any other counter a limit of the same name bounds), OP-TEE's per-guest
+ * counters under the same limits (threads at most the calls in flight), OP-TEE's threads in all (at most
+ * the pool), and the hypervisor's heap (nothing held while no call is in flight: a leak grows with every
+ * call). After a call only the caller's counters are read again: what another VM holds is compared as its
+ * held state (heldState), so a call that changed it is reported there.
  */
-export function quotaProblem(hv: Hypervisor, vms: readonly VmConfig[]): string | null {
-  const tee = hv.platform.tee;
-  if (tee === null) return null;
-  const limits = tee.limits as unknown as Readonly<Record<string, number>>;
-  let held = 0;
-  for (const vm of vms) {
-    if (!vm.tee) continue;
-    const c = hv.mediators.get(vm.tee.mediator)?.counters(vm.name) ?? {};
-    held += (c["inFlight"] ?? 0) + (c["pendingRpc"] ?? 0);
-    if ((c["inFlight"] ?? 0) > limits["callsInFlight"]!) return `${vm.name} has ${c["inFlight"]} OP-TEE calls in flight; its limit is ${limits["callsInFlight"]}`;
-    for (const [k, v] of Object.entries(c)) if (limits[k] !== undefined && v > limits[k]) return `${vm.name}: mediator counter ${k} = ${v} exceeds its limit ${limits[k]}`;
-    if (hv.optee !== null) {
-      const os = hv.optee.counters(vm.id) as Readonly<Record<string, number>>;
-      if (os["threads"]! > limits["callsInFlight"]!) return `${vm.name} holds ${os["threads"]} OP-TEE threads; its calls in flight are limited to ${limits["callsInFlight"]}`;
-      for (const [k, v] of Object.entries(os)) if (k !== "threads" && limits[k] !== undefined && v > limits[k]) return `${vm.name}: OP-TEE's ${k} = ${v} exceeds its limit ${limits[k]}`;
-    }
+export class Quotas {
+  private readonly limits: Readonly<Record<string, number>>;
+  /** Per VM: its calls in flight and suspended in RPC, when last read (what keeps heap pages). */
+  private readonly inFlight: number[];
+
+  constructor(private readonly hv: Hypervisor, private readonly vms: readonly VmConfig[]) {
+    this.limits = (hv.platform.tee?.limits ?? {}) as unknown as Readonly<Record<string, number>>;
+    this.inFlight = vms.map(() => 0);
   }
-  if (hv.optee !== null && hv.optee.busyThreads > tee.threads) return `OP-TEE has ${hv.optee.busyThreads} busy threads; the pool is ${tee.threads}`;
-  if (held === 0 && hv.heap.inUse !== 0) return `the hypervisor's heap holds ${hv.heap.inUse} pages with no OP-TEE call in flight`;
-  return null;
+
+  /** After a call of VM `index`; `all` reads every VM's counters again (checkpoints). Returns the problem, or null. */
+  check(index: number, all = false): string | null {
+    const tee = this.hv.platform.tee;
+    if (tee === null) return null;
+    for (let v = 0; v < this.vms.length; v++) {
+      if (v !== index && !all) continue;
+      const p = this.vm(v);
+      if (p !== null) return p;
+    }
+    const optee = this.hv.optee;
+    if (optee !== null && optee.busyThreads > tee.threads) return `OP-TEE has ${optee.busyThreads} busy threads; the pool is ${tee.threads}`;
+    let held = 0;
+    for (const n of this.inFlight) held += n;
+    if (held === 0 && this.hv.heap.inUse !== 0) return `the hypervisor's heap holds ${this.hv.heap.inUse} pages with no OP-TEE call in flight`;
+    return null;
+  }
+
+  private vm(v: number): string | null {
+    const vm = this.vms[v]!;
+    const limits = this.limits;
+    if (!vm.tee) return null;
+    const c = this.hv.mediators.get(vm.tee.mediator)?.counters(vm.name) ?? {};
+    this.inFlight[v] = (c["inFlight"] ?? 0) + (c["pendingRpc"] ?? 0);
+    if ((c["inFlight"] ?? 0) > limits["callsInFlight"]!) return `${vm.name} has ${c["inFlight"]} OP-TEE calls in flight; its limit is ${limits["callsInFlight"]}`;
+    for (const k in c) if (limits[k] !== undefined && c[k]! > limits[k]) return `${vm.name}: mediator counter ${k} = ${c[k]} exceeds its limit ${limits[k]}`;
+    const optee = this.hv.optee;
+    if (optee !== null) {
+      const os = optee.counters(vm.id) as Readonly<Record<string, number>>;
+      if (os["threads"]! > limits["callsInFlight"]!) return `${vm.name} holds ${os["threads"]} OP-TEE threads; its calls in flight are limited to ${limits["callsInFlight"]}`;
+      for (const k in os) if (k !== "threads" && limits[k] !== undefined && os[k]! > limits[k]) return `${vm.name}: OP-TEE's ${k} = ${os[k]} exceeds its limit ${limits[k]}`;
+    }
+    return null;
+  }
 }
 
 /** Numbers, booleans, sizes and byte checksums of an object's own fields, in their order. */
@@ -128,6 +154,12 @@ function hashString(s: string): number {
   let h = 0x811c_9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x0100_0193);
   return h >>> 0;
+}
+
+function sum32(w: Uint32Array): number {
+  let h = 0;
+  for (let i = 0; i < w.length; i++) h = (Math.imul(h, 31) + w[i]!) | 0;
+  return h;
 }
 
 function checksum(b: Uint8Array): number {
