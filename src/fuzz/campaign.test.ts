@@ -195,6 +195,20 @@ describe("a fuzzing campaign", () => {
     expect(v.vm).toBe("a");
   });
 
+  it("catches a handler that reads the hypervisor's page of another VM's call waiting in OP-TEE", async () => {
+    const tee = config(`platform:\n  tee: { os: optee, threads: 8, maxGuests: 2 }\nvms:\n  a: { conduit: smc, tee: { mediator: optee } }\n  b: { conduit: smc, tee: { mediator: optee } }\n`);
+    const machines = new Machines();
+    const snoop = saboteur((vm, _call, ram) => {
+      const m = machines.subject(ram);
+      if (vm !== "a" || m === null) return;
+      // The shadow argument of one of b's calls suspended in an RPC, as a heap overlapping a's RAM exposed it.
+      const heap = m.hypervisor.heap;
+      for (let p = 0n; p < 64n; p++) if (heap.ownerOf(heap.base + p * 4096n, 1) === "b") return void heap.read(heap.base + p * 4096n, 32);
+    });
+    const v = await expectCaught({ config: tee, calls: 20_000, hypervisor: withServices(snoop), tamper: machines.tamper, reference: false }, "memory", /during a call of a, a page of the hypervisor's heap held for b was read at PA 0x8[0-9a-f]{8}/);
+    expect(v.vm).toBe("a");
+  });
+
   it("catches a VM holding more OP-TEE calls than its limit", async () => {
     const tee = config(`platform:\n  tee: { os: optee, threads: 8, maxGuests: 2, limits: { callsInFlight: 2 } }\nvms:\n  a: { conduit: smc, tee: { mediator: optee } }\n  b: { conduit: smc, tee: { mediator: optee } }\n`);
     const v = await expectCaught(

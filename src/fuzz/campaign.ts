@@ -186,6 +186,7 @@ async function drive(opts: CampaignOptions, subject: ScriptedMachine, reference:
       calls: 0,
     };
   });
+  if (checking) watch.watchHeap(hv.heap);
   const gen = new CallGenerator(config, vms.map((v) => v.guest), rng);
   // What the quotas bound lives in the mediators and the secure world, and changes only when the secure
   // world is called (every mediator call to OP-TEE goes through the router's monitor, as the hypervisor's own
@@ -342,7 +343,9 @@ async function drive(opts: CampaignOptions, subject: ScriptedMachine, reference:
     // The invariants this call must keep.
     const crossed = watch.crossed;
     if (crossed !== null) {
-      return { calls: i + 1, violation: found("memory", `${crossed.actor === null ? "outside any call" : `during a call of ${crossed.actor}`}, ${crossed.owner}'s RAM was ${crossed.kind === "read" ? "read" : crossed.kind === "write" ? "written" : "viewed"} at IPA 0x${crossed.ipa.toString(16)} (${crossed.length} bytes)`), stats: finish() };
+      const what = crossed.where === "ram" ? `${crossed.owner}'s RAM` : `a page of the hypervisor's heap held for ${crossed.owner}`;
+      const at = crossed.where === "ram" ? `IPA 0x${crossed.ipa.toString(16)}` : `PA 0x${crossed.ipa.toString(16)}`;
+      return { calls: i + 1, violation: found("memory", `${crossed.actor === null ? "outside any call" : `during a call of ${crossed.actor}`}, ${what} was ${crossed.kind === "read" ? "read" : crossed.kind === "write" ? "written" : "viewed"} at ${at} (${crossed.length} bytes)`), stats: finish() };
     }
     const regs = registerProblem(vm.subject.domain.config.smccc, before, words, outcome, plan.aarch32, plan.imm);
     if (regs !== null) return { calls: i + 1, violation: found("registers", `${vm.name} vCPU ${vcpu}: ${regs}`), stats: finish() };

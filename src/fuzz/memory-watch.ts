@@ -13,14 +13,17 @@
  * can only change through write(), which the port sees.
  */
 import { Buffer } from "node:buffer";
+import type { HypervisorHeap } from "../hypervisor/heap.js";
 import type { ArrayGuestMemory } from "../machine/scripted/memory.js";
 
 const PAGE_SHIFT = 12;
 const PAGE = 1 << PAGE_SHIFT;
 
 export interface CrossAccess {
-  /** The VM whose RAM was touched. */
+  /** The VM whose RAM was touched, or, for the hypervisor's heap, the VM the page is allocated for. */
   readonly owner: string;
+  /** "ram", or "heap": a page of the hypervisor's own (a shadow argument, a page list) held for `owner`. */
+  readonly where: "ram" | "heap";
   /** The VM whose call was in progress, or null outside any call. */
   readonly actor: string | null;
   readonly kind: "read" | "write" | "view";
@@ -129,7 +132,36 @@ export class MemoryWatch {
     return w;
   }
 
+  /**
+   * Puts the hypervisor's heap under watch: a page allocated for one VM (its call's shadow argument or page
+   * list, held while the call waits in an RPC) is read, written, viewed, allocated and freed only during that
+   * VM's calls (or the toolstack's actions on it).
+   */
+  watchHeap(heap: HypervisorHeap): void {
+    const read = heap.read.bind(heap), write = heap.write.bind(heap), view = heap.view.bind(heap), alloc = heap.alloc.bind(heap), free = heap.free.bind(heap);
+    const check = (kind: CrossAccess["kind"], pa: bigint, length: number) => {
+      const actor = this.actor >= 0 ? this.vms[this.actor]!.owner : null;
+      for (let off = 0; off < Math.max(length, 1); off += 4096 - Number((pa + BigInt(off)) & 0xfffn)) {
+        const owner = heap.ownerOf(pa + BigInt(off), 1);
+        if (owner !== null && owner !== actor) {
+          this.crossed ??= { owner, where: "heap", actor, kind, ipa: pa + BigInt(off), length };
+          return;
+        }
+      }
+    };
+    heap.read = (pa, length) => (check("read", pa, length), read(pa, length));
+    heap.write = (pa, data) => (check("write", pa, data.length), write(pa, data));
+    heap.view = (pa, length) => (check("view", pa, length), view(pa, length));
+    heap.free = (pa) => (check("write", pa, 1), free(pa));
+    heap.alloc = (owner) => {
+      const actor = this.actor >= 0 ? this.vms[this.actor]!.owner : null;
+      const pa = alloc(owner);
+      if (owner !== actor) this.crossed ??= { owner, where: "heap", actor, kind: "write", ipa: pa ?? 0n, length: 4096 };
+      return pa;
+    };
+  }
+
   private cross(w: WatchedRam, kind: CrossAccess["kind"], ipa: bigint, length: number): void {
-    this.crossed ??= { owner: w.owner, actor: this.actor >= 0 ? this.vms[this.actor]!.owner : null, kind, ipa, length };
+    this.crossed ??= { owner: w.owner, where: "ram", actor: this.actor >= 0 ? this.vms[this.actor]!.owner : null, kind, ipa, length };
   }
 }
