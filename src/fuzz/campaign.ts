@@ -116,6 +116,8 @@ interface Vm {
   readonly subject: ScriptedVm;
   readonly reference: ScriptedVm | null;
   readonly ram: WatchedRam;
+  /** The reference machine's RAM (never watched). */
+  readonly refRam: { write(ipa: bigint, data: Uint8Array): boolean } | null;
   readonly callWords: Uint32Array[];
   readonly refCallWords: Uint32Array[];
   readonly conduit: "smc" | "hvc";
@@ -175,6 +177,7 @@ async function drive(opts: CampaignOptions, subject: ScriptedMachine, reference:
       subject: s,
       reference: r,
       ram: checking ? watch.watch(c.name, s.memory) : new WatchedRam(c.name, index, s.memory),
+      refRam: r?.memory ?? null,
       callWords: s.vcpus.map((v) => v.words.subarray(0, 36)),
       refCallWords: r?.vcpus.map((v) => v.words.subarray(0, 36)) ?? [],
       conduit: c.conduit,
@@ -197,19 +200,13 @@ async function drive(opts: CampaignOptions, subject: ScriptedMachine, reference:
   if (checking) hv.router.monitor = { handle: (call, res, origin) => ((entered = true), monitor.handle(call, res, origin)) };
   const stats: CampaignStats = { perVm: Object.fromEntries(vms.map((v) => [v.name, 0])), outcomes: Object.fromEntries(OUTCOME_NAMES.map((n) => [n, 0])), hostActions: 0, handlerErrors: 0, firstHandlerError: null, exposedPages: 0, logLines: 0, optee: gen.optee };
   const byGuest = new Map(vms.map((v) => [v.guest, v]));
+  // The guest's own accesses to its RAM: through the port's own methods, not the watched ones.
   const write: GuestWrite = (g, ipa, bytes) => {
     const vm = byGuest.get(g)!;
-    const off = ipa - g.ramBase;
-    if (off < 0n || off + BigInt(bytes.length) > g.ramSize) return;
-    vm.subject.memory.bytes.set(bytes, Number(off));
-    vm.reference?.memory.bytes.set(bytes, Number(off));
+    vm.ram.raw.write(ipa, bytes);
+    vm.refRam?.write(ipa, bytes);
   };
-  const read: GuestRead = (g, ipa, length) => {
-    const vm = byGuest.get(g)!;
-    const off = ipa - g.ramBase;
-    if (off < 0n || off + BigInt(length) > g.ramSize) return null;
-    return vm.subject.memory.bytes.slice(Number(off), Number(off) + length);
-  };
+  const read: GuestRead = (g, ipa, length) => byGuest.get(g)!.ram.raw.read(ipa, length);
   const plan: CallPlan = { conduit: "smc", aarch32: false, imm: 0, cond: -1, nzcv: 0, kind: 0, argIpa: 0n, cmd: -1, thread: -1, ta: -1 };
   const before = new Uint32Array(WORDS);
   const trace = subject.trace;

@@ -37,30 +37,34 @@ interface Run {
   readonly copy: Buffer;
 }
 
+/** Pages of a run at most, and runs start at multiples of it: so none crosses a 64 MiB chunk of a large VM's RAM. */
+const RUN_PAGES = 256;
+
 /** One VM's RAM under watch. */
 export class WatchedRam {
-  private readonly exposed: Uint8Array;
-  private readonly pages: number[] = [];
+  private readonly exposed = new Set<number>();
   private runs: Run[] = [];
   private changedSinceRuns = false;
+  /** The port's own methods, unwatched: the guest's own accesses (the campaign writing its arguments). */
+  readonly raw: { read(ipa: bigint, length: number): Uint8Array | null; write(ipa: bigint, data: Uint8Array): boolean; view(ipa: bigint, length: number): Uint8Array | null };
 
   constructor(readonly owner: string, readonly index: number, readonly memory: ArrayGuestMemory) {
-    this.exposed = new Uint8Array(Math.ceil(memory.bytes.length / PAGE));
+    this.raw = { read: memory.read.bind(memory), write: memory.write.bind(memory), view: memory.view.bind(memory) };
   }
 
   /** Pages handed out as views so far. */
   get exposedPages(): number {
-    return this.pages.length;
+    return this.exposed.size;
   }
 
   expose(ipa: bigint, length: number): void {
     if (length <= 0) return;
-    const first = Number(ipa - this.memory.base) >>> PAGE_SHIFT;
-    const last = (Number(ipa - this.memory.base) + length - 1) >>> PAGE_SHIFT;
-    for (let p = first; p <= last && p < this.exposed.length; p++) {
-      if (this.exposed[p] !== 0) continue;
-      this.exposed[p] = 1;
-      this.pages.push(p);
+    const off = ipa - this.memory.base;
+    const first = Number(off >> BigInt(PAGE_SHIFT));
+    const last = Number((off + BigInt(length) - 1n) >> BigInt(PAGE_SHIFT));
+    for (let p = first; p <= last; p++) {
+      if (this.exposed.has(p)) continue;
+      this.exposed.add(p);
       this.changedSinceRuns = true;
     }
   }
@@ -75,27 +79,25 @@ export class WatchedRam {
   compare(): bigint | null {
     for (const r of this.runs) {
       if (r.live.equals(r.copy)) continue;
-      for (let off = 0; off < r.live.length; off += PAGE) {
-        if (!r.live.subarray(off, off + PAGE).equals(r.copy.subarray(off, off + PAGE))) {
-          let b = off;
-          while (r.live[b] === r.copy[b]) b++;
-          return this.memory.base + BigInt(r.first * PAGE + b);
-        }
-      }
+      let b = 0;
+      while (r.live[b] === r.copy[b]) b++;
+      return this.memory.base + BigInt(r.first) * BigInt(PAGE) + BigInt(b);
     }
     return null;
   }
 
   private rebuild(): void {
-    this.pages.sort((a, b) => a - b);
-    const bytes = this.memory.bytes;
+    const pages = [...this.exposed].sort((a, b) => a - b);
     const runs: Run[] = [];
-    for (let i = 0; i < this.pages.length; ) {
+    for (let i = 0; i < pages.length; ) {
       let j = i + 1;
-      while (j < this.pages.length && this.pages[j] === this.pages[j - 1]! + 1) j++;
-      const first = this.pages[i]!;
-      const length = Math.min((j - i) * PAGE, bytes.length - first * PAGE);
-      runs.push({ first, live: Buffer.from(bytes.buffer, bytes.byteOffset + first * PAGE, length), copy: Buffer.alloc(length) });
+      while (j < pages.length && j - i < RUN_PAGES && pages[j] === pages[j - 1]! + 1 && pages[j]! % RUN_PAGES !== 0) j++;
+      const first = pages[i]!;
+      const ipa = this.memory.base + BigInt(first) * BigInt(PAGE);
+      const length = Math.min((j - i) * PAGE, Number(this.memory.size) - first * PAGE);
+      // The RAM itself, through the port's own view (a large VM's RAM is in chunks a run does not cross).
+      const live = this.raw.view(ipa, length);
+      if (live !== null) runs.push({ first, live: Buffer.from(live.buffer, live.byteOffset, live.length), copy: Buffer.alloc(length) });
       i = j;
     }
     this.runs = runs;
@@ -114,7 +116,7 @@ export class MemoryWatch {
   watch(owner: string, memory: ArrayGuestMemory): WatchedRam {
     const w = new WatchedRam(owner, this.vms.length, memory);
     this.vms.push(w);
-    const read = memory.read.bind(memory), write = memory.write.bind(memory), view = memory.view.bind(memory);
+    const { read, write, view } = w.raw;
     memory.read = (ipa, length) => {
       if (this.actor !== w.index) this.cross(w, "read", ipa, length);
       return read(ipa, length);
