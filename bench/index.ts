@@ -15,7 +15,7 @@ const json = args.has("--json");
 const router = routerBench({ iterations: quick ? 50_000 : 200_000, repetitions: quick ? 9 : 31 });
 const platform = args.has("--no-qemu") ? null : await platformBench({ quick });
 const tee = await teeBench({ quick, qemu: !args.has("--no-qemu") });
-// 10^7 fuzzing calls with every invariant checked (about a minute and a half on a 2-core machine), against a
+// 10^7 fuzzing calls with every invariant checked (72-124 s on the 2-core machine, by its load), against a
 // tenth as many plain calls; --quick runs 10^5 of each.
 const fuzz = await fuzzBench({ calls: quick ? 100_000 : 10_000_000, baselineCalls: quick ? 100_000 : 1_000_000 });
 

@@ -132,10 +132,8 @@ interface Vm {
 
 /** Runs a campaign; on a violation found after the fact, replays it to name the exact call. */
 export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult> {
-  const now = opts.now ?? (() => performance.now());
-  const t0 = now();
   const first = await runOnce(opts, opts.calls, opts.eagerFrom ?? Infinity);
-  const elapsedMs = now() - t0;
+  const elapsedMs = first.elapsedMs;
   let violation = first.violation;
   if (violation !== null && !violation.exact && (opts.locate ?? true)) {
     const replay = await runOnce(opts, violation.call + 1, violation.since);
@@ -144,7 +142,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   return { seed: opts.seed, calls: first.calls, elapsedMs, violation, stats: first.stats };
 }
 
-async function runOnce(opts: CampaignOptions, limit: number, eagerFrom: number): Promise<{ calls: number; violation: Violation | null; stats: CampaignStats }> {
+/** One run of the campaign on fresh machines; its time is the calls' (machines built, delegates loaded before). */
+async function runOnce(opts: CampaignOptions, limit: number, eagerFrom: number): Promise<{ calls: number; violation: Violation | null; stats: CampaignStats; elapsedMs: number }> {
   const { config } = opts;
   let logLines = 0;
   const base: HypervisorOptions = { ...opts.hypervisor, log: () => logLines++ };
@@ -154,7 +153,10 @@ async function runOnce(opts: CampaignOptions, limit: number, eagerFrom: number):
     if ((opts.reference ?? true) && (opts.checks ?? true)) referenceMachine = await ScriptedMachine.create(config, { ...opts.hypervisor, answerCache: false, cwd: opts.cwd });
     opts.tamper?.(subjectMachine, "subject");
     if (referenceMachine) opts.tamper?.(referenceMachine, "reference");
-    return await drive(opts, subjectMachine, referenceMachine, limit, eagerFrom, () => logLines);
+    const now = opts.now ?? (() => performance.now());
+    const t0 = now();
+    const r = await drive(opts, subjectMachine, referenceMachine, limit, eagerFrom, () => logLines);
+    return { ...r, elapsedMs: now() - t0 };
   } finally {
     subjectMachine.close();
     referenceMachine?.close();
