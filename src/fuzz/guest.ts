@@ -172,7 +172,7 @@ export class CallGenerator {
 
   /**
    * Writes the next call of `vm` into `words` (x_n at [2n], [2n + 1]; registers it does not choose keep
-   * what they held) and any guest memory it needs; returns the plan.
+   * what they held) and any guest memory it needs (through `write`), and describes it in `plan`.
    */
   next(vm: FuzzGuest, vcpus: number, aarch32Vm: boolean, conduit: "smc" | "hvc", words: Uint32Array, write: GuestWrite, plan: CallPlan): void {
     const rng = this.rng;
