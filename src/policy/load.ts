@@ -45,7 +45,7 @@ export interface VmConfig {
   readonly aarch32: boolean;
   /** RAM: its IPA base and size, and where it lives in the platform's physical address space. */
   readonly memory: { readonly base: bigint; readonly size: bigint; readonly pa: bigint };
-  /** A board profile whose own SMC interface a board module serves (seed 004). */
+  /** A board profile whose own SMC interface a board module serves (R12 in docs/requirements.md). */
   readonly board: string | null;
   /** The TEE mediator enabled for the VM, and the content key provisioned to it. */
   readonly tee: { readonly mediator: string; readonly contentKey: Uint8Array | null } | null;

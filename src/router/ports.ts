@@ -29,7 +29,7 @@ export interface CallTarget {
 }
 
 /**
- * A board's own firmware interface (seed 004, QEMU's "fake monitor mode"): boot ROMs of older SoCs expose
+ * A board's own firmware interface (R12 in docs/requirements.md; QEMU's "fake monitor mode"): boot ROMs of older SoCs expose
  * SMC calls that are not SMCCC (OMAP4 passes its service number in r12). The board decides from the
  * registers whether a trapped SMC is its own, before the calling convention looks at it.
  */

@@ -16,8 +16,9 @@ export const FLAG_HYPERVISOR = 4;
 
 /**
  * VM index used for calls the hypervisor itself makes (R9). Events tell the hypervisor's calls from a
- * VM's by this index (their conduit reads "hypervisor"), never by name: "hypervisor" is also a valid VM
- * name, and `vm` of the hypervisor's events only says "hypervisor" for people.
+ * VM's by this index (their conduit reads "hypervisor"), never by name: config validation refuses a VM
+ * named "hypervisor", but a VM built past validation could still carry it, and `vm` of the hypervisor's
+ * events only says "hypervisor" for people.
  */
 export const HYPERVISOR_VM = 0xffff;
 

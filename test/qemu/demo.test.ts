@@ -51,7 +51,7 @@ describe("examples/demo.yaml under QEMU", () => {
       expect(line(v, "SMCV-RNG current="), v.name).toMatch(/available=smccc_trng optee-rng\s*$/);
       expect(line(v, "SMCV-RNG smccc_trng bytes="), v.name).toMatch(/bytes=[0-9a-f]{32}$/);
       expect(report.events.some((e) => e.vm === v.name && e.fid === 0xc400_0053 && e.action === "emulate" && e.x0 === 0n)).toBe(true);
-      expect(line(v, "SMCV-SOC soc_id="), v.name).toBe("SMCV-SOC soc_id=jep106:043b:0d07");
+      expect(line(v, "SMCV-SOC soc_id="), v.name).toBe("SMCV-SOC soc_id=jep106:007f:0d07");
     }
   });
 

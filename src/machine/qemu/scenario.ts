@@ -125,12 +125,19 @@ export function loadScenario(path: string): ScenarioResult {
   if (!read.ok) return { ok: false, errors: [...read.errors] };
   const data = read.data;
   const dir = dirname(path);
+  let policyDir: string | undefined;
   const r = parseScenario(path, data, (p) => {
-    const policy = readConfigFile(isAbsolute(p) ? p : resolve(dir, p), p);
+    const full = isAbsolute(p) ? p : resolve(dir, p);
+    const policy = readConfigFile(full, p);
     if (!policy.ok) throw new Error(policy.errors.map((e) => `${e.path}: ${e.message}`).join("; "));
+    policyDir = dirname(full);
     return policy.data;
   });
-  return r.ok ? { ok: true, scenario: { ...r.scenario, dir } } : r;
+  if (!r.ok) return r;
+  // A policy file's relative paths (its delegates) are its own, as when it is given to `call` or
+  // `explain`; inline policy's are the scenario's.
+  const config = { ...r.scenario.config, baseDir: policyDir ?? dir };
+  return { ok: true, scenario: { ...r.scenario, config, dir } };
 }
 
 /** Whether a console line satisfies a pattern: /regex/ or a substring. */

@@ -9,7 +9,7 @@ function vmsYaml(extra = ""): string {
   return `${extra}vms:\n${VERSIONS.map((v) => `  v${v.replace(".", "_")}: { smccc: "${v}" }`).join("\n")}\n  dom0:\n    grants:\n      - { owner: sip, action: forward }\n  domU: {}\n`;
 }
 
-const m = ScriptedMachine.fromText(vmsYaml('platform:\n  cpu: cortex-a57\n  socId: { jep106Bank: 4, jep106Id: 0x3b, soc: 0x0d07, revision: 3, name: "smcvisor test SoC" }\n'));
+const m = ScriptedMachine.fromText(vmsYaml('platform:\n  cpu: cortex-a57\n  socId: { jep106Bank: 0, jep106Id: 0x7f, soc: 0x0d07, revision: 3, name: "smcvisor test SoC" }\n'));
 const vcpu = (v: string) => m.vm(`v${v.replace(".", "_")}`).vcpu(0);
 
 describe("SMCCC_VERSION (DEN0028 §7.2)", () => {
@@ -70,7 +70,7 @@ describe("SMCCC_ARCH_FEATURES (DEN0028 §7.3)", () => {
 
 describe("SMCCC_ARCH_SOC_ID (DEN0028 §7.4)", () => {
   it("type 0: JEP-106 bank in [30:24], ID code in [23:16], SoC ID in [15:0]", () => {
-    expect(vcpu("1.2").hvc(A.SMCCC_ARCH_SOC_ID.smc32, 0).w(0)).toBe(0x043b_0d07);
+    expect(vcpu("1.2").hvc(A.SMCCC_ARCH_SOC_ID.smc32, 0).w(0)).toBe(0x007f_0d07);
   });
 
   it("type 1: the revision", () => {
