@@ -99,6 +99,17 @@ export function emptyReport(): GuestReport {
   return { boots: 0, steps: new Map(), halts: new Set(), undefs: new Map(), entries: [], loop: null, afterSmc: null, probes: new Map(), done: false, errors: [] };
 }
 
+/**
+ * How many steps, halts, entries, probes or errors a report keeps. The guest writes these lines, so a guest
+ * that loops writing them must not grow the reader's memory without bound: our scripts use a few hundred.
+ */
+export const MAX_REPORT_ITEMS = 4096;
+const REPORT_FULL = `more than ${MAX_REPORT_ITEMS} report lines of one kind: the rest are dropped`;
+
+function full(r: GuestReport): boolean {
+  return Math.max(r.steps.size, r.halts.size, r.undefs.size, r.entries.length, r.probes.size, r.errors.length) >= MAX_REPORT_ITEMS;
+}
+
 /** Parses one console line of the guest into `r`; returns whether it was one of the guest's lines. */
 export function parseGuestLine(line: string, r: GuestReport): boolean {
   try {
@@ -110,7 +121,14 @@ export function parseGuestLine(line: string, r: GuestReport): boolean {
   }
 }
 
+/** Line kinds that add an item to a report; the others set a counter or a flag. */
+const ITEM_LINES = new Set(["SMCV-STEP", "SMCV-UNDEF", "SMCV-HALT", "SMCV-ENTRY", "SMCV-PROBE", "SMCV-ERROR"]);
+
 function parseFields(f: string[], r: GuestReport): boolean {
+  if (ITEM_LINES.has(f[0]!) && full(r)) {
+    if (r.errors.at(-1) !== REPORT_FULL) r.errors.push(REPORT_FULL);
+    return true;
+  }
   switch (f[0]) {
     case "SMCV-BOOT":
       r.boots++;
