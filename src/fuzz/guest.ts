@@ -228,8 +228,9 @@ export class CallGenerator {
 
   /**
    * A stopping PSCI call mostly becomes AFFINITY_INFO, so that VMs mostly run; MEM_PROTECT nearly always,
-   * and always for a VM above 64 MiB: once it is on, every reset of the VM wipes all its RAM (DEN0022
-   * §5.20), which writes (and makes resident) the whole of it, twice with the reference machine.
+   * and always for a VM above 64 MiB: once it is on, every reset of the VM wipes its RAM (DEN0022 §5.20),
+   * which fills the whole buffer of a VM up to 1 GiB (twice with the reference machine) and costs time,
+   * not isolation (larger VMs zero only the chunks their guest touched: GuestMemory.clear).
    */
   private tame(vm: FuzzGuest, fid: number): number {
     const f = fid >>> 0;

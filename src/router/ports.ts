@@ -82,6 +82,13 @@ export interface GuestMemory {
    * call that took it, except a TA suspended in an RPC, which uses it again only when the same VM resumes it.
    */
   view?(ipa: bigint, length: number): Uint8Array | null;
+  /**
+   * Optional: every byte of the RAM becomes zero (PSCI MEM_PROTECT's wipe). A backend that keeps RAM it was
+   * never asked to hold only where it was touched gives it here without making the rest: a guest that
+   * turns MEM_PROTECT on and resets must not make the hypervisor hold its whole RAM. Views given earlier
+   * stay views of the same (now zero) bytes. Without it, users write zeros through write().
+   */
+  clear?(): void;
 }
 
 /** Time as a VM sees it, for the KVM PTP call and PV time: host wall clock and the vCPU's counters. */

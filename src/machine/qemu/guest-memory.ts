@@ -29,6 +29,12 @@ export class MappedGuestMemory implements GuestMemory {
     return off < 0 ? null : this.ram.bytes.subarray(off, off + length);
   }
 
+  /** GuestMemory.clear: the guest's RAM (never the shim's region) zeroed in place. */
+  clear(): void {
+    const off = this.offset(this.base, 0);
+    if (off >= 0) this.ram.bytes.fill(0, off, off + Number(this.size));
+  }
+
   write(ipa: bigint, data: Uint8Array): boolean {
     const off = this.offset(ipa, data.length);
     if (off < 0) return false;

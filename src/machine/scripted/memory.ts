@@ -81,6 +81,16 @@ export class ArrayGuestMemory implements GuestMemory {
     return true;
   }
 
+  /**
+   * GuestMemory.clear: zeros in place. Chunks never made stay unmade (they read as zero already), so a
+   * 1 TiB VM's wipe costs what its guest touched; chunks are zeroed rather than dropped, so a view given
+   * earlier still shows this VM's RAM.
+   */
+  clear(): void {
+    if (this.single !== null) this.single.fill(0);
+    for (const c of this.chunks.values()) c.fill(0);
+  }
+
   /** GuestMemory.view: the RAM itself, no copy; null across a chunk boundary. */
   view(ipa: bigint, length: number): Uint8Array | null {
     const o = this.offset(ipa, length);

@@ -383,6 +383,19 @@ describe("reboots and the order of CPU_ON", () => {
     expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, 1, ENTRY, 0).sw(0)).toBe(R.SUCCESS);
   });
 
+  it("MEM_PROTECT's wipe of a 16 GiB in-process VM zeroes what the guest touched and makes no RAM it never used", () => {
+    const m = machine("vms:\n  vm0: { memory: { size: 16GiB } }\n");
+    const vm = m.vm("vm0");
+    const memory = vm.memory as unknown as { chunkCount: number };
+    const at = 0x4000_0000n + (9n << 30n);
+    vm.memory.write(at, new Uint8Array([7, 8, 9]));
+    expect(memory.chunkCount).toBe(1);
+    expect(vm.vcpu(0).hvc(F.PSCI_MEM_PROTECT.smc32, 1).sw(0)).toBe(0);
+    vm.vcpu(0).hvc(F.PSCI_SYSTEM_RESET.smc32);
+    expect([...vm.memory.read(at, 3)!]).toEqual([0, 0, 0]);
+    expect(memory.chunkCount).toBe(1);
+  });
+
   it("MEM_PROTECT survives a reset (its setting is persistent): every later reset wipes the RAM too", () => {
     const m = machine("vms:\n  vm0: { memory: { size: 4MiB } }\n");
     const vm = m.vm("vm0");

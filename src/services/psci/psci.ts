@@ -321,6 +321,7 @@ export class PsciService implements ServiceInstance {
 
 /** MEM_PROTECT's promise: nothing the VM left in RAM survives the reset. */
 function wipe(memory: GuestMemory): void {
+  if (memory.clear) return memory.clear();
   const chunk = new Uint8Array(1 << 20);
   for (let off = 0n; off < memory.size; off += BigInt(chunk.length)) {
     const n = memory.size - off < BigInt(chunk.length) ? Number(memory.size - off) : chunk.length;
