@@ -23,6 +23,7 @@ import { OpteeMediator } from "../mediators/optee/mediator.js";
 import { HypervisorHeap, PAGE } from "./heap.js";
 import { TraceRing } from "../trace/ring.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
+import type { ChaCha20 } from "../firmware/optee/chacha20.js";
 
 export interface HypervisorOptions {
   /** Timestamps for trace events; null (the default) records none, which keeps runs deterministic. */
@@ -45,6 +46,8 @@ export interface HypervisorOptions {
   readonly boards?: ReadonlyMap<string, (vm: VmConfig) => BoardFirmware>;
   /** Mediators beyond the built-in ones, for `mediate:<name>` grants (each probes the secure world once). */
   readonly mediators?: readonly MediatorFactory[];
+  /** ChaCha20 for the modelled OP-TEE's TAs: a Node host gives OpenSSL's; the portable one by default. */
+  readonly chacha20?: ChaCha20;
 }
 
 export type DomainState = "created" | "running" | "destroyed";
@@ -148,6 +151,7 @@ export class Hypervisor {
         maxGuests: platform.tee.maxGuests,
         random: (out) => this.model.entropy.fill(out),
         clientOf: (vm) => this.teeClientIds.get(vm),
+        ...(opts.chacha20 ? { chacha20: opts.chacha20 } : {}),
       });
       this.model.trustedOs = this.optee;
     }

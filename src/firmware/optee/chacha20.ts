@@ -23,6 +23,12 @@ function le32(b: Uint8Array, o: number): number {
 }
 
 /**
+ * The shape of a ChaCha20 implementation: the OS model takes one from its host (OpteeOsOptions.chacha20),
+ * so a Node host can give it OpenSSL's (src/machine/host/chacha20.ts) while this one stays the default.
+ */
+export type ChaCha20 = (key: Uint8Array, nonce: Uint8Array, counter: number, input: Uint8Array, output: Uint8Array) => void;
+
+/**
  * XORs `input` with the ChaCha20 keystream into `output`, starting at block `counter` (RFC 8439 §2.4: the
  * counter wraps at 2^32). `output` may be `input` itself; other overlaps give undefined results.
  */

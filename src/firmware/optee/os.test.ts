@@ -22,7 +22,8 @@ import {
 } from "../../smccc/optee/abi.js";
 import { CALL_SMC, SmcCall, SmcResult } from "../../router/call.js";
 import { decodeMsg, encodeMsg, msgSize, type MsgArg } from "../../smccc/optee/msg.js";
-import { chacha20 } from "./chacha20.js";
+import { chacha20, type ChaCha20 } from "./chacha20.js";
+import { hostChaCha20 } from "../../machine/host/chacha20.js";
 import { OpteeOs, OS_REVISION } from "./os.js";
 import type { TrustedApp } from "./ta.js";
 import { CONTENT_DECRYPT_UUID, DECRYPT_PIECE, TA_DECRYPT_CMD_DECRYPT, TA_DECRYPT_CMD_KEY_PRESENT } from "./tas/content-decrypt.js";
@@ -49,7 +50,7 @@ const twoClocksTa: TrustedApp<null> = {
   close: () => {},
 };
 
-function setup(opts: { threads?: number; maxGuests?: number; maxPagesPerGuest?: number; maxSessionsPerGuest?: number } = {}) {
+function setup(opts: { threads?: number; maxGuests?: number; maxPagesPerGuest?: number; maxSessionsPerGuest?: number; chacha20?: ChaCha20 } = {}) {
   const mem = new FlatMemory(BASE, 8 << 20);
   let entropy = true;
   let counter = 0;
@@ -60,6 +61,7 @@ function setup(opts: { threads?: number; maxGuests?: number; maxPagesPerGuest?: 
     maxGuests: opts.maxGuests ?? 3,
     ...(opts.maxPagesPerGuest ? { maxPagesPerGuest: opts.maxPagesPerGuest } : {}),
     ...(opts.maxSessionsPerGuest ? { maxSessionsPerGuest: opts.maxSessionsPerGuest } : {}),
+    ...(opts.chacha20 ? { chacha20: opts.chacha20 } : {}),
     random: (out) => {
       if (!entropy) return false;
       for (let i = 0; i < out.length; i++) out[i] = (counter++ * 151 + 13) & 0xff;
@@ -650,6 +652,29 @@ describe("the trusted applications", () => {
       expect(sr.result).toBe(TEEC.ERROR_SHORT_BUFFER);
       expect(sr.msg.params[1]!.b).toBe(BigInt(plain.length));
     }
+  });
+});
+
+describe("the host's ChaCha20", () => {
+  it("is what the content-decryption TA uses when the host gives one (OpenSSL's here), with the same plaintext as the portable one", () => {
+    const pieces: number[] = [];
+    const { os, create, guest } = setup({ chacha20: (k, n, c, i, o) => (pieces.push(i.length), hostChaCha20(k, n, c, i, o)) });
+    create(1);
+    const key = Uint8Array.from({ length: 32 }, (_, i) => i ^ 0x5a);
+    os.provisionKey(1, key);
+    const plain = Uint8Array.from({ length: DECRYPT_PIECE + 4096 }, (_, i) => (i * 29) & 0xff);
+    const cipher = new Uint8Array(plain.length);
+    chacha20(key, new Uint8Array(12), 0, plain, cipher);
+    const g = guest(1);
+    const input = g.allocShm(plain.length, { contiguous: true });
+    const output = g.allocShm(plain.length, { contiguous: true });
+    input.write(cipher);
+    run(g.registerShm(input));
+    run(g.registerShm(output));
+    const s = run(g.openSession(CONTENT_DECRYPT_UUID)).session;
+    expect(run(g.invoke(s, TA_DECRYPT_CMD_DECRYPT, [param.rmem("in", input), param.rmem("out", output), param.valueIn(0, 0)])).result).toBe(TEEC.SUCCESS);
+    expect(output.read()).toEqual(plain);
+    expect(pieces).toEqual([DECRYPT_PIECE, 4096]);
   });
 });
 

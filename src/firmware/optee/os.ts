@@ -55,6 +55,7 @@ import {
   uuidFromBytes,
 } from "../../smccc/optee/msg.js";
 import type { RpcReply, RpcRequest, TaEnv, TaParam, TaParamType, TaResult, TrustedApp } from "./ta.js";
+import { chacha20, type ChaCha20 } from "./chacha20.js";
 
 /**
  * Normal-world memory by physical address (VM RAM or the hypervisor's own pages), never secure memory.
@@ -89,6 +90,8 @@ export interface OpteeOsOptions {
    * knows one: such a call may name that guest in a7, or the hypervisor itself (a7 = 0), and no other.
    */
   readonly clientOf?: (vmName: string) => number | undefined;
+  /** The host's ChaCha20 for TAs (the portable one by default; the results are the same). */
+  readonly chacha20?: ChaCha20;
 }
 
 /** OS revision reported by CALL_GET_OS_REVISION. */
@@ -588,6 +591,7 @@ export class OpteeOs implements CallTarget {
       client: { guest, login },
       random: (out) => this.opts.random(out),
       contentKey,
+      chacha20: this.opts.chacha20 ?? chacha20,
     };
   }
 

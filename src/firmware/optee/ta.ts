@@ -9,6 +9,7 @@
  * a byte it depends on once, or copies the buffer before it checks and then uses the content; and it writes
  * only output buffers. Otherwise the buffer is the OS's copy (inputs copied in, outputs copied back).
  */
+import type { ChaCha20 } from "./chacha20.js";
 export type TaParamType = "none" | "value-in" | "value-out" | "value-inout" | "memref-in" | "memref-out" | "memref-inout";
 
 export interface TaParam {
@@ -38,6 +39,8 @@ export interface TaEnv {
   random(out: Uint8Array): boolean;
   /** The content key provisioned for the calling guest, if any. */
   contentKey(): Uint8Array | null;
+  /** ChaCha20 (RFC 8439) as the host provides it: the secure world's crypto library. */
+  readonly chacha20: ChaCha20;
 }
 
 export type TaResult = { readonly result: number; readonly origin?: number };

@@ -12,6 +12,7 @@ import { loadDelegates } from "../delegates/load.js";
 import { QemuVm, type FastAnswer, type GuestImage, type VmExit, type WaitTuning } from "./qemu-vm.js";
 import { Poller, type PollerOptions } from "./poller.js";
 import { findQemu, shimPath } from "./paths.js";
+import { hostChaCha20 } from "../host/chacha20.js";
 
 export interface QemuMachineOptions extends HypervisorOptions {
   /** The guest image each VM boots. */
@@ -75,7 +76,8 @@ export class QemuMachine {
     };
     let r: ReturnType<typeof Hypervisor.fromConfig>;
     try {
-      r = Hypervisor.fromConfig(config, { boards: BOARDS, ...opts, delegates: delegates.targets }, create);
+      // A QEMU run is always on a Node host: the TAs' ChaCha20 is OpenSSL's (the same results, ~2x faster).
+      r = Hypervisor.fromConfig(config, { boards: BOARDS, chacha20: hostChaCha20, ...opts, delegates: delegates.targets }, create);
     } catch (e) {
       delegates.close();
       for (const q of vms.values()) q.fail("not started");

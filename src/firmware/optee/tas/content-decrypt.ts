@@ -14,7 +14,6 @@
  * own memory only.
  */
 import { TEEC } from "../../../smccc/optee/abi.js";
-import { chacha20 } from "../chacha20.js";
 import type { TrustedApp } from "../ta.js";
 
 export const CONTENT_DECRYPT_UUID = "d7a2b9c4-5e61-4f08-a3c7-1b9e2d4f6a58";
@@ -47,7 +46,7 @@ export const contentDecryptTa: TrustedApp<{ bytes: number }> = {
     new DataView(nonce.buffer).setUint32(4, iv.b >>> 0, true);
     for (let off = 0; off < input.buffer.length; off += PIECE) {
       const end = Math.min(off + PIECE, input.buffer.length);
-      chacha20(key, nonce, off / 64, input.buffer.subarray(off, end), output.buffer.subarray(off, end));
+      env.chacha20(key, nonce, off / 64, input.buffer.subarray(off, end), output.buffer.subarray(off, end));
       if (end < input.buffer.length) yield { kind: "preempt" };
     }
     state.bytes += input.buffer.length;
