@@ -46,7 +46,7 @@ export function runBuiltin(args: readonly string[], opts: { stopWhen: (line: str
       }
     });
     q.on("error", reject);
-    q.on("exit", () => {
+    q.on("close", () => {
       if (timer) clearTimeout(timer);
       resolve({ lines, ms: ms || performance.now() - t0, exitedOnItsOwn: !stopped });
     });

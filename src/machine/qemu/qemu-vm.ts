@@ -287,7 +287,9 @@ export class QemuVm implements PowerPort {
       if (this.stderr.length < 4096) this.stderr += s;
     });
     child.on("error", (e) => this.end("failed", `cannot run ${this.opts.qemu}: ${e.message}`));
-    child.on("exit", (code, signal) => this.onQemuExit(code, signal));
+    // "close", not "exit": it comes after QEMU's stdout has been read to its end, so the console lines the
+    // guest printed just before it stopped (a test guest's last report before SYSTEM_RESET) are not lost.
+    child.on("close", (code, signal) => this.onQemuExit(code, signal));
     this.helloTimer = setTimeout(() => this.fail(`the shim did not start: no HELLO from vCPU 0 within ${HELLO_TIMEOUT_MS / 1000} s`), HELLO_TIMEOUT_MS);
     this.opts.poller.add(this);
   }
