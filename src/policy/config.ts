@@ -61,6 +61,8 @@ const ruleSchema = z
     }
   });
 
+const contentKey = z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, "a content key is 32 bytes of hex");
+
 const psciConfig = z
   .object({
     version: z.enum(["0.2", "1.0", "1.1", "1.3"]).optional(),
@@ -104,14 +106,23 @@ const vmSchema = z
     vcpus: int("vcpus", 1, 256).default(1),
     aarch32: z.boolean().default(false),
     memory: memorySchema.default({ base: 0x4000_0000n, size: 256n << 20n }),
-    /** A TEE this VM may use through its mediator (enabled by the toolstack when the VM is created). */
+    /**
+     * A TEE this VM may use through its mediator (enabled by the toolstack when the VM is created): OP-TEE's
+     * SMC ABI (`optee`), or FF-A (`ffa`: the partitions of platform.spmc that list the VM, and `peers`, the
+     * other FF-A VMs it may message and share memory with).
+     */
     tee: z
       .union([
-        z.literal("optee"),
+        z.enum(["optee", "ffa"]),
         z.object({
           mediator: z.literal("optee"),
           /** The content key provisioned to this VM alone in the TEE (32 bytes, hex). */
-          contentKey: z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, "a content key is 32 bytes of hex").optional(),
+          contentKey: contentKey.optional(),
+        }).strict(),
+        z.object({
+          mediator: z.literal("ffa"),
+          contentKey: contentKey.optional(),
+          peers: z.array(z.string().min(1)).max(64).optional(),
         }).strict(),
       ])
       .optional(),
@@ -157,6 +168,21 @@ const secureRegionSchema = z
   .strict()
   .refine((r) => r.size > 0n, { message: "a secure region has a size" });
 
+/**
+ * A secure partition of the modelled SPMC (FF-A, DEN0077): its endpoint ID (bit 15 set: the secure world's;
+ * 0x8000 is the SPMC's own), its UUID, what runs in it (the modelled OP-TEE behind FF-A, or the test
+ * partition) and the VMs that may reach it.
+ */
+const partitionSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "a partition name is lower-case letters, digits, _ or -"),
+    id: u32("id", 0x8001, 0xfffe),
+    uuid: z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, "a UUID is written 8-4-4-4-12 hex digits").optional(),
+    runs: z.enum(["optee", "test"]),
+    vms: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+
 const sipNodeSchema = z
   .object({
     id: u32("id"),
@@ -188,6 +214,8 @@ const platformSchema = z
       })
       .strict()
       .optional(),
+    /** A modelled SPMC (FF-A) and its secure partitions. */
+    spmc: z.object({ partitions: z.array(partitionSchema).max(64).default([]) }).strict().optional(),
     /** The SiP platform-management service's device nodes and who holds them from boot. */
     sip: z.object({ nodes: z.array(sipNodeSchema).optional() }).strict().optional(),
     cpu: z.enum(Object.keys(CPU_PROFILES) as [keyof typeof CPU_PROFILES]).default("cortex-a57"),

@@ -28,6 +28,16 @@ export const TRUSTED_OS_CALLS: readonly Interval[] = [
   [0xf000_0000, 0xffff_ffff], // fast SMC64, OEN 48-63
 ];
 
+/**
+ * FF-A calls (DEN0077): function numbers 0x60-0xFF of the Standard Secure Service (OEN 4), fast SMC32 and
+ * SMC64. With an SPMC in the secure world the FF-A mediator alone speaks them to it, as the hypervisor's
+ * endpoint: it names the VM as sender and gives physical addresses it checked.
+ */
+export const FFA_CALLS: readonly Interval[] = [
+  [0x8400_0060, 0x8400_00ff],
+  [0xc400_0060, 0xc400_00ff],
+];
+
 /** Sorted, merged copy. */
 export function normalizeIntervals(list: readonly Interval[]): Interval[] {
   const sorted = [...list].sort((a, b) => a[0] - b[0]);
@@ -190,17 +200,26 @@ export function exclusiveClaimProblems<V extends IsolationVm>(vms: readonly V[],
  * forwarded, they would reach the trusted OS past its mediator, with registers (a7, the client ID) and
  * physical addresses the guest chose. Guests reach the trusted OS through `tee:` (or `mediate:<name>`).
  */
-export function mediatedForwardProblems(vms: readonly IsolationVm[]): ConfigError[] {
+export function mediatedForwardProblems(vms: readonly IsolationVm[], secure: { readonly tee: boolean; readonly spmc: boolean } = { tee: true, spmc: false }): ConfigError[] {
   const errors: ConfigError[] = [];
   for (const vm of vms) {
     for (const r of vm.rules) {
       if (r.action.kind !== "forward") continue;
-      const hit = intersectIntervals(selectorIntervals(r.selector), TRUSTED_OS_CALLS);
-      if (hit.length === 0) continue;
-      errors.push({
-        path: `${r.path}.action`,
-        message: `forward would send Trusted OS calls (${describeIntervals(hit)}) to the secure world past the TEE mediator, which alone tells the trusted OS who calls (platform.tee is set); give the VM tee: optee, narrow the grant, or deny`,
-      });
+      const intervals = selectorIntervals(r.selector);
+      const tos = secure.tee ? intersectIntervals(intervals, TRUSTED_OS_CALLS) : [];
+      if (tos.length > 0) {
+        errors.push({
+          path: `${r.path}.action`,
+          message: `forward would send Trusted OS calls (${describeIntervals(tos)}) to the secure world past the TEE mediator, which alone tells the trusted OS who calls (platform.tee is set); give the VM tee: optee, narrow the grant, or deny`,
+        });
+      }
+      const ffa = secure.spmc ? intersectIntervals(intervals, FFA_CALLS) : [];
+      if (ffa.length > 0) {
+        errors.push({
+          path: `${r.path}.action`,
+          message: `forward would send FF-A calls (${describeIntervals(ffa)}) to the SPMC past the FF-A mediator, which alone names the sender and checks the memory (platform.spmc is set); give the VM tee: ffa, narrow the grant, or deny`,
+        });
+      }
     }
   }
   return errors;

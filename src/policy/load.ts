@@ -21,6 +21,7 @@ import {
 } from "./config.js";
 import { CPU_PROFILES, type SocId, type Workarounds } from "./platform.js";
 import { exclusiveGrantProblems, mediatedForwardProblems } from "./isolation.js";
+import { ffaVmProblems, mediatorOf, spmcConfig, type SpmcConfig } from "./ffa.js";
 import { HYPERVISOR_HEAP, MemoryMap, memoryMapProblems, placeVms, type SecureRegion } from "./memory-map.js";
 import { parseAction, type ArgConstraint, type Rule, type Selector } from "./rules.js";
 import { inWrittenForm, parseConfigData, protoKeyProblems } from "./source.js";
@@ -49,6 +50,8 @@ export interface VmConfig {
   readonly board: string | null;
   /** The TEE mediator enabled for the VM, and the content key provisioned to it. */
   readonly tee: { readonly mediator: string; readonly contentKey: Uint8Array | null } | null;
+  /** For a VM with `tee: ffa`: the other FF-A VMs it may message and share memory with. */
+  readonly ffa: { readonly peers: readonly string[] } | null;
   /** SMCCC version told to the VM, encoded as SMCCC_VERSION returns it. */
   readonly smccc: number;
   readonly conduit: "smc" | "hvc";
@@ -69,6 +72,8 @@ export interface PlatformConfig {
   readonly memoryMap: MemoryMap;
   /** The trusted OS in the modelled secure world, if any. */
   readonly tee: { readonly os: "optee"; readonly threads: number; readonly maxGuests: number; readonly limits: OpteeMediatorLimits } | null;
+  /** The modelled SPMC (FF-A) and its partitions, if any. */
+  readonly spmc: SpmcConfig | null;
 }
 
 /** A delegate handler: a module (run in a worker thread, or on the hypervisor's: docs/delegates.md) or a process. */
@@ -151,7 +156,9 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     sipNodes,
     memoryMap,
     tee: raw.platform.tee ? teeConfig(raw.platform.tee, errors) : null,
+    spmc: spmcConfig(raw, errors),
   };
+  errors.push(...ffaVmProblems(raw, ids.ids));
   const vms: VmConfig[] = [];
   entries.forEach(([name, vm], k) => {
     const services = resolveServices(raw.defaults.services ?? {}, vm.services);
@@ -164,6 +171,7 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
       memory: { base: vm.memory.base, size: vm.memory.size, pa: placed[k]!.pa },
       board: vm.board ?? null,
       tee: vm.tee === undefined ? null : typeof vm.tee === "string" ? { mediator: vm.tee, contentKey: null } : { mediator: vm.tee.mediator, contentKey: vm.tee.contentKey ? hexBytes(vm.tee.contentKey) : null },
+      ffa: mediatorOf(vm.tee) === "ffa" ? { peers: typeof vm.tee === "object" && vm.tee.mediator === "ffa" ? (vm.tee.peers ?? []) : [] } : null,
       smccc,
       conduit: vm.conduit ?? raw.defaults.conduit ?? "hvc",
       immediate: vm.immediate ?? raw.defaults.immediate ?? "not-supported",
@@ -172,9 +180,13 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     });
   });
   errors.push(...exclusiveGrantProblems(vms));
-  if (raw.platform.tee) errors.push(...mediatedForwardProblems(vms));
+  if (raw.platform.tee || raw.platform.spmc) errors.push(...mediatedForwardProblems(vms, { tee: raw.platform.tee !== undefined, spmc: raw.platform.spmc !== undefined }));
   for (const [name, vm] of entries) {
-    if (vm.tee !== undefined && !raw.platform.tee) errors.push({ path: `vms.${name}.tee`, message: "the platform has no TEE (platform.tee)" });
+    if (mediatorOf(vm.tee) === "optee" && !raw.platform.tee) errors.push({ path: `vms.${name}.tee`, message: "the platform has no TEE (platform.tee)" });
+    // A content key lives in the platform's OP-TEE, which an FF-A VM reaches through its OP-TEE partition.
+    if (mediatorOf(vm.tee) === "ffa" && typeof vm.tee === "object" && vm.tee.contentKey !== undefined && !raw.platform.tee) {
+      errors.push({ path: `vms.${name}.tee.contentKey`, message: "a content key is kept by the platform's OP-TEE: set platform.tee" });
+    }
   }
   for (const vm of vms) {
     for (const r of vm.rules) {

@@ -309,7 +309,8 @@ export class QemuVm implements PowerPort {
       conduit: this.config.conduit === "hvc" ? "hvc" : "smc",
       bootargs: `${image.cmdline ?? ""} ${BOOT_ARG}${bootDigits(1)}`.trim(),
       initrd: l.layout.initrd !== null ? { start: l.layout.initrd, end: l.layout.initrdEnd! } : null,
-      optee: this.config.tee !== undefined && this.config.tee !== null,
+      // The /firmware/optee node is OP-TEE's SMC ABI only: an FF-A VM finds OP-TEE on the FF-A bus by UUID.
+      optee: this.config.tee?.mediator === "optee",
       map,
       psci: this.dtPsci(),
     });
