@@ -24,6 +24,18 @@ export interface MonitorOptions {
   readonly onRefusal?: (vm: string, vcpu: number, fid: number, what: string) => void;
   /** The trusted OS the monitor dispatches Trusted OS calls to (OP-TEE), if the platform has one. */
   readonly trustedOs?: CallTarget;
+  /** The SPMC the monitor hands FF-A calls to (as TF-A's SPMD does), if the platform has one. */
+  readonly spmc?: CallTarget;
+}
+
+/** FFA_ERROR and its NOT_SUPPORTED code (DEN0077): what a caller the SPMC does not serve gets. */
+const FFA_ERROR = 0x8400_0060;
+const FFA_NOT_SUPPORTED = -1;
+
+/** FF-A's function IDs: OEN 4 (Standard Secure), function numbers 0x60-0xFF, fast SMC32 and SMC64. */
+export function isFfaCall(fid: number): boolean {
+  const f = fid >>> 0;
+  return (f & 0xbfff_ff00) >>> 0 === 0x8400_0000 && (f & 0xff) >= 0x60;
 }
 
 /** The monitor's identity on the owners it serves (fixed UUIDs of the model, version 4). */
@@ -38,10 +50,12 @@ export class MonitorModel implements CallTarget {
   readonly served = new Map<string, number>();
   private current: { vcpu: number; fid: number } = { vcpu: 0, fid: 0 };
   trustedOs: CallTarget | null;
+  spmc: CallTarget | null;
   private readonly onRefusal: MonitorOptions["onRefusal"];
 
   constructor(opts: MonitorOptions = {}) {
     this.trustedOs = opts.trustedOs ?? null;
+    this.spmc = opts.spmc ?? null;
     this.onRefusal = opts.onRefusal;
     this.entropy = new ModelEntropy(opts.entropy ?? seededGenerator(0), opts.entropyBudget);
     this.eemi = new EemiService(opts.nodes ?? ZYNQMP_NODES, opts.memory, (vm, what) => opts.onRefusal?.(vm, this.current.vcpu, this.current.fid, what));
@@ -65,6 +79,18 @@ export class MonitorModel implements CallTarget {
         return res.ret(-1);
       }
       return this.trustedOs.handle(call, res, origin) as void;
+    }
+    // FF-A goes to the SPMC (TF-A's SPMD forwards it so), and only the hypervisor's: its FF-A mediator is
+    // the normal world's endpoint that names the sender VM and gives the SPMC addresses it checked.
+    if (this.spmc !== null && isFfaCall(fid)) {
+      if (origin.vmId !== 0) {
+        this.onRefusal?.(origin.vmName, origin.vcpu, call.rawFid, "FF-A calls reach the SPMC only through the FF-A mediator");
+        res.set(0, FFA_ERROR);
+        res.set(1, 0);
+        res.set(2, FFA_NOT_SUPPORTED >>> 0);
+        return;
+      }
+      return this.spmc.handle(call, res, origin) as void;
     }
     if ((fid & 0xffff_ff00) >>> 0 === 0x8200_ff00 || (fid & 0xffff_ff00) >>> 0 === 0x8400_ff00) return this.query(fid, res);
     // Anything else: SMCCC's answer to an unknown function.
