@@ -31,7 +31,7 @@ describe("the monitor's FF-A dispatch", () => {
     expect(spmc.callers).toEqual([]);
     expect(m.trace.events().some((e) => e.vm === "a" && e.rule === "refused: FF-A calls reach the SPMC only through the FF-A mediator")).toBe(true);
     const host = (m.hypervisor as unknown as { mediatorHost(): MediatorHost }).mediatorHost();
-    expect(host.secureCall("test: FF-A", "a", [F.FFA_VERSION.smc32, 0x1_0002])[0]).toBe(0x1_0002);
+    expect((host.secureCall("test: FF-A", "a", [F.FFA_VERSION.smc32, 0x1_0002]) as number[])[0]).toBe(0x1_0002);
     expect(spmc.callers).toEqual([{ vmId: 0, fid: F.FFA_VERSION.smc32 }]);
   });
 
