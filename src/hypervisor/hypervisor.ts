@@ -196,6 +196,10 @@ export class Hypervisor {
         const low = (x: { regs: readonly bigint[] }) => x.regs.slice(0, 8).map((v) => Number(v & 0xffff_ffffn));
         return r instanceof Promise ? r.then(low) : low(r);
       },
+      secureCall64: (origin, vm, regs) => {
+        const r = this.router.hypervisorCall(origin, Number(BigInt.asUintN(32, regs[0] ?? 0n)), [0n, ...regs.slice(1)], vm ? { vmName: vm, vcpu: 0 } : undefined);
+        return r instanceof Promise ? r.then((x) => [...x.regs]) : [...r.regs];
+      },
       secureChannel: (origin, vm) => this.router.hypervisorChannel(origin, { vmName: vm, vcpu: 0 }),
       memory: (vm) => this.ports.get(vm)?.memory,
       ipaToPa: (vm, ipa, length) => this.ipaToPa(vm, ipa, length),

@@ -51,6 +51,11 @@ export interface MediatorHost {
    * `vm` names the VM it is made for.
    */
   secureCall(origin: string, vm: string | null, regs: readonly number[]): number[] | Promise<number[]>;
+  /**
+   * The same SMC with whole 64-bit registers: x0..x17 in (fewer are zero) and x0..x17 out, as SMCCC 1.2
+   * passes them (FF-A's SMC64 calls and DIRECT_REQ2 use all of them).
+   */
+  secureCall64?(origin: string, vm: string | null, regs: readonly bigint[]): bigint[] | Promise<bigint[]>;
   /** Optional: the same calls for `vm` through a standing channel (see SecureChannel); else secureCall serves. */
   secureChannel?(origin: string, vm: string): SecureChannel;
   /** A VM's RAM by IPA. */

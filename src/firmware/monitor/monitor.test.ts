@@ -35,6 +35,25 @@ describe("the monitor's FF-A dispatch", () => {
     expect(spmc.callers).toEqual([{ vmId: 0, fid: F.FFA_VERSION.smc32 }]);
   });
 
+  it("passes the hypervisor's 64-bit registers x1-x17 through secureCall64, and all 18 back", () => {
+    const m = ScriptedMachine.fromText("vms:\n  a: {}\n");
+    const seen: bigint[] = [];
+    m.hypervisor.model.spmc = {
+      handle(call: SmcCall, res: SmcResult) {
+        for (let n = 1; n <= 17; n++) seen.push(call.x(n));
+        res.ret(0xc400_0061);
+        res.setBig(17, call.x(17) + 1n);
+      },
+    };
+    const host = (m.hypervisor as unknown as { mediatorHost(): MediatorHost }).mediatorHost();
+    const args = Array.from({ length: 17 }, (_, i) => (BigInt(i + 1) << 40n) | 0xabcdn);
+    const out = host.secureCall64!("test: FF-A", "a", [BigInt(F.FFA_MSG_SEND_DIRECT_REQ2.smc64), ...args]) as bigint[];
+    expect(seen).toEqual(args);
+    expect(out).toHaveLength(18);
+    expect(out[0]).toBe(0xc400_0061n);
+    expect(out[17]).toBe(args[16]! + 1n);
+  });
+
   it("answers FF-A calls as unknown functions when the platform has no SPMC", () => {
     const m = ScriptedMachine.fromText("vms:\n  a:\n    grants:\n      - { range: [0x84000060, 0x840000ff], action: forward }\n");
     expect(m.vm("a").vcpu(0).smc(F.FFA_VERSION.smc32, 0x1_0002).x0).toBe(0xffff_ffffn);
