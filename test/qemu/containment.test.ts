@@ -123,7 +123,8 @@ describe("a vCPU waiting for the hypervisor (Linux, 2 vCPUs)", () => {
   const HOLD_MS = 2000;
   let report: RunReport;
   let held: HeldCall | undefined;
-  let sleepingDuringHold = -1;
+  /** The waiting vCPU's mailbox `sleeping` flag, sampled every 20 ms over the middle of the hold. */
+  const sleepingSamples: number[] = [];
   let qemuCpuSeconds = -1;
   let nodeCpuSeconds = -1;
   /** QEMU's and Node's CPU time over 1.5 s while the guest sat idle (its `sleep 2`). */
@@ -174,9 +175,12 @@ guests:
       const vm = machine!.vm("vm0");
       qemuAtStart = cpuSeconds(vm.pid!);
       nodeAtStart = process.cpuUsage().user + process.cpuUsage().system;
-      setTimeout(() => {
-        sleepingDuringHold = new DataView(vm.mailbox(call.vcpu).buffer, vm.mailbox(call.vcpu).byteOffset).getUint32(MAILBOX.sleeping, true);
-      }, HOLD_MS / 2);
+      // The shim wakes every sleep_ticks (10 ms) to look again and polls briefly before it sleeps again, and a
+      // loaded host may deschedule it mid-poll: one sample could land there, so many are taken.
+      const sampler = setInterval(() => {
+        sleepingSamples.push(new DataView(vm.mailbox(call.vcpu).buffer, vm.mailbox(call.vcpu).byteOffset).getUint32(MAILBOX.sleeping, true));
+      }, 20);
+      setTimeout(() => clearInterval(sampler), (HOLD_MS * 3) / 4);
       setTimeout(() => {
         qemuCpuSeconds = cpuSeconds(vm.pid!) - qemuAtStart;
         const u = process.cpuUsage();
@@ -238,7 +242,9 @@ guests:
   });
 
   it("a waiting vCPU sleeps (WFI) after its short poll instead of spinning, and the hypervisor does not spin either", () => {
-    expect(sleepingDuringHold).toBe(1);
+    // Sampled from the start of the hold: the first ones may still see the short poll.
+    expect(sleepingSamples.length).toBeGreaterThanOrEqual(20);
+    expect(sleepingSamples.filter((v) => v === 1).length / sleepingSamples.length, JSON.stringify(sleepingSamples)).toBeGreaterThanOrEqual(0.8);
     // Over the hold the VM's QEMU used far less than the one host core a spinning vCPU would take (its sibling
     // mostly sleeps in `sleep 0.1`), and Node only served the console.
     expect(qemuCpuSeconds).toBeGreaterThanOrEqual(0);
