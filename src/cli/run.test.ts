@@ -69,6 +69,15 @@ describe("the summary survives a trace that cannot be written after the run", ()
     expect(JSON.parse(json.join("\n"))).toMatchObject({ ok: false, traceError: expect.stringMatching(/cannot write/), vms: [{ name: "hypervisor", calls: 1 }] });
   });
 
+  it("says the counts are partial when the trace ring dropped events", () => {
+    const out: string[] = [];
+    finishRun({ ...report(), dropped: 5 }, join(mkdtempSync(join(tmpdir(), "smcvisor-run-")), "t.json"), false, { out: (l) => out.push(l), err: () => {}, cwd: "/" });
+    expect(out).toContain("  (calls counted from the 2 most recent trace events; 5 older ones were dropped)");
+    out.length = 0;
+    finishRun(report(), join(mkdtempSync(join(tmpdir(), "smcvisor-run-")), "t.json"), false, { out: (l) => out.push(l), err: () => {}, cwd: "/" });
+    expect(out.some((l) => l.includes("most recent trace events"))).toBe(false);
+  });
+
   it("writes the trace when it can", () => {
     const path = join(mkdtempSync(join(tmpdir(), "smcvisor-run-")), "sub", "t.json");
     expect(finishRun(report(), path, false, { out: () => {}, err: () => {}, cwd: "/" })).toBe(0);

@@ -170,6 +170,8 @@ export function finishRun(report: RunReport, tracePath: string, json: boolean, i
 /** The run's summary, a few lines per VM. */
 export function summaryLines(report: RunReport): string[] {
   const out: string[] = [];
+  // The counts come from the trace ring, which keeps the most recent events only.
+  if (report.dropped > 0) out.push(`  (calls counted from the ${report.events.length} most recent trace events; ${report.dropped} older ones were dropped)`);
   for (const v of report.vms) {
     out.push(
       `  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.exit.boots > 1 ? `${v.exit.boots} boots, ` : ""}${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}${v.exit.aborts > 0n ? `, ${v.exit.aborts} accesses outside its memory refused` : ""}`,
