@@ -8,7 +8,7 @@ import { FFA_RET } from "../../smccc/ffa/abi.js";
 import { decodePartitionInfo, ffaUuidWords } from "../../smccc/ffa/partition-info.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 import { FFA_MEDIATOR_VERSION } from "./mediator.js";
-import { Guest, ID, IPA, rig, SP1, SP1_UUID, SP2, SP_OTHER, SP_OTHER_UUID } from "./testing.js";
+import { Guest, ID, IPA, RAM, rig, SP1, SP1_UUID, SP2, SP_OTHER, SP_OTHER_UUID } from "./testing.js";
 
 const V1_0 = 0x1_0000, V1_1 = 0x1_0001, V1_2 = 0x1_0002;
 const TX = IPA + 0x1_0000n, RX = IPA + 0x2_0000n;
@@ -113,7 +113,7 @@ describe("RX/TX buffers (§13.7-13.8, §7.2.2.4)", () => {
     const map = (tx: bigint, rx: bigint, pages: number) => Guest.code(g.a.smc(F.FFA_RXTX_MAP.smc64, tx, rx, pages));
     expect(map(TX + 0x10n, RX, 1)).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(map(TX, TX + 0x1000n, 2)).toBe(FFA_RET.INVALID_PARAMETERS); // overlapping
-    expect(map(TX, IPA + (1n << 20n), 1)).toBe(FFA_RET.INVALID_PARAMETERS); // past the VM's RAM
+    expect(map(TX, IPA + RAM, 1)).toBe(FFA_RET.INVALID_PARAMETERS); // past the VM's RAM
     expect(map(0x8_0000_0000n, RX, 1)).toBe(FFA_RET.INVALID_PARAMETERS); // the hypervisor's heap
     expect(map(TX, RX, 0)).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(map(TX, RX, 5)).toBe(FFA_RET.INVALID_PARAMETERS); // above the 4 FEATURES reports

@@ -74,7 +74,7 @@ export class FfaMemory {
   }
 
   handle(st: FfaVm, call: SmcCall, res: SmcResult): void {
-    switch (call.fid & ~SMC64) {
+    switch ((call.fid & ~SMC64) >>> 0) {
       case F.FFA_MEM_SHARE.smc32:
       case F.FFA_MEM_LEND.smc32:
         return this.send(st, call, res);
@@ -94,7 +94,7 @@ export class FfaMemory {
   // FFA_MEM_SHARE / FFA_MEM_LEND
 
   private send(st: FfaVm, call: SmcCall, res: SmcResult): void {
-    const m = this.m, func = call.fid & ~SMC64;
+    const m = this.m, func = (call.fid & ~SMC64) >>> 0;
     const total = call.w(1), length = call.w(2);
     // w3/w4: a buffer other than the TX buffer, which FFA_FEATURES says is not offered (Xen answers the same).
     if (call.x(3) !== 0n || call.w(4) !== 0) return m.refuse(st, res, FFA_RET.NOT_SUPPORTED, "memory descriptor outside the TX buffer");

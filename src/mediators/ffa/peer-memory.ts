@@ -85,7 +85,8 @@ export class PeerMemory {
     if (zero) this.clear(lender, tr);
     st.retrieved.set(tr.handle, lender.name);
     tr.retrievedBy.add(st.name);
-    reply(res, F.FFA_MEM_RETRIEVE_RESP.smc32, 0, answer.length, answer.length);
+    // w1: total length, w2: this fragment's (the whole: it fits the RX buffer).
+    reply(res, F.FFA_MEM_RETRIEVE_RESP.smc32, answer.length, answer.length);
   }
 
   /** FFA_MEM_RELINQUISH (§11.5): the borrower gives back what it retrieved; the descriptor names only itself. */

@@ -16,8 +16,8 @@ import { FfaMediator, type FfaMediatorOptions } from "./mediator.js";
 import type { FfaMediatorHost } from "./spmc-port.js";
 
 export const IPA = 0x4000_0000n;
-export const RAM = 1n << 20n;
-export const PA: Record<string, bigint> = { a: 0x1_0000_0000n, b: 0x1_0010_0000n, c: 0x1_0020_0000n };
+export const RAM = 4n << 20n;
+export const PA: Record<string, bigint> = { a: 0x1_0000_0000n, b: 0x1_0040_0000n, c: 0x1_0080_0000n };
 export const ID: Record<string, number> = { a: 1, b: 2, c: 3 };
 export const SP1 = 0x8001, SP2 = 0x8002, SP_OTHER = 0x8003;
 export const SP1_UUID = "5f1a3c9e-2b7d-4e60-9c84-a1d3e5f70b26";
