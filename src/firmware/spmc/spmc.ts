@@ -1,0 +1,490 @@
+/**
+ * The modelled SPMC: the secure side of the physical FF-A instance (DEN0077 v1.2), serving the hypervisor
+ * (endpoint 0) only, as an S-EL2 SPMC behind TF-A's SPMD serves the normal world's hypervisor. The
+ * hypervisor speaks for its VMs: it names a VM as the sender of direct requests and memory transactions,
+ * creates notification bitmaps for VMs and tells partitions of VMs created and destroyed.
+ *
+ * What it holds per VM is bounded (limits.ts) and visible (counters), so teardown can be checked to leave
+ * nothing behind. Partitions (partition.ts) run synchronously inside the call that reaches them.
+ */
+import type { SmcCall, SmcResult } from "../../router/call.js";
+import type { CallOrigin, CallTarget } from "../../router/ports.js";
+import {
+  FFA_FRAMEWORK_MSG,
+  FFA_ID_HYPERVISOR,
+  FFA_ID_SPMC,
+  FFA_MEM_TRANSACTION,
+  FFA_MSG_FLAG_FRAMEWORK,
+  FFA_MSG_FRAMEWORK_MBZ,
+  FFA_MSG_TYPE_MASK,
+  FFA_PARTITION_PROP,
+  FFA_RET,
+  FFA_VERSION_1_0,
+  FFA_VERSION_1_1,
+  FFA_VERSION_1_2,
+  ffaEndpoints,
+  ffaHandle,
+  ffaHandleHi,
+  ffaHandleLo,
+  ffaIdIsSecure,
+  ffaReceiverOf,
+  ffaSenderOf,
+  ffaVersionMajor,
+  ffaVersionValid,
+} from "../../smccc/ffa/abi.js";
+import { ffaDescriptorLayout } from "../../smccc/ffa/descriptors.js";
+import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
+import { ffaFeatures, offers } from "./features.js";
+import { SPMC_DEFAULT_LIMITS, type SpmcLimits } from "./limits.js";
+import { MemoryTransactions, type SendAnswer, type SendType } from "./memory-transactions.js";
+import { Notifications } from "./notifications.js";
+import type { PartitionContext, SecurePartition } from "./partition.js";
+import { PartitionDirectory } from "./partition-directory.js";
+import { SpmcMailbox } from "./mailbox.js";
+
+/**
+ * The SPMC's view of normal-world memory, by physical address, naming the FF-A endpoint that owns the
+ * pages: 0 for the hypervisor's own (its RX/TX buffers, pages of its heap), a VM's endpoint ID for that
+ * VM's RAM. The same shape as OP-TEE's NormalMemory (src/firmware/optee/os.ts): an access to pages the
+ * named owner does not own fails (null / false), so the SPMC never reaches memory of an endpoint other than
+ * the one a transaction names. The hypervisor layer provides it (the lead wires it in monitor.ts).
+ */
+export interface SpmcMemory {
+  read(pa: bigint, length: number, owner: number): Uint8Array | null;
+  write(pa: bigint, data: Uint8Array, owner: number): boolean;
+  /** Optional: [pa, pa + length) in place (null when it cannot be viewed in one piece). */
+  view?(pa: bigint, length: number, owner: number): Uint8Array | null;
+  /** Optional: whether every page of [pa, pa + length) is `owner`'s; without it the SPMC reads the range. */
+  owns?(pa: bigint, length: number, owner: number): boolean;
+}
+
+export interface SpmcPartitionEntry {
+  readonly partition: SecurePartition;
+  /** Endpoint IDs of the VMs that may message it and share memory with it (config `vms:`). */
+  readonly vms: readonly number[];
+}
+
+export interface SpmcOptions {
+  readonly memory: SpmcMemory;
+  readonly partitions: readonly SpmcPartitionEntry[];
+  readonly limits?: Partial<SpmcLimits>;
+  /** The schedule receiver interrupt's ID (FEATURES(SRI)); Hafnium uses SGI 8. */
+  readonly sriIntId?: number;
+  /** Raised when a partition sets a notification for `vmId`: the normal world should ask INFO_GET. */
+  readonly scheduleReceiver?: (vmId: number) => void;
+}
+
+/** The version this SPMC implements (FFA_VERSION's answer). */
+export const SPMC_FFA_VERSION = FFA_VERSION_1_2;
+export const SPMC_DEFAULT_SRI_INTID = 8;
+
+export interface SpmcCounters {
+  /** The SPMC knows the VM (VM_CREATED or NOTIFICATION_BITMAP_CREATE, not yet destroyed). */
+  readonly known: boolean;
+  /** Partitions told of the VM's creation and not yet of its destruction. */
+  readonly partitions: number;
+  readonly shares: number;
+  readonly fragments: number;
+  readonly pages: number;
+  readonly retrieved: number;
+  readonly bitmaps: number;
+  readonly bindings: number;
+  readonly pendingNotifications: number;
+}
+
+/** The ID a VM has at the physical FF-A instance: 1-0x7FFF (0 is the hypervisor, bit 15 the secure world). */
+function isVmId(id: number): boolean {
+  return id !== FFA_ID_HYPERVISOR && !ffaIdIsSecure(id) && id <= 0xffff;
+}
+
+export class SpmcModel implements CallTarget {
+  readonly limits: SpmcLimits;
+  private readonly partitions: PartitionDirectory;
+  private readonly mailbox: SpmcMailbox;
+  private readonly transactions: MemoryTransactions;
+  private readonly notifications: Notifications;
+  /** VMs the hypervisor announced, and the partitions told of each. */
+  private readonly vms = new Map<number, Set<number>>();
+  private version = FFA_VERSION_1_0;
+  /** Set by the first call other than FFA_VERSION: the negotiated version is final (§13.2.1). */
+  private versionLocked = false;
+  private readonly sriIntId: number;
+
+  constructor(opts: SpmcOptions) {
+    this.limits = { ...SPMC_DEFAULT_LIMITS, ...opts.limits };
+    this.partitions = new PartitionDirectory(opts.partitions);
+    this.mailbox = new SpmcMailbox(opts.memory, this.limits.maxRxTxPages);
+    this.sriIntId = opts.sriIntId ?? SPMC_DEFAULT_SRI_INTID;
+    const peers = { vmKnown: (vm: number) => this.vms.has(vm), partitionFor: (sp: number, vm: number) => this.partitions.peer(sp, vm) };
+    this.transactions = new MemoryTransactions(opts.memory, this.limits, peers);
+    this.notifications = new Notifications(this.limits.maxVms, peers.partitionFor, opts.scheduleReceiver ?? (() => {}));
+  }
+
+  /** The FF-A version the hypervisor negotiated (1.0 until it calls FFA_VERSION). */
+  get negotiatedVersion(): number {
+    return this.version;
+  }
+
+  handle(call: SmcCall, res: SmcResult, origin: CallOrigin): void {
+    // Only the hypervisor reaches the SPMC: a VM's own FF-A call is not for this instance.
+    if (origin.vmId !== FFA_ID_HYPERVISOR) return fail(res, FFA_RET.NOT_SUPPORTED);
+    const fid = call.fid >>> 0;
+    if (fid === F.FFA_VERSION.smc32) return this.ffaVersion(call.w(1), res);
+    this.versionLocked = true;
+    if (!offers(fid, this.version)) return fail(res, FFA_RET.NOT_SUPPORTED);
+    this.dispatch(fid, call, res);
+  }
+
+  private dispatch(fid: number, call: SmcCall, res: SmcResult): void {
+    switch (fid) {
+      case F.FFA_FEATURES.smc32: {
+        const f = ffaFeatures(call.w(1), this.version, this.limits, this.sriIntId);
+        return typeof f === "number" ? fail(res, f) : success(res, f.w2);
+      }
+      case F.FFA_ID_GET.smc32:
+        return success(res, FFA_ID_HYPERVISOR);
+      case F.FFA_SPM_ID_GET.smc32:
+        return success(res, FFA_ID_SPMC);
+      case F.FFA_RXTX_MAP.smc32:
+      case F.FFA_RXTX_MAP.smc64:
+        return status(res, this.mailbox.map(call.x(1), call.x(2), call.w(3)));
+      case F.FFA_RXTX_UNMAP.smc32:
+        return status(res, this.mailbox.unmap(call.w(1)));
+      case F.FFA_RX_RELEASE.smc32:
+        return status(res, this.rxRelease(call.w(1)));
+      case F.FFA_PARTITION_INFO_GET.smc32:
+        return this.partitionInfoGet(call, res);
+      case F.FFA_PARTITION_INFO_GET_REGS.smc64:
+        return this.partitions.infoGetRegs(call, res);
+      case F.FFA_MSG_SEND_DIRECT_REQ.smc32:
+      case F.FFA_MSG_SEND_DIRECT_REQ.smc64:
+        return this.directReq(call, res, fid === F.FFA_MSG_SEND_DIRECT_REQ.smc64);
+      case F.FFA_MSG_SEND_DIRECT_REQ2.smc64:
+        return this.directReq2(call, res);
+      case F.FFA_MEM_SHARE.smc32:
+      case F.FFA_MEM_SHARE.smc64:
+        return this.memSend(FFA_MEM_TRANSACTION.SHARE, call, res);
+      case F.FFA_MEM_LEND.smc32:
+      case F.FFA_MEM_LEND.smc64:
+        return this.memSend(FFA_MEM_TRANSACTION.LEND, call, res);
+      case F.FFA_MEM_FRAG_TX.smc32:
+        return this.memFragTx(call, res);
+      case F.FFA_MEM_RECLAIM.smc32:
+        return this.memReclaim(call, res);
+      default:
+        return this.notification(fid, call, res);
+    }
+  }
+
+  // --- setup and discovery -----------------------------------------------------------------------------
+
+  /**
+   * FFA_VERSION (§13.2): the SPMC's own version in w0 (not FFA_SUCCESS), or NOT_SUPPORTED for an input with
+   * bit 31 set. The caller's version, when this SPMC can serve it (same major, minor up to ours), becomes
+   * the negotiated one; after the first other call, a different version is NOT_SUPPORTED.
+   */
+  private ffaVersion(requested: number, res: SmcResult): void {
+    if (!ffaVersionValid(requested)) return res.ret(FFA_RET.NOT_SUPPORTED);
+    if (this.versionLocked) return res.ret(requested === this.version ? SPMC_FFA_VERSION : FFA_RET.NOT_SUPPORTED);
+    if (ffaVersionMajor(requested) === ffaVersionMajor(SPMC_FFA_VERSION)) this.version = Math.min(requested, SPMC_FFA_VERSION);
+    res.ret(SPMC_FFA_VERSION);
+  }
+
+  /** FFA_RX_RELEASE: w1[15:0] is 0 or the VM the hypervisor releases for (§13.x); either frees its RX buffer. */
+  private rxRelease(w1: number): number {
+    const vm = w1 & 0xffff;
+    if ((w1 >>> 16) !== 0 || (vm !== FFA_ID_HYPERVISOR && !this.vms.has(vm))) return FFA_RET.INVALID_PARAMETERS;
+    return this.mailbox.release();
+  }
+
+  /**
+   * FFA_PARTITION_INFO_GET (§13.x): w1-w4 a UUID (nil: all partitions), w5 bit 0 count only (v1.1+).
+   * Descriptors go to the hypervisor's RX buffer in the negotiated version's layout; the buffer is then
+   * the hypervisor's until FFA_RX_RELEASE.
+   */
+  private partitionInfoGet(call: SmcCall, res: SmcResult): void {
+    const flags = call.w(5);
+    const countOnly = (flags & 1) !== 0;
+    if ((flags & ~1) !== 0 || (countOnly && this.version < FFA_VERSION_1_1)) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const found = this.partitions.find([call.w(1), call.w(2), call.w(3), call.w(4)]);
+    if (found.length === 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const size = this.partitions.infoSize(this.version);
+    if (countOnly) return success(res, found.length, size);
+    const written = this.mailbox.deliver(this.partitions.encode(found, this.version));
+    if (written !== 0) return fail(res, written);
+    // v1.0 has no size in w3 (Linux 6.1 reads w2 only); v1.1+ gives it.
+    return success(res, found.length, this.version > FFA_VERSION_1_0 ? size : 0);
+  }
+
+  // --- direct messages ---------------------------------------------------------------------------------
+
+  /** FFA_MSG_SEND_DIRECT_REQ_32/64 (§15.2): a VM's request to a partition, or a framework message. */
+  private directReq(call: SmcCall, res: SmcResult, is64: boolean): void {
+    const w1 = call.w(1), w2 = call.w(2);
+    const sender = ffaSenderOf(w1), receiver = ffaReceiverOf(w1);
+    if ((w2 & FFA_MSG_FLAG_FRAMEWORK) !== 0) return this.frameworkMessage(call, res, is64);
+    if (w2 !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const sp = this.messageTarget(sender, receiver, FFA_PARTITION_PROP.DIRECT_REQ_RECV);
+    if (typeof sp === "number") return fail(res, sp);
+    const args = [3, 4, 5, 6, 7].map((n) => call.x(n));
+    const r = sp.directRequest(sender, args, is64, this.contextFor(sp));
+    if (!r.ok) return fail(res, r.error);
+    const fid = is64 ? F.FFA_MSG_SEND_DIRECT_RESP.smc64 : F.FFA_MSG_SEND_DIRECT_RESP.smc32;
+    res.set(0, fid);
+    res.set(1, ffaEndpoints(receiver, sender));
+    res.set(2, 0);
+    for (let i = 0; i < 5; i++) res.setBig(3 + i, is64 ? (r.args[i] ?? 0n) : BigInt.asUintN(32, r.args[i] ?? 0n));
+  }
+
+  /** FFA_MSG_SEND_DIRECT_REQ2 (v1.2 §15.3): x2-x3 the target's UUID (nil: any), payload x4-x17. */
+  private directReq2(call: SmcCall, res: SmcResult): void {
+    const w1 = call.w(1);
+    const sender = ffaSenderOf(w1), receiver = ffaReceiverOf(w1);
+    if (call.hi(1) !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const sp = this.messageTarget(sender, receiver, FFA_PARTITION_PROP.DIRECT_REQ2_RECV);
+    if (typeof sp === "number") return fail(res, sp);
+    if (!this.partitions.uuidMatches(sp, call.x(2), call.x(3))) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const args: bigint[] = [];
+    for (let n = 4; n <= 17; n++) args.push(call.x(n));
+    const r = sp.directRequest(sender, args, true, this.contextFor(sp));
+    if (!r.ok) return fail(res, r.error);
+    res.set(0, F.FFA_MSG_SEND_DIRECT_RESP2.smc64);
+    res.set(1, ffaEndpoints(receiver, sender));
+    res.set(2, 0);
+    res.set(3, 0);
+    for (let i = 0; i < 14; i++) res.setBig(4 + i, r.args[i] ?? 0n);
+  }
+
+  /**
+   * The partition a VM's message goes to: the sender a VM the SPMC knows, the receiver a partition
+   * (INVALID_PARAMETERS otherwise) that takes this kind of message and lists the VM (DENIED otherwise).
+   */
+  private messageTarget(sender: number, receiver: number, property: number): SecurePartition | number {
+    if (!isVmId(sender) || !this.vms.has(sender)) return FFA_RET.INVALID_PARAMETERS;
+    const sp = this.partitions.get(receiver);
+    if (sp === undefined) return FFA_RET.INVALID_PARAMETERS;
+    if ((sp.properties & property) === 0) return FFA_RET.DENIED;
+    if (this.partitions.peer(receiver, sender) !== "ok") return FFA_RET.DENIED;
+    return sp;
+  }
+
+  /**
+   * VM_CREATED / VM_DESTROYED (§18.2): from the hypervisor (sender 0) to a partition that subscribed
+   * (properties bit 6 / 7), the VM's ID in w5; answered with the framework response, status in w3.
+   */
+  private frameworkMessage(call: SmcCall, res: SmcResult, is64: boolean): void {
+    const w1 = call.w(1), w2 = call.w(2), w5 = call.w(5);
+    const type = w2 & FFA_MSG_TYPE_MASK;
+    const created = type === FFA_FRAMEWORK_MSG.VM_CREATED_REQ;
+    if ((w2 & FFA_MSG_FRAMEWORK_MBZ) !== 0 || (!created && type !== FFA_FRAMEWORK_MSG.VM_DESTROYED_REQ)) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if (ffaSenderOf(w1) !== FFA_ID_HYPERVISOR || (w5 >>> 16) !== 0 || !isVmId(w5)) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const sp = this.partitions.get(ffaReceiverOf(w1));
+    const wants = created ? FFA_PARTITION_PROP.VM_CREATED_MSG : FFA_PARTITION_PROP.VM_DESTROYED_MSG;
+    if (sp === undefined || (sp.properties & wants) === 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const result = created ? this.vmCreated(sp, w5) : this.vmDestroyed(sp, w5);
+    res.set(0, is64 ? F.FFA_MSG_SEND_DIRECT_RESP.smc64 : F.FFA_MSG_SEND_DIRECT_RESP.smc32);
+    res.set(1, ffaEndpoints(sp.id, FFA_ID_HYPERVISOR));
+    res.set(2, (FFA_MSG_FLAG_FRAMEWORK | (created ? FFA_FRAMEWORK_MSG.VM_CREATED_RESP : FFA_FRAMEWORK_MSG.VM_DESTROYED_RESP)) >>> 0);
+    res.setWords(3, result >>> 0, 0);
+  }
+
+  private vmCreated(sp: SecurePartition, vm: number): number {
+    const told = this.vms.get(vm);
+    if (told?.has(sp.id)) return FFA_RET.INVALID_PARAMETERS;
+    if (told === undefined && this.vms.size >= this.limits.maxVms) return FFA_RET.NO_MEMORY;
+    const set = told ?? new Set<number>();
+    this.vms.set(vm, set);
+    const status = sp.onVmCreated?.(vm, this.contextFor(sp)) ?? 0;
+    if (status === 0) set.add(sp.id);
+    else this.forgetIfIdle(vm);
+    return status;
+  }
+
+  /**
+   * The partition forgets the VM (whatever of its memory it still holds, it holds no more); once no
+   * partition that was told of the VM remains, the SPMC forgets it too: fragments in progress end, every
+   * transaction no partition holds is reclaimed, its notification bitmap goes.
+   */
+  private vmDestroyed(sp: SecurePartition, vm: number): number {
+    const told = this.vms.get(vm);
+    if (told === undefined || !told.has(sp.id)) return FFA_RET.INVALID_PARAMETERS;
+    const status = sp.onVmDestroyed?.(vm, this.contextFor(sp)) ?? 0;
+    this.transactions.releaseAll(sp.id, vm);
+    told.delete(sp.id);
+    if (told.size === 0) {
+      this.transactions.forget(vm);
+      this.notifications.forget(vm);
+      this.vms.delete(vm);
+    }
+    return status;
+  }
+
+  /** A VM no partition was told of, with no bitmap and nothing shared, is not kept. */
+  private forgetIfIdle(vm: number): void {
+    const told = this.vms.get(vm);
+    const c = this.transactions.counters(vm);
+    if (told !== undefined && told.size === 0 && !this.notifications.has(vm) && c.shares + c.fragments === 0) this.vms.delete(vm);
+  }
+
+  /** What partition `sp` may do while the SPMC runs it. */
+  private contextFor(sp: SecurePartition): PartitionContext {
+    const t = this.transactions;
+    return {
+      self: sp.id,
+      retrieve: (handle, o) => t.retrieve(sp.id, handle, o),
+      relinquish: (handle) => t.relinquish(sp.id, handle),
+      read: (pa, length) => t.read(sp.id, pa, length),
+      write: (pa, data) => t.write(sp.id, pa, data),
+      notificationSet: (vm, bits) => this.notifications.set(sp.id, vm, bits),
+    };
+  }
+
+  // --- memory management -------------------------------------------------------------------------------
+
+  /**
+   * FFA_MEM_SHARE / FFA_MEM_LEND (§11.1-11.2) relayed by the hypervisor: w1 total length, w2 this
+   * fragment's length, x3/w4 a dynamically allocated buffer (unsupported: must be 0, as Hafnium answers
+   * INVALID_PARAMETERS), the descriptor in the hypervisor's TX buffer with the VM as sender.
+   */
+  private memSend(type: SendType, call: SmcCall, res: SmcResult): void {
+    const total = call.w(1), length = call.w(2);
+    if (call.x(3) !== 0n || call.w(4) !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const fragment = this.mailbox.readTx(length);
+    if (typeof fragment === "number") return fail(res, fragment);
+    this.sendAnswer(res, this.transactions.send(type, total, fragment, ffaDescriptorLayout(this.version)));
+  }
+
+  /** FFA_MEM_FRAG_TX (§11.3): w1-w2 the handle, w3 the fragment's length, w4[31:16] the VM it is for. */
+  private memFragTx(call: SmcCall, res: SmcResult): void {
+    const handle = ffaHandle(call.w(1), call.w(2));
+    const w4 = call.w(4);
+    if ((w4 & 0xffff) !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    const fragment = this.mailbox.readTx(call.w(3));
+    if (typeof fragment === "number") return this.sendAnswer(res, this.transactions.fragment(handle, w4 >>> 16, new Uint8Array(0)));
+    this.sendAnswer(res, this.transactions.fragment(handle, w4 >>> 16, fragment));
+  }
+
+  private sendAnswer(res: SmcResult, a: SendAnswer): void {
+    if (a.kind === "error") return fail(res, a.error);
+    if (a.kind === "done") return success(res, ffaHandleLo(a.handle), ffaHandleHi(a.handle));
+    // FFA_MEM_FRAG_RX (§11.3): handle, bytes received so far, and the VM the hypervisor relays for.
+    res.set(0, F.FFA_MEM_FRAG_RX.smc32);
+    res.set(1, ffaHandleLo(a.handle));
+    res.set(2, ffaHandleHi(a.handle));
+    res.set(3, a.received);
+    res.set(4, (a.vm << 16) >>> 0);
+  }
+
+  /** FFA_MEM_RECLAIM (§11.4): w1-w2 the handle, w3 flags. */
+  private memReclaim(call: SmcCall, res: SmcResult): void {
+    status(res, this.transactions.reclaim(ffaHandle(call.w(1), call.w(2)), call.w(3)));
+  }
+
+  // --- notifications -----------------------------------------------------------------------------------
+
+  private notification(fid: number, call: SmcCall, res: SmcResult): void {
+    const n = this.notifications;
+    const w1 = call.w(1);
+    const bits = ffaHandle(call.w(3), call.w(4));
+    switch (fid) {
+      case F.FFA_NOTIFICATION_BITMAP_CREATE.smc32:
+        return status(res, this.bitmapCreate(w1, call.w(2)));
+      case F.FFA_NOTIFICATION_BITMAP_DESTROY.smc32:
+        return status(res, this.bitmapDestroy(w1));
+      // BIND/UNBIND (§10.x): w1 = sender (the partition) in [31:16], receiver (the VM) in [15:0]; the
+      // bitmap's low half in w3, high half in w4 (Xen once swapped them).
+      case F.FFA_NOTIFICATION_BIND.smc32:
+        return status(res, n.bind(ffaReceiverOf(w1), ffaSenderOf(w1), call.w(2), bits));
+      case F.FFA_NOTIFICATION_UNBIND.smc32:
+        return status(res, n.unbind(ffaReceiverOf(w1), ffaSenderOf(w1), call.w(2), bits));
+      case F.FFA_NOTIFICATION_GET.smc32: {
+        // w1 = vCPU in [31:16], receiver in [15:0]; SUCCESS w2-w3 the partitions' bits (w4-w7: VMs' and
+        // framework bits, which the SPMC never holds for a VM).
+        const g = n.get(ffaReceiverOf(w1), ffaSenderOf(w1), call.w(2));
+        if (typeof g === "number") return fail(res, g);
+        return success(res, ffaHandleLo(g.fromSp), ffaHandleHi(g.fromSp));
+      }
+      case F.FFA_NOTIFICATION_INFO_GET.smc64:
+        return this.infoGet(res);
+      default:
+        return fail(res, FFA_RET.NOT_SUPPORTED);
+    }
+  }
+
+  /** BITMAP_CREATE: w1[15:0] the VM, w2 its vCPU count; the VM becomes known to the SPMC. */
+  private bitmapCreate(w1: number, vcpus: number): number {
+    if ((w1 >>> 16) !== 0 || !isVmId(w1)) return FFA_RET.INVALID_PARAMETERS;
+    const known = this.vms.has(w1);
+    const r = this.notifications.create(w1, vcpus, known ? 0 : this.vms.size);
+    if (r === 0 && !known) this.vms.set(w1, new Set());
+    return r;
+  }
+
+  private bitmapDestroy(w1: number): number {
+    if ((w1 >>> 16) !== 0 || !isVmId(w1)) return FFA_RET.INVALID_PARAMETERS;
+    const r = this.notifications.destroy(w1);
+    if (r === 0) this.forgetIfIdle(w1);
+    return r;
+  }
+
+  /**
+   * NOTIFICATION_INFO_GET_64: SUCCESS_64, x2 = more-pending bit 0 and the list count in [11:7] (each
+   * list's vCPU count, 2 bits from bit 12, stays 0: global notifications), the IDs from x3, four per
+   * register; NO_DATA when no VM has anything new.
+   */
+  private infoGet(res: SmcResult): void {
+    const { ids, more } = this.notifications.infoGet();
+    if (ids.length === 0) return fail(res, FFA_RET.NO_DATA);
+    res.set(0, F.FFA_SUCCESS.smc64);
+    res.set(1, 0);
+    res.set(2, (more ? 1 : 0) | (ids.length << 7));
+    for (let r = 0; r * 4 < ids.length; r++) {
+      let v = 0n;
+      for (let k = 0; k < 4 && r * 4 + k < ids.length; k++) v |= BigInt(ids[r * 4 + k]!) << BigInt(16 * k);
+      res.setBig(3 + r, v);
+    }
+  }
+
+  // --- state -------------------------------------------------------------------------------------------
+
+  /** What the SPMC holds for VM `vmId`: all zero (and not known) once the VM is gone. */
+  counters(vmId: number): SpmcCounters {
+    const t = this.transactions.counters(vmId);
+    const n = this.notifications.counters(vmId);
+    return {
+      known: this.vms.has(vmId),
+      partitions: this.vms.get(vmId)?.size ?? 0,
+      shares: t.shares,
+      fragments: t.fragments,
+      pages: t.pages,
+      retrieved: t.retrieved,
+      bitmaps: n.bitmaps,
+      bindings: n.bindings,
+      pendingNotifications: n.pending,
+    };
+  }
+
+  /** Whether the hypervisor's RX buffer is mapped, and whether it is the hypervisor's to read now. */
+  rxState(): { mapped: boolean; busy: boolean } {
+    return this.mailbox.state();
+  }
+}
+
+/** FFA_ERROR: w2 the status as a signed 32-bit value (upper half zero for SMC64 callers). */
+function fail(res: SmcResult, code: number): void {
+  res.set(0, F.FFA_ERROR.smc32);
+  res.set(1, 0);
+  res.setWords(2, code >>> 0, 0);
+}
+
+/** FFA_SUCCESS_32 with w2, w3. */
+function success(res: SmcResult, w2 = 0, w3 = 0): void {
+  res.set(0, F.FFA_SUCCESS.smc32);
+  res.set(1, 0);
+  res.set(2, w2 >>> 0);
+  res.set(3, w3 >>> 0);
+}
+
+function status(res: SmcResult, code: number): void {
+  return code === 0 ? success(res) : fail(res, code);
+}
