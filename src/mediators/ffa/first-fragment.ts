@@ -48,10 +48,7 @@ export function firstFragmentAsWhole(bytes: Uint8Array, length: number, head: De
   return copy;
 }
 
-/**
- * The constituents in bytes [from, to) of the mediator's copy (whole 16-byte entries), or a string saying
- * what is wrong with one (the codec's checks: aligned, at least one page, reserved zero, no wrap).
- */
+/** The constituents in bytes [from, to) of the mediator's copy (whole 16-byte entries), unchecked (constituentWellFormed checks one). */
 export function readConstituents(bytes: Uint8Array, from: number, to: number): FfaMemRange[] {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: FfaMemRange[] = [];

@@ -414,6 +414,9 @@ export class FfaMediator implements Mediator {
     if (this.host.ipaToPa(st.name, tx, size) === null || this.host.ipaToPa(st.name, rx, size) === null) {
       return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RXTX_MAP of buffers outside the VM's RAM");
     }
+    // Not pages the VM has shared or lent: the mediator writes RX and a borrower may hold them.
+    const first = [Number(tx / page), Number(rx / page)];
+    for (const f of first) for (let p = f; p < f + pages; p++) if (st.pagesInUse.has(p)) return this.refuse(st, res, FFA_RET.DENIED, "FFA_RXTX_MAP of memory the VM has shared or lent");
     st.rxtx = { tx, rx, pages };
     st.rxFull = false;
     ffaSuccess(res);

@@ -187,6 +187,27 @@ describe("bad input gets the spec's error and leaves nothing behind", () => {
     expect(spmc.counters()).toEqual({ transactions: 1, incomplete: 0 });
   });
 
+  it("the VM's own RX/TX buffers: DENIED; and RXTX_MAP of pages it has shared: DENIED", () => {
+    const { g, memory, mediator, nothingLeft } = setup();
+    const mem = memory.a as ArrayGuestMemory;
+    for (const address of [TX, RX]) expect(Guest.code(send(g.a, mem, descriptor({ ranges: [{ address, pageCount: 1 }] })))).toBe(FFA_RET.DENIED);
+    nothingLeft();
+    expect(send(g.a, mem, descriptor({ ranges: [{ address: page(0), pageCount: 1 }] }))[0]).toBe(SUCCESS);
+    g.a.smc(F.FFA_RXTX_UNMAP.smc32);
+    expect(Guest.code(g.a.smc(F.FFA_RXTX_MAP.smc64, page(0), RX, 1))).toBe(FFA_RET.DENIED);
+    expect(mediator.counters("a")).toMatchObject({ rxtx: 0, transactions: 1 });
+  });
+
+  it("the page budget is the whole transaction's, taken once with the first fragment", () => {
+    const { g, memory, mediator } = setup({ limits: { pages: 300 } });
+    const bytes = descriptor({ ranges: Array.from({ length: 300 }, (_, i) => ({ address: page(i), pageCount: 1 })) });
+    const first = send(g.a, memory.a as ArrayGuestMemory, bytes, F.FFA_MEM_SHARE.smc64, 4096);
+    (memory.a as ArrayGuestMemory).write(TX, bytes.subarray(4096));
+    expect(g.a.smc(F.FFA_MEM_FRAG_TX.smc32, Number(first[1]!), Number(first[2]!), bytes.length - 4096)[0]).toBe(SUCCESS);
+    expect(mediator.counters("a").pages).toBe(300);
+    expect(Guest.code(send(g.a, memory.a as ArrayGuestMemory, descriptor({ ranges: [{ address: page(400), pageCount: 1 }] })))).toBe(FFA_RET.NO_MEMORY);
+  });
+
   it("more transactions than the limit: NO_MEMORY", () => {
     const { g, memory, mediator } = setup({ limits: { transactions: 2 } });
     const mem = memory.a as ArrayGuestMemory;

@@ -166,19 +166,28 @@ export class FfaMemory {
    * the VM's set as they are checked; 0, or the FFA_ERROR code (the caller releases `pages`).
    */
   private takePages(st: FfaVm, ranges: readonly FfaMemRange[], pages: number[], declared: number): number {
+    // The budget is taken whole with the first fragment (the composite declares the total).
     const limit = this.m.limits.pages;
-    if (declared > limit || st.pagesInUse.size + declared > limit) return FFA_RET.NO_MEMORY;
+    if (pages.length === 0 && (declared > limit || st.pagesInUse.size + declared > limit)) return FFA_RET.NO_MEMORY;
     for (const r of ranges) {
       if (this.m.host.ipaToPa(st.name, r.address, BigInt(r.pageCount) * PAGE) === null) return FFA_RET.DENIED;
       if (pages.length + r.pageCount > declared) return FFA_RET.INVALID_PARAMETERS;
       const first = Number(r.address / PAGE);
       for (let p = first; p < first + r.pageCount; p++) {
-        if (st.pagesInUse.has(p) || this.stuckHolds(st.name, p)) return FFA_RET.DENIED;
+        // Nor the VM's RX/TX buffers, which the mediator reads and writes (Hafnium refuses them too).
+        if (st.pagesInUse.has(p) || this.stuckHolds(st.name, p) || this.inMailbox(st, p)) return FFA_RET.DENIED;
         st.pagesInUse.add(p);
         pages.push(p);
       }
     }
     return 0;
+  }
+
+  private inMailbox(st: FfaVm, page: number): boolean {
+    const b = st.rxtx;
+    if (!b) return false;
+    const tx = Number(b.tx / PAGE), rx = Number(b.rx / PAGE);
+    return (page >= tx && page < tx + b.pages) || (page >= rx && page < rx + b.pages);
   }
 
   private stuckHolds(vm: string, page: number): boolean {
