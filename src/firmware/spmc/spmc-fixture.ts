@@ -47,7 +47,7 @@ export class ScriptedPartition implements SecurePartition {
   }
 }
 
-export function world(o: { limits?: Partial<SpmcLimits>; version?: number } = {}) {
+export function world(o: { limits?: Partial<SpmcLimits>; version?: number; sp1Vms?: number[] } = {}) {
   const mem = new FakeSpmcMemory();
   mem.give(TX, 1, 0);
   mem.give(RX, 1, 0);
@@ -65,7 +65,7 @@ export function world(o: { limits?: Partial<SpmcLimits>; version?: number } = {}
   const spmc = new SpmcModel({
     memory: mem,
     partitions: [
-      { partition: sp1, vms: [VM_A, VM_B] },
+      { partition: sp1, vms: o.sp1Vms ?? [VM_A, VM_B] },
       { partition: sp2, vms: [VM_A] },
       { partition: sp3, vms: [VM_A, VM_B] },
       { partition: sp4, vms: [VM_A, VM_B] },
