@@ -352,7 +352,10 @@ export class FfaMemory {
       if (!tr.toSp) continue;
       const code = this.reclaimAtSpmc(st.port, tr.handle);
       this.drop(st, tr);
-      if (code !== 0) {
+      // DENIED (a partition holds it) may pass: retried later. Any other error means the SPMC no longer
+      // has the handle (it may drop a destroyed VM's transactions itself): nothing to retry (Xen
+      // ffa_shm_domain_destroy treats DENIED alone as temporary).
+      if (code === FFA_RET.DENIED || code === FFA_RET.RETRY || code === FFA_RET.BUSY) {
         this.stuck.push({ lender: st.name, handle: tr.handle, pages: tr.pages, tries: 1 });
         this.m.host.log(st.name, "ffa:stuck", `smcvisor: ffa mediator: ${st.name}: a partition still holds handle 0x${tr.handle.toString(16)} (${code}); retried at the next destroy, reset or enable`);
       }

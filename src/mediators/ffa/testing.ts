@@ -10,7 +10,7 @@ import { FFA_FRAMEWORK_MSG, FFA_MSG_FLAG_FRAMEWORK, FFA_PARTITION_PROP, FFA_RET,
 import { decodeMemTransaction, type FfaMemTransaction } from "../../smccc/ffa/descriptors.js";
 import { encodePartitionInfo, type FfaPartitionInfo, ffaUuidWords } from "../../smccc/ffa/partition-info.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
-import type { GuestMemory } from "../../router/ports.js";
+import type { CallTarget, GuestMemory } from "../../router/ports.js";
 import type { PageHeap, SecureChannel } from "../mediator.js";
 import { FfaMediator, type FfaMediatorOptions } from "./mediator.js";
 import type { FfaMediatorHost } from "./spmc-port.js";
@@ -185,9 +185,27 @@ export class FakeSpmc {
   }
 }
 
-function channel(spmc: FakeSpmc): SecureChannel {
+/** A secure world that takes the channel's registers and leaves its answer in them. */
+export type SecureWorld = (regs: Uint32Array) => void;
+
+function channel(world: SecureWorld): SecureChannel {
   const regs = new Uint32Array(36);
-  return { regs, call: () => spmc.handle(regs) };
+  return { regs, call: () => world(regs) };
+}
+
+/**
+ * A CallTarget (the real SPMC model) as the secure world, called as the router's hypervisor channels call
+ * the monitor: origin the hypervisor, x0-x17, SMC32 results with their upper halves cleared.
+ */
+export function worldOf(target: CallTarget): SecureWorld {
+  const call = new SmcCall(), res = new SmcResult();
+  return (regs) => {
+    const fid = regs[0]!, smc64 = (fid & 0x4000_0000) !== 0;
+    call.load(regs, fid, fid, 0, 17, (smc64 ? CALL_SMC64 : 0) | CALL_SMC);
+    res.reset();
+    void target.handle(call, res, { vmId: 0, vmName: "hypervisor", vcpu: 0 });
+    for (let i = 0; i < res.count * 2; i++) regs[i] = smc64 || i % 2 === 0 ? res.words[i]! : 0;
+  };
 }
 
 export interface Rig {
@@ -205,18 +223,19 @@ export interface RigParts {
   readonly ram: (base: bigint, size: bigint) => GuestMemory;
 }
 
-/** Three VMs a, b, c; SP1 and SP2 usable by a and b, SP_OTHER by c only. */
-export function rig(parts: RigParts, opts: Partial<FfaMediatorOptions> = {}): Rig {
+/** Three VMs a, b, c; SP1 and SP2 usable by a and b, SP_OTHER by c only. The test SPMC unless `world` says otherwise. */
+export function rig(parts: RigParts, opts: Partial<FfaMediatorOptions> = {}, world?: SecureWorld): Rig {
   const heap = parts.heap;
   const spmc = new FakeSpmc(heap);
+  const secure = world ?? ((regs: Uint32Array) => spmc.handle(regs));
   const memory: Record<string, GuestMemory> = { a: parts.ram(IPA, RAM), b: parts.ram(IPA, RAM), c: parts.ram(IPA, RAM) };
   const log: string[] = [];
   const host: FfaMediatorHost = {
     secureCall: () => {
       throw new Error("the FF-A mediator uses channels");
     },
-    secureChannel: () => channel(spmc),
-    hypervisorChannel: () => channel(spmc),
+    secureChannel: () => channel(secure),
+    hypervisorChannel: () => channel(secure),
     memory: (vm) => memory[vm],
     ipaToPa: (vm, ipa, length) => (PA[vm] !== undefined && length > 0n && ipa >= IPA && ipa + length <= IPA + RAM ? PA[vm]! + (ipa - IPA) : null),
     heap,
