@@ -276,6 +276,17 @@ describe("fragments (FFA_MEM_FRAG_TX / FRAG_RX, §11.3)", () => {
   });
 });
 
+describe("per-VM isolation", () => {
+  it("VM B cannot have the test partition read VM A's region, even though the partition is its receiver", () => {
+    const w = ready();
+    const h = w.share(w.tx(VM_A, [pages(RAM_A, 0, 1)]));
+    const r = w.direct(VM_B, SP1, [TEST_SP_CMD.CHECKSUM, ffaHandleLo(h), ffaHandleHi(h)]);
+    expect(Number(r[3]!) | 0).toBe(FFA_RET.INVALID_PARAMETERS);
+    expect(w.spmc.counters(VM_A)).toMatchObject({ shares: 1, retrieved: 0 });
+    expect(w.mem.log.some((a) => a.op === "read" && a.owner === VM_A)).toBe(false);
+  });
+});
+
 describe("retrieve and relinquish through the partition's context", () => {
   it("retrieval checks the lender, the receiver and the type; reads and writes stay in retrieved pages", () => {
     const w = ready();
