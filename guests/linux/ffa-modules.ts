@@ -200,8 +200,13 @@ export function ensureFfaModules(kernelVersion: string, progress: Progress = tty
   try {
     const started = Date.now();
     build(i, work, progress);
-    // Renamed as a whole, so a crash or a concurrent build never leaves half a result behind.
-    if (!existsSync(dir)) renameSync(join(work, "out"), dir);
+    // Renamed as a whole, so a crash never leaves half a result behind; a concurrent build that finished
+    // first wins (the builds are reproducible: its files are these bytes).
+    try {
+      renameSync(join(work, "out"), dir);
+    } catch (e) {
+      if (!existsSync(result.arm_ffa) || !existsSync(result.optee)) throw e;
+    }
     progress(`built ${FFA_MODULE}.ko and optee.ko for ${kernelVersion} (${i.version}) in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -211,68 +216,82 @@ export function ensureFfaModules(kernelVersion: string, progress: Progress = tty
 
 function build(i: Inputs, work: string, progress: Progress): void {
   const hostArch = sh("dpkg", ["--print-architecture"]).trim();
-  const headersName = `linux-headers-${i.kernelVersion}`;
   const mm = /^(\d+\.\d+)/.exec(i.version)?.[1];
   if (!mm) throw new Error(`cannot read the kernel series from version ${i.version}`);
-  progress(`fetching ${headersName}, its common headers, linux-kbuild-${mm} and linux-source-${mm}, all ${i.version}`);
-  const headers = fetchExact(headersName, i.version, "arm64");
-  const depends = control(headers, "Depends");
-  const common = dependencyNamed(depends, "linux-headers-");
-  const kbuild = dependencyNamed(depends, "linux-kbuild-");
-  if (!common || !kbuild) throw new Error(`${headersName} ${i.version} depends on no common headers or kbuild package (Depends: ${depends})`);
-  const debs = [headers, fetchExact(common, i.version), fetchExact(kbuild, i.version, hostArch)];
-  const source = fetchExact(`linux-source-${mm}`, i.version);
-
-  // The three packages unpacked into one tree, so their relative symlinks (scripts -> ../../lib/linux-kbuild-6.1/scripts) resolve.
-  const root = join(work, "root");
-  for (const deb of debs) sh("dpkg-deb", ["-x", deb, root], { what: `unpacking ${deb}` });
-  const kdir = join(root, "usr", "src", headersName);
-  const config = kernelConfig(readFileSync(join(kdir, ".config"), "utf8"));
-  const forced = MUST_NOT_BE_SET.filter((k) => config.get(k) === "y");
-  if (forced.length > 0) throw new Error(`${headersName} ${i.version} has ${forced.join(", ")}: the kernel would refuse unsigned modules, so FF-A modules built here cannot load`);
-  if (config.get("CONFIG_ARM_FFA_TRANSPORT")) throw new Error(`${headersName} ${i.version} already has CONFIG_ARM_FFA_TRANSPORT=${config.get("CONFIG_ARM_FFA_TRANSPORT")}: use the kernel's own modules`);
-  // The arm64 headers' Makefile includes the common headers' by absolute path (/usr/src/...): point it into this tree.
-  const makefile = join(kdir, "Makefile");
-  const text = readFileSync(makefile, "utf8");
-  if (!/^include \/usr\/src\//m.test(text)) throw new Error(`${makefile} does not include the common headers' Makefile from /usr/src as expected`);
-  writeFileSync(makefile, text.replace(/^include \/usr\/src\//m, `include ${root}/usr/src/`));
-
-  const cross = hostArch === "arm64" ? "" : "aarch64-linux-gnu-";
-  const gcc = /\$\(CROSS_COMPILE\)(gcc(?:-\d+)?)/.exec(readFileSync(join(kdir, ".kernelvariables"), "utf8"))?.[1] ?? "gcc";
-  const cc = `${cross}${gcc}`;
-  try {
-    execFileSync("sh", ["-c", `command -v ${cc}`], { stdio: "ignore" });
-  } catch {
-    const pkg = cross ? `${gcc}-aarch64-linux-gnu` : gcc;
-    throw new Error(`${cc}, the compiler Debian's kernel was built with, is missing: install ${pkg} (apt-get install ${pkg})`);
-  }
-
+  progress(`fetching linux-headers-${i.kernelVersion}, its common headers, linux-kbuild-${mm} and linux-source-${mm}, all ${i.version}`);
+  const packages = buildPackages(i, mm, hostArch);
+  const tree = kernelTree(i, packages.headers, join(work, "root"), hostArch);
   progress(`extracting ${SOURCE_DIRS.arm_ffa} and ${SOURCE_DIRS.optee} from linux-source-${mm}`);
-  const srcRoot = join(work, "src");
-  sh("dpkg-deb", ["-x", source, srcRoot], { what: `unpacking linux-source-${mm}` });
-  const tarball = join(srcRoot, "usr", "src", `linux-source-${mm}.tar.xz`);
-  const top = `linux-source-${mm}`;
-  sh("tar", ["-xJf", tarball, "-C", srcRoot, `${top}/${SOURCE_DIRS.arm_ffa}`, `${top}/${SOURCE_DIRS.optee}`], { what: `extracting the drivers from ${tarball} (tar with xz-utils)` });
-
+  const srcTree = driverSources(packages.source, mm, join(work, "src"));
   const make = (name: keyof typeof SOURCE_DIRS, extra: string[]) => {
-    const m = join(srcRoot, top, SOURCE_DIRS[name]);
+    const m = join(srcTree, SOURCE_DIRS[name]);
     writeFileSync(join(m, "Kbuild"), [...KBUILD[name], KCONFIG_DEFINES, "include $(src)/Makefile", ""].join("\n"));
     progress(`building ${SOURCE_DIRS[name]}`);
-    sh("make", ["-C", kdir, `M=${m}`, "ARCH=arm64", `CROSS_COMPILE=${cross}`, PREFIX_MAP(join(srcRoot, top), work), "-j2", ...extra, "modules"], { what: `building ${SOURCE_DIRS[name]} (make, ${cc})` });
+    const args = ["-C", tree.kdir, `M=${m}`, "ARCH=arm64", `CROSS_COMPILE=${tree.cross}`, PREFIX_MAP(srcTree, work), "-j2", ...extra, "modules"];
+    sh("make", args, { what: `building ${SOURCE_DIRS[name]} (make, ${tree.cc})` });
     return m;
   };
   const ffaDir = make("arm_ffa", []);
   const opteeDir = make("optee", [`KBUILD_EXTRA_SYMBOLS=${join(ffaDir, "Module.symvers")}`]);
-
   const out = join(work, "out");
   mkdirSync(out);
   for (const [from, name] of [[join(ffaDir, `${FFA_MODULE}.ko`), `${FFA_MODULE}.ko`], [join(opteeDir, "optee.ko"), "optee.ko"]] as const) {
-    sh(`${cross}strip`, [...STRIP, "-o", join(out, name), from], { what: `stripping ${name} (binutils-aarch64-linux-gnu)` });
+    sh(`${tree.cross}strip`, [...STRIP, "-o", join(out, name), from], { what: `stripping ${name} (binutils-aarch64-linux-gnu)` });
     const want = vermagic(i.debianOptee), got = vermagic(join(out, name));
     if (got !== want) throw new Error(`${name} was built with vermagic "${got}", Debian's optee.ko has "${want}"`);
   }
   const differ = crcMismatches(readFileSync(i.debianOptee), readFileSync(join(out, "optee.ko")));
   if (differ.length > 0) throw new Error(`optee.ko was built against other symbol versions than Debian's optee.ko (${differ.join(", ")}): the headers do not match the kernel`);
+}
+
+/** The .debs of the build, every one at the kernel image's version. */
+function buildPackages(i: Inputs, mm: string, hostArch: string): { headers: readonly string[]; source: string } {
+  const headersName = `linux-headers-${i.kernelVersion}`;
+  const headers = fetchExact(headersName, i.version, "arm64");
+  const depends = control(headers, "Depends");
+  const common = dependencyNamed(depends, "linux-headers-");
+  const kbuild = dependencyNamed(depends, "linux-kbuild-");
+  if (!common || !kbuild) throw new Error(`${headersName} ${i.version} depends on no common headers or kbuild package (Depends: ${depends})`);
+  // kbuild for the host: fixdep and modpost run here.
+  return { headers: [headers, fetchExact(common, i.version), fetchExact(kbuild, i.version, hostArch)], source: fetchExact(`linux-source-${mm}`, i.version) };
+}
+
+/**
+ * The headers and kbuild unpacked into one tree under `root` (so their relative symlinks, scripts ->
+ * ../../lib/linux-kbuild-6.1/scripts, resolve), checked, and the cross prefix of its compiler.
+ */
+function kernelTree(i: Inputs, debs: readonly string[], root: string, hostArch: string): { kdir: string; cross: string; cc: string } {
+  for (const deb of debs) sh("dpkg-deb", ["-x", deb, root], { what: `unpacking ${deb}` });
+  const kdir = join(root, "usr", "src", `linux-headers-${i.kernelVersion}`);
+  const config = kernelConfig(readFileSync(join(kdir, ".config"), "utf8"));
+  const forced = MUST_NOT_BE_SET.filter((k) => config.get(k) === "y");
+  if (forced.length > 0) throw new Error(`linux-headers-${i.kernelVersion} ${i.version} has ${forced.join(", ")}: the kernel would refuse unsigned modules, so FF-A modules built here cannot load`);
+  const ffa = config.get("CONFIG_ARM_FFA_TRANSPORT");
+  if (ffa) throw new Error(`linux-headers-${i.kernelVersion} ${i.version} already has CONFIG_ARM_FFA_TRANSPORT=${ffa}: use the kernel's own modules`);
+  // The arm64 headers' Makefile includes the common headers' by absolute path (/usr/src/...): point it into this tree.
+  const makefile = join(kdir, "Makefile");
+  const text = readFileSync(makefile, "utf8");
+  if (!/^include \/usr\/src\//m.test(text)) throw new Error(`${makefile} does not include the common headers' Makefile from /usr/src as expected`);
+  writeFileSync(makefile, text.replace(/^include \/usr\/src\//m, `include ${root}/usr/src/`));
+  // The kernel's compiler, as the headers name it (CC = $(CROSS_COMPILE)gcc-12).
+  const cross = hostArch === "arm64" ? "" : "aarch64-linux-gnu-";
+  const gcc = /\$\(CROSS_COMPILE\)(gcc(?:-\d+)?)/.exec(readFileSync(join(kdir, ".kernelvariables"), "utf8"))?.[1] ?? "gcc";
+  try {
+    execFileSync("sh", ["-c", `command -v ${cross}${gcc}`], { stdio: "ignore" });
+  } catch {
+    const pkg = cross ? `${gcc}-aarch64-linux-gnu` : gcc;
+    throw new Error(`${cross}${gcc}, the compiler Debian's kernel was built with, is missing: install ${pkg} (apt-get install ${pkg})`);
+  }
+  return { kdir, cross, cc: `${cross}${gcc}` };
+}
+
+/** Only the two driver directories, out of linux-source's tarball; returns the source tree's top. */
+function driverSources(deb: string, mm: string, dir: string): string {
+  sh("dpkg-deb", ["-x", deb, dir], { what: `unpacking linux-source-${mm}` });
+  const tarball = join(dir, "usr", "src", `linux-source-${mm}.tar.xz`);
+  const top = `linux-source-${mm}`;
+  sh("tar", ["-xJf", tarball, "-C", dir, `${top}/${SOURCE_DIRS.arm_ffa}`, `${top}/${SOURCE_DIRS.optee}`], { what: `extracting the drivers from ${tarball} (tar with xz-utils)` });
+  return join(dir, top);
 }
 
 /**
