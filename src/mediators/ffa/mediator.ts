@@ -28,8 +28,6 @@ import {
   FFA_VERSION_1_1,
   FFA_VERSION_1_2,
   ffaEndpoints,
-  ffaReceiverOf,
-  ffaSenderOf,
   ffaVersionMajor,
   ffaVersionValid,
 } from "../../smccc/ffa/abi.js";
@@ -41,9 +39,11 @@ import type { EnableResult, Mediator } from "../mediator.js";
 import { DEFAULT_FFA_LIMITS, type FfaMediatorLimits } from "./limits.js";
 import { FfaMemory, type Stuck } from "./memory.js";
 import { Notifications } from "./notifications.js";
+import { directReq, run } from "./messaging.js";
 import { partitionInfoGet } from "./partition-info.js";
+import { rxRelease, rxtxMap, rxtxUnmap } from "./rxtx.js";
 import { type FfaMediatorHost, SpmcPort } from "./spmc-port.js";
-import { FFA_ERROR, ffaError, ffaSuccess, type FfaVm, passAnswer, reply } from "./vm.js";
+import { FFA_ERROR, ffaError, ffaSuccess, type FfaVm, reply } from "./vm.js";
 
 /** The version the mediator implements and answers FFA_VERSION with. */
 export const FFA_MEDIATOR_VERSION = FFA_VERSION_1_2;
@@ -83,8 +83,6 @@ export class FfaMediator implements Mediator {
   readonly memory: FfaMemory;
   private readonly notifications: Notifications;
   private notificationsOffered = false;
-  /** The DIRECT_REQ/RUN arguments of a VM's call, x0..x17 words, reused. */
-  private readonly args = new Uint32Array(36);
 
   constructor(readonly host: FfaMediatorHost, options: FfaMediatorOptions) {
     this.limits = { ...DEFAULT_FFA_LIMITS, ...options.limits };
@@ -317,19 +315,19 @@ export class FfaMediator implements Mediator {
         return ffaSuccess(res, this.spmcId);
       case F.FFA_RXTX_MAP.smc32:
       case F.FFA_RXTX_MAP.smc64:
-        return this.rxtxMap(st, call, res);
+        return rxtxMap(this, st, call, res);
       case F.FFA_RXTX_UNMAP.smc32:
-        return this.rxtxUnmap(st, call, res);
+        return rxtxUnmap(this, st, call, res);
       case F.FFA_RX_RELEASE.smc32:
-        return this.rxRelease(st, call, res);
+        return rxRelease(this, st, call, res);
       case F.FFA_PARTITION_INFO_GET.smc32:
         return partitionInfoGet(this, st, call, res);
       case F.FFA_MSG_SEND_DIRECT_REQ.smc32:
       case F.FFA_MSG_SEND_DIRECT_REQ.smc64:
       case F.FFA_MSG_SEND_DIRECT_REQ2.smc64:
-        return this.directReq(st, call, res);
+        return directReq(this, st, call, res);
       case F.FFA_RUN.smc32:
-        return this.run(st, call, res);
+        return run(this, st, call, res);
     }
     if (this.memory.handles(fid)) return this.memory.handle(st, call, res);
     this.notifications.handle(st, call, res);
@@ -398,93 +396,5 @@ export class FfaMediator implements Mediator {
     const props = this.offered(st, id);
     if (props === null) return ffaError(res, FFA_RET.NOT_SUPPORTED);
     ffaSuccess(res, props);
-  }
-
-  /**
-   * FFA_RXTX_MAP (§13.7): TX and RX of 1-N 4 KiB pages, each aligned, all the VM's own RAM, not overlapping
-   * each other; DENIED when a pair is already mapped (Xen ffa_handle_rxtx_map).
-   */
-  private rxtxMap(st: FfaVm, call: SmcCall, res: SmcResult): void {
-    const tx = call.x(1), rx = call.x(2), w3 = call.w(3), pages = w3 & 0x3f;
-    if (st.rxtx) return this.refuse(st, res, FFA_RET.DENIED, "FFA_RXTX_MAP with buffers already mapped");
-    if ((w3 & ~0x3f) !== 0 || pages === 0 || pages > this.limits.rxtxPages) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `FFA_RXTX_MAP of ${w3} pages`);
-    const size = BigInt(pages * FFA_PAGE_SIZE), page = BigInt(FFA_PAGE_SIZE);
-    if (tx % page !== 0n || rx % page !== 0n) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RXTX_MAP of unaligned buffers");
-    if (tx < rx + size && rx < tx + size) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RXTX_MAP of overlapping buffers");
-    if (this.host.ipaToPa(st.name, tx, size) === null || this.host.ipaToPa(st.name, rx, size) === null) {
-      return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RXTX_MAP of buffers outside the VM's RAM");
-    }
-    // Not pages the VM has shared or lent: the mediator writes RX and a borrower may hold them.
-    const first = [Number(tx / page), Number(rx / page)];
-    for (const f of first) for (let p = f; p < f + pages; p++) if (st.pagesInUse.has(p)) return this.refuse(st, res, FFA_RET.DENIED, "FFA_RXTX_MAP of memory the VM has shared or lent");
-    st.rxtx = { tx, rx, pages };
-    st.rxFull = false;
-    ffaSuccess(res);
-  }
-
-  /** FFA_RXTX_UNMAP (§13.8): w1's ID field is the hypervisor's (MBZ from a VM). */
-  private rxtxUnmap(st: FfaVm, call: SmcCall, res: SmcResult): void {
-    if (call.w(1) !== 0) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RXTX_UNMAP with an endpoint ID");
-    if (!st.rxtx) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RXTX_UNMAP without buffers");
-    this.memory.abortFragmented(st);
-    st.rxtx = null;
-    st.rxFull = false;
-    ffaSuccess(res);
-  }
-
-  /** FFA_RX_RELEASE (§13.5): the VM gives its RX buffer back; DENIED unless it owns it. w1 (a VM ID) is the hypervisor's. */
-  private rxRelease(st: FfaVm, call: SmcCall, res: SmcResult): void {
-    if (call.w(1) !== 0) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RX_RELEASE with a VM ID");
-    if (!st.rxtx || !st.rxFull) return this.refuse(st, res, FFA_RET.DENIED, "FFA_RX_RELEASE of an RX buffer the VM does not own");
-    st.rxFull = false;
-    ffaSuccess(res);
-  }
-
-  /**
-   * DIRECT_REQ_32/64 and DIRECT_REQ2 (§15.2-15.4) to a partition the VM may use, forwarded with the VM's
-   * own ID as sender (the VM's w1 must say so). No framework messages from a VM (w2 bit 31), w2 MBZ
-   * otherwise. Peer VMs do not receive direct requests here: that needs the receiver waiting in
-   * FFA_MSG_WAIT under a scheduler the mediator does not have (README), so DENIED, as Hafnium answers a
-   * receiver that does not take direct requests (api_ffa_msg_send_direct_req).
-   */
-  private directReq(st: FfaVm, call: SmcCall, res: SmcResult): void {
-    const fid = call.fid, w1 = call.w(1), req2 = fid === F.FFA_MSG_SEND_DIRECT_REQ2.smc64;
-    const receiver = ffaReceiverOf(w1);
-    if (ffaSenderOf(w1) !== st.id || call.hi(1) !== 0) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `direct request with sender 0x${ffaSenderOf(w1).toString(16)}`);
-    if (!req2 && (call.w(2) !== 0 || call.hi(2) !== 0)) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `direct request with w2 = 0x${call.w(2).toString(16)}`);
-    if (this.peer(st, receiver)) return this.refuse(st, res, FFA_RET.DENIED, "direct request to a peer VM");
-    if (!this.mayUsePartition(st, receiver)) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `direct request to 0x${receiver.toString(16)}`);
-    this.forward(st, call, res, req2 ? 17 : 7, receiver);
-  }
-
-  /** FFA_RUN (§14.2) of a partition the VM may use: what Linux calls after an FFA_INTERRUPT answer. */
-  private run(st: FfaVm, call: SmcCall, res: SmcResult): void {
-    const target = ffaSenderOf(call.w(1));
-    if (!this.mayUsePartition(st, target)) return this.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `FFA_RUN of 0x${target.toString(16)}`);
-    this.forward(st, call, res, 7, target);
-  }
-
-  /**
-   * Forwards the VM's x1-x(last) to the SPMC and passes back only answers that belong to this call: the
-   * partition's response to this VM, an error, or the partition's preemption (INTERRUPT, YIELD).
-   */
-  private forward(st: FfaVm, call: SmcCall, res: SmcResult, last: number, partition: number): void {
-    const a = this.args;
-    a.fill(0);
-    for (let n = 1; n <= last; n++) {
-      a[2 * n] = call.w(n);
-      a[2 * n + 1] = call.hi(n);
-    }
-    const port = st.port;
-    port.callWith(call.fid, a, last);
-    const r0 = port.w(0);
-    if (r0 === FFA_ERROR) return ffaError(res, port.sw(2));
-    const responses: number[] = [F.FFA_MSG_SEND_DIRECT_RESP.smc32, F.FFA_MSG_SEND_DIRECT_RESP.smc64, F.FFA_MSG_SEND_DIRECT_RESP2.smc64];
-    if (responses.includes(r0)) {
-      if (port.w(1) !== ffaEndpoints(partition, st.id)) return this.refuse(st, res, FFA_RET.ABORTED, `a response from 0x${ffaSenderOf(port.w(1)).toString(16)} for 0x${ffaReceiverOf(port.w(1)).toString(16)}`);
-      return passAnswer(res, port.words, r0 === F.FFA_MSG_SEND_DIRECT_RESP2.smc64 ? 17 : 7);
-    }
-    if (r0 === F.FFA_INTERRUPT.smc32 || r0 === F.FFA_YIELD.smc32 || r0 === F.FFA_SUCCESS.smc32) return passAnswer(res, port.words, 7);
-    this.refuse(st, res, FFA_RET.ABORTED, `the SPMC answered 0x${r0.toString(16)}`);
   }
 }
