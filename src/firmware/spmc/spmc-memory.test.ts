@@ -13,6 +13,7 @@ import {
 } from "../../smccc/ffa/abi.js";
 import { encodeMemTransaction } from "../../smccc/ffa/descriptors.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
+import type { PartitionContext } from "./partition.js";
 import { TEST_SP_CMD } from "./partitions/test-sp.js";
 import {
   HYP_HEAP,
@@ -345,6 +346,20 @@ describe("retrieve and relinquish through the partition's context", () => {
     expectError(w.call(F.FFA_MEM_RECLAIM.smc32, ffaHandleLo(h), ffaHandleHi(h), 0), FFA_RET.DENIED);
     w.direct(VM_A, SP4, [2]);
     expectOk(w.call(F.FFA_MEM_RECLAIM.smc32, ffaHandleLo(h), ffaHandleHi(h), 0));
+  });
+
+  it("a context kept after the call is dead: DENIED, null, false", () => {
+    const w = ready();
+    const h = w.share(w.tx(VM_A, [pages(RAM_A, 0, 1)], [SP4]));
+    let kept: PartitionContext | undefined;
+    w.sp4.script = (ctx) => {
+      kept = ctx;
+      return { ok: true, args: [] };
+    };
+    w.direct(VM_A, SP4, [0]);
+    expect(kept!.retrieve(h)).toEqual({ ok: false, error: FFA_RET.DENIED });
+    expect([kept!.relinquish(h), kept!.read(RAM_A, 4), kept!.write(RAM_A, new Uint8Array(1)), kept!.notificationSet(VM_A, 1n)]).toEqual([FFA_RET.DENIED, null, false, FFA_RET.DENIED]);
+    expect(w.spmc.counters(VM_A).retrieved).toBe(0);
   });
 
   it("a partition cannot write a read-only grant, and can write a read-write one (through the owner's pages)", () => {

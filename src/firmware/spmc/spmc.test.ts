@@ -246,11 +246,12 @@ describe("direct messages (§15)", () => {
     ["a partition that does not list the VM", VM_B, SP2, 0, FFA_RET.DENIED],
     ["a partition that takes no direct requests", VM_A, SP3, 0, FFA_RET.DENIED],
     ["w2 not zero", VM_A, SP1, 0x10, FFA_RET.INVALID_PARAMETERS],
-  ])("from %s: refused", (_what, sender, receiver, w2, code) => {
+    ["x1[63:32] set", VM_A, SP1, 0, FFA_RET.INVALID_PARAMETERS, 1n << 40n],
+  ] as [string, number, number, number, number, bigint?][])("from %s: refused", (_what, sender, receiver, w2, code, high = 0n) => {
     const { create, call } = world();
     create(VM_A);
     create(VM_B);
-    expectError(call(F.FFA_MSG_SEND_DIRECT_REQ.smc32, ffaEndpoints(sender, receiver), w2, TEST_SP_CMD.ECHO), code);
+    expectError(call(F.FFA_MSG_SEND_DIRECT_REQ.smc64, high | BigInt(ffaEndpoints(sender, receiver)), w2, TEST_SP_CMD.ECHO), code);
   });
 
   it("a partition's refusal is the sender's FFA_ERROR", () => {

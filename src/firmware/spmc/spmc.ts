@@ -222,12 +222,14 @@ export class SpmcModel implements CallTarget {
   private directReq(call: SmcCall, res: SmcResult, is64: boolean): void {
     const w1 = call.w(1), w2 = call.w(2);
     const sender = ffaSenderOf(w1), receiver = ffaReceiverOf(w1);
+    // x1[63:32] MBZ (the endpoints are w1's).
+    if (call.hi(1) !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
     if ((w2 & FFA_MSG_FLAG_FRAMEWORK) !== 0) return this.frameworkMessage(call, res, is64);
     if (w2 !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
     const sp = this.messageTarget(sender, receiver, FFA_PARTITION_PROP.DIRECT_REQ_RECV);
     if (typeof sp === "number") return fail(res, sp);
     const args = [3, 4, 5, 6, 7].map((n) => call.x(n));
-    const r = sp.directRequest(sender, args, is64, this.contextFor(sp));
+    const r = this.run(sp, (ctx) => sp.directRequest(sender, args, is64, ctx));
     if (!r.ok) return fail(res, r.error);
     const fid = is64 ? F.FFA_MSG_SEND_DIRECT_RESP.smc64 : F.FFA_MSG_SEND_DIRECT_RESP.smc32;
     res.set(0, fid);
@@ -246,7 +248,7 @@ export class SpmcModel implements CallTarget {
     if (!this.partitions.uuidMatches(sp, call.x(2), call.x(3))) return fail(res, FFA_RET.INVALID_PARAMETERS);
     const args: bigint[] = [];
     for (let n = 4; n <= 17; n++) args.push(call.x(n));
-    const r = sp.directRequest(sender, args, true, this.contextFor(sp));
+    const r = this.run(sp, (ctx) => sp.directRequest(sender, args, true, ctx));
     if (!r.ok) return fail(res, r.error);
     res.set(0, F.FFA_MSG_SEND_DIRECT_RESP2.smc64);
     res.set(1, ffaEndpoints(receiver, sender));
@@ -294,7 +296,7 @@ export class SpmcModel implements CallTarget {
     if (told === undefined && this.vms.size >= this.limits.maxVms) return FFA_RET.NO_MEMORY;
     const set = told ?? new Set<number>();
     this.vms.set(vm, set);
-    const status = sp.onVmCreated?.(vm, this.contextFor(sp)) ?? 0;
+    const status = this.run(sp, (ctx) => sp.onVmCreated?.(vm, ctx) ?? 0);
     if (status === 0) set.add(sp.id);
     else this.forgetIfIdle(vm);
     return status;
@@ -308,7 +310,7 @@ export class SpmcModel implements CallTarget {
   private vmDestroyed(sp: SecurePartition, vm: number): number {
     const told = this.vms.get(vm);
     if (told === undefined || !told.has(sp.id)) return FFA_RET.INVALID_PARAMETERS;
-    const status = sp.onVmDestroyed?.(vm, this.contextFor(sp)) ?? 0;
+    const status = this.run(sp, (ctx) => sp.onVmDestroyed?.(vm, ctx) ?? 0);
     this.transactions.releaseAll(sp.id, vm);
     told.delete(sp.id);
     if (told.size === 0) {
@@ -326,17 +328,26 @@ export class SpmcModel implements CallTarget {
     if (told !== undefined && told.size === 0 && !this.notifications.has(vm) && c.shares + c.fragments === 0) this.vms.delete(vm);
   }
 
-  /** What partition `sp` may do while the SPMC runs it. */
-  private contextFor(sp: SecurePartition): PartitionContext {
+  /**
+   * Runs partition `sp` with its context: what it may do while the SPMC runs it. The context ends with the
+   * call (a partition that kept it gets DENIED, null and false afterwards).
+   */
+  private run<T>(sp: SecurePartition, f: (ctx: PartitionContext) => T): T {
     const t = this.transactions;
-    return {
+    let live = true;
+    const ctx: PartitionContext = {
       self: sp.id,
-      retrieve: (handle, o) => t.retrieve(sp.id, handle, o),
-      relinquish: (handle) => t.relinquish(sp.id, handle),
-      read: (pa, length) => t.read(sp.id, pa, length),
-      write: (pa, data) => t.write(sp.id, pa, data),
-      notificationSet: (vm, bits) => this.notifications.set(sp.id, vm, bits),
+      retrieve: (handle, o) => (live ? t.retrieve(sp.id, handle, o) : { ok: false, error: FFA_RET.DENIED }),
+      relinquish: (handle) => (live ? t.relinquish(sp.id, handle) : FFA_RET.DENIED),
+      read: (pa, length) => (live ? t.read(sp.id, pa, length) : null),
+      write: (pa, data) => live && t.write(sp.id, pa, data),
+      notificationSet: (vm, bits) => (live ? this.notifications.set(sp.id, vm, bits) : FFA_RET.DENIED),
     };
+    try {
+      return f(ctx);
+    } finally {
+      live = false;
+    }
   }
 
   // --- memory management -------------------------------------------------------------------------------
