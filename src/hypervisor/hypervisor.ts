@@ -18,8 +18,13 @@ import type { ByteGenerator } from "../firmware/monitor/entropy.js";
 import { MonitorModel } from "../firmware/monitor/monitor.js";
 import { OpteeOs } from "../firmware/optee/os.js";
 import { defaultTas } from "../firmware/optee/tas/index.js";
-import type { EnableResult, Mediator, MediatorFactory, MediatorHost } from "../mediators/mediator.js";
+import type { EnableResult, Mediator, MediatorFactory } from "../mediators/mediator.js";
 import { OpteeMediator } from "../mediators/optee/mediator.js";
+import { FFA_HYPERVISOR_OWNER, FfaMediator } from "../mediators/ffa/mediator.js";
+import type { FfaMediatorHost } from "../mediators/ffa/spmc-port.js";
+import { SpmcModel, type SpmcMemory, type SpmcPartitionEntry } from "../firmware/spmc/spmc.js";
+import { TestPartition } from "../firmware/spmc/partitions/test-sp.js";
+import type { SecurePartition } from "../firmware/spmc/partition.js";
 import { HypervisorHeap, PAGE } from "./heap.js";
 import { TraceRing } from "../trace/ring.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
@@ -128,6 +133,8 @@ export class Hypervisor {
   readonly heap: HypervisorHeap;
   /** The modelled OP-TEE, when the platform has one. */
   readonly optee: OpteeOs | null = null;
+  /** The modelled SPMC (FF-A), when the platform has one. */
+  readonly spmc: SpmcModel | null = null;
   readonly mediators = new Map<string, Mediator>();
   /** The modelled secure world (also when another monitor answers forwarded calls: it keeps the entropy source). */
   readonly model: MonitorModel;
@@ -155,6 +162,11 @@ export class Hypervisor {
       });
       this.model.trustedOs = this.optee;
     }
+    if (platform.spmc) {
+      const partitions: SpmcPartitionEntry[] = platform.spmc.partitions.map((p) => ({ partition: this.partitionFor(p), vms: p.vmIds }));
+      this.spmc = new SpmcModel({ memory: this.spmcMemory(), partitions });
+      this.model.spmc = this.spmc;
+    }
     this.router = new Router({
       platform,
       services: opts.services ?? STANDARD_SERVICES,
@@ -170,6 +182,8 @@ export class Hypervisor {
     });
     // The mediators built in (R5); each probes the secure world once and stays silent if its TEE is absent.
     this.registerMediator(new OpteeMediator(this.mediatorHost(), platform.tee?.limits));
+    // FF-A's mediator probes the SPMC like OP-TEE's probes OP-TEE: without one it stays absent.
+    this.registerMediator(new FfaMediator(this.mediatorHost(), { partitions: (platform.spmc?.partitions ?? []).map((p) => ({ id: p.id, vms: p.vms })) }));
     for (const create of opts.mediators ?? []) this.registerMediator(create(this.mediatorHost()));
   }
 
@@ -187,9 +201,55 @@ export class Hypervisor {
     return errors.length > 0 ? { ok: false, errors } : { ok: true, hypervisor: hv };
   }
 
-  /** What mediators get from the hypervisor (MediatorHost). */
-  private mediatorHost(): MediatorHost {
+  /** A partition of the modelled SPMC, as the config says what runs in it. */
+  private partitionFor(p: NonNullable<PlatformConfig["spmc"]>["partitions"][number]): SecurePartition {
+    switch (p.runs) {
+      case "test":
+        return new TestPartition({ name: p.name, id: p.id, uuid: p.uuid });
+      case "optee":
+        throw new Error(`platform.spmc.partitions: ${p.name}: OP-TEE behind FF-A is not wired yet`);
+    }
+  }
+
+  /**
+   * The SPMC's memory port: normal-world memory by physical address, for endpoint `owner`. Owner 0 is the
+   * hypervisor: only its own pages (the FF-A mediator's RX/TX buffers). A VM's endpoint ID reaches only
+   * that VM's RAM, and only if the VM speaks FF-A; never secure memory or another owner's heap pages.
+   */
+  private spmcMemory(): SpmcMemory {
+    const range = (pa: bigint, length: number, owner: number): { heap: true } | { heap: false; memory: GuestMemory; ipa: bigint } | null => {
+      if (length < 0) return null;
+      const len = BigInt(length);
+      if (owner === 0) return this.heap.ownerOf(pa, length) === FFA_HYPERVISOR_OWNER ? { heap: true } : null;
+      const domain = [...this.domains.values()].find((d) => d.config.id === owner);
+      if (!domain?.config.ffa || this.heap.overlaps(pa, len)) return null;
+      const ram = this.platform.memoryMap.vms.find((m) => m.vm === domain.name);
+      const memory = this.ports.get(domain.name)?.memory;
+      if (ram === undefined || memory === undefined || pa < ram.pa || pa + len > ram.pa + ram.size) return null;
+      for (const s of this.platform.memoryMap.secure) if (pa < s.base + s.size && s.base < pa + len) return null;
+      return { heap: false, memory, ipa: ram.ipa + (pa - ram.pa) };
+    };
     return {
+      read: (pa, length, owner) => {
+        const r = range(pa, length, owner);
+        return r === null ? null : r.heap ? this.heap.read(pa, length) : r.memory.read(r.ipa, length);
+      },
+      write: (pa, data, owner) => {
+        const r = range(pa, data.length, owner);
+        return r === null ? false : r.heap ? this.heap.write(pa, data) : r.memory.write(r.ipa, data);
+      },
+      view: (pa, length, owner) => {
+        const r = range(pa, length, owner);
+        return r === null ? null : r.heap ? (this.heap.view(pa, length) ?? null) : (r.memory.view?.(r.ipa, length) ?? null);
+      },
+      owns: (pa, length, owner) => range(pa, length, owner) !== null,
+    };
+  }
+
+  /** What mediators get from the hypervisor (MediatorHost). */
+  private mediatorHost(): FfaMediatorHost {
+    return {
+      hypervisorChannel: (origin) => this.router.hypervisorChannel(origin),
       secureCall: (origin, vm, regs) => {
         const args = [0n, ...regs.slice(1).map((r) => BigInt(r >>> 0))];
         const r = this.router.hypervisorCall(origin, regs[0]! >>> 0, args, vm ? { vmName: vm, vcpu: 0 } : undefined);

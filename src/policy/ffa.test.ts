@@ -20,8 +20,8 @@ describe("FF-A in the config", () => {
     const r = parseConfigText(config(`  a: { tee: { mediator: ffa, contentKey: "${KEY}", peers: [b] } }\n  b: { tee: ffa }\n  c: { tee: optee }\n`));
     if (!r.ok) throw new Error(JSON.stringify(r.errors));
     expect(r.value.platform.spmc!.partitions).toEqual([
-      { name: "optee", id: 0x8001, uuid: OPTEE_FFA_UUID, runs: "optee", vms: ["a"] },
-      { name: "test", id: 0x8002, uuid: TEST_PARTITION_UUID, runs: "test", vms: ["a", "b"] },
+      { name: "optee", id: 0x8001, uuid: OPTEE_FFA_UUID, runs: "optee", vms: ["a"], vmIds: [1] },
+      { name: "test", id: 0x8002, uuid: TEST_PARTITION_UUID, runs: "test", vms: ["a", "b"], vmIds: [1, 2] },
     ]);
     const [a, b, c] = r.value.vms;
     expect(a).toMatchObject({ tee: { mediator: "ffa" }, ffa: { peers: ["b"] } });

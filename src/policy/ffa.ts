@@ -30,6 +30,8 @@ export interface PartitionConfig {
   readonly runs: "optee" | "test";
   /** VMs that may send it direct requests and share memory with it. */
   readonly vms: readonly string[];
+  /** Their endpoint IDs (their VM IDs), in the same order. */
+  readonly vmIds: readonly number[];
 }
 
 export interface SpmcConfig {
@@ -37,7 +39,7 @@ export interface SpmcConfig {
 }
 
 /** The SPMC's partitions with defaults filled in, and what is wrong with them. */
-export function spmcConfig(raw: RawConfig, errors: ConfigError[]): SpmcConfig | null {
+export function spmcConfig(raw: RawConfig, vmIds: ReadonlyMap<string, number>, errors: ConfigError[]): SpmcConfig | null {
   const spmc = raw.platform.spmc;
   if (!spmc) return null;
   const names = new Map<string, number>(), ids = new Map<number, number>(), uuids = new Map<string, number>();
@@ -58,7 +60,7 @@ export function spmcConfig(raw: RawConfig, errors: ConfigError[]): SpmcConfig | 
       if (v === undefined) errors.push({ path: `${path}.vms[${k}]`, message: `no VM named "${vm}"` });
       else if (mediatorOf(v.tee) !== "ffa") errors.push({ path: `${path}.vms[${k}]`, message: `${vm} does not use FF-A (give it tee: ffa)` });
     });
-    return { name: p.name, id: p.id, uuid, runs: p.runs, vms: p.vms };
+    return { name: p.name, id: p.id, uuid, runs: p.runs, vms: p.vms, vmIds: p.vms.map((vm) => vmIds.get(vm) ?? 0) };
   });
   if (partitions.filter((p) => p.runs === "optee").length > 1) {
     errors.push({ path: "platform.spmc.partitions", message: "one OP-TEE runs in the secure world: at most one partition runs optee" });

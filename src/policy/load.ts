@@ -156,7 +156,7 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
     sipNodes,
     memoryMap,
     tee: raw.platform.tee ? teeConfig(raw.platform.tee, errors) : null,
-    spmc: spmcConfig(raw, errors),
+    spmc: spmcConfig(raw, ids.ids, errors),
   };
   errors.push(...ffaVmProblems(raw, ids.ids));
   const vms: VmConfig[] = [];
