@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { HypervisorHeap } from "../../hypervisor/heap.js";
 import { ArrayGuestMemory } from "../../machine/scripted/memory.js";
 import { FFA_RET } from "../../smccc/ffa/abi.js";
-import { decodePartitionInfo, ffaUuidWords } from "../../smccc/ffa/partition-info.js";
+import { decodePartitionInfo, ffaUuidRegs, ffaUuidWords } from "../../smccc/ffa/partition-info.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 import { FFA_MEDIATOR_VERSION } from "./mediator.js";
 import { Guest, ID, IPA, RAM, rig, SP1, SP1_UUID, SP2, SP_OTHER, SP_OTHER_UUID } from "./testing.js";
@@ -55,7 +55,7 @@ describe("FFA_VERSION (DEN0077 v1.2 §13.2.1)", () => {
     r.mediator.probe();
     r.mediator.enable(r.vm("a"));
     const a = new Guest(r.mediator, "a");
-    for (const fid of [F.FFA_ID_GET.smc32, F.FFA_FEATURES.smc32, F.FFA_RXTX_MAP.smc64, F.FFA_MSG_SEND_DIRECT_REQ.smc32]) expect(Guest.code(a.smc(fid, 0))).toBe(FFA_RET.NOT_SUPPORTED);
+    for (const fid of [F.FFA_ID_GET.smc32, F.FFA_FEATURES.smc32, F.FFA_RXTX_MAP.smc64, F.FFA_MSG_SEND_DIRECT_REQ.smc32, F.FFA_MEM_SHARE.smc64, F.FFA_PARTITION_INFO_GET.smc32]) expect(Guest.code(a.smc(fid, 0))).toBe(FFA_RET.NOT_SUPPORTED);
     expect(r.mediator.vm("a")!.locked).toBe(false);
   });
 
@@ -179,6 +179,22 @@ describe("FFA_PARTITION_INFO_GET (§13.9)", () => {
     expect(Guest.code(g.b.smc(F.FFA_PARTITION_INFO_GET.smc32, 0, 0, 0, 0, 1))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(Guest.code(g.a.smc(F.FFA_PARTITION_INFO_GET.smc32))).toBe(FFA_RET.DENIED);
     expect(mediator.counters("a")).toEqual(ZERO);
+  });
+});
+
+describe("FFA_PARTITION_INFO_GET_REGS (v1.2 §13.10)", () => {
+  it("gives a v1.2 VM the same list in registers, from a start index; refuses a start past the end and tags", () => {
+    const { g, spmc } = setup({ versions: { a: V1_2 } });
+    const r = g.a.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 0);
+    expect(r[0]).toBe(BigInt(F.FFA_SUCCESS.smc64));
+    expect(r[2]).toBe(2n | (2n << 16n) | (24n << 48n));
+    const [lo, hi] = ffaUuidRegs(SP1_UUID);
+    expect(r.slice(3, 6)).toEqual([BigInt(SP1) | (1n << 16n) | (BigInt(spmc.partitions[0]!.properties) << 32n), lo, hi]);
+    expect(r[9]).toBe(BigInt(ID.b!) | (2n << 16n) | (BigInt(0x100) << 32n));
+    expect(g.a.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 2)[3]).toBe(BigInt(ID.b!) | (2n << 16n) | (BigInt(0x100) << 32n));
+    expect(Guest.code(g.a.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 3))).toBe(FFA_RET.INVALID_PARAMETERS);
+    expect(Guest.code(g.a.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 1 << 16))).toBe(FFA_RET.INVALID_PARAMETERS);
+    expect(Guest.code(g.b.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 0))).toBe(FFA_RET.NOT_SUPPORTED);
   });
 });
 

@@ -40,7 +40,7 @@ import { DEFAULT_FFA_LIMITS, type FfaMediatorLimits } from "./limits.js";
 import { FfaMemory, type Stuck } from "./memory.js";
 import { Notifications } from "./notifications.js";
 import { directReq, run } from "./messaging.js";
-import { partitionInfoGet } from "./partition-info.js";
+import { partitionInfoGet, partitionInfoGetRegs } from "./partition-info.js";
 import { rxRelease, rxtxMap, rxtxUnmap } from "./rxtx.js";
 import { type FfaMediatorHost, SpmcPort } from "./spmc-port.js";
 import { FFA_ERROR, ffaError, ffaSuccess, type FfaVm, reply } from "./vm.js";
@@ -322,6 +322,8 @@ export class FfaMediator implements Mediator {
         return rxRelease(this, st, call, res);
       case F.FFA_PARTITION_INFO_GET.smc32:
         return partitionInfoGet(this, st, call, res);
+      case F.FFA_PARTITION_INFO_GET_REGS.smc64:
+        return partitionInfoGetRegs(this, st, call, res);
       case F.FFA_MSG_SEND_DIRECT_REQ.smc32:
       case F.FFA_MSG_SEND_DIRECT_REQ.smc64:
       case F.FFA_MSG_SEND_DIRECT_REQ2.smc64:
@@ -376,6 +378,7 @@ export class FfaMediator implements Mediator {
       case F.FFA_SPM_ID_GET.smc32:
         return v11 ? 0 : null;
       case F.FFA_MSG_SEND_DIRECT_REQ2.smc64:
+      case F.FFA_PARTITION_INFO_GET_REGS.smc64:
         return v12 && !st.aarch32 ? 0 : null;
     }
     const mem = this.memory.offered(st, fid);
