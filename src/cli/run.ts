@@ -43,13 +43,15 @@ function matchesCall(want: string, e: TraceEvent): boolean {
   return /^0x/i.test(want) ? (e.fid >>> 0) === (Number(want) >>> 0) : nameOf(e.fid) === want;
 }
 
-function guestImage(g: GuestSpec, s: Scenario): GuestImage {
+function guestImage(name: string, g: GuestSpec, s: Scenario): GuestImage {
   const path = (p: string) => (isAbsolute(p) ? p : resolve(s.dir, p));
   const script = (file: string, body: string) => ({ path: `etc/smcvisor/${file}`, data: new TextEncoder().encode(`#!/bin/sh\n${body}\n`), mode: 0o755 });
   const cmdline = g.boots > 1 ? `${g.cmdline} smcvisor.boots=${g.boots}` : g.cmdline;
   if (g.kernel === DEBIAN_GUEST) {
     const files = [...(g.run !== undefined ? [script("run.sh", g.run)] : []), ...(g.reboot !== undefined ? [script("reboot.sh", g.reboot)] : [])];
-    const linux = ensureLinuxGuest({ files });
+    // An FF-A VM's kernel gets the FF-A driver and an optee.ko built with the FF-A ABI (guests/linux/ffa-modules.ts).
+    const ffa = s.config.vms.find((v) => v.name === name)?.ffa != null;
+    const linux = ensureLinuxGuest({ files, ffa });
     return { kernel: linux.kernel, initrd: g.initrd === undefined || g.initrd === DEBIAN_GUEST ? linux.initrd : path(g.initrd), cmdline };
   }
   return { kernel: path(g.kernel), ...(g.initrd ? { initrd: path(g.initrd) } : {}), cmdline };
@@ -68,7 +70,7 @@ export function splitBoots(lines: readonly string[]): string[][] {
 /** Runs a scenario; `onConsole` sees every line as it comes. */
 export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, line: string) => void; log?: (line: string) => void; onStart?: (m: QemuMachine) => void } = {}): Promise<RunReport> {
   const images = new Map<string, GuestImage>();
-  for (const [name, g] of s.guests) images.set(name, guestImage(g, s));
+  for (const [name, g] of s.guests) images.set(name, guestImage(name, g, s));
   // Each line is checked against the expectations as it comes; only a bounded part is kept (console-log.ts).
   const consoles = new Map<string, ConsoleLog>(s.config.vms.map((v) => [v.name, new ConsoleLog(s.guests.get(v.name)!.expect)]));
   const machine = await QemuMachine.create(s.config, {

@@ -44,6 +44,12 @@ describe("FF-A in the config", () => {
     expect(parseConfigText(config("  a: { tee: ffa }\n  b: { tee: ffa }\n  c: { id: 0x9000 }\n")).ok).toBe(true);
   });
 
+  it("needs SMCCC 1.2 or later for an FF-A VM", () => {
+    expect(errorsOf(config("  a: { tee: ffa, smccc: \"1.1\" }\n  b: { tee: ffa }\n"))).toEqual([{ path: "vms.a.smccc", message: expect.stringMatching(/^an FF-A VM needs SMCCC 1.2 or later/) }]);
+    expect(errorsOf(`defaults: { smccc: "1.1" }\n${config("  a: { tee: ffa }\n  b: { tee: ffa, smccc: \"1.2\" }\n")}`).map((e) => e.path)).toEqual(["defaults.smccc"]);
+    expect(parseConfigText(config("  a: { tee: ffa, smccc: \"1.3\" }\n  b: { tee: ffa }\n")).ok).toBe(true);
+  });
+
   it("names each wrong peer", () => {
     const e = errorsOf(config("  a: { tee: { mediator: ffa, peers: [a, zz, c, b, b] } }\n  b: { tee: ffa }\n  c: {}\n"));
     expect(e.map((x) => `${x.path}: ${x.message}`)).toEqual([

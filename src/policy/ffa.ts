@@ -4,7 +4,8 @@
  * themselves: endpoint IDs that cannot collide, partitions that name VMs that exist, and peers that speak
  * FF-A too.
  */
-import type { ConfigError, RawConfig } from "./config.js";
+import { DEFAULT_SMCCC_VERSION, type ConfigError, type RawConfig } from "./config.js";
+import { SMCCC_VERSIONS } from "../smccc/version.js";
 
 /**
  * OP-TEE's UUID as an FF-A partition: what Linux's optee driver looks for on the FF-A bus
@@ -78,6 +79,12 @@ export function ffaVmProblems(raw: RawConfig, ids: ReadonlyMap<string, number>):
   for (const [name, vm] of Object.entries(raw.vms)) {
     if (mediatorOf(vm.tee) !== "ffa") continue;
     if (!raw.platform.spmc) errors.push({ path: `vms.${name}.tee`, message: "the platform has no SPMC (platform.spmc)" });
+    // FF-A passes arguments and results in x0-x17 (DEN0077 v1.1+ over SMCCC 1.2), and Linux's FF-A driver
+    // does not load unless SMCCC_VERSION says 1.2 or later.
+    const smccc = (vm.smccc ?? raw.defaults.smccc ?? DEFAULT_SMCCC_VERSION) as keyof typeof SMCCC_VERSIONS;
+    if (SMCCC_VERSIONS[smccc] < SMCCC_VERSIONS["1.2"]) {
+      errors.push({ path: vm.smccc !== undefined ? `vms.${name}.smccc` : "defaults.smccc", message: `an FF-A VM needs SMCCC 1.2 or later (FF-A uses x0-x17; Linux's FF-A driver refuses SMCCC ${smccc})` });
+    }
     const id = ids.get(name);
     if (id !== undefined && id > FFA_VM_ID_MAX) {
       errors.push({ path: `vms.${name}.id`, message: `an FF-A VM's endpoint ID is at most 0x${FFA_VM_ID_MAX.toString(16)} (bit 15 marks the secure world's), not 0x${id.toString(16)}` });
