@@ -2,8 +2,13 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FFA_MEM_ATTR, FFA_MEM_ATTR_NORMAL_WB_IS, FFA_MEM_PERM, FFA_RET } from "./abi.js";
 import {
+  checkRanges,
+  decodeConstituents,
+  decodeFirstFragment,
   decodeMemTransaction,
   decodeRelinquish,
+  encodeConstituents,
+  encodeFirstFragment,
   encodeMemTransaction,
   encodeRelinquish,
   memTransactionSize,
@@ -245,5 +250,63 @@ describe("relinquish descriptor", () => {
     expect(decodeRelinquish(b)).toMatchObject({ ok: false, error: { kind: "count" } });
     v.setUint32(12, 100, true);
     expect(decodeRelinquish(b)).toMatchObject({ ok: false, error: { kind: "limit", ffaError: FFA_RET.NO_MEMORY } });
+  });
+});
+
+describe("descriptors in fragments (FFA_MEM_FRAG_TX)", () => {
+  const ranges = [
+    { address: 0x4000_0000n, pageCount: 1 },
+    { address: 0x4000_2000n, pageCount: 2 },
+    { address: 0x4001_0000n, pageCount: 1 },
+  ];
+
+  it.each(LAYOUTS)("%s: a whole descriptor split anywhere on a constituent boundary decodes piece by piece to the whole", (layout) => {
+    const whole = encodeMemTransaction(tx({ ranges }), layout);
+    const first = whole.length - 2 * 16;
+    const f = decodeFirstFragment(whole.slice(0, first), whole.length, layout);
+    expect(f.ok).toBe(true);
+    if (!f.ok) return;
+    expect(f.value).toMatchObject({ rangeCount: 3, totalPages: 4, constituentsOffset: first - 16 });
+    expect(f.value.transaction.ranges).toEqual(ranges.slice(0, 1));
+    const rest = decodeConstituents(whole.slice(first), 1);
+    expect(rest).toEqual({ ok: true, value: ranges.slice(1) });
+    expect(checkRanges([...f.value.transaction.ranges, ...(rest.ok ? rest.value : [])], f.value.totalPages).ok).toBe(true);
+    expect(decodeFirstFragment(whole, whole.length, layout).ok).toBe(true);
+  });
+
+  it.each(LAYOUTS)("%s: encodeFirstFragment + encodeConstituents make the bytes encodeMemTransaction makes", (layout) => {
+    const whole = encodeMemTransaction(tx({ ranges }), layout);
+    const first = encodeFirstFragment(tx({ ranges: ranges.slice(0, 2) }), layout, 3, 4);
+    const joined = new Uint8Array([...first, ...encodeConstituents(ranges.slice(2))]);
+    expect(joined).toEqual(whole);
+    expect(() => encodeFirstFragment(tx({ ranges: [] }), layout, 3, 4)).toThrow(RangeError);
+  });
+
+  it("refuses first fragments whose composite is outside, whose counts do not make the total, or that split a constituent", () => {
+    const whole = encodeMemTransaction(tx({ ranges }), "v1.1");
+    const expectKind = (r: { ok: boolean; error?: { kind: string; field: string } }, kind: string, field: RegExp) => {
+      expect(r.ok).toBe(false);
+      expect(r.error!.kind).toBe(kind);
+      expect(r.error!.field).toMatch(field);
+    };
+    expectKind(decodeFirstFragment(whole.slice(0, 70), whole.length, "v1.1"), "truncated", /composite/);
+    expectKind(decodeFirstFragment(whole.slice(0, 88), whole.length, "v1.1"), "length", /fragmentLength/);
+    expectKind(decodeFirstFragment(whole.slice(0, 96), whole.length + 16, "v1.1"), "length", /totalLength/);
+    expectKind(decodeFirstFragment(whole, whole.length - 16, "v1.1"), "length", /fragmentLength/);
+    expectKind(decodeFirstFragment(whole.slice(0, 96), whole.length, "v1.1", { maxRanges: 2 }), "limit", /rangeCount/);
+    const bad = whole.slice(0, 96);
+    new DataView(bad.buffer).setUint32(64 + 4, 0, true);
+    expectKind(decodeFirstFragment(bad, whole.length, "v1.1"), "count", /rangeCount/);
+    const noComposite = encodeMemTransaction(tx({ ranges: [] }), "v1.1");
+    expectKind(decodeFirstFragment(noComposite, noComposite.length, "v1.1"), "offset", /compositeOffset/);
+  });
+
+  it("later fragments: whole entries, each checked, numbered in the whole; the whole's sum and overlaps at the end", () => {
+    expect(decodeConstituents(new Uint8Array(0))).toMatchObject({ ok: false, error: { kind: "length" } });
+    expect(decodeConstituents(new Uint8Array(24))).toMatchObject({ ok: false, error: { kind: "length" } });
+    const b = encodeConstituents([{ address: 0x1000n, pageCount: 1 }, { address: 0x2800n, pageCount: 1 }]);
+    expect(decodeConstituents(b, 5)).toMatchObject({ ok: false, error: { kind: "misaligned", field: "ranges[6].address" } });
+    expect(checkRanges(ranges, 5)).toMatchObject({ ok: false, error: { kind: "page-sum" } });
+    expect(checkRanges([...ranges, { address: 0x4000_3000n, pageCount: 1 }], 5)).toMatchObject({ ok: false, error: { kind: "overlap" } });
   });
 });

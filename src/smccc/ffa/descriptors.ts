@@ -162,7 +162,7 @@ interface Header {
   accessSize: number;
 }
 
-function decodeHeader(v: DataView, layout: FfaDescriptorLayout, opts: FfaDecodeOptions): FfaDecoded<Header> {
+function decodeHeader(v: DataView, layout: FfaDescriptorLayout, opts: Pick<FfaDecodeOptions, "allowNs">): FfaDecoded<Header> {
   const headerSize = FFA_MEM_HEADER_SIZE[layout];
   if (v.byteLength < headerSize) return fail("truncated", "header");
   const sender = v.getUint16(H_SENDER, true);
@@ -240,23 +240,42 @@ function decodeRanges(v: DataView, offset: number, accessEnd: number, opts: FfaD
   const first = offset + FFA_COMPOSITE_SIZE;
   const end = first + count * FFA_CONSTITUENT_SIZE;
   if (end > v.byteLength) return fail("truncated", "composite.ranges");
+  const ranges = decodeConstituentsAt(v, first, count, 0);
+  if (!ranges.ok) return ranges;
+  const whole = checkRanges(ranges.value, totalPages);
+  if (!whole.ok) return whole;
+  return { ok: true, value: { ranges: ranges.value, end } };
+}
+
+/** `count` constituents from byte `first` of `v`, each checked; `index` numbers the first in field names. */
+function decodeConstituentsAt(v: DataView, first: number, count: number, index: number): FfaDecoded<FfaMemRange[]> {
   const ranges: FfaMemRange[] = [];
-  let sum = 0;
   for (let i = 0; i < count; i++) {
     const at = first + i * FFA_CONSTITUENT_SIZE;
+    const field = `ranges[${index + i}]`;
     const address = v.getBigUint64(at + R_ADDRESS, true);
     const pageCount = v.getUint32(at + R_PAGES, true);
-    if (v.getUint32(at + R_RESERVED, true) !== 0) return fail("reserved", `ranges[${i}].reserved`);
-    if (address % BigInt(FFA_PAGE_SIZE) !== 0n) return fail("misaligned", `ranges[${i}].address`);
-    if (pageCount === 0) return fail("count", `ranges[${i}].pageCount`);
-    if (address + BigInt(pageCount) * BigInt(FFA_PAGE_SIZE) > U64_LIMIT) return fail("overflow", `ranges[${i}]`);
-    sum += pageCount;
+    if (v.getUint32(at + R_RESERVED, true) !== 0) return fail("reserved", `${field}.reserved`);
+    if (address % BigInt(FFA_PAGE_SIZE) !== 0n) return fail("misaligned", `${field}.address`);
+    if (pageCount === 0) return fail("count", `${field}.pageCount`);
+    if (address + BigInt(pageCount) * BigInt(FFA_PAGE_SIZE) > U64_LIMIT) return fail("overflow", field);
     ranges.push({ address, pageCount });
   }
+  return { ok: true, value: ranges };
+}
+
+/**
+ * The checks that need every constituent of a transaction: their pages add up to the composite's total
+ * and no two overlap. decodeMemTransaction makes them; a relayer that receives a descriptor in fragments
+ * makes them once the last constituent arrived.
+ */
+export function checkRanges(ranges: readonly FfaMemRange[], totalPages: number): FfaDecoded<void> {
+  let sum = 0;
+  for (const r of ranges) sum += r.pageCount;
   if (sum !== totalPages) return fail("page-sum", "composite.totalPageCount");
   const overlap = firstOverlap(ranges);
   if (overlap !== -1) return fail("overlap", `ranges[${overlap}]`);
-  return { ok: true, value: { ranges, end } };
+  return { ok: true, value: undefined };
 }
 
 /** The index of a range that overlaps another one, or -1. */
@@ -281,6 +300,36 @@ export function decodeMemTransaction(
   opts: FfaDecodeOptions,
 ): FfaDecoded<FfaMemTransaction> {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const head = decodeHead(v, layout, opts);
+  if (!head.ok) return head;
+  const { h, receivers, composite, accessEnd } = head.value;
+  let ranges: FfaMemRange[] = [];
+  let end = accessEnd;
+  if (composite === 0) {
+    if (opts.composite === "required") return fail("offset", "receivers[0].compositeOffset");
+  } else if (opts.composite === "none") {
+    return fail("offset", "receivers[0].compositeOffset");
+  } else {
+    const r = decodeRanges(v, composite, accessEnd, opts);
+    if (!r.ok) return r;
+    ranges = r.value.ranges;
+    end = r.value.end;
+  }
+  if (end !== v.byteLength && opts.allowTrailing !== true) return fail("length", "totalLength");
+  const { sender, attributes, flags, handle, tag } = h;
+  return { ok: true, value: { sender, attributes, flags, handle, tag, receivers, ranges } };
+}
+
+interface Head {
+  h: Header;
+  receivers: FfaMemAccess[];
+  /** The receivers' common composite offset (0: none). */
+  composite: number;
+  accessEnd: number;
+}
+
+/** The header and the endpoint memory access descriptors. */
+function decodeHead(v: DataView, layout: FfaDescriptorLayout, opts: Pick<FfaDecodeOptions, "allowNs" | "maxReceivers">): FfaDecoded<Head> {
   const h = decodeHeader(v, layout, opts);
   if (!h.ok) return h;
   const { count, accessOffset, accessSize } = h.value;
@@ -300,21 +349,7 @@ export function decodeMemTransaction(
     if (receivers.some((r) => r.receiver === access.receiver)) return fail("duplicate", `receivers[${i}].receiver`);
     receivers.push(access);
   }
-  let ranges: FfaMemRange[] = [];
-  let end = accessEnd;
-  if (composite === 0) {
-    if (opts.composite === "required") return fail("offset", "receivers[0].compositeOffset");
-  } else if (opts.composite === "none") {
-    return fail("offset", "receivers[0].compositeOffset");
-  } else {
-    const r = decodeRanges(v, composite, accessEnd, opts);
-    if (!r.ok) return r;
-    ranges = r.value.ranges;
-    end = r.value.end;
-  }
-  if (end !== v.byteLength && opts.allowTrailing !== true) return fail("length", "totalLength");
-  const { sender, attributes, flags, handle, tag } = h.value;
-  return { ok: true, value: { sender, attributes, flags, handle, tag, receivers, ranges } };
+  return { ok: true, value: { h: h.value, receivers, composite, accessEnd } };
 }
 
 /** Bytes a descriptor of `layout` with these counts takes (composite and ranges only when ranges > 0). */
@@ -370,6 +405,95 @@ export function encodeMemTransaction(tx: FfaMemTransaction, layout: FfaDescripto
 /** Total 4 KiB pages of a range list. */
 export function totalPages(ranges: readonly FfaMemRange[]): number {
   return ranges.reduce((s, r) => s + r.pageCount, 0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Descriptors in fragments (§11.3, FFA_MEM_FRAG_TX/RX): the first fragment holds the header, the access
+// descriptors and the composite (with the whole transaction's counts) and some constituents; every later
+// fragment holds whole constituents. A relayer that forwards fragment by fragment checks each as it comes
+// and the whole (checkRanges) once the last arrived.
+
+export interface FfaFirstFragment {
+  /** Header and receivers, strictly decoded; `ranges` are the constituents this fragment carries. */
+  readonly transaction: FfaMemTransaction;
+  readonly compositeOffset: number;
+  readonly constituentsOffset: number;
+  /** The whole descriptor's constituent count and total pages, as its composite states them. */
+  readonly rangeCount: number;
+  readonly totalPages: number;
+}
+
+/**
+ * Decodes the first fragment (the caller's copy) of a descriptor of `totalLength` bytes. The composite
+ * and its counts must be inside it, the counts must make exactly `totalLength` bytes, and the fragment
+ * ends on a constituent boundary. A whole descriptor (fragment length = total) decodes too.
+ */
+export function decodeFirstFragment(
+  fragment: Uint8Array,
+  totalLength: number,
+  layout: FfaDescriptorLayout,
+  opts: Pick<FfaDecodeOptions, "allowNs" | "maxReceivers" | "maxRanges"> = {},
+): FfaDecoded<FfaFirstFragment> {
+  const v = new DataView(fragment.buffer, fragment.byteOffset, fragment.byteLength);
+  if (fragment.byteLength > totalLength) return fail("length", "fragmentLength");
+  const head = decodeHead(v, layout, opts);
+  if (!head.ok) return head;
+  const { h, receivers, composite, accessEnd } = head.value;
+  if (composite === 0 || composite < accessEnd) return fail("offset", "receivers[0].compositeOffset");
+  if (composite % FFA_COMPOSITE_ALIGN !== 0) return fail("misaligned", "compositeOffset");
+  if (composite + FFA_COMPOSITE_SIZE > v.byteLength) return fail("truncated", "composite");
+  const totalPages = v.getUint32(composite + C_TOTAL_PAGES, true);
+  const rangeCount = v.getUint32(composite + C_RANGE_COUNT, true);
+  if (v.getBigUint64(composite + C_RESERVED, true) !== 0n) return fail("reserved", "composite.reserved");
+  if (rangeCount === 0) return fail("count", "composite.rangeCount");
+  if (opts.maxRanges !== undefined && rangeCount > opts.maxRanges) return fail("limit", "composite.rangeCount");
+  const constituentsOffset = composite + FFA_COMPOSITE_SIZE;
+  if (constituentsOffset + rangeCount * FFA_CONSTITUENT_SIZE !== totalLength) return fail("length", "totalLength");
+  const present = v.byteLength - constituentsOffset;
+  if (present % FFA_CONSTITUENT_SIZE !== 0) return fail("length", "fragmentLength");
+  const ranges = decodeConstituentsAt(v, constituentsOffset, present / FFA_CONSTITUENT_SIZE, 0);
+  if (!ranges.ok) return ranges;
+  const overlap = firstOverlap(ranges.value);
+  if (overlap !== -1) return fail("overlap", `ranges[${overlap}]`);
+  const { sender, attributes, flags, handle, tag } = h;
+  const transaction = { sender, attributes, flags, handle, tag, receivers, ranges: ranges.value };
+  return { ok: true, value: { transaction, compositeOffset: composite, constituentsOffset, rangeCount, totalPages } };
+}
+
+/**
+ * The constituents of a later fragment (the caller's copy): at least one, whole 16-byte entries, each
+ * checked; `index` is the first one's position in the whole, for field names.
+ */
+export function decodeConstituents(fragment: Uint8Array, index = 0): FfaDecoded<FfaMemRange[]> {
+  if (fragment.byteLength === 0 || fragment.byteLength % FFA_CONSTITUENT_SIZE !== 0) return fail("length", "fragmentLength");
+  const v = new DataView(fragment.buffer, fragment.byteOffset, fragment.byteLength);
+  return decodeConstituentsAt(v, 0, fragment.byteLength / FFA_CONSTITUENT_SIZE, index);
+}
+
+/** Constituents as a later fragment carries them. */
+export function encodeConstituents(ranges: readonly FfaMemRange[]): Uint8Array {
+  const out = new Uint8Array(ranges.length * FFA_CONSTITUENT_SIZE);
+  const v = new DataView(out.buffer);
+  ranges.forEach((r, i) => {
+    v.setBigUint64(i * FFA_CONSTITUENT_SIZE + R_ADDRESS, r.address, true);
+    v.setUint32(i * FFA_CONSTITUENT_SIZE + R_PAGES, r.pageCount, true);
+  });
+  return out;
+}
+
+/**
+ * A first fragment in `layout`: `tx` with the constituents it carries, and a composite stating the whole
+ * transaction's `rangeCount` and `totalPages` (encodeMemTransaction's layout: the whole is
+ * memTransactionSize(layout, receivers, rangeCount) bytes).
+ */
+export function encodeFirstFragment(tx: FfaMemTransaction, layout: FfaDescriptorLayout, rangeCount: number, totalPages: number): Uint8Array {
+  if (tx.ranges.length === 0 || tx.ranges.length > rangeCount) throw new RangeError("a first fragment carries 1..rangeCount constituents");
+  const out = encodeMemTransaction(tx, layout);
+  const v = new DataView(out.buffer);
+  const composite = FFA_MEM_HEADER_SIZE[layout] + tx.receivers.length * FFA_MEM_ACCESS_SIZE[layout];
+  v.setUint32(composite + C_TOTAL_PAGES, totalPages, true);
+  v.setUint32(composite + C_RANGE_COUNT, rangeCount, true);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------
