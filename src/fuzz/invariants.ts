@@ -8,6 +8,7 @@ import type { ScriptedVm } from "../machine/scripted/machine.js";
 import type { VmConfig } from "../policy/load.js";
 import { OUTCOME_ERROR, OUTCOME_HALT, OUTCOME_RETURN } from "../router/outcome.js";
 import { registerRules } from "../smccc/convention.js";
+import { FFA_HYPERVISOR_OWNER } from "../mediators/ffa/mediator.js";
 
 /**
  * What may change in a caller's registers (x0-x30 as 62 words), by the rules of DEN0028 §2.6-2.8 as
@@ -112,7 +113,9 @@ export class Quotas {
     if (optee !== null && optee.busyThreads > tee.threads) return `OP-TEE has ${optee.busyThreads} busy threads; the pool is ${tee.threads}`;
     let held = 0;
     for (const n of this.inFlight) held += n;
-    if (held === 0 && this.hv.heap.inUse !== 0) return `the hypervisor's heap holds ${this.hv.heap.inUse} pages with no OP-TEE call in flight`;
+    // The FF-A mediator's own RX/TX buffers (mapped with the SPMC at probe) stay for the hypervisor's life.
+    const vmPages = this.hv.heap.inUse - this.hv.heap.heldBy(FFA_HYPERVISOR_OWNER);
+    if (held === 0 && vmPages !== 0) return `the hypervisor's heap holds ${vmPages} pages for VMs with no OP-TEE call in flight`;
     return null;
   }
 

@@ -27,6 +27,18 @@ describe("the hypervisor heap", () => {
     expect(h.inUse).toBe(0);
   });
 
+  it("counts the pages each owner holds, a double free included", () => {
+    const h = new HypervisorHeap(HEAP_BASE, 8);
+    const a1 = h.alloc("a")!, a2 = h.alloc("a")!, hyp = h.alloc("hypervisor")!;
+    expect([h.heldBy("a"), h.heldBy("hypervisor"), h.heldBy("b")]).toEqual([2, 1, 0]);
+    h.free(a1);
+    h.free(a1);
+    expect(h.heldBy("a")).toBe(1);
+    h.free(a2);
+    h.free(hyp);
+    expect([h.heldBy("a"), h.heldBy("hypervisor"), h.inUse]).toEqual([0, 0, 0]);
+  });
+
   it("views a range of one allocated page in place, and nothing else (across pages, unallocated, outside the heap)", () => {
     const h = new HypervisorHeap(HEAP_BASE, 4);
     const a = h.alloc("a")!, b = h.alloc("a")!;

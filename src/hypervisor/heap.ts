@@ -19,6 +19,7 @@ export class HypervisorHeap implements PageHeap {
   /** Buffers of freed pages, reused (zeroed) instead of allocating: a mediator allocates pages per call. */
   private readonly spare: Uint8Array[] = [];
   private next = 0;
+  private readonly byOwner = new Map<string, number>();
   private used = 0;
   private readonly end: bigint;
 
@@ -30,6 +31,11 @@ export class HypervisorHeap implements PageHeap {
 
   get inUse(): number {
     return this.used;
+  }
+
+  /** Pages allocated for `owner` now. */
+  heldBy(owner: string): number {
+    return this.byOwner.get(owner) ?? 0;
   }
 
   contains(pa: bigint, length: number): boolean {
@@ -49,6 +55,7 @@ export class HypervisorHeap implements PageHeap {
     // A page never shows one VM's data to the next user.
     this.pages[index] = reused ? reused.fill(0) : new Uint8Array(PAGE);
     this.owners[index] = owner;
+    this.byOwner.set(owner, (this.byOwner.get(owner) ?? 0) + 1);
     this.used++;
     return this.base + BigInt(index * PAGE);
   }
@@ -68,6 +75,10 @@ export class HypervisorHeap implements PageHeap {
     const index = Number(pa - this.base) >>> 12;
     const page = this.pages[index];
     if (!page) return;
+    const owner = this.owners[index]!;
+    const n = (this.byOwner.get(owner) ?? 1) - 1;
+    if (n === 0) this.byOwner.delete(owner);
+    else this.byOwner.set(owner, n);
     this.pages[index] = null;
     this.owners[index] = null;
     this.used--;
