@@ -2,6 +2,7 @@
 // guest does (v1.0, partition discovery by UUID, direct requests, MEM_SHARE in fragments, a partition that
 // retrieves and checksums the memory, reclaim), notifications from a partition, and teardown that leaves
 // nothing at the SPMC.
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SpmcModel, type SpmcMemory } from "../../firmware/spmc/spmc.js";
 import { TEST_SP_CMD, TestPartition } from "../../firmware/spmc/partitions/test-sp.js";
@@ -11,6 +12,7 @@ import { FFA_MEM_ATTR_NORMAL_WB_IS, FFA_MEM_PERM, FFA_RET, ffaEndpoints, ffaHand
 import { encodeMemTransaction } from "../../smccc/ffa/descriptors.js";
 import { decodePartitionInfo, ffaUuidWords } from "../../smccc/ffa/partition-info.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
+import { DEFAULT_FFA_LIMITS } from "./limits.js";
 import { Guest, ID, IPA, PA, RAM, rig, SP1, SP1_UUID, worldOf } from "./testing.js";
 
 const TX = IPA + 0x1_0000n, RX = IPA + 0x2_0000n;
@@ -148,5 +150,65 @@ describe("the mediator and the modelled SPMC", () => {
     expect(spmc.counters(ID.a!)).toEqual(SPMC_ZERO);
     expect(mediator.stuck).toEqual([]);
     expect(mediator.counters("a")).toMatchObject({ transactions: 0, pages: 0, rxtx: 0 });
+  });
+});
+
+describe("any sequence of calls a hostile VM makes", () => {
+  const fids = Object.values(F).flatMap((ids) => Object.values(ids) as number[]);
+  const word = fc.oneof(
+    fc.constantFrom(0, 1, 2, 3, 0x8000, SP1, ffaEndpoints(ID.a!, SP1), ffaEndpoints(ID.b!, SP1), ffaEndpoints(SP1, ID.a!), 0x1_0000, 0x1_0001, 0x1_0002, 80, 96, 112, 4096, 0x8000_0000, 0xffff_ffff),
+    fc.integer({ min: 0, max: 0xffff_ffff }),
+  );
+  const arg = fc.oneof(word, fc.constantFrom(TX, RX, page(0), page(3), IPA + RAM, 0x8_0000_0000n, 1n << 63n));
+  const layout = fc.constantFrom("v1.0", "v1.1", "v1.2") as fc.Arbitrary<"v1.0" | "v1.1" | "v1.2">;
+  const descriptor = fc.record({ pages: fc.integer({ min: 1, max: 8 }), at: fc.integer({ min: -2, max: 30 }), receiver: fc.constantFrom(SP1, SP1, ID.b!, ID.a!, 0x8000), layout, flip: fc.option(fc.nat(120), { freq: 2 }) });
+  /** A raw call; a MEM_SHARE/LEND of a (maybe corrupted) descriptor with its own length; a reclaim, checksum or retrieve of the last handle. */
+  const step = fc.oneof(
+    fc.record({ kind: fc.constant("raw" as const), fid: fc.constantFrom(...fids), args: fc.array(arg, { maxLength: 7 }) }),
+    { arbitrary: fc.record({ kind: fc.constant("send" as const), d: descriptor, lend: fc.boolean() }), weight: 3 },
+    fc.record({ kind: fc.constant("reclaim" as const) }),
+    fc.record({ kind: fc.constant("checksum" as const) }),
+  );
+
+  it("never throws, stays within the VM's limits, and leaves nothing here or at the SPMC once the VM is destroyed", () => {
+    let shared = 0, refused = 0;
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
+        const { g, ram, spmc, mediator } = setup();
+        g.a.smc(F.FFA_VERSION.smc32, 0x1_0001);
+        g.a.smc(F.FFA_RXTX_MAP.smc64, TX, RX, 1);
+        let last = 0n;
+        for (const s of steps) {
+          let r: bigint[];
+          if (s.kind === "send") {
+            const d = encodeMemTransaction({ sender: ID.a!, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, flags: 0, handle: 0n, tag: 0n, receivers: [{ receiver: s.d.receiver, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: page(s.d.at), pageCount: s.d.pages }] }, s.d.layout);
+            if (s.d.flip !== null && s.d.flip < d.length) d[s.d.flip]! ^= 0x41;
+            ram.a!.write(TX, d);
+            r = g.a.smc(s.lend ? F.FFA_MEM_LEND.smc64 : F.FFA_MEM_SHARE.smc64, d.length, d.length, 0, 0);
+            if (r[0] === SUCCESS) {
+              last = ffaHandle(Number(r[2]!), Number(r[3]!));
+              shared++;
+            } else refused++;
+          } else if (s.kind === "reclaim") r = g.a.smc(F.FFA_MEM_RECLAIM.smc32, Number(last & 0xffff_ffffn), Number(last >> 32n), 0);
+          else if (s.kind === "checksum") r = g.a.smc(F.FFA_MSG_SEND_DIRECT_REQ.smc64, ffaEndpoints(ID.a!, SP1), 0, TEST_SP_CMD.CHECKSUM, last & 0xffff_ffffn, last >> 32n);
+          else r = g.a.smc(s.fid, ...s.args);
+          expect(r.length).toBeGreaterThanOrEqual(8);
+          const c = mediator.counters("a");
+          expect(c.pages).toBeLessThanOrEqual(DEFAULT_FFA_LIMITS.pages);
+          expect(c.transactions).toBeLessThanOrEqual(DEFAULT_FFA_LIMITS.transactions);
+          // The mediator and the SPMC agree on what the VM shares with partitions.
+          const toSp = [...mediator.vm("a")!.lent.values()].filter((t) => t.toSp);
+          expect(spmc.counters(ID.a!).shares).toBe(toSp.length);
+        }
+        mediator.destroy("a");
+        expect(mediator.counters("a")).toEqual({ rxtx: 0, rxFull: 0, transactions: 0, fragmented: 0, pages: 0, retrieved: 0 });
+        expect(spmc.counters(ID.a!)).toEqual(SPMC_ZERO);
+        expect(mediator.stuck).toEqual([]);
+      }),
+      { numRuns: 150 },
+    );
+    // The generator reaches both sides: accepted and refused transactions.
+    expect(shared).toBeGreaterThan(20);
+    expect(refused).toBeGreaterThan(20);
   });
 });
