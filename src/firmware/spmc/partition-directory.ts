@@ -30,7 +30,8 @@ export class PartitionDirectory {
   /** Invariants the config loader guarantees; a violation is a bug, so it throws. */
   constructor(entries: readonly SpmcPartitionEntry[]) {
     for (const { partition: sp, vms } of entries) {
-      if (!ffaIdIsSecure(sp.id) || sp.id === FFA_ID_SPMC || sp.id > 0xffff) throw new Error(`partition ${sp.name}: ID 0x${sp.id.toString(16)} is not a secure partition ID`);
+      // 0xFFFF is TF-A's SPMD (SPMD_DIRECT_MSG_ENDPOINT_ID), 0x8000 the SPMC.
+      if (!ffaIdIsSecure(sp.id) || sp.id === FFA_ID_SPMC || sp.id >= 0xffff) throw new Error(`partition ${sp.name}: ID 0x${sp.id.toString(16)} is not a secure partition ID`);
       if (this.byId.has(sp.id)) throw new Error(`partition ${sp.name}: ID 0x${sp.id.toString(16)} is taken`);
       if (canonicalUuid(sp.uuid) !== sp.uuid || sp.uuid === FFA_NIL_UUID) throw new Error(`partition ${sp.name}: UUID ${sp.uuid} is not canonical`);
       if (this.list.some((p) => p.uuid === sp.uuid)) throw new Error(`partition ${sp.name}: UUID ${sp.uuid} is taken`);

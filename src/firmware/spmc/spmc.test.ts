@@ -12,8 +12,9 @@ import {
 } from "../../smccc/ffa/abi.js";
 import { decodePartitionInfo, ffaUuidRegs, ffaUuidWords } from "../../smccc/ffa/partition-info.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
-import { smc } from "./harness.js";
-import { TEST_SP_CMD, TEST_SP_PROPERTIES } from "./partitions/test-sp.js";
+import { FakeSpmcMemory, smc } from "./harness.js";
+import { TEST_SP_CMD, TEST_SP_PROPERTIES, TestPartition } from "./partitions/test-sp.js";
+import { SpmcModel } from "./spmc.js";
 import { SPMC_FEATURES } from "./features.js";
 import {
   HYP_HEAP,
@@ -356,5 +357,20 @@ describe("robustness", () => {
     );
     // Whatever was tried, the SPMC holds nothing it was not asked to keep for VM A.
     expect(spmc.counters(VM_B)).toEqual(ZERO_COUNTERS);
+  });
+});
+
+describe("partitions the SPMC is given (invariants the config loader guarantees)", () => {
+  const make = (id: number, uuid = UUID1) => ({ partition: new TestPartition({ id, uuid }), vms: [VM_A] });
+  it.each([
+    ["a normal-world ID", [make(0x0001)], /not a secure partition ID/],
+    ["the SPMC's ID", [make(0x8000)], /not a secure partition ID/],
+    ["the SPMD's ID", [make(0xffff)], /not a secure partition ID/],
+    ["an ID twice", [make(0x8001), make(0x8001, UUID2)], /taken/],
+    ["a UUID twice", [make(0x8001), make(0x8002)], /taken/],
+    ["an upper-case UUID", [make(0x8001, UUID1.toUpperCase())], /canonical/],
+    ["the nil UUID", [make(0x8001, "00000000-0000-0000-0000-000000000000")], /canonical/],
+  ])("%s throws", (_what, partitions, message) => {
+    expect(() => new SpmcModel({ memory: new FakeSpmcMemory(), partitions })).toThrow(message);
   });
 });
