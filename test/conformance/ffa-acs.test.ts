@@ -590,9 +590,10 @@ describe("vm1's calls, replayed in process through the hypervisor (the ACS's own
   });
 
   /**
-   * Where the mediator answers otherwise today (found by the test below on 2026-12-05, against the
-   * mediator as wired at cc9e420; reported to the lead, issue 12). The test fails when one of them changes,
-   * so that it leaves this list. Each names the ACS test that fails because of it.
+   * Where the mediator answered otherwise (found by the test below on 2026-12-05, against the mediator as
+   * wired at cc9e420; reported to the lead, issue 12). Each names the ACS test that fails because of it. A
+   * new deviation fails the test; one that goes away is only reported, so that the mediator's progress does
+   * not break it: take it off the list then.
    */
   const KNOWN_GAPS = [
     "ffa_features: FFA_FEATURES(FFA_INTERRUPT) is ERROR -1; the ACS lists it among the ABIs that must be reported",
@@ -680,8 +681,11 @@ describe("vm1's calls, replayed in process through the hypervisor (the ACS's own
     return [...new Set(out)];
   }
 
-  it("the client-side checks of the tests the table says pass, replayed: only the known gaps deviate", () => {
-    expect(clientSideDeviations()).toEqual(KNOWN_GAPS);
+  it("the client-side checks of the tests the table says pass, replayed: nothing deviates but the known gaps", () => {
+    const deviations = clientSideDeviations();
+    const fixed = KNOWN_GAPS.filter((g) => !deviations.includes(g));
+    if (fixed.length > 0) console.log(`FF-A ACS: known gaps no longer seen (take them off KNOWN_GAPS): ${fixed.join("; ")}`);
+    expect(deviations.filter((d) => !KNOWN_GAPS.includes(d))).toEqual([]);
   });
 });
 
