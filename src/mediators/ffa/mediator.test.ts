@@ -12,7 +12,7 @@ import { Guest, ID, IPA, RAM, rig, SP1, SP1_UUID, SP2, SP_OTHER, SP_OTHER_UUID }
 
 const V1_0 = 0x1_0000, V1_1 = 0x1_0001, V1_2 = 0x1_0002;
 const TX = IPA + 0x1_0000n, RX = IPA + 0x2_0000n;
-const ZERO = { rxtx: 0, rxFull: 0, transactions: 0, fragmented: 0, pages: 0, retrieved: 0 };
+const ZERO = { rxtx: 0, rxFull: 0, transactions: 0, fragmented: 0, pages: 0, retrieved: 0, messaging: 0 };
 const SUCCESS = BigInt(F.FFA_SUCCESS.smc32);
 
 function setup(opts: { versions?: Record<string, number>; map?: boolean } = {}) {
@@ -72,7 +72,7 @@ describe("FFA_FEATURES (§13.3) reports exactly what is offered", () => {
     for (const fid of [F.FFA_RXTX_MAP.smc64, F.FFA_MEM_SHARE.smc64, F.FFA_MEM_LEND.smc32, F.FFA_MEM_FRAG_TX.smc32, F.FFA_MEM_RECLAIM.smc32, F.FFA_PARTITION_INFO_GET.smc32, F.FFA_MSG_SEND_DIRECT_REQ.smc64, F.FFA_SPM_ID_GET.smc32, F.FFA_NOTIFICATION_BIND.smc32]) {
       expect(feat(g.a, fid)[0]).toBe(SUCCESS);
     }
-    for (const fid of [F.FFA_RX_ACQUIRE.smc32, F.FFA_NOTIFICATION_BITMAP_CREATE.smc32, F.FFA_NOTIFICATION_BITMAP_DESTROY.smc32, F.FFA_MEM_DONATE.smc32, F.FFA_MSG_SEND2.smc32, F.FFA_MSG_WAIT.smc32, F.FFA_MSG_SEND_DIRECT_REQ2.smc64, F.FFA_PARTITION_INFO_GET_REGS.smc64, 0x8400_00ff]) {
+    for (const fid of [F.FFA_RX_ACQUIRE.smc32, F.FFA_NOTIFICATION_BITMAP_CREATE.smc32, F.FFA_NOTIFICATION_BITMAP_DESTROY.smc32, F.FFA_MEM_DONATE.smc32, F.FFA_MSG_SEND2.smc32, F.FFA_MSG_POLL.smc32, F.FFA_MSG_SEND_DIRECT_REQ2.smc64, F.FFA_PARTITION_INFO_GET_REGS.smc64, 0x8400_00ff]) {
       expect(Guest.code(feat(g.a, fid))).toBe(FFA_RET.NOT_SUPPORTED);
     }
     // Per version: SPM_ID_GET and notifications from v1.1, DIRECT_REQ2 and the RX/TX maximum from v1.2.
@@ -190,8 +190,8 @@ describe("FFA_PARTITION_INFO_GET_REGS (v1.2 §13.10)", () => {
     expect(r[2]).toBe(2n | (2n << 16n) | (24n << 48n));
     const [lo, hi] = ffaUuidRegs(SP1_UUID);
     expect(r.slice(3, 6)).toEqual([BigInt(SP1) | (1n << 16n) | (BigInt(spmc.partitions[0]!.properties) << 32n), lo, hi]);
-    expect(r[9]).toBe(BigInt(ID.b!) | (2n << 16n) | (BigInt(0x100) << 32n));
-    expect(g.a.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 2)[3]).toBe(BigInt(ID.b!) | (2n << 16n) | (BigInt(0x100) << 32n));
+    expect(r[9]).toBe(BigInt(ID.b!) | (2n << 16n) | (BigInt(0x703) << 32n));
+    expect(g.a.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 2)[3]).toBe(BigInt(ID.b!) | (2n << 16n) | (BigInt(0x703) << 32n));
     expect(Guest.code(g.a.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 3))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(Guest.code(g.a.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 1 << 16))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(Guest.code(g.b.smc(F.FFA_PARTITION_INFO_GET_REGS.smc64, 0, 0, 0))).toBe(FFA_RET.NOT_SUPPORTED);
@@ -208,7 +208,7 @@ describe("direct requests (§15.2-15.4)", () => {
     expect(r32[3]).toBe(42n);
   });
 
-  it("refuses a forged sender, framework messages, partitions the VM may not use and peers, without reaching the SPMC", () => {
+  it("refuses a forged sender, framework messages, partitions the VM may not use and busy peers, without reaching the SPMC", () => {
     const { g, spmc } = setup();
     const before = spmc.calls.length;
     const req = (w1: number, w2 = 0) => Guest.code(g.a.smc(F.FFA_MSG_SEND_DIRECT_REQ.smc32, w1, w2, 1));
@@ -217,7 +217,7 @@ describe("direct requests (§15.2-15.4)", () => {
     expect(req((ID.a! << 16) | SP_OTHER)).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(req((ID.a! << 16) | 0x8000)).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(req((ID.a! << 16) | ID.c!)).toBe(FFA_RET.INVALID_PARAMETERS);
-    expect(req((ID.a! << 16) | ID.b!)).toBe(FFA_RET.DENIED);
+    expect(req((ID.a! << 16) | ID.b!)).toBe(FFA_RET.BUSY); // a peer that is not waiting (vm-messaging.test.ts)
     expect(spmc.calls.length).toBe(before);
   });
 

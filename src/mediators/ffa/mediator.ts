@@ -13,7 +13,7 @@
 import type { ServiceClaim } from "../../policy/compile.js";
 import type { VmConfig } from "../../policy/load.js";
 import type { SmcCall, SmcResult } from "../../router/call.js";
-import type { CallOrigin } from "../../router/ports.js";
+import type { CallOrigin, HandlerReturn } from "../../router/ports.js";
 import {
   FFA_FEATURES_FUNCTION_BIT,
   FFA_FEATURES_RXTX_MAP,
@@ -40,6 +40,7 @@ import { DEFAULT_FFA_LIMITS, type FfaMediatorLimits } from "./limits.js";
 import { FfaMemory, type Stuck } from "./memory.js";
 import { Notifications } from "./notifications.js";
 import { directReq, run } from "./messaging.js";
+import { directResp, dropMessaging, msgWait } from "./vm-messaging.js";
 import { partitionInfoGet, partitionInfoGetRegs } from "./partition-info.js";
 import { rxRelease, rxtxMap, rxtxUnmap } from "./rxtx.js";
 import { type FfaMediatorHost, SpmcPort } from "./spmc-port.js";
@@ -158,7 +159,7 @@ export class FfaMediator implements Mediator {
     const port = new SpmcPort(this.host, `ffa mediator for ${vm.name}`, vm.name);
     const st: FfaVm = {
       name: vm.name, id: vm.id, vcpus: vm.vcpus, aarch32: vm.aarch32, peers: cfg?.peers ?? [], version: 0, locked: false, port,
-      rxtx: null, rxFull: false, bitmap: false, lent: new Map(), fragmented: null, pagesInUse: new Set(), retrieved: new Map(), notificationPending: false,
+      rxtx: null, rxFull: false, bitmap: false, lent: new Map(), fragmented: null, pagesInUse: new Set(), retrieved: new Map(), notificationPending: false, parked: null, serving: null, awaiting: null,
     };
     if (this.notificationsOffered) {
       port.call(F.FFA_NOTIFICATION_BITMAP_CREATE.smc32, vm.id, vm.vcpus);
@@ -217,6 +218,7 @@ export class FfaMediator implements Mediator {
   destroy(vm: string): void {
     const st = this.vms.get(vm);
     if (!st) return;
+    dropMessaging(st);
     this.memory.dropPeers(st);
     this.memory.abortFragmented(st);
     this.tellDestroyed(st.port, st.id);
@@ -244,6 +246,7 @@ export class FfaMediator implements Mediator {
       fragmented: st?.fragmented ? 1 : 0,
       pages: st?.pagesInUse.size ?? 0,
       retrieved: st?.retrieved.size ?? 0,
+      messaging: st ? (st.parked ? 1 : 0) + (st.serving ? 1 : 0) + (st.awaiting ? 1 : 0) : 0,
     };
   }
 
@@ -296,7 +299,7 @@ export class FfaMediator implements Mediator {
   // ---------------------------------------------------------------------------------------------------
   // Calls
 
-  handle(call: SmcCall, res: SmcResult, origin: CallOrigin): void {
+  handle(call: SmcCall, res: SmcResult, origin: CallOrigin): HandlerReturn {
     const st = this.vms.get(origin.vmName);
     // A VM without FF-A enabled gets -1, as for any call it may not make.
     if (!st) return res.ret(-1);
@@ -330,6 +333,12 @@ export class FfaMediator implements Mediator {
         return directReq(this, st, call, res);
       case F.FFA_RUN.smc32:
         return run(this, st, call, res);
+      case F.FFA_MSG_WAIT.smc32:
+        return msgWait(this, st, call, res);
+      case F.FFA_MSG_SEND_DIRECT_RESP.smc32:
+      case F.FFA_MSG_SEND_DIRECT_RESP.smc64:
+      case F.FFA_MSG_SEND_DIRECT_RESP2.smc64:
+        return directResp(this, st, call, res);
     }
     if (this.memory.handles(fid)) return this.memory.handle(st, call, res);
     this.notifications.handle(st, call, res);
@@ -368,9 +377,12 @@ export class FfaMediator implements Mediator {
       case F.FFA_RXTX_UNMAP.smc32:
       case F.FFA_PARTITION_INFO_GET.smc32:
       case F.FFA_MSG_SEND_DIRECT_REQ.smc32:
+      case F.FFA_MSG_SEND_DIRECT_RESP.smc32:
+      case F.FFA_MSG_WAIT.smc32:
       case F.FFA_RUN.smc32:
         return 0;
       case F.FFA_MSG_SEND_DIRECT_REQ.smc64:
+      case F.FFA_MSG_SEND_DIRECT_RESP.smc64:
       case F.FFA_RXTX_MAP.smc64:
         return st.aarch32 ? null : this.rxtxProperties(fid, v12);
       case F.FFA_RXTX_MAP.smc32:
@@ -378,6 +390,7 @@ export class FfaMediator implements Mediator {
       case F.FFA_SPM_ID_GET.smc32:
         return v11 ? 0 : null;
       case F.FFA_MSG_SEND_DIRECT_REQ2.smc64:
+      case F.FFA_MSG_SEND_DIRECT_RESP2.smc64:
       case F.FFA_PARTITION_INFO_GET_REGS.smc64:
         return v12 && !st.aarch32 ? 0 : null;
     }

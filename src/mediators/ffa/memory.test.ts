@@ -16,7 +16,7 @@ const TX = IPA + 0x1_0000n, RX = IPA + 0x2_0000n;
 const PAGE = 0x1000n;
 /** Page i of the region the tests share from. */
 const page = (i: number) => IPA + 0x4_0000n + BigInt(i) * PAGE;
-const ZERO = { rxtx: 1, rxFull: 0, transactions: 0, fragmented: 0, pages: 0, retrieved: 0 };
+const ZERO = { rxtx: 1, rxFull: 0, transactions: 0, fragmented: 0, pages: 0, retrieved: 0, messaging: 0 };
 const SUCCESS = BigInt(F.FFA_SUCCESS.smc32);
 const RW = FFA_MEM_PERM.DATA_RW, RO = FFA_MEM_PERM.DATA_RO;
 

@@ -1,11 +1,13 @@
 /**
  * Direct messages from a VM to the partitions it may use (DEN0077 v1.2 §15), and FFA_RUN to resume one
- * that an interrupt preempted (§14.2): forwarded to the SPMC with the VM's own ID as sender.
+ * that an interrupt preempted (§14.2): forwarded to the SPMC with the VM's own ID as sender. Requests to
+ * peer VMs go to vm-messaging.ts.
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import { FFA_RET, ffaEndpoints, ffaReceiverOf, ffaSenderOf } from "../../smccc/ffa/abi.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 import type { FfaMediator } from "./mediator.js";
+import { peerRequest } from "./vm-messaging.js";
 import { FFA_ERROR, ffaError, type FfaVm, passAnswer } from "./vm.js";
 
 /** The arguments of the call being forwarded, x_n words at [2n], [2n + 1]: one buffer (calls do not overlap). */
@@ -14,16 +16,15 @@ const ARGS = new Uint32Array(36);
 /**
  * DIRECT_REQ_32/64 and DIRECT_REQ2 (§15.2-15.4) to a partition the VM may use, forwarded with the VM's
  * own ID as sender (the VM's w1 must say so). No framework messages from a VM (w2 bit 31), w2 MBZ
- * otherwise. Peer VMs do not receive direct requests here: that needs the receiver waiting in
- * FFA_MSG_WAIT under a scheduler the mediator does not have (README), so DENIED, as Hafnium answers a
- * receiver that does not take direct requests (api_ffa_msg_send_direct_req).
+ * otherwise. A request to a peer VM is delivered to the peer's waiting vCPU (vm-messaging.ts).
  */
-export function directReq(m: FfaMediator, st: FfaVm, call: SmcCall, res: SmcResult): void {
+export function directReq(m: FfaMediator, st: FfaVm, call: SmcCall, res: SmcResult): void | Promise<void> {
   const fid = call.fid, w1 = call.w(1), req2 = fid === F.FFA_MSG_SEND_DIRECT_REQ2.smc64;
   const receiver = ffaReceiverOf(w1);
   if (ffaSenderOf(w1) !== st.id || call.hi(1) !== 0) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `direct request with sender 0x${ffaSenderOf(w1).toString(16)}`);
   if (!req2 && (call.w(2) !== 0 || call.hi(2) !== 0)) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `direct request with w2 = 0x${call.w(2).toString(16)}`);
-  if (m.peer(st, receiver)) return m.refuse(st, res, FFA_RET.DENIED, "direct request to a peer VM");
+  const peer = m.peer(st, receiver);
+  if (peer) return peerRequest(m, st, peer, call, res);
   if (!m.mayUsePartition(st, receiver)) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `direct request to 0x${receiver.toString(16)}`);
   forward(m, st, call, res, req2 ? 17 : 7, receiver);
 }

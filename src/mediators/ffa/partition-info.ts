@@ -10,12 +10,15 @@ import { encodePartitionInfo, FFA_NIL_UUID, FFA_PARTITION_INFO_SIZE_V1_1, type F
 import type { FfaMediator } from "./mediator.js";
 import { FFA_SUCCESS_64, ffaSuccess, type FfaVm } from "./vm.js";
 
+/** A peer VM: a PE endpoint that takes and sends direct requests (vm-messaging.ts), DIRECT_REQ2 too when AArch64. */
+const PEER_PROPERTIES = FFA_PARTITION_PROP.ID_TYPE_PE | FFA_PARTITION_PROP.DIRECT_REQ_RECV | FFA_PARTITION_PROP.DIRECT_REQ_SEND;
+
 /** Properties a v1.0 descriptor defines (direct request receive/send, indirect messaging): the rest is v1.1's. */
 const V1_0_PROPERTIES = FFA_PARTITION_PROP.DIRECT_REQ_RECV | FFA_PARTITION_PROP.DIRECT_REQ_SEND | FFA_PARTITION_PROP.INDIRECT_MSG;
 
 /**
  * What the VM may see of the partitions a UUID names (nil: all): those the config lets it use, and for nil
- * its peers as VM endpoints (no UUID; no direct request properties: README).
+ * its peers as VM endpoints (no UUID).
  */
 function visiblePartitions(m: FfaMediator, st: FfaVm, u: readonly [number, number, number, number]): FfaPartitionInfo[] {
   const nil = (u[0] | u[1] | u[2] | u[3]) === 0;
@@ -24,7 +27,7 @@ function visiblePartitions(m: FfaMediator, st: FfaVm, u: readonly [number, numbe
   if (nil) {
     for (const name of st.peers) {
       const peer = m.vm(name);
-      if (peer && m.peer(st, peer.id)) visible.push({ id: peer.id, executionContexts: peer.vcpus, properties: FFA_PARTITION_PROP.ID_TYPE_PE | (peer.aarch32 ? 0 : FFA_PARTITION_PROP.AARCH64), uuid: FFA_NIL_UUID });
+      if (peer && m.peer(st, peer.id)) visible.push({ id: peer.id, executionContexts: peer.vcpus, properties: PEER_PROPERTIES | (peer.aarch32 ? 0 : FFA_PARTITION_PROP.AARCH64 | FFA_PARTITION_PROP.DIRECT_REQ2_RECV | FFA_PARTITION_PROP.DIRECT_REQ2_SEND), uuid: FFA_NIL_UUID });
     }
   }
   return visible;

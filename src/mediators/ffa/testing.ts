@@ -2,7 +2,7 @@
  * Test support for the FF-A mediator (used by its *.test.ts only): a fake MediatorHost with three VMs'
  * RAM (ArrayGuestMemory) at distinct physical addresses and the hypervisor's heap, a small SPMC that speaks
  * the hypervisor↔SPMC instance of FF-A over the host's channels, and a guest-side helper that makes calls
- * as the router does (SMC32 results keep the low 32 bits).
+ * as the router does (SMC32 results keep the low 32 bits, unless the answer is an SMC64 FF-A message).
  */
 import type { VmConfig } from "../../policy/load.js";
 import { CALL_SMC, CALL_SMC64, SmcCall, SmcResult } from "../../router/call.js";
@@ -264,6 +264,13 @@ export class Guest {
   constructor(private readonly mediator: FfaMediator, readonly name: string) {}
 
   smc(fid: number, ...args: (number | bigint)[]): bigint[] {
+    const r = this.start(fid, ...args);
+    if (r instanceof Promise) throw new Error(`0x${fid.toString(16)} did not complete: use start()`);
+    return r;
+  }
+
+  /** A call that may wait for another VM (direct messages between peers): its results now, or when it completes. */
+  start(fid: number, ...args: (number | bigint)[]): bigint[] | Promise<bigint[]> {
     const r = this.regs;
     r.fill(0);
     r[0] = fid >>> 0;
@@ -275,10 +282,17 @@ export class Guest {
     const smc64 = (fid & 0x4000_0000) !== 0;
     this.call.load(r, fid >>> 0, fid >>> 0, 0, 17, (smc64 ? CALL_SMC64 : 0) | CALL_SMC);
     this.res.reset();
-    void this.mediator.handle(this.call, this.res, { vmId: ID[this.name] ?? 0, vmName: this.name, vcpu: 0 });
-    const out: bigint[] = [];
-    for (let n = 0; n < Math.max(this.res.count, 8); n++) out.push(smc64 ? this.res.get(n) : this.res.get(n) & 0xffff_ffffn);
-    return out;
+    const pending = this.mediator.handle(this.call, this.res, { vmId: ID[this.name] ?? 0, vmName: this.name, vcpu: 0 });
+    const results = () => {
+      // An SMC32 call's results are W registers, unless the answer is an SMC64 FF-A message (a 64-bit
+      // direct request delivered to a VM waiting in FFA_MSG_WAIT): the answer's function ID sets the
+      // convention (DEN0077 §15.2). The router must do the same for FF-A (README, "For the lead").
+      const wide = smc64 || (this.res.words[0]! & 0x7f00_0000) === 0x4400_0000;
+      const out: bigint[] = [];
+      for (let n = 0; n < Math.max(this.res.count, 8); n++) out.push(wide ? this.res.get(n) : this.res.get(n) & 0xffff_ffffn);
+      return out;
+    };
+    return pending instanceof Promise ? pending.then(results) : results();
   }
 
   /** w2 of an FFA_ERROR as the signed 32-bit code, or 0 for any other answer. */

@@ -54,6 +54,19 @@ export interface Fragmented {
   readonly spmcTotal: number;
 }
 
+/** A VM's call held until another VM completes it (direct messages between peers). */
+export interface Parked {
+  readonly res: SmcResult;
+  readonly done: () => void;
+}
+
+/** A direct request a VM serves: who sent it, which call, and the sender's pending call (null once the sender is gone). */
+export interface Serving {
+  readonly from: FfaVm;
+  readonly request: number;
+  sender: Parked | null;
+}
+
 export interface FfaVm {
   readonly name: string;
   readonly id: number;
@@ -81,6 +94,10 @@ export interface FfaVm {
   readonly retrieved: Map<bigint, string>;
   /** The SPMC listed the VM in an FFA_NOTIFICATION_INFO_GET answer it has not yet been told of. */
   notificationPending: boolean;
+  /** Direct messages between peers: the vCPU waiting for a request, the request it serves, the peer it waits on. */
+  parked: Parked | null;
+  serving: Serving | null;
+  awaiting: FfaVm | null;
 }
 
 export const FFA_ERROR = F.FFA_ERROR.smc32;
