@@ -41,6 +41,13 @@ export class FakeSpmcMemory implements SpmcMemory {
     return true;
   }
 
+  /** [pa, pa + length) in place when it lies in one page (a backend's view of contiguous memory). */
+  view(pa: bigint, length: number, owner: number): Uint8Array | null {
+    if (!this.owns(pa, length, owner) || Number(pa % PAGE) + length > FFA_PAGE_SIZE) return null;
+    const off = Number(pa % PAGE);
+    return this.pages.get(pa / PAGE)!.bytes.subarray(off, off + length);
+  }
+
   /** Test access without an owner check. */
   poke(pa: bigint, data: Uint8Array): void {
     this.each(pa, data.length, (page, off, at, n) => page.set(data.subarray(at, at + n), off));

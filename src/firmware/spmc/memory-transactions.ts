@@ -282,6 +282,13 @@ export class MemoryTransactions {
     return this.memory.write(pa, data, h.t.vm);
   }
 
+  /** In-place access for a read-write grant, when the memory port offers it. */
+  view(sp: number, pa: bigint, length: number): Uint8Array | null {
+    const h = this.holding(sp, pa, length);
+    if (h === undefined || (h.g.permissions & FFA_MEM_PERM.DATA_MASK) !== FFA_MEM_PERM.DATA_RW) return null;
+    return this.memory.view?.(pa, length, h.t.vm) ?? null;
+  }
+
   /** Partition `sp` was told that `vm` is gone: whatever of `vm`'s it still holds, it holds no more. */
   releaseAll(sp: number, vm: number): void {
     for (const t of this.done.values()) {

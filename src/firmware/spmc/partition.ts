@@ -99,6 +99,12 @@ export interface PartitionContext {
   read(pa: bigint, length: number): Uint8Array | null;
   /** Writes memory this partition holds retrieved with write permission (false otherwise). */
   write(pa: bigint, data: Uint8Array): boolean;
+  /**
+   * Optional: [pa, pa + length) in place, as OP-TEE maps shared memory, for memory this partition holds
+   * retrieved with write permission and a memory port that can view it (null otherwise: read and write
+   * serve then). The normal world may change it at any time; valid only during the call.
+   */
+  view?(pa: bigint, length: number): Uint8Array | null;
   /** FFA_NOTIFICATION_SET from this partition to VM `vmId`: 0, or the FFA_ERROR. */
   notificationSet(vmId: number, bitmap: bigint): number;
 }

@@ -348,18 +348,41 @@ describe("retrieve and relinquish through the partition's context", () => {
     expectOk(w.call(F.FFA_MEM_RECLAIM.smc32, ffaHandleLo(h), ffaHandleHi(h), 0));
   });
 
+  it("view: in place for a read-write grant the partition holds, null for read-only grants and elsewhere", () => {
+    const w = ready();
+    const rw = w.share(w.tx(VM_A, [pages(RAM_A, 0, 1)], [SP4]));
+    const ro = w.share(w.tx(VM_A, [pages(RAM_A, 1, 1)], [SP4], { receivers: [{ receiver: SP4, permissions: FFA_MEM_PERM.DATA_RO, flags: 0, impdef: [0n, 0n] }] }));
+    const seen: unknown[] = [];
+    w.sp4.script = (ctx) => {
+      seen.push(ctx.view!(RAM_A, 4));
+      ctx.retrieve(rw);
+      ctx.retrieve(ro);
+      const v = ctx.view!(RAM_A + 8n, 4);
+      v?.set([9, 8, 7, 6]);
+      seen.push(v?.length, ctx.view!(RAM_A + 0x1000n, 4), ctx.view!(RAM_A + 0xffen, 4));
+      ctx.relinquish(rw);
+      ctx.relinquish(ro);
+      return { ok: true, args: [] };
+    };
+    w.direct(VM_A, SP4, [0]);
+    expect(seen).toEqual([null, 4, null, null]);
+    expect([...w.mem.peek(RAM_A + 8n, 4)]).toEqual([9, 8, 7, 6]);
+  });
+
   it("a context kept after the call is dead: DENIED, null, false", () => {
     const w = ready();
     const h = w.share(w.tx(VM_A, [pages(RAM_A, 0, 1)], [SP4]));
     let kept: PartitionContext | undefined;
     w.sp4.script = (ctx) => {
       kept = ctx;
+      // Held across the end of the call: only the context dies, not the retrieval.
+      ctx.retrieve(h);
       return { ok: true, args: [] };
     };
     w.direct(VM_A, SP4, [0]);
     expect(kept!.retrieve(h)).toEqual({ ok: false, error: FFA_RET.DENIED });
-    expect([kept!.relinquish(h), kept!.read(RAM_A, 4), kept!.write(RAM_A, new Uint8Array(1)), kept!.notificationSet(VM_A, 1n)]).toEqual([FFA_RET.DENIED, null, false, FFA_RET.DENIED]);
-    expect(w.spmc.counters(VM_A).retrieved).toBe(0);
+    expect([kept!.relinquish(h), kept!.read(RAM_A, 4), kept!.write(RAM_A, new Uint8Array(1)), kept!.view!(RAM_A, 4), kept!.notificationSet(VM_A, 1n)]).toEqual([FFA_RET.DENIED, null, false, null, FFA_RET.DENIED]);
+    expect(w.spmc.counters(VM_A).retrieved).toBe(1);
   });
 
   it("a partition cannot write a read-only grant, and can write a read-write one (through the owner's pages)", () => {

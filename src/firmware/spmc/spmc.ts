@@ -341,6 +341,7 @@ export class SpmcModel implements CallTarget {
       relinquish: (handle) => (live ? t.relinquish(sp.id, handle) : FFA_RET.DENIED),
       read: (pa, length) => (live ? t.read(sp.id, pa, length) : null),
       write: (pa, data) => live && t.write(sp.id, pa, data),
+      view: (pa, length) => (live ? t.view(sp.id, pa, length) : null),
       notificationSet: (vm, bits) => (live ? this.notifications.set(sp.id, vm, bits) : FFA_RET.DENIED),
     };
     try {
