@@ -11,13 +11,14 @@ const PAGE = BigInt(FFA_PAGE_SIZE);
 
 /** Normal-world memory by page: each page has one owner (0 the hypervisor, else a VM's endpoint ID). */
 export class FakeSpmcMemory implements SpmcMemory {
-  private readonly pages = new Map<bigint, { owner: number; bytes: Uint8Array }>();
+  /** Page frame → owner and contents (made on first access, so tests may give many pages). */
+  private readonly pages = new Map<bigint, { owner: number; bytes?: Uint8Array }>();
   /** Every access, for tests that check what the SPMC touched. */
   readonly log: { op: "read" | "write"; pa: bigint; length: number; owner: number }[] = [];
 
   /** Gives `count` pages from `pa` to `owner` (zero-filled). */
   give(pa: bigint, count: number, owner: number): void {
-    for (let i = 0; i < count; i++) this.pages.set(pa / PAGE + BigInt(i), { owner, bytes: new Uint8Array(FFA_PAGE_SIZE) });
+    for (let i = 0; i < count; i++) this.pages.set(pa / PAGE + BigInt(i), { owner });
   }
 
   owns(pa: bigint, length: number, owner: number): boolean {
@@ -45,7 +46,7 @@ export class FakeSpmcMemory implements SpmcMemory {
   view(pa: bigint, length: number, owner: number): Uint8Array | null {
     if (!this.owns(pa, length, owner) || Number(pa % PAGE) + length > FFA_PAGE_SIZE) return null;
     const off = Number(pa % PAGE);
-    return this.pages.get(pa / PAGE)!.bytes.subarray(off, off + length);
+    return this.bytesOf(pa / PAGE).subarray(off, off + length);
   }
 
   /** Test access without an owner check. */
@@ -59,13 +60,19 @@ export class FakeSpmcMemory implements SpmcMemory {
     return out;
   }
 
+  private bytesOf(frame: bigint): Uint8Array {
+    const page = this.pages.get(frame)!;
+    page.bytes ??= new Uint8Array(FFA_PAGE_SIZE);
+    return page.bytes;
+  }
+
   private each(pa: bigint, length: number, f: (page: Uint8Array, off: number, at: number, n: number) => void): void {
     let at = 0;
     while (at < length) {
       const addr = pa + BigInt(at);
       const off = Number(addr % PAGE);
       const n = Math.min(FFA_PAGE_SIZE - off, length - at);
-      f(this.pages.get(addr / PAGE)!.bytes, off, at, n);
+      f(this.bytesOf(addr / PAGE), off, at, n);
       at += n;
     }
   }

@@ -64,6 +64,8 @@ interface Transaction {
   readonly tag: bigint;
   readonly grants: Map<number, Grant>;
   readonly ranges: readonly FfaMemRange[];
+  /** The ranges by address, for lookups by physical address (binary search). */
+  readonly sorted: readonly FfaMemRange[];
   readonly pages: number;
 }
 
@@ -92,6 +94,11 @@ const PAGE = BigInt(FFA_PAGE_SIZE);
 export class MemoryTransactions {
   private readonly done = new Map<bigint, Transaction>();
   private readonly pending = new Map<bigint, Pending>();
+  /**
+   * Page frame numbers in a VM's outstanding transactions: the no-double-share check in time linear in the
+   * new transaction's pages (at most maxPagesPerVm entries per VM).
+   */
+  private readonly heldPages = new Map<number, Set<bigint>>();
   /** Handles from 1 up; bit 63 stays clear (SPMC-allocated). */
   private nextHandle = 1n;
 
@@ -155,10 +162,14 @@ export class MemoryTransactions {
     // Every page the lender's own (§11.1: the owner shares only what it owns; a hypervisor that relays
     // another VM's pages is refused), and none already in another of its transactions (no double share).
     if (!tx.ranges.every((r) => this.owns(r, vm))) return error(FFA_RET.DENIED);
-    if (this.overlapsHeld(vm, tx.ranges)) return error(FFA_RET.DENIED);
+    const held = this.heldPages.get(vm) ?? new Set<bigint>();
+    if (frames(tx.ranges).some((f) => held.has(f))) return error(FFA_RET.DENIED);
     if ((tx.flags & FFA_MEM_FLAG.CLEAR) !== 0 && !this.clear(tx.ranges, vm)) return error(FFA_RET.DENIED);
     const grants = new Map<number, Grant>(tx.receivers.map((r) => [r.receiver, { permissions: r.permissions, retrieved: 0 }]));
-    this.done.set(handle, { handle, vm, type, attributes: tx.attributes, tag: tx.tag, grants, ranges: tx.ranges, pages });
+    const sorted = [...tx.ranges].sort((a, b) => (a.address < b.address ? -1 : 1));
+    this.done.set(handle, { handle, vm, type, attributes: tx.attributes, tag: tx.tag, grants, ranges: tx.ranges, sorted, pages });
+    for (const f of frames(tx.ranges)) held.add(f);
+    this.heldPages.set(vm, held);
     return { kind: "done", handle };
   }
 
@@ -205,18 +216,6 @@ export class MemoryTransactions {
     return true;
   }
 
-  private overlapsHeld(vm: number, ranges: readonly FfaMemRange[]): boolean {
-    for (const t of this.done.values()) {
-      if (t.vm !== vm) continue;
-      for (const a of t.ranges) {
-        for (const b of ranges) {
-          if (a.address < b.address + BigInt(b.pageCount) * PAGE && b.address < a.address + BigInt(a.pageCount) * PAGE) return true;
-        }
-      }
-    }
-    return false;
-  }
-
   /** FFA_MEM_RECLAIM by the hypervisor for the lender (§11.x): DENIED while a partition holds the region. */
   reclaim(handle: bigint, flags: number): number {
     if ((flags & FFA_MEM_RECLAIM_FLAG.MBZ) !== 0) return FFA_RET.INVALID_PARAMETERS;
@@ -227,7 +226,7 @@ export class MemoryTransactions {
     if ((flags & FFA_MEM_RECLAIM_FLAG.CLEAR) !== 0 && t.type === FFA_MEM_TRANSACTION.SHARE) return FFA_RET.INVALID_PARAMETERS;
     if ([...t.grants.values()].some((g) => g.retrieved > 0)) return FFA_RET.DENIED;
     if ((flags & FFA_MEM_RECLAIM_FLAG.CLEAR) !== 0 && !this.clear(t.ranges, t.vm)) return FFA_RET.ABORTED;
-    this.done.delete(handle);
+    this.drop(t);
     return 0;
   }
 
@@ -266,7 +265,8 @@ export class MemoryTransactions {
     for (const t of this.done.values()) {
       const g = t.grants.get(sp);
       if (g === undefined || g.retrieved === 0) continue;
-      if (t.ranges.some((r) => pa >= r.address && end <= r.address + BigInt(r.pageCount) * PAGE)) return { t, g };
+      const r = rangeAt(t.sorted, pa);
+      if (r !== undefined && end <= r.address + BigInt(r.pageCount) * PAGE) return { t, g };
     }
     return undefined;
   }
@@ -301,8 +301,17 @@ export class MemoryTransactions {
   forget(vm: number): void {
     for (const p of [...this.pending.values()]) if (p.vm === vm) this.pending.delete(p.handle);
     for (const t of [...this.done.values()]) {
-      if (t.vm === vm && [...t.grants.values()].every((g) => g.retrieved === 0)) this.done.delete(t.handle);
+      if (t.vm === vm && [...t.grants.values()].every((g) => g.retrieved === 0)) this.drop(t);
     }
+  }
+
+  /** Forgets a complete transaction and frees its pages for the VM's next one. */
+  private drop(t: Transaction): void {
+    this.done.delete(t.handle);
+    const held = this.heldPages.get(t.vm);
+    if (held === undefined) return;
+    for (const f of frames(t.ranges)) held.delete(f);
+    if (held.size === 0) this.heldPages.delete(t.vm);
   }
 
   counters(vm: number): TransactionCounters {
@@ -326,6 +335,26 @@ export class MemoryTransactions {
   private pagesOf(vm: number): number {
     return this.counters(vm).pages;
   }
+}
+
+/** The 4 KiB page frame numbers of `ranges`. */
+function frames(ranges: readonly FfaMemRange[]): bigint[] {
+  const out: bigint[] = [];
+  for (const r of ranges) for (let p = 0n; p < BigInt(r.pageCount); p++) out.push(r.address / PAGE + p);
+  return out;
+}
+
+/** The range of `sorted` (by address, not overlapping) that holds `pa`, by binary search. */
+function rangeAt(sorted: readonly FfaMemRange[], pa: bigint): FfaMemRange | undefined {
+  let lo = 0, hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const r = sorted[mid]!;
+    if (pa < r.address) hi = mid - 1;
+    else if (pa >= r.address + BigInt(r.pageCount) * PAGE) lo = mid + 1;
+    else return r;
+  }
+  return undefined;
 }
 
 function error(code: FfaError): SendAnswer {

@@ -416,6 +416,9 @@ describe("VM_DESTROYED: the SPMC forgets the VM", () => {
     expect(w.spmc.counters(VM_A)).toEqual(ZERO_COUNTERS);
     expect(w.spmc.counters(VM_B)).toEqual(b);
     expectError(w.direct(VM_A, SP1, [TEST_SP_CMD.ECHO]), FFA_RET.INVALID_PARAMETERS);
+    // A VM created again with the same ID starts with nothing: its pages are free to share.
+    w.create(VM_A);
+    w.share(w.tx(VM_A, [pages(RAM_A, 0, 3)]));
   });
 
   it("what a partition that was told still holds is released; what one that was not told holds stays until it relinquishes", () => {
