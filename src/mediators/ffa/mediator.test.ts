@@ -29,14 +29,15 @@ function setup(opts: { versions?: Record<string, number>; map?: boolean } = {}) 
 }
 
 describe("FFA_VERSION (DEN0077 v1.2 §13.2.1)", () => {
-  it("answers the mediator's version to every 1.x and remembers what the VM asked until its first other call", () => {
+  it("answers the mediator's version to every 1.x and remembers what the VM asked; its first other call fixes it", () => {
     const { g, mediator } = setup({ map: false });
     for (const v of [V1_0, V1_1, V1_2, 0x1_0007]) expect(g.a.smc(F.FFA_VERSION.smc32, v)[0]).toBe(BigInt(FFA_MEDIATOR_VERSION));
     expect(mediator.vm("a")!.version).toBe(V1_2); // 1.7 is clamped to ours
     g.a.smc(F.FFA_VERSION.smc32, V1_0);
     g.a.smc(F.FFA_ID_GET.smc32);
-    // Locked: asking again answers, but changes nothing.
-    expect(g.a.smc(F.FFA_VERSION.smc32, V1_2)[0]).toBe(BigInt(FFA_MEDIATOR_VERSION));
+    // Fixed: the same version answers as before, another is NOT_SUPPORTED and changes nothing.
+    expect(g.a.smc(F.FFA_VERSION.smc32, V1_0)[0]).toBe(BigInt(FFA_MEDIATOR_VERSION));
+    expect(BigInt.asIntN(32, g.a.smc(F.FFA_VERSION.smc32, V1_2)[0]!)).toBe(-1n);
     expect(mediator.vm("a")!.version).toBe(V1_0);
   });
 
@@ -83,6 +84,21 @@ describe("FFA_FEATURES (§13.3) reports exactly what is offered", () => {
     expect(feat(g.a, F.FFA_RXTX_MAP.smc32)[2]).toBe(0n);
     // Feature IDs (bit 31 clear): no interrupts to give.
     expect(Guest.code(feat(g.a, 1))).toBe(FFA_RET.NOT_SUPPORTED);
+    // Results a VM is given are reported (the FF-A ACS's mandatory list; RETRIEVE_RESP with RETRIEVE_REQ).
+    for (const fid of [F.FFA_ERROR.smc32, F.FFA_INTERRUPT.smc32, F.FFA_SUCCESS.smc32, F.FFA_MEM_RETRIEVE_RESP.smc32]) expect(feat(g.a, fid).slice(0, 8)).toEqual([SUCCESS, 0n, 0n, 0n, 0n, 0n, 0n, 0n]);
+  });
+
+  it("RETRIEVE_REQ reports the NS bit (w2 bit 1) to v1.1+ VMs, whatever they pass", () => {
+    const { g } = setup({ versions: { c: V1_0 } });
+    expect(g.a.smc(F.FFA_FEATURES.smc32, F.FFA_MEM_RETRIEVE_REQ.smc64)[2]).toBe(2n);
+    expect(g.a.smc(F.FFA_FEATURES.smc32, F.FFA_MEM_RETRIEVE_REQ.smc32, 2)[2]).toBe(2n);
+    expect(g.c.smc(F.FFA_FEATURES.smc32, F.FFA_MEM_RETRIEVE_REQ.smc32)[2]).toBe(0n);
+  });
+
+  it("FFA_ERROR's status is a 32-bit value: x2's upper half stays zero for SMC64 calls", () => {
+    const { g } = setup();
+    const r = g.a.smc(F.FFA_MSG_SEND_DIRECT_REQ.smc64, (ID.b! << 16) | SP1);
+    expect(r.slice(0, 3)).toEqual([BigInt(F.FFA_ERROR.smc32), 0n, 0xffff_fffen]);
   });
 
   it("agrees with dispatch: every FF-A function FEATURES calls unsupported is FFA_ERROR(NOT_SUPPORTED) when called", () => {

@@ -345,8 +345,8 @@ export class FfaMediator implements Mediator {
   }
 
   /**
-   * FFA_VERSION (§13.2.1): the mediator's version, always; the version the VM asked for (its minor clamped
-   * to ours) is what it gets until its first other call fixes it. A major version other than 1, or bit 31
+   * FFA_VERSION (§13.2.1): the mediator's version; the version the VM asked for (its minor clamped to ours)
+   * is what it gets until its first other call fixes it; then asking for another is NOT_SUPPORTED. A major version other than 1, or bit 31
    * set, is NOT_SUPPORTED in w0 itself, -1 over all 64 bits of x0 (Linux's ffa_version_check compares the
    * unsigned long a0 with FFA_RET_NOT_SUPPORTED).
    */
@@ -356,7 +356,13 @@ export class FfaMediator implements Mediator {
       res.ret(FFA_RET.NOT_SUPPORTED);
       return;
     }
-    if (!st.locked) st.version = Math.max(FFA_VERSION_1_0, Math.min(asked, FFA_MEDIATOR_VERSION));
+    const version = Math.max(FFA_VERSION_1_0, Math.min(asked, FFA_MEDIATOR_VERSION));
+    // Once fixed, another version is NOT_SUPPORTED (§13.2.1; the FF-A ACS's ffa_version_negotiation checks it).
+    if (st.locked && version !== st.version) {
+      res.ret(FFA_RET.NOT_SUPPORTED);
+      return;
+    }
+    st.version = version;
     reply(res, FFA_MEDIATOR_VERSION);
   }
 
@@ -367,7 +373,9 @@ export class FfaMediator implements Mediator {
   offered(st: FfaVm, fid: number): number | null {
     const v11 = st.version >= FFA_VERSION_1_1, v12 = st.version >= FFA_VERSION_1_2;
     switch (fid) {
+      // Results a VM is given (the FF-A ACS's ffa_features lists ERROR and INTERRUPT as mandatory).
       case F.FFA_ERROR.smc32:
+      case F.FFA_INTERRUPT.smc32:
       case F.FFA_SUCCESS.smc32:
       case F.FFA_SUCCESS.smc64:
       case F.FFA_VERSION.smc32:

@@ -343,7 +343,7 @@ describe("between peer VMs (the mediator is the relayer)", () => {
     const b = memory.b as ArrayGuestMemory;
     const r = retrieve(g.b, b, retrieveRequest(handle));
     expect(r[0]).toBe(BigInt(F.FFA_MEM_RETRIEVE_RESP.smc32));
-    const answer = decodeMemTransaction(b.read(RX, Number(r[1]!))!, "v1.1", { composite: "required" });
+    const answer = decodeMemTransaction(b.read(RX, Number(r[1]!))!, "v1.1", { composite: "required", allowNs: true });
     expect(answer).toMatchObject({ ok: true, value: { sender: ID.a, handle, receivers: [{ receiver: ID.b, permissions: RO }], ranges: [{ address: PA.a! + 0x4_0000n, pageCount: 3 }] } });
     expect(mediator.counters("b")).toMatchObject({ retrieved: 1, rxFull: 1 });
     expect(Guest.code(g.a.smc(F.FFA_MEM_RECLAIM.smc32, Number(handle & 0xffff_ffffn), Number(handle >> 32n), 0))).toBe(FFA_RET.DENIED);
@@ -370,6 +370,14 @@ describe("between peer VMs (the mediator is the relayer)", () => {
     expect(retrieve(g.b, b, retrieveRequest(handle))[0]).toBe(BigInt(F.FFA_MEM_RETRIEVE_RESP.smc32));
     g.b.smc(F.FFA_RX_RELEASE.smc32);
     expect(Guest.code(retrieve(g.b, b, retrieveRequest(handle)))).toBe(FFA_RET.DENIED);
+  });
+
+  it("a v1.1 borrower's retrieve response has the NS bit (the memory is non-secure)", () => {
+    const { g, memory, handle } = shared();
+    const b = memory.b as ArrayGuestMemory;
+    const r = retrieve(g.b, b, retrieveRequest(handle));
+    const answer = decodeMemTransaction(b.read(RX, Number(r[1]!))!, "v1.1", { composite: "required", allowNs: true });
+    expect(answer.ok && answer.value.attributes).toBe(FFA_MEM_ATTR_NORMAL_WB_IS | FFA_MEM_ATTR.NS);
   });
 
   it("a lend asked to be zeroed is zeroed before the borrower gets it", () => {
@@ -406,7 +414,7 @@ describe("between peer VMs (the mediator is the relayer)", () => {
     expect(spmc.counters()).toEqual({ transactions: 0, incomplete: 0 });
     const r = retrieve(g.b, memory.b as ArrayGuestMemory, retrieveRequest(handleOf(last), { receivers: [{ receiver: ID.b!, permissions: RW, flags: 0 }] }));
     // Contiguous constituents are one physical range for the borrower.
-    const answer = decodeMemTransaction((memory.b as ArrayGuestMemory).read(RX, Number(r[1]!))!, "v1.1", { composite: "required" });
+    const answer = decodeMemTransaction((memory.b as ArrayGuestMemory).read(RX, Number(r[1]!))!, "v1.1", { composite: "required", allowNs: true });
     expect(answer.ok && answer.value.ranges).toEqual([{ address: PA.a! + 0x4_0000n, pageCount: 300 }]);
   });
 });

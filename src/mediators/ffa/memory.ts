@@ -14,7 +14,7 @@
  * (arch/arm64/kvm/hyp/nvhe/ffa.c, do_ffa_mem_frag_tx).
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
-import { FFA_HANDLE_ALLOCATOR_HYPERVISOR, FFA_MEM_ACCESS_FLAG, FFA_MEM_ATTR, FFA_MEM_FLAG, FFA_MEM_PERM, FFA_MEM_RECLAIM_FLAG, FFA_PAGE_SIZE, FFA_RET, ffaHandle, ffaHandleHi, ffaHandleLo, ffaIdIsSecure } from "../../smccc/ffa/abi.js";
+import { FFA_FEATURES_MEM, FFA_HANDLE_ALLOCATOR_HYPERVISOR, FFA_MEM_ACCESS_FLAG, FFA_MEM_ATTR, FFA_MEM_FLAG, FFA_MEM_PERM, FFA_MEM_RECLAIM_FLAG, FFA_PAGE_SIZE, FFA_RET, FFA_VERSION_1_1, ffaHandle, ffaHandleHi, ffaHandleLo, ffaIdIsSecure } from "../../smccc/ffa/abi.js";
 import { decodeMemTransaction, encodeMemTransaction, FFA_COMPOSITE_SIZE, FFA_CONSTITUENT_SIZE, FFA_MEM_ACCESS_SIZE, FFA_MEM_HEADER_SIZE, ffaDescriptorLayout, type FfaMemRange, type FfaMemTransaction } from "../../smccc/ffa/descriptors.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 import { constituentWellFormed, descriptorHead, firstFragmentAsWhole, readConstituents, setCompositeCounts, writeConstituents } from "./first-fragment.js";
@@ -52,25 +52,35 @@ export class FfaMemory {
       // w2 bit 0 clear: descriptors only in the TX buffer, no dynamically allocated buffers (§13.3).
       case F.FFA_MEM_SHARE.smc32:
       case F.FFA_MEM_LEND.smc32:
-      case F.FFA_MEM_RETRIEVE_REQ.smc32:
       case F.FFA_MEM_FRAG_TX.smc32:
       case F.FFA_MEM_RECLAIM.smc32:
       case F.FFA_MEM_RELINQUISH.smc32:
         return 0;
       case F.FFA_MEM_SHARE.smc64:
       case F.FFA_MEM_LEND.smc64:
-      case F.FFA_MEM_RETRIEVE_REQ.smc64:
         return aarch32 ? null : 0;
+      // w2 bit 1 (v1.1+): retrieve responses carry the NS bit, the memory being non-secure (a v1.1 relayer
+      // always sets it: the FF-A ACS's ffa_features_nsbit).
+      case F.FFA_MEM_RETRIEVE_REQ.smc32:
+        return this.nsBit(st);
+      case F.FFA_MEM_RETRIEVE_REQ.smc64:
+        return aarch32 ? null : this.nsBit(st);
+      // A result (the answer to RETRIEVE_REQ): reported with it, as the FF-A ACS wants both or neither.
+      case F.FFA_MEM_RETRIEVE_RESP.smc32:
+        return 0;
       // Not offered: donation, retrieve responses in fragments, pausing (README).
       case F.FFA_MEM_DONATE.smc32:
       case F.FFA_MEM_DONATE.smc64:
-      case F.FFA_MEM_RETRIEVE_RESP.smc32:
       case F.FFA_MEM_FRAG_RX.smc32:
       case F.FFA_MEM_OP_PAUSE.smc32:
       case F.FFA_MEM_OP_RESUME.smc32:
         return null;
     }
     return undefined;
+  }
+
+  private nsBit(st: FfaVm | null): number {
+    return st !== null && st.version >= FFA_VERSION_1_1 ? FFA_FEATURES_MEM.NS_BIT : 0;
   }
 
   handle(st: FfaVm, call: SmcCall, res: SmcResult): void {

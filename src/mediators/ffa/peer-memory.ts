@@ -10,7 +10,7 @@
  * has no stage 2 to map them into the borrower (README: what the lead would wire for that).
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
-import { FFA_MEM_FLAG, FFA_MEM_PERM, FFA_MEM_RELINQUISH_FLAG, FFA_MEM_TRANSACTION, FFA_PAGE_SIZE, FFA_RET, FFA_VERSION_1_2 } from "../../smccc/ffa/abi.js";
+import { FFA_MEM_ATTR, FFA_MEM_FLAG, FFA_MEM_PERM, FFA_MEM_RELINQUISH_FLAG, FFA_MEM_TRANSACTION, FFA_PAGE_SIZE, FFA_RET, FFA_VERSION_1_2 } from "../../smccc/ffa/abi.js";
 import { decodeMemTransaction, decodeRelinquish, encodeMemTransaction, ffaDescriptorLayout, type FfaMemRange, type FfaMemTransaction } from "../../smccc/ffa/descriptors.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 import type { FfaMediator } from "./mediator.js";
@@ -43,7 +43,8 @@ export class PeerMemory {
   /**
    * FFA_MEM_RETRIEVE_REQ (§11.3) from a borrower: a retrieve request in its TX buffer naming the lender,
    * the handle and itself; the answer, a transaction descriptor in the borrower's layout, goes into its RX
-   * buffer. Asking for more than the lender gave is DENIED; a handle it was not given, INVALID_PARAMETERS.
+   * buffer, with the NS bit set for v1.1+ borrowers (the memory is non-secure: FFA_FEATURES says so). Asking
+ * for more than the lender gave is DENIED; a handle it was not given, INVALID_PARAMETERS.
    */
   retrieve(st: FfaVm, call: SmcCall, res: SmcResult): void {
     const m = this.m, total = call.w(1), length = call.w(2);
@@ -75,7 +76,7 @@ export class PeerMemory {
     if (st.retrieved.size >= m.limits.retrieved) return m.refuse(st, res, FFA_RET.NO_MEMORY, `more than ${m.limits.retrieved} retrieved transactions`);
     const permissions = (asked & FFA_MEM_PERM.DATA_MASK) === FFA_MEM_PERM.DATA_NOT_SPECIFIED ? granted : asked;
     const answer = encodeMemTransaction(
-      { sender: lender.id, attributes: info.attributes, flags: kind << FFA_MEM_FLAG.TRANSACTION_TYPE_SHIFT, handle: tr.handle, tag: info.tag, receivers: [{ receiver: st.id, permissions, flags: 0 }], ranges: info.ranges },
+      { sender: lender.id, attributes: info.attributes | (layout !== "v1.0" ? FFA_MEM_ATTR.NS : 0), flags: kind << FFA_MEM_FLAG.TRANSACTION_TYPE_SHIFT, handle: tr.handle, tag: info.tag, receivers: [{ receiver: st.id, permissions, flags: 0 }], ranges: info.ranges },
       layout,
     );
     // A lend asked to be zeroed is zeroed before its first borrower sees it (§10.11.4, flags bit 0).

@@ -116,9 +116,12 @@ export function reply(res: SmcResult, x0: number, x1 = 0, x2 = 0, x3 = 0, x4 = 0
   res.set(7, x7);
 }
 
-/** FFA_ERROR: w2 the status, negative, sign-extended to 64 bits for SMC64 callers (Linux reads (int)a2). */
+/**
+ * FFA_ERROR: the status in w2, a negative 32-bit value; x2's upper half is zero for SMC64 callers too, as
+ * TF-A, Hafnium and Xen answer and the FF-A ACS checks (Linux reads (int)a2).
+ */
 export function ffaError(res: SmcResult, code: number): void {
-  reply(res, FFA_ERROR, 0, code);
+  reply(res, FFA_ERROR, 0, code >>> 0);
 }
 
 export function ffaSuccess(res: SmcResult, w2 = 0, w3 = 0, w4 = 0): void {
