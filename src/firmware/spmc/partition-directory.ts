@@ -16,6 +16,7 @@ import {
 } from "../../smccc/ffa/partition-info.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 import type { SecurePartition } from "./partition.js";
+import { replyError } from "./replies.js";
 import type { SpmcPartitionEntry } from "./spmc.js";
 
 /** PARTITION_INFO_GET_REGS: three registers per descriptor in x3-x17, so five per call (v1.2 §13.x). */
@@ -81,10 +82,7 @@ export class PartitionDirectory {
     const x3 = call.x(3);
     const start = Number(x3 & START_MASK);
     if ((x3 & ~START_MASK) !== 0n || found.length === 0 || start >= found.length) {
-      res.set(0, F.FFA_ERROR.smc32);
-      res.set(1, 0);
-      res.setWords(2, FFA_RET.INVALID_PARAMETERS >>> 0, 0);
-      return;
+      return replyError(res, FFA_RET.INVALID_PARAMETERS);
     }
     const last = Math.min(found.length, start + REGS_PER_CALL) - 1;
     res.set(0, F.FFA_SUCCESS.smc64);

@@ -37,10 +37,12 @@ import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 import { ffaFeatures, offers } from "./features.js";
 import { SPMC_DEFAULT_LIMITS, type SpmcLimits } from "./limits.js";
 import { MemoryTransactions, type SendAnswer, type SendType } from "./memory-transactions.js";
+import { notificationCall, type KnownVms } from "./notification-calls.js";
 import { Notifications } from "./notifications.js";
 import type { PartitionContext, SecurePartition } from "./partition.js";
 import { PartitionDirectory } from "./partition-directory.js";
 import { SpmcMailbox } from "./mailbox.js";
+import { replyError, replyStatus, replySuccess } from "./replies.js";
 
 /**
  * The SPMC's view of normal-world memory, by physical address, naming the FF-A endpoint that owns the
@@ -109,6 +111,8 @@ export class SpmcModel implements CallTarget {
   /** Set by the first call other than FFA_VERSION: the negotiated version is final (§13.2.1). */
   private versionLocked = false;
   private readonly sriIntId: number;
+  /** The VM table as notification calls see it. */
+  private readonly knownVms: KnownVms;
 
   constructor(opts: SpmcOptions) {
     this.limits = { ...SPMC_DEFAULT_LIMITS, ...opts.limits };
@@ -118,6 +122,15 @@ export class SpmcModel implements CallTarget {
     const peers = { vmKnown: (vm: number) => this.vms.has(vm), partitionFor: (sp: number, vm: number) => this.partitions.peer(sp, vm) };
     this.transactions = new MemoryTransactions(opts.memory, this.limits, peers);
     this.notifications = new Notifications(this.limits.maxVms, peers.partitionFor, opts.scheduleReceiver ?? (() => {}));
+    const vms = this.vms;
+    this.knownVms = {
+      has: (vm) => vms.has(vm),
+      get size() {
+        return vms.size;
+      },
+      add: (vm) => void vms.set(vm, new Set()),
+      forgetIfIdle: (vm) => this.forgetIfIdle(vm),
+    };
   }
 
   /** The FF-A version the hypervisor negotiated (1.0 until it calls FFA_VERSION). */
@@ -127,11 +140,11 @@ export class SpmcModel implements CallTarget {
 
   handle(call: SmcCall, res: SmcResult, origin: CallOrigin): void {
     // Only the hypervisor reaches the SPMC: a VM's own FF-A call is not for this instance.
-    if (origin.vmId !== FFA_ID_HYPERVISOR) return fail(res, FFA_RET.NOT_SUPPORTED);
+    if (origin.vmId !== FFA_ID_HYPERVISOR) return replyError(res, FFA_RET.NOT_SUPPORTED);
     const fid = call.fid >>> 0;
     if (fid === F.FFA_VERSION.smc32) return this.ffaVersion(call.w(1), res);
     this.versionLocked = true;
-    if (!offers(fid, this.version)) return fail(res, FFA_RET.NOT_SUPPORTED);
+    if (!offers(fid, this.version)) return replyError(res, FFA_RET.NOT_SUPPORTED);
     this.dispatch(fid, call, res);
   }
 
@@ -139,19 +152,19 @@ export class SpmcModel implements CallTarget {
     switch (fid) {
       case F.FFA_FEATURES.smc32: {
         const f = ffaFeatures(call.w(1), this.version, this.limits, this.sriIntId);
-        return typeof f === "number" ? fail(res, f) : success(res, f.w2);
+        return typeof f === "number" ? replyError(res, f) : replySuccess(res, f.w2);
       }
       case F.FFA_ID_GET.smc32:
-        return success(res, FFA_ID_HYPERVISOR);
+        return replySuccess(res, FFA_ID_HYPERVISOR);
       case F.FFA_SPM_ID_GET.smc32:
-        return success(res, FFA_ID_SPMC);
+        return replySuccess(res, FFA_ID_SPMC);
       case F.FFA_RXTX_MAP.smc32:
       case F.FFA_RXTX_MAP.smc64:
-        return status(res, this.mailbox.map(call.x(1), call.x(2), call.w(3)));
+        return replyStatus(res, this.mailbox.map(call.x(1), call.x(2), call.w(3)));
       case F.FFA_RXTX_UNMAP.smc32:
-        return status(res, this.mailbox.unmap(call.w(1)));
+        return replyStatus(res, this.mailbox.unmap(call.w(1)));
       case F.FFA_RX_RELEASE.smc32:
-        return status(res, this.rxRelease(call.w(1)));
+        return replyStatus(res, this.rxRelease(call.w(1)));
       case F.FFA_PARTITION_INFO_GET.smc32:
         return this.partitionInfoGet(call, res);
       case F.FFA_PARTITION_INFO_GET_REGS.smc64:
@@ -172,7 +185,7 @@ export class SpmcModel implements CallTarget {
       case F.FFA_MEM_RECLAIM.smc32:
         return this.memReclaim(call, res);
       default:
-        return this.notification(fid, call, res);
+        return notificationCall(fid, call, res, this.notifications, this.knownVms);
     }
   }
 
@@ -205,15 +218,15 @@ export class SpmcModel implements CallTarget {
   private partitionInfoGet(call: SmcCall, res: SmcResult): void {
     const flags = call.w(5);
     const countOnly = (flags & 1) !== 0;
-    if ((flags & ~1) !== 0 || (countOnly && this.version < FFA_VERSION_1_1)) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if ((flags & ~1) !== 0 || (countOnly && this.version < FFA_VERSION_1_1)) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const found = this.partitions.find([call.w(1), call.w(2), call.w(3), call.w(4)]);
-    if (found.length === 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if (found.length === 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const size = this.partitions.infoSize(this.version);
-    if (countOnly) return success(res, found.length, size);
+    if (countOnly) return replySuccess(res, found.length, size);
     const written = this.mailbox.deliver(this.partitions.encode(found, this.version));
-    if (written !== 0) return fail(res, written);
+    if (written !== 0) return replyError(res, written);
     // v1.0 has no size in w3 (Linux 6.1 reads w2 only); v1.1+ gives it.
-    return success(res, found.length, this.version > FFA_VERSION_1_0 ? size : 0);
+    return replySuccess(res, found.length, this.version > FFA_VERSION_1_0 ? size : 0);
   }
 
   // --- direct messages ---------------------------------------------------------------------------------
@@ -223,14 +236,14 @@ export class SpmcModel implements CallTarget {
     const w1 = call.w(1), w2 = call.w(2);
     const sender = ffaSenderOf(w1), receiver = ffaReceiverOf(w1);
     // x1[63:32] MBZ (the endpoints are w1's).
-    if (call.hi(1) !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if (call.hi(1) !== 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     if ((w2 & FFA_MSG_FLAG_FRAMEWORK) !== 0) return this.frameworkMessage(call, res, is64);
-    if (w2 !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if (w2 !== 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const sp = this.messageTarget(sender, receiver, FFA_PARTITION_PROP.DIRECT_REQ_RECV);
-    if (typeof sp === "number") return fail(res, sp);
+    if (typeof sp === "number") return replyError(res, sp);
     const args = [3, 4, 5, 6, 7].map((n) => call.x(n));
     const r = this.run(sp, (ctx) => sp.directRequest(sender, args, is64, ctx));
-    if (!r.ok) return fail(res, r.error);
+    if (!r.ok) return replyError(res, r.error);
     const fid = is64 ? F.FFA_MSG_SEND_DIRECT_RESP.smc64 : F.FFA_MSG_SEND_DIRECT_RESP.smc32;
     res.set(0, fid);
     res.set(1, ffaEndpoints(receiver, sender));
@@ -242,14 +255,14 @@ export class SpmcModel implements CallTarget {
   private directReq2(call: SmcCall, res: SmcResult): void {
     const w1 = call.w(1);
     const sender = ffaSenderOf(w1), receiver = ffaReceiverOf(w1);
-    if (call.hi(1) !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if (call.hi(1) !== 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const sp = this.messageTarget(sender, receiver, FFA_PARTITION_PROP.DIRECT_REQ2_RECV);
-    if (typeof sp === "number") return fail(res, sp);
-    if (!this.partitions.uuidMatches(sp, call.x(2), call.x(3))) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if (typeof sp === "number") return replyError(res, sp);
+    if (!this.partitions.uuidMatches(sp, call.x(2), call.x(3))) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const args: bigint[] = [];
     for (let n = 4; n <= 17; n++) args.push(call.x(n));
     const r = this.run(sp, (ctx) => sp.directRequest(sender, args, true, ctx));
-    if (!r.ok) return fail(res, r.error);
+    if (!r.ok) return replyError(res, r.error);
     res.set(0, F.FFA_MSG_SEND_DIRECT_RESP2.smc64);
     res.set(1, ffaEndpoints(receiver, sender));
     res.set(2, 0);
@@ -278,11 +291,11 @@ export class SpmcModel implements CallTarget {
     const w1 = call.w(1), w2 = call.w(2), w5 = call.w(5);
     const type = w2 & FFA_MSG_TYPE_MASK;
     const created = type === FFA_FRAMEWORK_MSG.VM_CREATED_REQ;
-    if ((w2 & FFA_MSG_FRAMEWORK_MBZ) !== 0 || (!created && type !== FFA_FRAMEWORK_MSG.VM_DESTROYED_REQ)) return fail(res, FFA_RET.INVALID_PARAMETERS);
-    if (ffaSenderOf(w1) !== FFA_ID_HYPERVISOR || (w5 >>> 16) !== 0 || !isVmId(w5)) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if ((w2 & FFA_MSG_FRAMEWORK_MBZ) !== 0 || (!created && type !== FFA_FRAMEWORK_MSG.VM_DESTROYED_REQ)) return replyError(res, FFA_RET.INVALID_PARAMETERS);
+    if (ffaSenderOf(w1) !== FFA_ID_HYPERVISOR || (w5 >>> 16) !== 0 || !isVmId(w5)) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const sp = this.partitions.get(ffaReceiverOf(w1));
     const wants = created ? FFA_PARTITION_PROP.VM_CREATED_MSG : FFA_PARTITION_PROP.VM_DESTROYED_MSG;
-    if (sp === undefined || (sp.properties & wants) === 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if (sp === undefined || (sp.properties & wants) === 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const result = created ? this.vmCreated(sp, w5) : this.vmDestroyed(sp, w5);
     res.set(0, is64 ? F.FFA_MSG_SEND_DIRECT_RESP.smc64 : F.FFA_MSG_SEND_DIRECT_RESP.smc32);
     res.set(1, ffaEndpoints(sp.id, FFA_ID_HYPERVISOR));
@@ -360,9 +373,9 @@ export class SpmcModel implements CallTarget {
    */
   private memSend(type: SendType, call: SmcCall, res: SmcResult): void {
     const total = call.w(1), length = call.w(2);
-    if (call.x(3) !== 0n || call.w(4) !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if (call.x(3) !== 0n || call.w(4) !== 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const fragment = this.mailbox.readTx(length);
-    if (typeof fragment === "number") return fail(res, fragment);
+    if (typeof fragment === "number") return replyError(res, fragment);
     this.sendAnswer(res, this.transactions.send(type, total, fragment, ffaDescriptorLayout(this.version)));
   }
 
@@ -370,15 +383,15 @@ export class SpmcModel implements CallTarget {
   private memFragTx(call: SmcCall, res: SmcResult): void {
     const handle = ffaHandle(call.w(1), call.w(2));
     const w4 = call.w(4);
-    if ((w4 & 0xffff) !== 0) return fail(res, FFA_RET.INVALID_PARAMETERS);
+    if ((w4 & 0xffff) !== 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const fragment = this.mailbox.readTx(call.w(3));
     if (typeof fragment === "number") return this.sendAnswer(res, this.transactions.fragment(handle, w4 >>> 16, new Uint8Array(0)));
     this.sendAnswer(res, this.transactions.fragment(handle, w4 >>> 16, fragment));
   }
 
   private sendAnswer(res: SmcResult, a: SendAnswer): void {
-    if (a.kind === "error") return fail(res, a.error);
-    if (a.kind === "done") return success(res, ffaHandleLo(a.handle), ffaHandleHi(a.handle));
+    if (a.kind === "error") return replyError(res, a.error);
+    if (a.kind === "done") return replySuccess(res, ffaHandleLo(a.handle), ffaHandleHi(a.handle));
     // FFA_MEM_FRAG_RX (§11.3): handle, bytes received so far, and the VM the hypervisor relays for.
     res.set(0, F.FFA_MEM_FRAG_RX.smc32);
     res.set(1, ffaHandleLo(a.handle));
@@ -389,72 +402,7 @@ export class SpmcModel implements CallTarget {
 
   /** FFA_MEM_RECLAIM (§11.4): w1-w2 the handle, w3 flags. */
   private memReclaim(call: SmcCall, res: SmcResult): void {
-    status(res, this.transactions.reclaim(ffaHandle(call.w(1), call.w(2)), call.w(3)));
-  }
-
-  // --- notifications -----------------------------------------------------------------------------------
-
-  private notification(fid: number, call: SmcCall, res: SmcResult): void {
-    const n = this.notifications;
-    const w1 = call.w(1);
-    const bits = ffaHandle(call.w(3), call.w(4));
-    switch (fid) {
-      case F.FFA_NOTIFICATION_BITMAP_CREATE.smc32:
-        return status(res, this.bitmapCreate(w1, call.w(2)));
-      case F.FFA_NOTIFICATION_BITMAP_DESTROY.smc32:
-        return status(res, this.bitmapDestroy(w1));
-      // BIND/UNBIND (§10.x): w1 = sender (the partition) in [31:16], receiver (the VM) in [15:0]; the
-      // bitmap's low half in w3, high half in w4 (Xen once swapped them).
-      case F.FFA_NOTIFICATION_BIND.smc32:
-        return status(res, n.bind(ffaReceiverOf(w1), ffaSenderOf(w1), call.w(2), bits));
-      case F.FFA_NOTIFICATION_UNBIND.smc32:
-        return status(res, n.unbind(ffaReceiverOf(w1), ffaSenderOf(w1), call.w(2), bits));
-      case F.FFA_NOTIFICATION_GET.smc32: {
-        // w1 = vCPU in [31:16], receiver in [15:0]; SUCCESS w2-w3 the partitions' bits (w4-w7: VMs' and
-        // framework bits, which the SPMC never holds for a VM).
-        const g = n.get(ffaReceiverOf(w1), ffaSenderOf(w1), call.w(2));
-        if (typeof g === "number") return fail(res, g);
-        return success(res, ffaHandleLo(g.fromSp), ffaHandleHi(g.fromSp));
-      }
-      case F.FFA_NOTIFICATION_INFO_GET.smc64:
-        return this.infoGet(res);
-      default:
-        return fail(res, FFA_RET.NOT_SUPPORTED);
-    }
-  }
-
-  /** BITMAP_CREATE: w1[15:0] the VM, w2 its vCPU count; the VM becomes known to the SPMC. */
-  private bitmapCreate(w1: number, vcpus: number): number {
-    if ((w1 >>> 16) !== 0 || !isVmId(w1)) return FFA_RET.INVALID_PARAMETERS;
-    const known = this.vms.has(w1);
-    const r = this.notifications.create(w1, vcpus, known ? 0 : this.vms.size);
-    if (r === 0 && !known) this.vms.set(w1, new Set());
-    return r;
-  }
-
-  private bitmapDestroy(w1: number): number {
-    if ((w1 >>> 16) !== 0 || !isVmId(w1)) return FFA_RET.INVALID_PARAMETERS;
-    const r = this.notifications.destroy(w1);
-    if (r === 0) this.forgetIfIdle(w1);
-    return r;
-  }
-
-  /**
-   * NOTIFICATION_INFO_GET_64: SUCCESS_64, x2 = more-pending bit 0 and the list count in [11:7] (each
-   * list's vCPU count, 2 bits from bit 12, stays 0: global notifications), the IDs from x3, four per
-   * register; NO_DATA when no VM has anything new.
-   */
-  private infoGet(res: SmcResult): void {
-    const { ids, more } = this.notifications.infoGet();
-    if (ids.length === 0) return fail(res, FFA_RET.NO_DATA);
-    res.set(0, F.FFA_SUCCESS.smc64);
-    res.set(1, 0);
-    res.set(2, (more ? 1 : 0) | (ids.length << 7));
-    for (let r = 0; r * 4 < ids.length; r++) {
-      let v = 0n;
-      for (let k = 0; k < 4 && r * 4 + k < ids.length; k++) v |= BigInt(ids[r * 4 + k]!) << BigInt(16 * k);
-      res.setBig(3 + r, v);
-    }
+    replyStatus(res, this.transactions.reclaim(ffaHandle(call.w(1), call.w(2)), call.w(3)));
   }
 
   // --- state -------------------------------------------------------------------------------------------
@@ -480,23 +428,4 @@ export class SpmcModel implements CallTarget {
   rxState(): { mapped: boolean; busy: boolean } {
     return this.mailbox.state();
   }
-}
-
-/** FFA_ERROR: w2 the status as a signed 32-bit value (upper half zero for SMC64 callers). */
-function fail(res: SmcResult, code: number): void {
-  res.set(0, F.FFA_ERROR.smc32);
-  res.set(1, 0);
-  res.setWords(2, code >>> 0, 0);
-}
-
-/** FFA_SUCCESS_32 with w2, w3. */
-function success(res: SmcResult, w2 = 0, w3 = 0): void {
-  res.set(0, F.FFA_SUCCESS.smc32);
-  res.set(1, 0);
-  res.set(2, w2 >>> 0);
-  res.set(3, w3 >>> 0);
-}
-
-function status(res: SmcResult, code: number): void {
-  return code === 0 ? success(res) : fail(res, code);
 }
