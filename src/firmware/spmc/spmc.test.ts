@@ -374,3 +374,21 @@ describe("partitions the SPMC is given (invariants the config loader guarantees)
     expect(() => new SpmcModel({ memory: new FakeSpmcMemory(), partitions })).toThrow(message);
   });
 });
+
+describe("PARTITION_INFO_GET beyond the RX buffer", () => {
+  it("more descriptors than one RX page holds: NO_MEMORY, the buffer stays the SPMC's; count only still answers", () => {
+    const memory = new FakeSpmcMemory();
+    memory.give(TX, 2, 0);
+    const partitions = Array.from({ length: 200 }, (_, i) => ({
+      partition: new TestPartition({ id: 0x8001 + i, uuid: `00000000-0000-4000-8000-${(i + 1).toString(16).padStart(12, "0")}` }),
+      vms: [VM_A],
+    }));
+    const spmc = new SpmcModel({ memory, partitions });
+    const call = (fid: number, ...args: (number | bigint)[]) => smc(spmc, fid, args);
+    call(F.FFA_VERSION.smc32, FFA_VERSION_1_1);
+    expectOk(call(F.FFA_RXTX_MAP.smc64, TX, RX, 1));
+    expectError(call(F.FFA_PARTITION_INFO_GET.smc32, 0, 0, 0, 0, 0), FFA_RET.NO_MEMORY);
+    expect(spmc.rxState()).toEqual({ mapped: true, busy: false });
+    expect(W(call(F.FFA_PARTITION_INFO_GET.smc32, 0, 0, 0, 0, 1)[2]!)).toBe(200);
+  });
+});
