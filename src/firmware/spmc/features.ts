@@ -1,5 +1,5 @@
 /**
- * FFA_FEATURES as the modelled SPMC answers the hypervisor (DEN0077 v1.2 §13.3): exactly the interfaces
+ * FFA_FEATURES as the modelled SPMC answers the hypervisor (DEN0077 v1.2, FFA_FEATURES): exactly the interfaces
  * spmc.ts implements at the negotiated version, with their properties. One table: the dispatcher's
  * version gates and this answer come from the same entries.
  */

@@ -1,5 +1,5 @@
 /**
- * The hypervisor's RX/TX buffer pair as the SPMC sees it (DEN0077 v1.2 §7, §13.x FFA_RXTX_MAP/UNMAP,
+ * The hypervisor's RX/TX buffer pair as the SPMC sees it (DEN0077 v1.2, RX/TX buffers: FFA_RXTX_MAP/UNMAP,
  * FFA_RX_RELEASE): pages of the hypervisor's own memory (owner 0 at the memory port). The SPMC reads the
  * TX buffer only by copying it (the copy is what it checks and uses) and writes the RX buffer only while
  * the hypervisor does not own it; after a write the buffer is the hypervisor's until it releases it.

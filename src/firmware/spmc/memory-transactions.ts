@@ -1,11 +1,11 @@
 /**
- * The SPMC's memory transactions (DEN0077 v1.2 §10-11): FFA_MEM_SHARE and FFA_MEM_LEND the hypervisor
+ * The SPMC's memory transactions (DEN0077 v1.1 chapter 10 and the memory management ABIs): FFA_MEM_SHARE and FFA_MEM_LEND the hypervisor
  * relays for a VM (in one piece or in fragments, FFA_MEM_FRAG_TX), their retrieval and relinquishing by
  * partitions, and FFA_MEM_RECLAIM. Every transaction belongs to one VM (its lender); every page it
  * names was checked through the memory port to be that VM's, and no page is in two outstanding
  * transactions of a VM at once.
  *
- * Handles are global (bit 63 clear: the SPMC allocated them, §10.9.2) and never reused while the model
+ * Handles are global (bit 63 clear: the SPMC allocated them, DEN0077 v1.1 §10.9.2) and never reused while the model
  * runs; lookups from a VM's context (FRAG_TX names the VM) and from a partition (retrieve with the
  * expected lender) only find that VM's transactions.
  */
@@ -159,7 +159,7 @@ export class MemoryTransactions {
     if (refused !== undefined) return error(refused);
     const pages = totalPages(tx.ranges);
     if (pages > this.limits.maxPagesPerShare || this.pagesOf(vm) + pages > this.limits.maxPagesPerVm) return error(FFA_RET.NO_MEMORY);
-    // Every page the lender's own (§11.1: the owner shares only what it owns; a hypervisor that relays
+    // Every page the lender's own (the owner shares only what it owns; a hypervisor that relays
     // another VM's pages is refused), and none already in another of its transactions (no double share).
     if (!tx.ranges.every((r) => this.owns(r, vm))) return error(FFA_RET.DENIED);
     const held = this.heldPages.get(vm) ?? new Set<bigint>();
@@ -173,12 +173,12 @@ export class MemoryTransactions {
     return { kind: "done", handle };
   }
 
-  /** The meaning of a decoded descriptor (§10.10-10.11): who, what attributes, what permissions. */
+  /** The meaning of a decoded descriptor (DEN0077 v1.1 §10.10-10.11): who, what attributes, what permissions. */
   private refusal(vm: number, type: SendType, tx: FfaMemTransaction): FfaError | undefined {
     if (tx.sender !== vm) return FFA_RET.INVALID_PARAMETERS;
     if (tx.handle !== 0n) return FFA_RET.INVALID_PARAMETERS;
     if ((tx.flags & FFA_MEM_FLAG.MBZ_SEND) !== 0) return FFA_RET.INVALID_PARAMETERS;
-    // §10.11.4: the zero memory flag MBZ in a share (the lender keeps access).
+    // DEN0077 v1.1 §10.11.4: the zero memory flag MBZ in a share (the lender keeps access).
     if (type === FFA_MEM_TRANSACTION.SHARE && (tx.flags & FFA_MEM_FLAG.CLEAR) !== 0) return FFA_RET.INVALID_PARAMETERS;
     // A share names normal write-back inner-shareable memory (Linux and Xen's attributes); a lend may
     // leave them to the borrower (Linux ffa_memory_attributes_get gives 0 for MEM_LEND).
@@ -216,7 +216,7 @@ export class MemoryTransactions {
     return true;
   }
 
-  /** FFA_MEM_RECLAIM by the hypervisor for the lender (§11.x): DENIED while a partition holds the region. */
+  /** FFA_MEM_RECLAIM by the hypervisor for the lender: DENIED while a partition holds the region. */
   reclaim(handle: bigint, flags: number): number {
     if ((flags & FFA_MEM_RECLAIM_FLAG.MBZ) !== 0) return FFA_RET.INVALID_PARAMETERS;
     if (this.pending.delete(handle)) return 0;

@@ -1,5 +1,5 @@
 /**
- * The hypervisor's notification calls in registers (DEN0077 v1.2 §10 and §13.x; Linux
+ * The hypervisor's notification calls in registers (DEN0077 v1.1+, notifications; Linux
  * drivers/firmware/arm_ffa/driver.c and Xen xen/arch/arm/tee/ffa_notif.c use the same layouts), decoded
  * for the SPMC's Notifications.
  */

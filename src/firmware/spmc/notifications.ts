@@ -1,5 +1,5 @@
 /**
- * The SPMC's notification state for VMs (DEN0077 v1.2 §10, Notifications): the bitmaps the hypervisor
+ * The SPMC's notification state for VMs (DEN0077 v1.1+, notifications): the bitmaps the hypervisor
  * creates for its VMs (FFA_NOTIFICATION_BITMAP_CREATE/DESTROY), which partition may signal which bits of
  * a VM (BIND/UNBIND, made by the hypervisor for its VM), the bits partitions set (SET, through their
  * PartitionContext), and what the hypervisor reads back (GET, INFO_GET).

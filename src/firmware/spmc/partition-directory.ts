@@ -19,7 +19,7 @@ import type { SecurePartition } from "./partition.js";
 import { replyError } from "./replies.js";
 import type { SpmcPartitionEntry } from "./spmc.js";
 
-/** PARTITION_INFO_GET_REGS: three registers per descriptor in x3-x17, so five per call (v1.2 §13.x). */
+/** PARTITION_INFO_GET_REGS: three registers per descriptor in x3-x17, so five per call (v1.2; Xen ffa_partinfo.c packs the same). */
 const REGS_PER_CALL = 5;
 /** x3 of PARTITION_INFO_GET_REGS: start index [15:0], UUID info tag [31:16], [63:32] MBZ. */
 const START_MASK = 0xffffn;

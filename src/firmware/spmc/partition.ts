@@ -1,7 +1,7 @@
 /**
  * The secure partition interface: what the modelled SPMC (spmc.ts) calls into, and what it offers back.
  * A partition is a synchronous request → response machine, the shape of an S-EL1 partition behind an
- * SPMC at the FF-A direct messaging ABI (DEN0077 v1.2 §15): the SPMC delivers FFA_MSG_SEND_DIRECT_REQ(2)
+ * SPMC at the FF-A direct messaging ABI (DEN0077 v1.2, direct messaging): the SPMC delivers FFA_MSG_SEND_DIRECT_REQ(2)
  * from a VM, the partition runs and answers FFA_MSG_SEND_DIRECT_RESP(2).
  *
  * OP-TEE's FF-A protocol fits as is: a yielding call that needs the normal world (an RPC) ends the direct
@@ -47,7 +47,7 @@ export interface SecurePartition {
    */
   directRequest(sender: number, args: readonly bigint[], is64: boolean, ctx: PartitionContext): DirectResult;
   /**
-   * VM_CREATED framework message (DEN0077 v1.2 §18.2), for partitions with FFA_PARTITION_PROP.VM_CREATED_MSG:
+   * VM_CREATED framework message (DEN0077 v1.1+, VM availability messages), for partitions with FFA_PARTITION_PROP.VM_CREATED_MSG:
    * 0 (FFA_RET_OK) or an FFA_ERROR code, which the SPMC answers the hypervisor with in the framework
    * response.
    */

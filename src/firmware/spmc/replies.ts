@@ -1,4 +1,4 @@
-/** The SPMC's answers in registers (DEN0077 v1.2 §12.4): FFA_SUCCESS and FFA_ERROR. */
+/** The SPMC's answers in registers (DEN0077, FFA_SUCCESS / FFA_ERROR): FFA_SUCCESS and FFA_ERROR. */
 import type { SmcResult } from "../../router/call.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 

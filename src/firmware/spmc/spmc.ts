@@ -108,7 +108,7 @@ export class SpmcModel implements CallTarget {
   /** VMs the hypervisor announced, and the partitions told of each. */
   private readonly vms = new Map<number, Set<number>>();
   private version = FFA_VERSION_1_0;
-  /** Set by the first call other than FFA_VERSION: the negotiated version is final (§13.2.1). */
+  /** Set by the first call other than FFA_VERSION: the negotiated version is final (as Xen 4.22 and Hafnium do). */
   private versionLocked = false;
   private readonly sriIntId: number;
   /** The VM table as notification calls see it. */
@@ -192,7 +192,7 @@ export class SpmcModel implements CallTarget {
   // --- setup and discovery -----------------------------------------------------------------------------
 
   /**
-   * FFA_VERSION (§13.2): the SPMC's own version in w0 (not FFA_SUCCESS), or NOT_SUPPORTED for an input with
+   * FFA_VERSION: the SPMC's own version in w0 (not FFA_SUCCESS), or NOT_SUPPORTED for an input with
    * bit 31 set. The caller's version, when this SPMC can serve it (same major, minor up to ours), becomes
    * the negotiated one; after the first other call, a different version is NOT_SUPPORTED.
    */
@@ -203,7 +203,7 @@ export class SpmcModel implements CallTarget {
     res.ret(SPMC_FFA_VERSION);
   }
 
-  /** FFA_RX_RELEASE: w1[15:0] is 0 or the VM the hypervisor releases for (§13.x); either frees its RX buffer. */
+  /** FFA_RX_RELEASE: w1[15:0] is 0 or the VM the hypervisor releases for; either frees its RX buffer. */
   private rxRelease(w1: number): number {
     const vm = w1 & 0xffff;
     if ((w1 >>> 16) !== 0 || (vm !== FFA_ID_HYPERVISOR && !this.vms.has(vm))) return FFA_RET.INVALID_PARAMETERS;
@@ -211,7 +211,7 @@ export class SpmcModel implements CallTarget {
   }
 
   /**
-   * FFA_PARTITION_INFO_GET (§13.x): w1-w4 a UUID (nil: all partitions), w5 bit 0 count only (v1.1+).
+   * FFA_PARTITION_INFO_GET: w1-w4 a UUID (nil: all partitions), w5 bit 0 count only (v1.1+).
    * Descriptors go to the hypervisor's RX buffer in the negotiated version's layout; the buffer is then
    * the hypervisor's until FFA_RX_RELEASE.
    */
@@ -231,7 +231,7 @@ export class SpmcModel implements CallTarget {
 
   // --- direct messages ---------------------------------------------------------------------------------
 
-  /** FFA_MSG_SEND_DIRECT_REQ_32/64 (§15.2): a VM's request to a partition, or a framework message. */
+  /** FFA_MSG_SEND_DIRECT_REQ_32/64: a VM's request to a partition, or a framework message. */
   private directReq(call: SmcCall, res: SmcResult, is64: boolean): void {
     const w1 = call.w(1), w2 = call.w(2);
     const sender = ffaSenderOf(w1), receiver = ffaReceiverOf(w1);
@@ -251,7 +251,7 @@ export class SpmcModel implements CallTarget {
     for (let i = 0; i < 5; i++) res.setBig(3 + i, is64 ? (r.args[i] ?? 0n) : BigInt.asUintN(32, r.args[i] ?? 0n));
   }
 
-  /** FFA_MSG_SEND_DIRECT_REQ2 (v1.2 §15.3): x2-x3 the target's UUID (nil: any), payload x4-x17. */
+  /** FFA_MSG_SEND_DIRECT_REQ2 (v1.2): x2-x3 the target's UUID (nil: any), payload x4-x17. */
   private directReq2(call: SmcCall, res: SmcResult): void {
     const w1 = call.w(1);
     const sender = ffaSenderOf(w1), receiver = ffaReceiverOf(w1);
@@ -284,7 +284,7 @@ export class SpmcModel implements CallTarget {
   }
 
   /**
-   * VM_CREATED / VM_DESTROYED (§18.2): from the hypervisor (sender 0) to a partition that subscribed
+   * VM_CREATED / VM_DESTROYED (VM availability messages): from the hypervisor (sender 0) to a partition that subscribed
    * (properties bit 6 / 7), the VM's ID in w5; answered with the framework response, status in w3.
    */
   private frameworkMessage(call: SmcCall, res: SmcResult, is64: boolean): void {
@@ -367,7 +367,7 @@ export class SpmcModel implements CallTarget {
   // --- memory management -------------------------------------------------------------------------------
 
   /**
-   * FFA_MEM_SHARE / FFA_MEM_LEND (§11.1-11.2) relayed by the hypervisor: w1 total length, w2 this
+   * FFA_MEM_SHARE / FFA_MEM_LEND relayed by the hypervisor: w1 total length, w2 this
    * fragment's length, x3/w4 a dynamically allocated buffer (unsupported: must be 0, as Hafnium answers
    * INVALID_PARAMETERS), the descriptor in the hypervisor's TX buffer with the VM as sender.
    */
@@ -379,7 +379,7 @@ export class SpmcModel implements CallTarget {
     this.sendAnswer(res, this.transactions.send(type, total, fragment, ffaDescriptorLayout(this.version)));
   }
 
-  /** FFA_MEM_FRAG_TX (§11.3): w1-w2 the handle, w3 the fragment's length, w4[31:16] the VM it is for. */
+  /** FFA_MEM_FRAG_TX: w1-w2 the handle, w3 the fragment's length, w4[31:16] the VM it is for. */
   private memFragTx(call: SmcCall, res: SmcResult): void {
     const handle = ffaHandle(call.w(1), call.w(2));
     const w4 = call.w(4);
@@ -392,7 +392,7 @@ export class SpmcModel implements CallTarget {
   private sendAnswer(res: SmcResult, a: SendAnswer): void {
     if (a.kind === "error") return replyError(res, a.error);
     if (a.kind === "done") return replySuccess(res, ffaHandleLo(a.handle), ffaHandleHi(a.handle));
-    // FFA_MEM_FRAG_RX (§11.3): handle, bytes received so far, and the VM the hypervisor relays for.
+    // FFA_MEM_FRAG_RX (Hafnium ffa_frag_sender reads w4[31:16]): handle, bytes received so far, and the VM the hypervisor relays for.
     res.set(0, F.FFA_MEM_FRAG_RX.smc32);
     res.set(1, ffaHandleLo(a.handle));
     res.set(2, ffaHandleHi(a.handle));
@@ -400,7 +400,7 @@ export class SpmcModel implements CallTarget {
     res.set(4, (a.vm << 16) >>> 0);
   }
 
-  /** FFA_MEM_RECLAIM (§11.4): w1-w2 the handle, w3 flags. */
+  /** FFA_MEM_RECLAIM: w1-w2 the handle, w3 flags. */
   private memReclaim(call: SmcCall, res: SmcResult): void {
     replyStatus(res, this.transactions.reclaim(ffaHandle(call.w(1), call.w(2)), call.w(3)));
   }

@@ -8,7 +8,7 @@
  */
 import { FFA_FUNCTIONS } from "../functions/ffa.js";
 
-/** FFA_ERROR status codes (DEN0077 v1.2 §12.4, Table 12.4): signed 32-bit values in w2. */
+/** FFA_ERROR status codes (DEN0077, FFA_ERROR): signed 32-bit values in w2. */
 export const FFA_RET = {
   NOT_SUPPORTED: -1,
   INVALID_PARAMETERS: -2,
@@ -34,7 +34,7 @@ export function ffaErrorName(code: number): string {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Versions (DEN0077 v1.2 §13.2.1): a 31-bit value, major in [30:16], minor in [15:0], bit 31 MBZ.
+// Versions (DEN0077, FFA_VERSION): a 31-bit value, major in [30:16], minor in [15:0], bit 31 MBZ.
 
 export const FFA_VERSION_MBZ = 0x8000_0000;
 export const FFA_VERSION_MAJOR_SHIFT = 16;
@@ -55,7 +55,7 @@ export function ffaVersionValid(version: number): boolean {
   return (version & FFA_VERSION_MBZ) === 0;
 }
 /**
- * Whether a caller that asked for `caller` can talk to a callee of version `callee` (§13.2.1: same
+ * Whether a caller that asked for `caller` can talk to a callee of version `callee` (FFA_VERSION: same
  * major version and the caller's minor not above the callee's).
  */
 export function ffaVersionCompatible(caller: number, callee: number): boolean {
@@ -67,7 +67,7 @@ export const FFA_VERSION_1_1 = 0x1_0001;
 export const FFA_VERSION_1_2 = 0x1_0002;
 
 // ---------------------------------------------------------------------------------------------------
-// Endpoint IDs (DEN0077 v1.2 §6.1): u16; bit 15 set for the secure world by the convention Linux, Xen and
+// Endpoint IDs (DEN0077, partition identification): u16; bit 15 set for the secure world by the convention Linux, Xen and
 // Hafnium follow; 0 is the hypervisor at the physical FF-A instance.
 
 export const FFA_ID_HYPERVISOR = 0;
@@ -92,7 +92,8 @@ export function ffaEndpoints(sender: number, receiver: number): number {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Partition properties (DEN0077 v1.2 §6.2.3 / Table 6.2, partition information descriptor).
+// Partition properties (DEN0077 v1.1 Table 13.34 and v1.2, the partition information descriptor's
+// properties; Hafnium inc/vmapi/hf/ffa.h, Xen ffa_private.h).
 
 export const FFA_PARTITION_PROP = {
   /** Bit 0: receives direct requests (DIRECT_REQ). */
@@ -125,7 +126,7 @@ export const FFA_PARTITION_PROP = {
 export const FFA_PARTITION_INFO_GET_COUNT_FLAG = 1;
 
 // ---------------------------------------------------------------------------------------------------
-// Framework messages (DEN0077 v1.2 §18.2 / Table 15.x): DIRECT_REQ/RESP w2 bit 31 marks a framework
+// Framework messages (DEN0077 v1.1+, direct messaging: framework messages): DIRECT_REQ/RESP w2 bit 31 marks a framework
 // message, [7:0] its type, [30:8] MBZ. VM availability messages carry the VM ID in w5 (Xen
 // ffa.c send_vm_avail_msg; Hafnium), the response's status in w3.
 
@@ -146,13 +147,13 @@ export const FFA_VM_AVAIL_VM_ID_REG = 5;
 export const FFA_FRAMEWORK_RESP_STATUS_REG = 3;
 
 // ---------------------------------------------------------------------------------------------------
-// Memory management (DEN0077 v1.2 §10-11 and the v1.2 memory management supplement).
+// Memory management (DEN0077 v1.1 chapter 10 and the ABIs; in v1.2 the memory management supplement).
 
-/** FF-A counts memory in 4 KiB pages whatever the translation granule (§10.10). */
+/** FF-A counts memory in 4 KiB pages whatever the translation granule (DEN0077; Linux FFA_PAGE_SIZE). */
 export const FFA_PAGE_SIZE = 4096;
 
 /**
- * Memory region attributes (§10.11.4, Table 10.18): u8 in v1.0, u16 in v1.1+ where bit 6 is the NS bit
+ * Memory region attributes (DEN0077 v1.1 Table 10.18): u8 in v1.0, u16 in v1.1+ where bit 6 is the NS bit
  * (only a relayer sets it, in a retrieve response) and [15:7] are MBZ.
  */
 export const FFA_MEM_ATTR = {
@@ -185,7 +186,7 @@ export const FFA_MEM_ATTR_NORMAL_WB_IS =
   FFA_MEM_ATTR.TYPE_NORMAL | FFA_MEM_ATTR.WRITE_BACK | FFA_MEM_ATTR.INNER_SHAREABLE;
 
 /**
- * Memory access permissions (§10.11.3, Table 10.15): [1:0] data access (0 not specified, 1 RO, 2 RW,
+ * Memory access permissions (DEN0077 v1.1 Table 10.15): [1:0] data access (0 not specified, 1 RO, 2 RW,
  * 3 reserved), [3:2] instruction access (0 not specified, 1 NX, 2 X, 3 reserved), [7:4] MBZ.
  */
 export const FFA_MEM_PERM = {
@@ -202,14 +203,14 @@ export const FFA_MEM_PERM = {
   MBZ: 0xf0,
 } as const;
 
-/** Endpoint memory access descriptor flags (§10.11.3): bit 0 non-retrieval borrower (hypervisor use); [7:1] MBZ. */
+/** Endpoint memory access descriptor flags (DEN0077 v1.1 Table 10.16): bit 0 non-retrieval borrower (hypervisor use); [7:1] MBZ. */
 export const FFA_MEM_ACCESS_FLAG = {
   NON_RETRIEVAL_BORROWER: 1 << 0,
   MBZ: 0xfe,
 } as const;
 
 /**
- * Flags of a memory transaction descriptor (§10.11.4, Tables 10.21-10.25). Their meaning depends on the
+ * Flags of a memory transaction descriptor (DEN0077 v1.1 §10.11.4, flags usage). Their meaning depends on the
  * call: for FFA_MEM_SHARE/LEND/DONATE only bits [1:0] exist; a retrieve request adds [10:2].
  */
 export const FFA_MEM_FLAG = {
@@ -243,21 +244,21 @@ export const FFA_MEM_TRANSACTION = {
 } as const;
 export type FfaMemTransactionType = (typeof FFA_MEM_TRANSACTION)[keyof typeof FFA_MEM_TRANSACTION];
 
-/** FFA_MEM_RELINQUISH descriptor flags (§11.x, Table 11.39): bit 0 zero after relinquish, bit 1 time slice. */
+/** FFA_MEM_RELINQUISH descriptor flags (DEN0077, FFA_MEM_RELINQUISH): bit 0 zero after relinquish, bit 1 time slice. */
 export const FFA_MEM_RELINQUISH_FLAG = {
   CLEAR: 1 << 0,
   TIME_SLICE: 1 << 1,
   MBZ: 0xffff_fffc,
 } as const;
 
-/** FFA_MEM_RECLAIM w3 (§11.x): bit 0 zero the memory, bit 1 time slice, [31:2] MBZ. */
+/** FFA_MEM_RECLAIM w3 (DEN0077, FFA_MEM_RECLAIM): bit 0 zero the memory, bit 1 time slice, [31:2] MBZ. */
 export const FFA_MEM_RECLAIM_FLAG = {
   CLEAR: 1 << 0,
   TIME_SLICE: 1 << 1,
   MBZ: 0xffff_fffc,
 } as const;
 
-/** Memory region handle (§10.9.2): bit 63 names the allocator, 1 the hypervisor, 0 the SPMC. */
+/** Memory region handle (DEN0077 v1.1 §10.9.2): bit 63 names the allocator, 1 the hypervisor, 0 the SPMC. */
 export const FFA_HANDLE_ALLOCATOR_HYPERVISOR = 1n << 63n;
 export const FFA_HANDLE_INVALID = 0xffff_ffff_ffff_ffffn;
 
@@ -273,7 +274,7 @@ export function ffaHandleHi(handle: bigint): number {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// FFA_FEATURES (DEN0077 v1.2 §13.3).
+// FFA_FEATURES (DEN0077, FFA_FEATURES).
 
 /** w1 bit 31 clear: a feature ID in [7:0], [30:8] MBZ; bit 31 set: a function ID. */
 export const FFA_FEATURES_FUNCTION_BIT = 0x8000_0000;
@@ -296,7 +297,7 @@ export const FFA_FEATURES_RXTX_MAP = {
   MAX_PAGES_SHIFT: 16,
 } as const;
 
-/** FFA_MEM_SHARE/LEND/DONATE/RETRIEVE_REQ properties (§13.3, memory management supplement Table 3.1). */
+/** FFA_MEM_SHARE/LEND/DONATE/RETRIEVE_REQ properties (FFA_FEATURES; v1.2 memory management supplement Table 3.1). */
 export const FFA_FEATURES_MEM = {
   /** Bit 0: descriptors in a dynamically allocated buffer (w3/w4 address and pages) are accepted. */
   DYNAMIC_BUFFER: 1 << 0,
@@ -306,7 +307,7 @@ export const FFA_FEATURES_MEM = {
   HYPERVISOR_RETRIEVE: 1 << 2,
 } as const;
 
-/** FFA_NOTIFICATION_* (§10.x): flags and bitmap selectors used by the hypervisor and VMs. */
+/** FFA_NOTIFICATION_* (DEN0077 v1.1+, notifications): flags and bitmap selectors used by the hypervisor and VMs. */
 export const FFA_NOTIFICATION = {
   /** BIND flags bit 0: per-vCPU notifications. */
   FLAG_PER_VCPU: 1 << 0,

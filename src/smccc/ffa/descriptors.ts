@@ -1,5 +1,5 @@
 /**
- * FF-A memory transaction descriptors (DEN0077 v1.2 §10.11, the "Lend, donate or share memory transaction
+ * FF-A memory transaction descriptors (DEN0077 v1.1 Table 10.20, the "Lend, donate or share memory transaction
  * descriptor", endpoint memory access descriptor, composite memory region descriptor and constituent
  * memory region descriptor), used by FFA_MEM_SHARE/LEND/DONATE, FFA_MEM_RETRIEVE_REQ/RESP and the
  * hypervisor↔SPMC forwarding of them. One codec for both sides.
@@ -58,7 +58,7 @@ const A_IMPDEF_V1_2 = 8, A_RESERVED_V1_2 = 24;
 const C_TOTAL_PAGES = 0, C_RANGE_COUNT = 4, C_RESERVED = 8;
 const R_ADDRESS = 0, R_PAGES = 8, R_RESERVED = 12;
 
-/** Composite offsets must be 8-byte aligned and the v1.1 access array 16-byte aligned (§10.11). */
+/** Composite offsets must be 8-byte aligned and the v1.1 access array 16-byte aligned (DEN0077 v1.1 §10.11). */
 export const FFA_COMPOSITE_ALIGN = 8;
 export const FFA_ACCESS_ARRAY_ALIGN = 16;
 
@@ -408,7 +408,7 @@ export function totalPages(ranges: readonly FfaMemRange[]): number {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Descriptors in fragments (§11.3, FFA_MEM_FRAG_TX/RX): the first fragment holds the header, the access
+// Descriptors in fragments (DEN0077, FFA_MEM_FRAG_TX/RX): the first fragment holds the header, the access
 // descriptors and the composite (with the whole transaction's counts) and some constituents; every later
 // fragment holds whole constituents. A relayer that forwards fragment by fragment checks each as it comes
 // and the whole (checkRanges) once the last arrived.
@@ -497,7 +497,7 @@ export function encodeFirstFragment(tx: FfaMemTransaction, layout: FfaDescriptor
 }
 
 // ---------------------------------------------------------------------------------------------------
-// FFA_MEM_RELINQUISH descriptor (§11.x, "Descriptor to relinquish a memory region"): handle u64 @0,
+// FFA_MEM_RELINQUISH descriptor (DEN0077, "Descriptor to relinquish a memory region"): handle u64 @0,
 // flags u32 @8, endpoint count u32 @12, endpoint IDs u16 from @16.
 
 export interface FfaRelinquish {

@@ -1,5 +1,5 @@
 /**
- * FF-A partition information descriptors (DEN0077 v1.2 §6.2.3 / Table 6.1; v1.0 Table 8.25) and UUIDs in
+ * FF-A partition information descriptors (DEN0077 v1.1 Table 13.34; v1.0 Table 82) and UUIDs in
  * FF-A registers and descriptors.
  *
  * - v1.0 descriptor, 8 bytes: partition ID u16 @0, execution context count u16 @2, properties u32 @4.
