@@ -126,9 +126,9 @@ export const FFA_PARTITION_PROP = {
 export const FFA_PARTITION_INFO_GET_COUNT_FLAG = 1;
 
 // ---------------------------------------------------------------------------------------------------
-// Framework messages (DEN0077 v1.1+, direct messaging: framework messages): DIRECT_REQ/RESP w2 bit 31 marks a framework
-// message, [7:0] its type, [30:8] MBZ. VM availability messages carry the VM ID in w5 (Xen
-// ffa.c send_vm_avail_msg; Hafnium), the response's status in w3.
+// Framework messages (DEN0077 v1.1+, direct messaging): DIRECT_REQ/RESP w2 bit 31 marks a framework
+// message, [7:0] its type, [30:8] MBZ. VM availability messages carry the VM ID in w5, the response's
+// status in w3 (Xen xen/arch/arm/tee/ffa.c ffa_direct_req_send_vm).
 
 export const FFA_MSG_FLAG_FRAMEWORK = 0x8000_0000;
 export const FFA_MSG_TYPE_MASK = 0xff;
