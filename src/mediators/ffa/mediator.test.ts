@@ -73,7 +73,7 @@ describe("FFA_FEATURES (§13.3) reports exactly what is offered", () => {
     for (const fid of [F.FFA_RXTX_MAP.smc64, F.FFA_MEM_SHARE.smc64, F.FFA_MEM_LEND.smc32, F.FFA_MEM_FRAG_TX.smc32, F.FFA_MEM_RECLAIM.smc32, F.FFA_PARTITION_INFO_GET.smc32, F.FFA_MSG_SEND_DIRECT_REQ.smc64, F.FFA_SPM_ID_GET.smc32, F.FFA_NOTIFICATION_BIND.smc32]) {
       expect(feat(g.a, fid)[0]).toBe(SUCCESS);
     }
-    for (const fid of [F.FFA_RX_ACQUIRE.smc32, F.FFA_NOTIFICATION_BITMAP_CREATE.smc32, F.FFA_NOTIFICATION_BITMAP_DESTROY.smc32, F.FFA_MEM_DONATE.smc32, F.FFA_MSG_SEND2.smc32, F.FFA_MSG_POLL.smc32, F.FFA_MSG_SEND_DIRECT_REQ2.smc64, F.FFA_PARTITION_INFO_GET_REGS.smc64, 0x8400_00ff]) {
+    for (const fid of [F.FFA_RX_ACQUIRE.smc32, F.FFA_NOTIFICATION_BITMAP_CREATE.smc32, F.FFA_NOTIFICATION_BITMAP_DESTROY.smc32, F.FFA_MEM_DONATE.smc32, F.FFA_MSG_SEND.smc32, F.FFA_MSG_POLL.smc32, F.FFA_MSG_SEND_DIRECT_REQ2.smc64, F.FFA_PARTITION_INFO_GET_REGS.smc64, 0x8400_00ff]) {
       expect(Guest.code(feat(g.a, fid))).toBe(FFA_RET.NOT_SUPPORTED);
     }
     // Per version: SPM_ID_GET and notifications from v1.1, DIRECT_REQ2 and the RX/TX maximum from v1.2.

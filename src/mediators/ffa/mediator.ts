@@ -39,6 +39,7 @@ import type { EnableResult, Mediator } from "../mediator.js";
 import { DEFAULT_FFA_LIMITS, type FfaMediatorLimits } from "./limits.js";
 import { FfaMemory, type Stuck } from "./memory.js";
 import { Notifications } from "./notifications.js";
+import { msgSend2 } from "./indirect-messaging.js";
 import { directReq, run } from "./messaging.js";
 import { directResp, dropMessaging, msgWait } from "./vm-messaging.js";
 import { partitionInfoGet, partitionInfoGetRegs } from "./partition-info.js";
@@ -159,7 +160,7 @@ export class FfaMediator implements Mediator {
     const port = new SpmcPort(this.host, `ffa mediator for ${vm.name}`, vm.name);
     const st: FfaVm = {
       name: vm.name, id: vm.id, vcpus: vm.vcpus, aarch32: vm.aarch32, peers: cfg?.peers ?? [], version: 0, locked: false, port,
-      rxtx: null, rxFull: false, bitmap: false, lent: new Map(), fragmented: null, pagesInUse: new Set(), retrieved: new Map(), notificationPending: false, parked: null, serving: null, awaiting: null,
+      rxtx: null, rxFull: false, bitmap: false, lent: new Map(), fragmented: null, pagesInUse: new Set(), retrieved: new Map(), notificationPending: false, rxBufferFull: false, parked: null, serving: null, awaiting: null,
     };
     if (this.notificationsOffered) {
       port.call(F.FFA_NOTIFICATION_BITMAP_CREATE.smc32, vm.id, vm.vcpus);
@@ -335,6 +336,8 @@ export class FfaMediator implements Mediator {
         return run(this, st, call, res);
       case F.FFA_MSG_WAIT.smc32:
         return msgWait(this, st, call, res);
+      case F.FFA_MSG_SEND2.smc32:
+        return msgSend2(this, st, call, res);
       case F.FFA_MSG_SEND_DIRECT_RESP.smc32:
       case F.FFA_MSG_SEND_DIRECT_RESP.smc64:
       case F.FFA_MSG_SEND_DIRECT_RESP2.smc64:
@@ -396,6 +399,7 @@ export class FfaMediator implements Mediator {
       case F.FFA_RXTX_MAP.smc32:
         return this.rxtxProperties(fid, v12);
       case F.FFA_SPM_ID_GET.smc32:
+      case F.FFA_MSG_SEND2.smc32:
         return v11 ? 0 : null;
       case F.FFA_MSG_SEND_DIRECT_REQ2.smc64:
       case F.FFA_MSG_SEND_DIRECT_RESP2.smc64:

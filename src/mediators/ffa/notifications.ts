@@ -5,13 +5,17 @@
  * mediator asks the SPMC, remembers every VM the list names (so that none loses its entry), and tells the
  * caller only of itself, as Xen does (ffa_notif.c: a VM learns of its own pending notifications only).
  * The bitmaps themselves (BITMAP_CREATE/DESTROY) are the hypervisor's, made at enable and destroy.
- * VM↔VM notifications are not offered: no scheduler runs a receiver's handler (README).
+ * VM↔VM notifications are not offered; the hypervisor's framework notification "RX buffer full" is
+ * (indirect-messaging.ts).
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import { FFA_NOTIFICATION, FFA_RET, ffaReceiverOf, ffaSenderOf } from "../../smccc/ffa/abi.js";
 import { FFA_FUNCTIONS as F } from "../../smccc/functions/ffa.js";
 import type { FfaMediator } from "./mediator.js";
 import { FFA_ERROR, ffaError, ffaSuccess, type FfaVm, reply } from "./vm.js";
+
+/** The hypervisor framework notification "RX buffer full" (bit 0 of NOTIFICATION_GET's w7). */
+const HYP_RX_BUFFER_FULL = 1;
 
 /** INFO_GET rounds the mediator makes while the SPMC says more is pending (bounded: the VMs are). */
 const INFO_GET_ROUNDS = 8;
@@ -76,7 +80,13 @@ export class Notifications {
     const port = st.port;
     port.call(F.FFA_NOTIFICATION_GET.smc32, w1, flags);
     if (port.w(0) === FFA_ERROR) return ffaError(res, port.sw(2));
-    reply(res, F.FFA_SUCCESS.smc32, 0, port.w(2), port.w(3), 0, 0, port.w(6), 0);
+    // w7: the hypervisor's framework notifications; bit 0, RX buffer full (a peer's FFA_MSG_SEND2).
+    let hyp = 0;
+    if ((call.w(2) & FFA_NOTIFICATION.GET_HYP) !== 0 && st.rxBufferFull) {
+      st.rxBufferFull = false;
+      hyp = HYP_RX_BUFFER_FULL;
+    }
+    reply(res, F.FFA_SUCCESS.smc32, 0, port.w(2), port.w(3), 0, 0, port.w(6), hyp);
   }
 
   /**
@@ -91,7 +101,7 @@ export class Notifications {
       this.markListed(port.words);
       if ((port.w(2) & FFA_NOTIFICATION.INFO_GET_MORE_PENDING) === 0) break;
     }
-    if (!st.notificationPending) return ffaError(res, FFA_RET.NO_DATA);
+    if (!st.notificationPending && !st.rxBufferFull) return ffaError(res, FFA_RET.NO_DATA);
     st.notificationPending = false;
     reply(res, call.fid === F.FFA_NOTIFICATION_INFO_GET.smc64 ? F.FFA_SUCCESS.smc64 : F.FFA_SUCCESS.smc32, 0, 1 << FFA_NOTIFICATION.INFO_GET_LIST_COUNT_SHIFT, st.id);
   }

@@ -44,6 +44,8 @@ export function rxRelease(m: FfaMediator, st: FfaVm, call: SmcCall, res: SmcResu
   if (call.w(1) !== 0) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RX_RELEASE with a VM ID");
   if (!st.rxtx || !st.rxFull) return m.refuse(st, res, FFA_RET.DENIED, "FFA_RX_RELEASE of an RX buffer the VM does not own");
   st.rxFull = false;
+  // The message that filled it is consumed: its notification goes too.
+  st.rxBufferFull = false;
   ffaSuccess(res);
 }
 

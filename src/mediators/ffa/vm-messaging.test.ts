@@ -134,3 +134,74 @@ describe("direct messages between peers", () => {
     expect(third.mediator.counters("b")).toEqual(ZERO);
   });
 });
+
+describe("indirect messages between peers (FFA_MSG_SEND2)", () => {
+  const TX = IPA + 0x1_0000n, RX = IPA + 0x2_0000n;
+  /** A v1.1 partition message: header (24 bytes) then the payload at `offset`. */
+  function message(sender: number, receiver: number, payload: Uint8Array, offset = 24, flags = 0): Uint8Array {
+    const out = new Uint8Array(offset + payload.length);
+    const v = new DataView(out.buffer);
+    v.setUint32(0, flags, true);
+    v.setUint32(8, offset, true);
+    v.setUint32(12, ffaEndpoints(sender, receiver), true);
+    v.setUint32(16, payload.length, true);
+    out.set(payload, offset);
+    return out;
+  }
+  function mapped(versions: Record<string, number> = {}) {
+    const s = setup(versions);
+    for (const name of ["a", "b", "c"]) s.vcpu(name).smc(F.FFA_RXTX_MAP.smc64, TX, RX, name === "a" ? 2 : 1);
+    const send = (bytes: Uint8Array, from = "a", w1 = 0) => {
+      s.memory[from]!.write(TX, bytes);
+      return s.vcpu(from).smc(F.FFA_MSG_SEND2.smc32, w1);
+    };
+    return { ...s, send };
+  }
+  const payload = new Uint8Array([1, 2, 3, 4, 5]);
+
+  it("copies the message into the peer's RX with a header of its own, which the peer owns; RX buffer full is notified", () => {
+    const { send, memory, mediator, vcpu } = mapped();
+    expect(send(message(ID.a!, ID.b!, payload, 64))[0]).toBe(BigInt(F.FFA_SUCCESS.smc32));
+    const got = memory.b!.read(RX, 24 + payload.length)!;
+    const v = new DataView(got.buffer);
+    expect([v.getUint32(0, true), v.getUint32(8, true), v.getUint32(12, true), v.getUint32(16, true)]).toEqual([0, 24, ffaEndpoints(ID.a!, ID.b!), 5]);
+    expect([...got.subarray(24)]).toEqual([...payload]);
+    expect(mediator.counters("b").rxFull).toBe(1);
+    const b = vcpu("b");
+    expect(b.smc(F.FFA_NOTIFICATION_INFO_GET.smc64)[3]).toBe(BigInt(ID.b!));
+    expect(b.smc(F.FFA_NOTIFICATION_GET.smc32, ID.b!, 8)[7]).toBe(1n);
+    expect(b.smc(F.FFA_NOTIFICATION_GET.smc32, ID.b!, 8)[7]).toBe(0n);
+    // Until b releases its RX, another message is BUSY.
+    expect(Guest.code(send(message(ID.a!, ID.b!, payload)))).toBe(FFA_RET.BUSY);
+    b.smc(F.FFA_RX_RELEASE.smc32);
+    expect(send(message(ID.a!, ID.b!, payload))[0]).toBe(BigInt(F.FFA_SUCCESS.smc32));
+  });
+
+  it("refuses a forged sender, a VM that is not a peer, a partition, bad offsets and sizes, set flags, a message larger than the peer's RX", () => {
+    const { send, mediator } = mapped();
+    const refusals: [Uint8Array, number][] = [
+      [message(ID.c!, ID.b!, payload), FFA_RET.INVALID_PARAMETERS],
+      [message(ID.a!, ID.c!, payload), FFA_RET.INVALID_PARAMETERS],
+      [message(ID.a!, 0x8001, payload), FFA_RET.NOT_SUPPORTED],
+      [message(ID.a!, ID.b!, payload, 16), FFA_RET.INVALID_PARAMETERS],
+      [message(ID.a!, ID.b!, new Uint8Array(0)), FFA_RET.INVALID_PARAMETERS],
+      [message(ID.a!, ID.b!, payload, 24, 1), FFA_RET.INVALID_PARAMETERS],
+      [message(ID.a!, ID.b!, new Uint8Array(4096)), FFA_RET.NO_MEMORY],
+    ];
+    for (const [bytes, code] of refusals) expect(Guest.code(send(bytes))).toBe(code);
+    const huge = message(ID.a!, ID.b!, payload);
+    new DataView(huge.buffer).setUint32(16, 0xffff_fff0, true);
+    expect(Guest.code(send(huge))).toBe(FFA_RET.INVALID_PARAMETERS);
+    expect(Guest.code(send(message(ID.a!, ID.b!, payload), "a", ID.a! << 16))).toBe(FFA_RET.INVALID_PARAMETERS);
+    expect(mediator.counters("b")).toMatchObject({ rxFull: 0 });
+    expect(mediator.vm("b")!.rxBufferFull).toBe(false);
+  });
+
+  it("needs v1.1 at both ends, and the sender's TX buffer", () => {
+    const { send, vcpu } = mapped({ b: 0x1_0000 });
+    expect(Guest.code(send(message(ID.a!, ID.b!, payload)))).toBe(FFA_RET.INVALID_PARAMETERS);
+    expect(Guest.code(vcpu("b").smc(F.FFA_MSG_SEND2.smc32))).toBe(FFA_RET.NOT_SUPPORTED);
+    vcpu("a").smc(F.FFA_RXTX_UNMAP.smc32);
+    expect(Guest.code(vcpu("a").smc(F.FFA_MSG_SEND2.smc32))).toBe(FFA_RET.DENIED);
+  });
+});

@@ -94,6 +94,8 @@ export interface FfaVm {
   readonly retrieved: Map<bigint, string>;
   /** The SPMC listed the VM in an FFA_NOTIFICATION_INFO_GET answer it has not yet been told of. */
   notificationPending: boolean;
+  /** The hypervisor framework notification "RX buffer full" is pending: a peer's FFA_MSG_SEND2 filled RX. */
+  rxBufferFull: boolean;
   /** Direct messages between peers: the vCPU waiting for a request, the request it serves, the peer it waits on. */
   parked: Parked | null;
   serving: Serving | null;
