@@ -58,6 +58,13 @@ describe("FFA_VERSION (DEN0077 v1.2 §13.2)", () => {
     expect(call(F.FFA_VERSION.smc32, FFA_VERSION_1_0)[0]).toBe(0xffff_ffff_ffff_ffffn);
     expect(spmc.negotiatedVersion).toBe(FFA_VERSION_1_1);
   });
+
+  it("a later request that would negotiate the same version is answered (1.7 after 1.2 was settled)", () => {
+    const { call } = world({ version: ffaVersion(1, 7) });
+    expectOk(call(F.FFA_ID_GET.smc32));
+    expect(call(F.FFA_VERSION.smc32, ffaVersion(1, 9))[0]).toBe(BigInt(FFA_VERSION_1_2));
+    expect(call(F.FFA_VERSION.smc32, ffaVersion(2, 0))[0]).toBe(0xffff_ffff_ffff_ffffn);
+  });
 });
 
 describe("who may call: the hypervisor only", () => {

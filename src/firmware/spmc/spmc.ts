@@ -198,8 +198,9 @@ export class SpmcModel implements CallTarget {
    */
   private ffaVersion(requested: number, res: SmcResult): void {
     if (!ffaVersionValid(requested)) return res.ret(FFA_RET.NOT_SUPPORTED);
-    if (this.versionLocked) return res.ret(requested === this.version ? SPMC_FFA_VERSION : FFA_RET.NOT_SUPPORTED);
-    if (ffaVersionMajor(requested) === ffaVersionMajor(SPMC_FFA_VERSION)) this.version = Math.min(requested, SPMC_FFA_VERSION);
+    const served = ffaVersionMajor(requested) === ffaVersionMajor(SPMC_FFA_VERSION) ? Math.min(requested, SPMC_FFA_VERSION) : undefined;
+    if (this.versionLocked) return res.ret(served === this.version ? SPMC_FFA_VERSION : FFA_RET.NOT_SUPPORTED);
+    if (served !== undefined) this.version = served;
     res.ret(SPMC_FFA_VERSION);
   }
 
