@@ -349,9 +349,9 @@ export class FfaMediator implements Mediator {
 
   /**
    * FFA_VERSION (§13.2.1): the mediator's version; the version the VM asked for (its minor clamped to ours)
-   * is what it gets until its first other call fixes it; then asking for another is NOT_SUPPORTED. A major version other than 1, or bit 31
-   * set, is NOT_SUPPORTED in w0 itself, -1 over all 64 bits of x0 (Linux's ffa_version_check compares the
-   * unsigned long a0 with FFA_RET_NOT_SUPPORTED).
+   * is what it gets until its first other call fixes it; then asking for another is NOT_SUPPORTED. A major
+   * version other than 1, or bit 31 set, is NOT_SUPPORTED in w0 itself, -1 over all 64 bits of x0 in the
+   * result words (Linux's ffa_version_check compares the unsigned long a0 with FFA_RET_NOT_SUPPORTED).
    */
   private version(st: FfaVm, call: SmcCall, res: SmcResult): void {
     const asked = call.w(1);
