@@ -146,6 +146,14 @@ export class MemoryTransactions {
     return this.commit(handle, vm, p.type, p.buffer, p.layout);
   }
 
+  /** Ends `vm`'s transaction in progress `handle`; false when it has none of that handle. */
+  abort(handle: bigint, vm: number): boolean {
+    const p = this.pending.get(handle);
+    if (p === undefined || p.vm !== vm) return false;
+    this.pending.delete(handle);
+    return true;
+  }
+
   /** Decodes and checks the whole descriptor, then holds the transaction. */
   private commit(handle: bigint, vm: number, type: SendType, bytes: Uint8Array, layout: FfaDescriptorLayout): SendAnswer {
     const d = decodeMemTransaction(bytes, layout, {

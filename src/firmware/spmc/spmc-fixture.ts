@@ -36,6 +36,8 @@ export const RW = FFA_MEM_PERM.DATA_RW;
 export class ScriptedPartition implements SecurePartition {
   readonly executionContexts = 1;
   script: (ctx: PartitionContext, sender: number, args: readonly bigint[]) => DirectResult = () => ({ ok: true, args: [] });
+  onVmCreated?: (vm: number, ctx: PartitionContext) => number;
+  onVmDestroyed?: (vm: number, ctx: PartitionContext) => number;
   constructor(
     readonly name: string,
     readonly id: number,

@@ -340,6 +340,32 @@ describe("VM_CREATED / VM_DESTROYED framework messages (§18.2)", () => {
   });
 });
 
+describe("VM availability messages a partition answers with an error", () => {
+  it("RETRY, INTERRUPTED or BUSY to VM_DESTROYED: the partition still knows the VM, and the message can be sent again", () => {
+    const { create, vmMessage, sp4, spmc } = world();
+    create(VM_A, SP4);
+    for (const code of [FFA_RET.RETRY, FFA_RET.INTERRUPTED, FFA_RET.BUSY]) {
+      sp4.onVmDestroyed = () => code;
+      expect(W(vmMessage(SP4, VM_A, FFA_FRAMEWORK_MSG.VM_DESTROYED_REQ)[3]!) | 0).toBe(code);
+      expect(spmc.counters(VM_A)).toMatchObject({ known: true, partitions: 1 });
+    }
+    sp4.onVmDestroyed = () => 0;
+    expect(W(vmMessage(SP4, VM_A, FFA_FRAMEWORK_MSG.VM_DESTROYED_REQ)[3]!)).toBe(0);
+    expect(spmc.counters(VM_A)).toEqual(ZERO_COUNTERS);
+  });
+
+  it("any other failure to VM_DESTROYED still ends the VM there; a failed VM_CREATED leaves the VM unknown", () => {
+    const { create, vmMessage, sp4, spmc } = world();
+    create(VM_A, SP4);
+    sp4.onVmDestroyed = () => FFA_RET.ABORTED;
+    expect(W(vmMessage(SP4, VM_A, FFA_FRAMEWORK_MSG.VM_DESTROYED_REQ)[3]!) | 0).toBe(FFA_RET.ABORTED);
+    expect(spmc.counters(VM_A)).toEqual(ZERO_COUNTERS);
+    sp4.onVmCreated = () => FFA_RET.NO_MEMORY;
+    expect(W(vmMessage(SP4, VM_B, FFA_FRAMEWORK_MSG.VM_CREATED_REQ)[3]!) | 0).toBe(FFA_RET.NO_MEMORY);
+    expect(spmc.counters(VM_B)).toEqual(ZERO_COUNTERS);
+  });
+});
+
 describe("robustness", () => {
   it("any registers to any FF-A function never throw, and x0 is an FF-A answer", () => {
     const { spmc, map, create } = world();

@@ -94,6 +94,9 @@ export interface SpmcCounters {
   readonly pendingNotifications: number;
 }
 
+/** Framework response statuses that ask the hypervisor to send the message again (Xen ffa_direct_req_send_vm). */
+const TRANSIENT: ReadonlySet<number> = new Set([FFA_RET.RETRY, FFA_RET.INTERRUPTED, FFA_RET.BUSY]);
+
 /** The ID a VM has at the physical FF-A instance: 1-0x7FFF (0 is the hypervisor, bit 15 the secure world). */
 function isVmId(id: number): boolean {
   return id !== FFA_ID_HYPERVISOR && !ffaIdIsSecure(id) && id <= 0xffff;
@@ -285,8 +288,9 @@ export class SpmcModel implements CallTarget {
   }
 
   /**
-   * VM_CREATED / VM_DESTROYED (VM availability messages): from the hypervisor (sender 0) to a partition that subscribed
-   * (properties bit 6 / 7), the VM's ID in w5; answered with the framework response, status in w3.
+   * VM_CREATED / VM_DESTROYED (VM availability messages): from the hypervisor (sender 0) to a partition
+   * that subscribed (properties bit 6 / 7), the VM's ID in w5; answered with the framework response, its
+   * status in w3.
    */
   private frameworkMessage(call: SmcCall, res: SmcResult, is64: boolean): void {
     const w1 = call.w(1), w2 = call.w(2), w5 = call.w(5);
@@ -325,6 +329,9 @@ export class SpmcModel implements CallTarget {
     const told = this.vms.get(vm);
     if (told === undefined || !told.has(sp.id)) return FFA_RET.INVALID_PARAMETERS;
     const status = this.run(sp, (ctx) => sp.onVmDestroyed?.(vm, ctx) ?? 0);
+    // A partition that cannot take the message now (Xen's hypervisor then sends it again) still knows the
+    // VM; any other answer, failures included, ends the VM at this partition.
+    if (TRANSIENT.has(status)) return status;
     this.transactions.releaseAll(sp.id, vm);
     told.delete(sp.id);
     if (told.size === 0) {
@@ -368,9 +375,9 @@ export class SpmcModel implements CallTarget {
   // --- memory management -------------------------------------------------------------------------------
 
   /**
-   * FFA_MEM_SHARE / FFA_MEM_LEND relayed by the hypervisor: w1 total length, w2 this
-   * fragment's length, x3/w4 a dynamically allocated buffer (unsupported: must be 0, as Hafnium answers
-   * INVALID_PARAMETERS), the descriptor in the hypervisor's TX buffer with the VM as sender.
+   * FFA_MEM_SHARE / FFA_MEM_LEND relayed by the hypervisor: w1 total length, w2 this fragment's length,
+   * x3/w4 a dynamically allocated buffer (unsupported: must be 0, as Hafnium answers INVALID_PARAMETERS),
+   * the descriptor in the hypervisor's TX buffer with the VM as sender.
    */
   private memSend(type: SendType, call: SmcCall, res: SmcResult): void {
     const total = call.w(1), length = call.w(2);
@@ -386,14 +393,16 @@ export class SpmcModel implements CallTarget {
     const w4 = call.w(4);
     if ((w4 & 0xffff) !== 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const fragment = this.mailbox.readTx(call.w(3));
-    if (typeof fragment === "number") return this.sendAnswer(res, this.transactions.fragment(handle, w4 >>> 16, new Uint8Array(0)));
+    // A fragment the TX buffer cannot hold ends the VM's transaction, as any bad fragment does.
+    if (typeof fragment === "number") return replyError(res, this.transactions.abort(handle, w4 >>> 16) ? FFA_RET.INVALID_PARAMETERS : fragment);
     this.sendAnswer(res, this.transactions.fragment(handle, w4 >>> 16, fragment));
   }
 
   private sendAnswer(res: SmcResult, a: SendAnswer): void {
     if (a.kind === "error") return replyError(res, a.error);
     if (a.kind === "done") return replySuccess(res, ffaHandleLo(a.handle), ffaHandleHi(a.handle));
-    // FFA_MEM_FRAG_RX (Hafnium ffa_frag_sender reads w4[31:16]): handle, bytes received so far, and the VM the hypervisor relays for.
+    // FFA_MEM_FRAG_RX: handle, bytes received so far, and in w4[31:16] the VM the hypervisor relays for
+    // (Hafnium's ffa_frag_sender reads it there).
     res.set(0, F.FFA_MEM_FRAG_RX.smc32);
     res.set(1, ffaHandleLo(a.handle));
     res.set(2, ffaHandleHi(a.handle));
