@@ -86,7 +86,8 @@ export interface RetrieveOptions {
 
 /**
  * What the SPMC offers the partition it is calling. Every method acts as this partition (the SPMC binds
- * the context to it); errors are FFA_ERROR codes.
+ * the context to it); errors are FFA_ERROR codes. A context serves only during the call it was given for:
+ * kept and used later, it answers DENIED, null and false.
  */
 export interface PartitionContext {
   /** The calling partition's ID. */
