@@ -58,7 +58,10 @@ const A_IMPDEF_V1_2 = 8, A_RESERVED_V1_2 = 24;
 const C_TOTAL_PAGES = 0, C_RANGE_COUNT = 4, C_RESERVED = 8;
 const R_ADDRESS = 0, R_PAGES = 8, R_RESERVED = 12;
 
-/** Composite offsets must be 8-byte aligned and the v1.1 access array 16-byte aligned (DEN0077 v1.1 §10.11). */
+/**
+ * Composite offsets must be 8-byte aligned (TF-A's EL3 SPMC spmc_shmem.c checks 8; Hafnium asks 16, which
+ * every encoder here and Linux's give anyway) and the v1.1 access array 16-byte aligned.
+ */
 export const FFA_COMPOSITE_ALIGN = 8;
 export const FFA_ACCESS_ARRAY_ALIGN = 16;
 
