@@ -134,7 +134,7 @@ export class FfaMemory {
     const bad = this.takePages(st, tx.ranges, pages, head.totalPages);
     if (bad !== 0) return this.release(st, pages, res, bad, "pages refused");
     const frag: Fragmented = {
-      handle: 0n, func, bytes, received: length, constituentsAt: head.constituents, forwarded: length, toSp: meaning.toSp,
+      handle: 0n, func, bytes, received: length, toSp: meaning.toSp,
       receivers: tx.receivers.map((r) => r.receiver), pages, spmcSent: 0, spmcTotal: 0,
     };
     if (!meaning.toSp) return this.peers.start(st, frag, tx, length === total, res);

@@ -42,9 +42,6 @@ export interface Fragmented {
   /** The VM's descriptor so far, copied out of its TX buffer, and its total length. */
   readonly bytes: Uint8Array;
   received: number;
-  /** Offset of the first constituent in the VM's layout, and of the constituents already forwarded. */
-  readonly constituentsAt: number;
-  forwarded: number;
   readonly toSp: boolean;
   readonly receivers: readonly number[];
   /** Pages checked so far (IPA >> 12), reserved for this transaction. */
