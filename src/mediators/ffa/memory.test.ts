@@ -380,6 +380,17 @@ describe("between peer VMs (the mediator is the relayer)", () => {
     expect(answer.ok && answer.value.attributes).toBe(FFA_MEM_ATTR_NORMAL_WB_IS | FFA_MEM_ATTR.NS);
   });
 
+  it("a v1.0 borrower retrieves with a v1.0 request and gets a v1.0 answer (32-byte header, no NS bit)", () => {
+    const s = setup({ versions: { b: V1_0 } });
+    const r = send(s.g.a, s.memory.a as ArrayGuestMemory, descriptor({ receivers: [{ receiver: ID.b!, permissions: RO, flags: 0 }], ranges: [{ address: page(0), pageCount: 1 }] }));
+    const b = s.memory.b as ArrayGuestMemory;
+    const request = encodeMemTransaction({ sender: ID.a!, attributes: 0, flags: 0, handle: handleOf(r), tag: 0n, receivers: [{ receiver: ID.b!, permissions: RO, flags: 0 }], ranges: [] }, "v1.0");
+    const got = retrieve(s.g.b, b, request);
+    expect(got[0]).toBe(BigInt(F.FFA_MEM_RETRIEVE_RESP.smc32));
+    const answer = decodeMemTransaction(b.read(RX, Number(got[1]!))!, "v1.0", { composite: "required" });
+    expect(answer).toMatchObject({ ok: true, value: { sender: ID.a, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, ranges: [{ address: PA.a! + 0x4_0000n, pageCount: 1 }] } });
+  });
+
   it("a lend asked to be zeroed is zeroed before the borrower gets it", () => {
     const s = setup();
     const a = s.memory.a as ArrayGuestMemory;
