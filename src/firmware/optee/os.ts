@@ -56,6 +56,18 @@ import {
 } from "../../smccc/optee/msg.js";
 import type { RpcReply, RpcRequest, TaEnv, TaParam, TaParamType, TaResult, TrustedApp } from "./ta.js";
 import { chacha20, type ChaCha20 } from "./chacha20.js";
+import {
+  FMEM_OFFS_HIGH,
+  OPTEE_FFA,
+  OPTEE_FFA_YIELDING_CALL_RETURN,
+  OPTEE_MSG_FMEM_INVALID_GLOBAL_ID,
+  RPC_ARG_SIZE as FFA_RPC_ARG_SIZE,
+  TEE_ERROR_NOT_IMPLEMENTED,
+  TEE_ERROR_SECURITY,
+} from "./ffa-abi.js";
+import { FFA_RET } from "../../smccc/ffa/abi.js";
+import { FfaShmTable, type FfaMemoryPort, type FfaShm, type FfaUnregister } from "./ffa-shm.js";
+import { pageRuns, piecesOf, readPieces, writePieces, type Piece, type Run } from "./pieces.js";
 
 /**
  * Normal-world memory by physical address (VM RAM or the hypervisor's own pages), never secure memory.
@@ -103,19 +115,6 @@ export const MAX_MEMREF_BYTES = 64 << 20;
 /** The RPC argument OP-TEE allocates for its commands: a header and four parameters (THREAD_RPC_MAX_NUM_PARAMS). */
 const RPC_ARG_SIZE = msgSize(4);
 
-/** Pages of a buffer that are physically consecutive: bytes [start, start + length) of it are at pa. */
-interface Run {
-  readonly start: number;
-  readonly pa: bigint;
-  length: number;
-}
-
-/** A piece of a memref in physical memory. */
-interface Piece {
-  readonly pa: bigint;
-  readonly length: number;
-}
-
 interface ShmReg {
   readonly cookie: bigint;
   readonly pages: readonly bigint[];
@@ -136,16 +135,30 @@ interface Session {
   readonly state: unknown;
 }
 
-/** An RPC argument buffer the normal world allocated for us (RPC ALLOC): its cookie, whole and in halves, and where it is. */
+/**
+ * An RPC argument: one the normal world allocated for us (RPC ALLOC, the SMC ABI: its cookie, whole and in
+ * halves), or the one it placed after a call's argument (FF-A: cookie 0); and where it is.
+ */
 interface RpcBuffer {
   readonly cookie: bigint;
   readonly hi: number;
   readonly lo: number;
-  readonly pa: bigint;
+  readonly at: readonly Piece[];
 }
+
+/**
+ * The ABI a guest reaches the OS through: the SMC ABI (the hypervisor's calls name it in a7) or FF-A (it
+ * is the sender of the direct requests the SPMC delivers). A guest is one or the other, for its lifetime.
+ */
+export type GuestAbi = "smc" | "ffa";
 
 interface Guest {
   readonly id: number;
+  readonly abi: GuestAbi;
+  /** Its normal-world memory: the platform's port (SMC ABI), or only the regions it shared with OP-TEE (FF-A). */
+  readonly memory: NormalMemory;
+  /** FF-A: the regions it shared with OP-TEE that the OS retrieved (null for an SMC-ABI guest). */
+  readonly ffa: FfaShmTable | null;
   readonly sessions: Map<number, Session>;
   nextSession: number;
   readonly shm: Map<bigint, ShmReg>;
@@ -170,9 +183,12 @@ type ThreadStep =
 
 interface Thread {
   readonly id: number;
+  readonly abi: GuestAbi;
   guest: number;
-  /** PA of the message argument of the call this thread serves. */
-  argPa: bigint;
+  /** Where the message argument of the call this thread serves is (one piece for the SMC ABI). */
+  argAt: readonly Piece[];
+  /** FF-A: the region holding the argument, in use until the call completes (yielding_call_with_arg). */
+  argShm: FfaShm | null;
   /** The thread's own copy of the argument (the slot's buffer, reused by the next call on the slot). */
   msg: MsgBuf;
   /** The TA invocation in progress, resumed when the normal world returns from RPC. */
@@ -190,6 +206,8 @@ interface Thread {
   rpcArg: RpcBuffer | null;
   /** Registrations its memrefs use, let go when it completes (entry_std.c puts each parameter's mobj). */
   held: ShmReg[];
+  /** FF-A regions its memrefs use, likewise. */
+  ffaHeld: FfaShm[];
 }
 
 /** The RPC argument of OPTEE_RPC_CMD_GET_TIME as we send it: one VALUE_OUTPUT parameter, ret preset to GENERIC. */
@@ -233,7 +251,15 @@ export class OpteeOs implements CallTarget {
     const g = this.guests.get(guest);
     const threads = this.threads.filter((t) => t !== null && t.guest === guest).length;
     if (!g) return { sessions: 0, threads, registrations: 0, pages: 0, rpcBuffers: 0 };
-    return { sessions: g.sessions.size, threads, registrations: g.shm.size, pages: this.pagesOf(g), rpcBuffers: g.rpcCache.size };
+    // An FF-A guest's registrations are the regions the OS retrieved and holds (mobj_ffa).
+    const registrations = g.ffa ? g.ffa.count : g.shm.size;
+    return { sessions: g.sessions.size, threads, registrations, pages: g.ffa ? g.ffa.pages : this.pagesOf(g), rpcBuffers: g.rpcCache.size };
+  }
+
+  /** The guest `id` if it is one of the SMC ABI's: FF-A guests are not there for a7. */
+  private smcGuest(id: number): Guest | undefined {
+    const g = this.guests.get(id);
+    return g?.abi === "smc" ? g : undefined;
   }
 
   get busyThreads(): number {
@@ -262,7 +288,7 @@ export class OpteeOs implements CallTarget {
   private fast(fid: number, a7: number, client: number, call: SmcCall, res: SmcResult): void {
     // With virtualization, only the hypervisor (a7 = 0) and created guests may call, whatever the call
     // (thread_optee_smc.c thread_handle_fast_smc: virt_set_guest fails and a7 != HYP_CLNT_ID → ENOTAVAIL).
-    if (a7 !== 0 && !this.guests.has(client)) return res.ret(OPTEE_RET.ENOTAVAIL);
+    if (a7 !== 0 && !this.smcGuest(client)) return res.ret(OPTEE_RET.ENOTAVAIL);
     switch (fid) {
       case OPTEE_SMC.CALLS_COUNT:
         return res.ret(14);
@@ -291,7 +317,7 @@ export class OpteeOs implements CallTarget {
       case OPTEE_SMC.DISABLE_SHM_CACHE:
         return this.disableShmCache(client, res);
       case OPTEE_SMC.ENABLE_SHM_CACHE: {
-        const g = a7 === 0 ? undefined : this.guests.get(client);
+        const g = a7 === 0 ? undefined : this.smcGuest(client);
         if (!g) return res.ret(OPTEE_RET.ENOTAVAIL);
         if (this.threads.some((t) => t?.guest === client)) return res.ret(OPTEE_RET.EBUSY);
         g.shmCacheEnabled = true;
@@ -300,10 +326,12 @@ export class OpteeOs implements CallTarget {
       // entry_fast.c tee_entry_vm_created/destroyed: only the hypervisor (a7 == HYP_CLNT_ID), and the
       // guest ID is a1 as a uint16_t.
       case OPTEE_SMC.VM_CREATED:
-        return res.ret(a7 !== 0 ? OPTEE_RET.ENOTAVAIL : this.vmCreated(call.w(1) & 0xffff));
+        return res.ret(a7 !== 0 ? OPTEE_RET.ENOTAVAIL : this.vmCreated(call.w(1) & 0xffff, "smc", this.opts.memory, null) === TEEC.SUCCESS ? OPTEE_RET.OK : OPTEE_RET.ENOTAVAIL);
       case OPTEE_SMC.VM_DESTROYED:
         if (a7 !== 0) return res.ret(OPTEE_RET.ENOTAVAIL);
-        this.vmDestroyed(call.w(1) & 0xffff);
+        // The SMC ABI's VM_DESTROYED ends SMC-ABI guests only: an FF-A guest's life is the SPMC's framework
+        // messages' (ffaVmDestroyed), so a probe or a stale ID from the SMC side never ends it.
+        if (this.smcGuest(call.w(1) & 0xffff)) this.vmDestroyed(call.w(1) & 0xffff);
         return res.ret(OPTEE_RET.OK);
       case OPTEE_SMC.GET_THREAD_COUNT:
         res.ret(OPTEE_RET.OK);
@@ -319,11 +347,16 @@ export class OpteeOs implements CallTarget {
     for (let i = 0; i < 4; i++) res.set(i, w[i]!);
   }
 
-  private vmCreated(id: number): number {
-    if (id === 0 || this.guests.has(id) || this.guests.size >= this.maxGuests) return OPTEE_RET.ENOTAVAIL;
-    const g: Guest = { id, sessions: new Map(), nextSession: 1, shm: new Map(), rpcCache: new Map(), shmCacheEnabled: false, contentKey: null, env: this.env(id, () => g.contentKey, 0) };
+  /**
+   * A new guest (virt_guest_created): BAD_PARAMETERS for ID 0 (the hypervisor) or an ID that is a guest
+   * already, through either ABI; OUT_OF_MEMORY when the OS holds as many guests as it can.
+   */
+  private vmCreated(id: number, abi: GuestAbi, memory: NormalMemory, ffa: FfaShmTable | null): number {
+    if (id === 0 || this.guests.has(id)) return TEEC.ERROR_BAD_PARAMETERS;
+    if (this.guests.size >= this.maxGuests) return TEEC.ERROR_OUT_OF_MEMORY;
+    const g: Guest = { id, abi, memory, ffa, sessions: new Map(), nextSession: 1, shm: new Map(), rpcCache: new Map(), shmCacheEnabled: false, contentKey: null, env: this.env(id, () => g.contentKey, 0) };
     this.guests.set(id, g);
-    return OPTEE_RET.OK;
+    return TEEC.SUCCESS;
   }
 
   /** Everything the guest had goes: sessions (their TAs are told), threads, registrations, cached buffers. */
@@ -340,11 +373,13 @@ export class OpteeOs implements CallTarget {
     g.sessions.clear();
     g.shm.clear();
     g.rpcCache.clear();
+    // Every region the guest shared goes back to the SPMC, so that it can be reclaimed.
+    g.ffa?.clear();
     this.guests.delete(id);
   }
 
   private disableShmCache(client: number, res: SmcResult): void {
-    const g = client === 0 ? undefined : this.guests.get(client);
+    const g = client === 0 ? undefined : this.smcGuest(client);
     if (!g) return res.ret(OPTEE_RET.ENOTAVAIL);
     if (this.threads.some((t) => t?.guest === client)) return res.ret(OPTEE_RET.EBUSY);
     g.shmCacheEnabled = false;
@@ -362,7 +397,7 @@ export class OpteeOs implements CallTarget {
 
   /** `client` is -1 for the hypervisor itself. */
   private yielding(fid: number, client: number, call: SmcCall, res: SmcResult): void {
-    const g = this.guests.get(client);
+    const g = this.smcGuest(client);
     // Yielding calls need a created guest: the hypervisor itself (a7 = 0) gets ENOTAVAIL too.
     if (!g) return res.ret(OPTEE_RET.ENOTAVAIL);
     if (fid === OPTEE_SMC.RETURN_FROM_RPC) return this.returnFromRpc(g, call, res);
@@ -383,38 +418,121 @@ export class OpteeOs implements CallTarget {
     // The thread copies the argument once: the header, then exactly the parameters it announces, and works
     // on its copy (num_params is read once, from the copy).
     const msg = this.msgBufs[slot]!;
-    if (!this.copyIn(g.id, argPa, MSG_HEADER_SIZE, 0, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
+    if (!readPieces(g.memory, g.id, [{ pa: argPa, length: MSG_HEADER_SIZE }], MSG_HEADER_SIZE, 0, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
     const n = msg.u32(MSG_NUM_PARAMS_OFFSET);
     if (n > MAX_PARAMS) return res.ret(OPTEE_RET.EBADADDR);
     // The whole argument must be normal memory; only the parameters are copied this time.
-    if (n > 0 && !this.copyIn(g.id, argPa, msgSize(n), MSG_HEADER_SIZE, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
+    const argAt = [{ pa: argPa, length: msgSize(n) }];
+    if (n > 0 && !readPieces(g.memory, g.id, argAt, msgSize(n), MSG_HEADER_SIZE, msg.bytes)) return res.ret(OPTEE_RET.EBADADDR);
     msg.numParams = n;
     // entry_std.c: a command it does not know is an SMC-level error; the message is left as it was.
     if (msg.cmd > MSG_CMD.UNREGISTER_SHM) return res.ret(OPTEE_RET.EBADCMD);
-    const t: Thread = { id: slot, guest: g.id, argPa, msg, gen: null, taParams: [], pieces: [], session: null, step: null, rpcArg: null, held: [] };
-    this.threads[slot] = t;
+    const t = this.newThread(slot, "smc", g, argAt, null, null);
     this.run(g, t, null, res);
   }
 
-  /**
-   * Copies bytes [skip, length) of the guest's normal-world memory at `pa` into `dest` from `skip` on;
-   * false unless all of [pa, pa + length) is memory of the guest. In place where the memory can be viewed,
-   * so the only copy is the one into `dest`.
-   */
-  private copyIn(guest: number, pa: bigint, length: number, skip: number, dest: Uint8Array): boolean {
-    const m = this.opts.memory;
-    const src = (m.view ? m.view(pa, length, guest) : null) ?? m.read(pa, length, guest);
-    if (src === null || src.length !== length) return false;
-    dest.set(skip === 0 ? src : src.subarray(skip), skip);
-    return true;
+  private newThread(slot: number, abi: GuestAbi, g: Guest, argAt: readonly Piece[], argShm: FfaShm | null, rpcArg: RpcBuffer | null): Thread {
+    const t: Thread = { id: slot, abi, guest: g.id, argAt, argShm, msg: this.msgBufs[slot]!, gen: null, taParams: [], pieces: [], session: null, step: null, rpcArg, held: [], ffaHeld: [] };
+    this.threads[slot] = t;
+    return t;
   }
 
-  private copyOut(guest: number, pa: bigint, data: Uint8Array): boolean {
-    const m = this.opts.memory;
-    const dest = m.view ? m.view(pa, data.length, guest) : null;
-    if (dest === null || dest.length !== data.length) return m.write(pa, data, guest);
-    dest.set(data);
-    return true;
+  // --- FF-A: OP-TEE's protocol over direct requests (thread_spmc.c) ----------------------------------
+
+  /**
+   * VM_CREATED from the SPMC (a framework message; thread_spmc.c handle_framework_direct_request →
+   * virt_guest_created): a guest that reaches the OS over FF-A, whose memory is the regions it shares with
+   * OP-TEE, through `port`. SUCCESS, BAD_PARAMETERS (ID 0, or already a guest through either ABI) or
+   * OUT_OF_MEMORY (no room).
+   */
+  ffaVmCreated(id: number, port: FfaMemoryPort): number {
+    const table = new FfaShmTable(id, port, this.maxPages);
+    return this.vmCreated(id, "ffa", table.memory, table);
+  }
+
+  /** VM_DESTROYED from the SPMC: everything the FF-A guest had goes, its regions relinquished. */
+  ffaVmDestroyed(id: number): void {
+    if (this.guests.get(id)?.abi === "ffa") this.vmDestroyed(id);
+  }
+
+  /** Whether `id` is a guest of the FF-A ABI (virt_set_guest for a direct request's sender). */
+  isFfaGuest(id: number): boolean {
+    return this.guests.get(id)?.abi === "ffa";
+  }
+
+  /** OPTEE_FFA_UNREGISTER_SHM (handle_unregister_shm → mobj_ffa_unregister_by_cookie); null: no such FF-A guest. */
+  ffaUnregisterShm(id: number, cookie: bigint): FfaUnregister | null {
+    const g = this.guests.get(id);
+    return g?.abi === "ffa" && g.ffa !== null ? g.ffa.unregister(cookie) : null;
+  }
+
+  /**
+   * A yielding call that starts a thread (handle_yielding_call → thread_alloc_and_run): TEE_ERROR_BUSY in
+   * w3 when no thread is free; then, for OPTEE_FFA_YIELDING_CALL_WITH_ARG (yielding_call_with_arg), the
+   * argument at `offset` in the region `cookie` the guest shared, with the RPC argument right after it.
+   * Any other service ends at once with FFA_DENIED in w3 (__thread_std_smc_entry). The answer is in `res`
+   * w3-w7; the call holds the region until it completes.
+   */
+  ffaYieldingCall(id: number, service: number, cookie: bigint, offset: number, res: SmcResult): void {
+    const g = this.guests.get(id);
+    if (g?.abi !== "ffa" || g.ffa === null) return this.ffaAnswer(res, TEEC.ERROR_ITEM_NOT_FOUND);
+    const slot = this.threads.indexOf(null);
+    if (slot < 0) {
+      this.threadLimitHits++;
+      return this.ffaAnswer(res, TEEC.ERROR_BUSY);
+    }
+    if (service !== OPTEE_FFA.YIELDING_CALL_WITH_ARG) return this.ffaAnswer(res, FFA_RET.DENIED >>> 0);
+    const shm = g.ffa.get(cookie, 0);
+    if (!shm) return this.ffaAnswer(res, TEEC.ERROR_BAD_PARAMETERS);
+    const status = this.ffaReadArg(g, shm, offset, this.msgBufs[slot]!);
+    if (typeof status === "number") {
+      g.ffa.put(shm);
+      return this.ffaAnswer(res, status);
+    }
+    this.run(g, this.newThread(slot, "ffa", g, status.argAt, shm, { cookie: 0n, hi: 0, lo: 0, at: status.rpcAt }), null, res);
+  }
+
+  /**
+   * The argument at `offset` of the region, copied once into `msg` (the header, then the parameters it
+   * announces), and where it and the RPC argument after it are; a TEE result instead when they do not lie
+   * inside the region or num_params is too large (BAD_PARAMETERS), or the command is one OP-TEE over FF-A
+   * does not have (NOT_IMPLEMENTED: REGISTER_SHM and UNREGISTER_SHM are FF-A's own business there).
+   */
+  private ffaReadArg(g: Guest, shm: FfaShm, offset: number, msg: MsgBuf): { argAt: Piece[]; rpcAt: Piece[] } | number {
+    const size = FfaShmTable.size(shm);
+    const at = shm.pageOffset + offset;
+    const header = offset + MSG_HEADER_SIZE <= size ? piecesOf(shm.runs, at, MSG_HEADER_SIZE) : null;
+    if (header === null || !readPieces(g.memory, g.id, header, MSG_HEADER_SIZE, 0, msg.bytes)) return TEEC.ERROR_BAD_PARAMETERS;
+    const n = msg.u32(MSG_NUM_PARAMS_OFFSET);
+    if (n > MAX_PARAMS || offset + msgSize(n) + FFA_RPC_ARG_SIZE > size) return TEEC.ERROR_BAD_PARAMETERS;
+    const argAt = piecesOf(shm.runs, at, msgSize(n));
+    const rpcAt = piecesOf(shm.runs, at + msgSize(n), FFA_RPC_ARG_SIZE);
+    if (argAt === null || rpcAt === null || (n > 0 && !readPieces(g.memory, g.id, argAt, msgSize(n), MSG_HEADER_SIZE, msg.bytes))) return TEEC.ERROR_BAD_PARAMETERS;
+    msg.numParams = n;
+    // entry_std.c __tee_entry_std with CFG_CORE_FFA: the message is left as it was.
+    if (msg.cmd > MSG_CMD.CANCEL) return TEE_ERROR_NOT_IMPLEMENTED;
+    return { argAt, rpcAt };
+  }
+
+  /**
+   * OPTEE_FFA_YIELDING_CALL_RESUME (thread_resume_from_rpc): resumes the thread w7 names, which must be
+   * this guest's and waiting for the normal world; TEE_ERROR_BAD_PARAMETERS in w3 otherwise.
+   */
+  ffaResume(id: number, thread: number, res: SmcResult): void {
+    const g = this.guests.get(id);
+    if (g?.abi !== "ffa") return this.ffaAnswer(res, TEEC.ERROR_ITEM_NOT_FOUND);
+    const t = thread < this.threads.length ? this.threads[thread] : undefined;
+    if (!t || t.guest !== g.id || t.step === null) return this.ffaAnswer(res, TEEC.ERROR_BAD_PARAMETERS);
+    this.resume(g, t, null, res);
+  }
+
+  /** A yielding call's final answer over FF-A: w3 = status, w4 = OPTEE_FFA_YIELDING_CALL_RETURN_DONE. */
+  private ffaAnswer(res: SmcResult, status: number): void {
+    res.set(3, status);
+    res.set(4, OPTEE_FFA_YIELDING_CALL_RETURN.DONE);
+    res.set(5, 0);
+    res.set(6, 0);
+    res.set(7, 0);
   }
 
   /**
@@ -432,19 +550,19 @@ export class OpteeOs implements CallTarget {
     const req = r.value;
     if (req.kind === "preempt") {
       t.step = { kind: "preempt" };
-      return this.rpc(res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0, t.id);
+      return this.rpc(t, res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0);
     }
-    // A command for the normal world needs an RPC argument: the one this call already has, a cached one,
-    // or a new allocation.
-    if (t.rpcArg !== null) return this.sendCommand(t, t.rpcArg, req, res);
+    // A command for the normal world needs an RPC argument: the one this call already has (over FF-A, the
+    // one after its argument), a cached one, or a new allocation.
+    if (t.rpcArg !== null) return this.sendCommand(g, t, t.rpcArg, req, res);
     const cached = g.rpcCache.values().next();
     if (!cached.done) {
       g.rpcCache.delete(cached.value.cookie);
       t.rpcArg = cached.value;
-      return this.sendCommand(t, cached.value, req, res);
+      return this.sendCommand(g, t, cached.value, req, res);
     }
     t.step = { kind: "alloc-rpc-arg", then: req };
-    return this.rpc(res, OPTEE_RPC_FUNC.ALLOC, RPC_ARG_SIZE, 0, t.id);
+    return this.rpc(t, res, OPTEE_RPC_FUNC.ALLOC, RPC_ARG_SIZE, 0);
   }
 
   /**
@@ -464,14 +582,15 @@ export class OpteeOs implements CallTarget {
         if (g.sessions.size >= this.maxSessions) return { result: TEEC.ERROR_OUT_OF_MEMORY, origin: ORIGIN.TEE };
         const pieces: (Piece[] | null)[] = [];
         const held: ShmReg[] = [];
-        const params = this.taParams(g, msg, 2, pieces, held);
+        const ffaHeld: FfaShm[] = [];
+        const params = this.taParams(g, msg, 2, pieces, held, ffaHeld);
         if (typeof params === "number") {
-          this.letGo(g, held);
+          this.letGo(g, held, ffaHeld);
           return { result: params, origin: ORIGIN.TEE };
         }
         const opened = ta.open(params, this.env(g.id, g.env.contentKey, msg.lo(1, PARAM_C)));
-        this.writeOutParams(g.id, msg, 2, params, pieces);
-        this.letGo(g, held);
+        this.writeOutParams(g, msg, 2, params, pieces);
+        this.letGo(g, held, ffaHeld);
         if (opened.result !== TEEC.SUCCESS) return { result: opened.result, origin: ORIGIN.TRUSTED_APP };
         // Session IDs are 32-bit and never 0: past 2^32 opens, one still open is not reused.
         let id = g.nextSession;
@@ -484,7 +603,7 @@ export class OpteeOs implements CallTarget {
       case MSG_CMD.INVOKE_COMMAND: {
         const s = g.sessions.get(msg.u32(MSG_SESSION_OFFSET));
         if (!s) return { result: TEEC.ERROR_BAD_PARAMETERS, origin: ORIGIN.TEE };
-        const params = this.taParams(g, msg, 0, t.pieces, t.held);
+        const params = this.taParams(g, msg, 0, t.pieces, t.held, t.ffaHeld);
         if (typeof params === "number") return { result: params, origin: ORIGIN.TEE };
         t.taParams = params;
         t.session = s;
@@ -546,7 +665,7 @@ export class OpteeOs implements CallTarget {
 
   private waitForRelease(t: Thread, reg: ShmReg, res: SmcResult): typeof WAITING {
     t.step = { kind: "release-wait", reg };
-    this.rpc(res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0, t.id);
+    this.rpc(t, res, OPTEE_RPC_FUNC.FOREIGN_INTR, 0, 0);
     return WAITING;
   }
 
@@ -557,9 +676,11 @@ export class OpteeOs implements CallTarget {
   }
 
   /** A call lets go of the registrations its memrefs used (mobj_put); the last user of one being unregistered frees it. */
-  private letGo(g: Guest, held: ShmReg[]): void {
+  private letGo(g: Guest, held: ShmReg[], ffaHeld: FfaShm[]): void {
     for (const reg of held) if (--reg.users === 0 && reg.releasing) this.release(g, reg);
     held.length = 0;
+    for (const shm of ffaHeld) g.ffa?.put(shm);
+    ffaHeld.length = 0;
   }
 
   private pagesOf(g: Guest): number {
@@ -577,7 +698,7 @@ export class OpteeOs implements CallTarget {
     let list = bufPtr & ~0xfffn;
     while (pages.length < count) {
       // Copied: each entry and the next pointer are read once, from the copy.
-      const raw = this.opts.memory.read(list, PAGE_SIZE, guest);
+      const raw = this.guests.get(guest)?.memory.read(list, PAGE_SIZE, guest) ?? null;
       if (raw === null) return TEEC.ERROR_BAD_PARAMETERS;
       const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
       for (let i = 0; i < PAGELIST_ENTRIES && pages.length < count; i++) pages.push(dv.getBigUint64(8 * i, true));
@@ -604,14 +725,18 @@ export class OpteeOs implements CallTarget {
    * place, as OP-TEE maps shared memory into a TA: no copy in, none back (its entry in `pieces` is null).
    * Otherwise its contents are copied into a buffer of the OS's own (inputs) and copied back when the call
    * completes (outputs), through the pieces recorded in `pieces`. Each registration an RMEM parameter
-   * names is pushed on `held` with one more user, until the caller lets it go (letGo).
+   * names is pushed on `held` with one more user, and each FF-A region an FMEM parameter names on
+   * `ffaHeld`, until the caller lets them go (letGo).
+   *
+   * Over FF-A, types 5-7 are FMEM (a region the guest shared, by global handle) and there is no TMEM
+   * (entry_std.c copy_in_params with CFG_CORE_FFA).
    */
-  private taParams(g: Guest, msg: MsgBuf, first: number, pieces: (Piece[] | null)[], held: ShmReg[]): TaParam[] | number {
+  private taParams(g: Guest, msg: MsgBuf, first: number, pieces: (Piece[] | null)[], held: ShmReg[], ffaHeld: FfaShm[]): TaParam[] | number {
     const n = msg.numParams;
     let total = 0;
     for (let i = first; i < n; i++) {
       const type = msg.type(i);
-      if (TYPE_NAMES[type] === undefined) return TEEC.ERROR_BAD_PARAMETERS;
+      if (TYPE_NAMES[type] === undefined || (g.ffa !== null && type >= ATTR.TMEM_INPUT)) return TEEC.ERROR_BAD_PARAMETERS;
       if (type >= ATTR.RMEM_INPUT) total += msg.num(i, PARAM_B);
     }
     if (total > MAX_MEMREF_BYTES) return TEEC.ERROR_OUT_OF_MEMORY;
@@ -625,20 +750,21 @@ export class OpteeOs implements CallTarget {
         continue;
       }
       const size = msg.lo(i, PARAM_B); // at most MAX_MEMREF_BYTES: checked above
-      // A null memref (MEMREF_NULL capability): no buffer, size 0 or a size query.
-      if (type >= ATTR.TMEM_INPUT && msg.lo(i, PARAM_A) === 0 && msg.hi(i, PARAM_A) === 0) {
+      // A null memref (MEMREF_NULL capability): no buffer, size 0 or a size query. Over FF-A it is the
+      // invalid global ID with size 0 (set_fmem_param); the invalid ID with a size is not found.
+      if (g.ffa === null ? type >= ATTR.TMEM_INPUT && msg.lo(i, PARAM_A) === 0 && msg.hi(i, PARAM_A) === 0 : msg.big(i, PARAM_C) === OPTEE_MSG_FMEM_INVALID_GLOBAL_ID && msg.num(i, PARAM_B) === 0) {
         out.push({ type: kind, a: 0, b: 0, buffer: NO_BYTES, size });
         pieces.push(null);
         continue;
       }
-      const ps = this.memrefPieces(g, type, msg, i, size, held);
-      if (ps === null) return TEEC.ERROR_BAD_PARAMETERS;
-      const m = this.opts.memory;
+      const ps = g.ffa === null ? this.memrefPieces(g, type, msg, i, size, held) : this.fmemPieces(g.ffa, msg, i, size, ffaHeld);
+      if (typeof ps === "number") return ps;
+      const m = g.memory;
       let buffer = ps.length === 1 && m.view ? m.view(ps[0]!.pa, size, g.id) : null;
       if (buffer !== null && buffer.length === size) {
         pieces.push(null);
       } else {
-        buffer = this.gather(g.id, ps, size, type === ATTR.RMEM_INPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_INPUT || type === ATTR.TMEM_INOUT);
+        buffer = this.gather(g, ps, size, type === ATTR.RMEM_INPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_INPUT || type === ATTR.TMEM_INOUT);
         if (buffer === null) return TEEC.ERROR_BAD_PARAMETERS;
         pieces.push(ps);
       }
@@ -651,40 +777,52 @@ export class OpteeOs implements CallTarget {
    * A buffer of the OS's own for a memref it cannot map in place (pieces in several places, or memory it
    * cannot view): the contents copied in for an input, each piece once (viewed where it can be).
    */
-  private gather(guest: number, ps: readonly Piece[], size: number, input: boolean): Uint8Array | null {
+  private gather(g: Guest, ps: readonly Piece[], size: number, input: boolean): Uint8Array | null {
     const buf = new Uint8Array(size);
-    if (!input) return buf;
-    const m = this.opts.memory;
-    let off = 0;
-    for (const p of ps) {
-      const chunk = (m.view ? m.view(p.pa, p.length, guest) : null) ?? m.read(p.pa, p.length, guest);
-      if (chunk === null || chunk.length !== p.length) return null;
-      buf.set(chunk, off);
-      off += p.length;
-    }
-    return buf;
+    return !input || readPieces(g.memory, g.id, ps, size, 0, buf) ? buf : null;
   }
 
-  /** The physical pieces a memref covers: through a registration (RMEM, which it then holds) or directly (TMEM). */
-  private memrefPieces(g: Guest, type: number, msg: MsgBuf, i: number, size: number, held: ShmReg[]): Piece[] | null {
+  /**
+   * The physical pieces a memref covers: through a registration (RMEM, which it then holds) or directly
+   * (TMEM); BAD_PARAMETERS when they are not there.
+   */
+  private memrefPieces(g: Guest, type: number, msg: MsgBuf, i: number, size: number, held: ShmReg[]): Piece[] | number {
     if (type <= ATTR.RMEM_INOUT) {
       const reg = g.shm.get(msg.big(i, PARAM_C));
       const offs = msg.num(i, PARAM_A);
-      if (!reg || offs + size > reg.size) return null;
+      if (!reg || offs + size > reg.size) return TEEC.ERROR_BAD_PARAMETERS;
       // mobj_reg_shm_get_by_cookie takes a reference, also of a buffer being unregistered while it has users.
       reg.users++;
       held.push(reg);
-      return piecesOf(reg.runs, reg.offset + offs, size);
+      return piecesOf(reg.runs, reg.offset + offs, size) ?? TEEC.ERROR_BAD_PARAMETERS;
     }
     if (msg.lo(i, PARAM_ATTR) & ATTR_NONCONTIG) {
       const pages = this.readPageList(g.id, msg.big(i, PARAM_A), size, OPTEE_DEFAULTS.os.pagesPerGuest);
-      return typeof pages === "number" ? null : piecesOf(pageRuns(pages), msg.lo(i, PARAM_A) & 0xfff, size);
+      return (typeof pages === "number" ? null : piecesOf(pageRuns(pages), msg.lo(i, PARAM_A) & 0xfff, size)) ?? TEEC.ERROR_BAD_PARAMETERS;
     }
     return [{ pa: msg.big(i, PARAM_A), length: size }];
   }
 
+  /**
+   * The pieces an FMEM parameter covers (entry_std.c set_fmem_param): the region `global_id`, retrieved
+   * now if the OS does not hold it yet and held until the call is done (BAD_PARAMETERS when it is not the
+   * guest's, or internal_offs does not fit it); offs_high:offs_low + size must lie inside it
+   * (TEE_ERROR_SECURITY otherwise).
+   */
+  private fmemPieces(table: FfaShmTable, msg: MsgBuf, i: number, size: number, ffaHeld: FfaShm[]): Piece[] | number {
+    // offs_high (u16) and internal_offs (u16, FMEM_INTERNAL_OFFS) in one little-endian word.
+    const word = msg.u32(paramOffset(i, PARAM_A) + FMEM_OFFS_HIGH);
+    const shm = table.get(msg.big(i, PARAM_C), word >>> 16);
+    if (!shm) return TEEC.ERROR_BAD_PARAMETERS;
+    // cleanup_shm_refs puts the mobj whatever happens after the get.
+    ffaHeld.push(shm);
+    const offs = (word & 0xffff) * 0x1_0000_0000 + msg.lo(i, PARAM_A);
+    if (offs + size > FfaShmTable.size(shm)) return TEE_ERROR_SECURITY;
+    return piecesOf(shm.runs, shm.pageOffset + offs, size) ?? TEEC.ERROR_BAD_PARAMETERS;
+  }
+
   /** TA outputs back into the message and normal-world memory: values, memref contents not already in place, sizes. */
-  private writeOutParams(guest: number, msg: MsgBuf, first: number, ta: readonly TaParam[], pieces: readonly (Piece[] | null)[]): void {
+  private writeOutParams(g: Guest, msg: MsgBuf, first: number, ta: readonly TaParam[], pieces: readonly (Piece[] | null)[]): void {
     for (let i = first, k = 0; i < msg.numParams; i++, k++) {
       const tp = ta[k]!;
       const type = msg.type(i);
@@ -693,16 +831,8 @@ export class OpteeOs implements CallTarget {
         msg.set64(i, PARAM_B, tp.b >>> 0, 0);
       } else if (type === ATTR.RMEM_OUTPUT || type === ATTR.RMEM_INOUT || type === ATTR.TMEM_OUTPUT || type === ATTR.TMEM_INOUT) {
         const ps = pieces[k];
-        if (ps) {
-          const n = Math.min(tp.size, tp.buffer.length);
-          let off = 0;
-          for (const p of ps) {
-            if (off >= n) break;
-            const take = Math.min(p.length, n - off);
-            this.opts.memory.write(p.pa, tp.buffer.subarray(off, off + take), guest);
-            off += take;
-          }
-        }
+        // Written through the port (the memref could not be viewed in one piece when it was mapped).
+        if (ps) writePieces(g.memory, g.id, ps, tp.buffer.subarray(0, Math.min(tp.size, tp.buffer.length)), false);
         msg.set64(i, PARAM_B, tp.size >>> 0, Math.floor(tp.size / 0x1_0000_0000) >>> 0);
       }
     }
@@ -711,22 +841,28 @@ export class OpteeOs implements CallTarget {
   /**
    * The call is done: results into the message (where the caller reads them), the registrations it used
    * let go, then its RPC argument goes back to the normal world (RPC FREE) unless the shm cache keeps it
-   * (thread_optee_smc.c call_entry_std), and the thread ends.
+   * (thread_optee_smc.c call_entry_std), and the thread ends. Over FF-A the RPC argument is the normal
+   * world's, after the call's own, and the region holding both is let go (yielding_call_with_arg).
    */
   private complete(g: Guest, t: Thread, outcome: TaResult, res: SmcResult): void {
     const msg = t.msg;
-    if (t.gen !== null) this.writeOutParams(t.guest, msg, 0, t.taParams, t.pieces);
+    if (t.gen !== null) this.writeOutParams(g, msg, 0, t.taParams, t.pieces);
     msg.setU32(MSG_RET_OFFSET, outcome.result);
     msg.setU32(MSG_RET_ORIGIN_OFFSET, outcome.origin ?? ORIGIN.TRUSTED_APP);
     // The results go back where the argument came from: the caller reads them there.
-    this.copyOut(t.guest, t.argPa, msg.used);
-    this.letGo(g, t.held);
+    writePieces(g.memory, g.id, t.argAt, msg.used);
+    this.letGo(g, t.held, t.ffaHeld);
+    if (t.argShm !== null) {
+      g.ffa?.put(t.argShm);
+      t.argShm = null;
+      t.rpcArg = null;
+    }
     const arg = t.rpcArg;
     if (arg !== null) {
       t.rpcArg = null;
       if (!g.shmCacheEnabled) {
         t.step = { kind: "free-arg" };
-        return this.rpc(res, OPTEE_RPC_FUNC.FREE, arg.hi, arg.lo, t.id);
+        return this.rpc(t, res, OPTEE_RPC_FUNC.FREE, arg.hi, arg.lo);
       }
       g.rpcCache.set(arg.cookie, arg);
     }
@@ -735,32 +871,55 @@ export class OpteeOs implements CallTarget {
 
   private end(t: Thread, res: SmcResult): void {
     this.threads[t.id] = null;
+    if (t.abi === "ffa") return this.ffaAnswer(res, TEEC.SUCCESS);
     res.ret(OPTEE_RET.OK);
   }
 
-  private rpc(res: SmcResult, func: number, a1: number, a2: number, thread: number): void {
+  /**
+   * The thread goes to the normal world with an RPC. SMC ABI: a0 = the RPC function, a1/a2 its words, a3
+   * the thread. FF-A: a direct response with w3 = 0, w4 = RETURN_RPC_CMD for a command in the RPC argument
+   * (thread_rpc_cmd) or RETURN_INTERRUPT for the normal world's interrupts (thread_foreign_intr_exit), w7
+   * the thread to resume; FF-A has no ALLOC or FREE of the RPC argument, which the normal world provides.
+   */
+  private rpc(t: Thread, res: SmcResult, func: number, a1: number, a2: number): void {
+    if (t.abi === "ffa") {
+      if (func !== OPTEE_RPC_FUNC.CMD && func !== OPTEE_RPC_FUNC.FOREIGN_INTR) throw new Error(`OP-TEE model: RPC ${func} has no FF-A form`);
+      res.set(3, 0);
+      res.set(4, func === OPTEE_RPC_FUNC.CMD ? OPTEE_FFA_YIELDING_CALL_RETURN.RPC_CMD : OPTEE_FFA_YIELDING_CALL_RETURN.INTERRUPT);
+      res.set(5, 0);
+      res.set(6, 0);
+      return res.set(7, t.id);
+    }
     res.ret((OPTEE_RPC_PREFIX | func) >>> 0);
     res.set(1, a1);
     res.set(2, a2);
-    res.set(3, thread);
+    res.set(3, t.id);
   }
 
-  private sendCommand(t: Thread, buffer: RpcBuffer, request: RpcRequest, res: SmcResult): void {
-    if (!this.copyOut(t.guest, buffer.pa, GET_TIME_ARG)) {
+  private sendCommand(g: Guest, t: Thread, buffer: RpcBuffer, request: RpcRequest, res: SmcResult): void {
+    if (!writePieces(g.memory, g.id, buffer.at, GET_TIME_ARG)) {
+      // FF-A: the RPC argument is in the region the call holds, so only a region the OS may not write
+      // (shared read-only) gets here; the TA's request fails.
+      if (t.abi === "ffa") return this.run(g, t, { kind: "failed", result: TEEC.ERROR_COMMUNICATION }, res);
       // Memory the OS cannot use as an argument goes back to the normal world at once and the request
       // fails with OUT_OF_MEMORY (thread_optee_smc.c thread_rpc_alloc_arg: thread_rpc_free_arg, then NULL).
       t.rpcArg = null;
       t.step = { kind: "free-unusable", request };
-      return this.rpc(res, OPTEE_RPC_FUNC.FREE, buffer.hi, buffer.lo, t.id);
+      return this.rpc(t, res, OPTEE_RPC_FUNC.FREE, buffer.hi, buffer.lo);
     }
     t.step = { kind: "cmd", buffer, request };
-    this.rpc(res, OPTEE_RPC_FUNC.CMD, buffer.hi, buffer.lo, t.id);
+    this.rpc(t, res, OPTEE_RPC_FUNC.CMD, buffer.hi, buffer.lo);
   }
 
   private returnFromRpc(g: Guest, call: SmcCall, res: SmcResult): void {
     const t = this.threads[call.w(3)];
     if (!t || t.guest !== g.id || t.step === null) return res.ret(OPTEE_RET.ERESUME);
-    const step = t.step;
+    this.resume(g, t, call, res);
+  }
+
+  /** The normal world is back from the thread's RPC (`call`: its RETURN_FROM_RPC, null over FF-A). */
+  private resume(g: Guest, t: Thread, call: SmcCall | null, res: SmcResult): void {
+    const step = t.step!;
     t.step = null;
     switch (step.kind) {
       case "preempt":
@@ -773,12 +932,13 @@ export class OpteeOs implements CallTarget {
       case "free-unusable":
         return this.run(g, t, { kind: "failed", result: TEEC.ERROR_OUT_OF_MEMORY }, res);
       case "alloc-rpc-arg": {
-        const pa = (BigInt(call.w(1)) << 32n) | BigInt(call.w(2));
+        // Only the SMC ABI allocates RPC arguments (run()), so `call` is its RETURN_FROM_RPC.
+        const pa = (BigInt(call!.w(1)) << 32n) | BigInt(call!.w(2));
         // The normal world could not allocate: the TA's request fails, the TA goes on.
         if (pa === 0n) return this.run(g, t, { kind: "failed", result: TEEC.ERROR_OUT_OF_MEMORY }, res);
-        const hi = call.w(4), lo = call.w(5);
-        t.rpcArg = { cookie: (BigInt(hi) << 32n) | BigInt(lo), hi, lo, pa };
-        return this.sendCommand(t, t.rpcArg, step.then, res);
+        const hi = call!.w(4), lo = call!.w(5);
+        t.rpcArg = { cookie: (BigInt(hi) << 32n) | BigInt(lo), hi, lo, at: [{ pa, length: RPC_ARG_SIZE }] };
+        return this.sendCommand(g, t, t.rpcArg, step.then, res);
       }
       case "cmd": {
         // Copy first, then check: the normal world may still be writing the buffer. Only the one parameter
@@ -786,7 +946,7 @@ export class OpteeOs implements CallTarget {
         // stays this call's for its next command (get_rpc_arg).
         const m = this.rpcAnswer;
         let reply: RpcReply;
-        if (!this.copyIn(g.id, step.buffer.pa, RPC_ARG_SIZE, 0, m.bytes)) reply = { kind: "failed", result: TEEC.ERROR_COMMUNICATION };
+        if (!readPieces(g.memory, g.id, step.buffer.at, RPC_ARG_SIZE, 0, m.bytes)) reply = { kind: "failed", result: TEEC.ERROR_COMMUNICATION };
         else {
           const ret = m.u32(MSG_RET_OFFSET);
           reply = ret === TEEC.SUCCESS ? { kind: "time", seconds: m.lo(0, PARAM_A), nanos: m.lo(0, PARAM_B) } : { kind: "failed", result: ret };
@@ -817,31 +977,3 @@ const TYPE_NAMES: readonly (TaParamType | undefined)[] = [
   "memref-out", // TMEM_OUTPUT
   "memref-inout", // TMEM_INOUT
 ];
-
-/** A list of 4 KiB pages as runs of physically consecutive pages. */
-function pageRuns(pages: readonly bigint[]): Run[] {
-  const runs: Run[] = [];
-  let last: Run | null = null;
-  for (let i = 0; i < pages.length; i++) {
-    const pa = pages[i]!;
-    if (last !== null && last.pa + BigInt(last.length) === pa) last.length += PAGE_SIZE;
-    else runs.push((last = { start: i * PAGE_SIZE, pa, length: PAGE_SIZE }));
-  }
-  return runs;
-}
-
-/** The physical pieces of bytes [offset, offset + size) of a buffer laid out in `runs`; null past its end. */
-function piecesOf(runs: readonly Run[], offset: number, size: number): Piece[] | null {
-  const out: Piece[] = [];
-  let at = offset, left = size;
-  for (let r = 0; r < runs.length && left > 0; r++) {
-    const run = runs[r]!;
-    if (at >= run.start + run.length) continue;
-    const inRun = at - run.start;
-    const length = Math.min(left, run.length - inRun);
-    out.push({ pa: run.pa + BigInt(inRun), length });
-    at += length;
-    left -= length;
-  }
-  return left === 0 ? out : null;
-}
