@@ -137,10 +137,19 @@ describe("RX/TX buffers (§13.7-13.8, §7.2.2.4)", () => {
     expect(mediator.counters("a")).toEqual(ZERO);
     expect(map(TX, RX, 4)).toBe(0);
     expect(map(TX + 0x10_0000n, RX + 0x10_0000n, 1)).toBe(FFA_RET.DENIED);
-    expect(Guest.code(g.a.smc(F.FFA_RXTX_UNMAP.smc32, 1 << 16))).toBe(FFA_RET.INVALID_PARAMETERS);
+    // The ID field is the hypervisor's: another VM's ID, or [15:0], is refused.
+    expect(Guest.code(g.a.smc(F.FFA_RXTX_UNMAP.smc32, ID.b! << 16))).toBe(FFA_RET.INVALID_PARAMETERS);
+    expect(Guest.code(g.a.smc(F.FFA_RXTX_UNMAP.smc32, 1))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(g.a.smc(F.FFA_RXTX_UNMAP.smc32)[0]).toBe(SUCCESS);
     expect(Guest.code(g.a.smc(F.FFA_RXTX_UNMAP.smc32))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(mediator.counters("a")).toEqual(ZERO);
+  });
+
+  it("RXTX_UNMAP naming the VM itself, as Linux 6.1 does at module exit, unmaps; the driver can map again", () => {
+    const { g, mediator } = setup();
+    expect(g.a.smc(F.FFA_RXTX_UNMAP.smc32, ID.a! << 16)[0]).toBe(SUCCESS);
+    expect(mediator.counters("a").rxtx).toBe(0);
+    expect(g.a.smc(F.FFA_RXTX_MAP.smc64, TX, RX, 1)[0]).toBe(SUCCESS);
   });
 
   it("RX_RELEASE only by the VM that owns its RX buffer, without an ID", () => {

@@ -29,9 +29,15 @@ export function rxtxMap(m: FfaMediator, st: FfaVm, call: SmcCall, res: SmcResult
   ffaSuccess(res);
 }
 
-/** FFA_RXTX_UNMAP (§13.8): w1's ID field is the hypervisor's (MBZ from a VM). */
+/**
+ * FFA_RXTX_UNMAP (§13.8): the ID field (w1 [31:16]) is the hypervisor's, naming the VM whose pair it
+ * unmaps; from a VM it is 0, or its own ID: Linux 6.1 passes its own (driver.c ffa_rxtx_unmap(vm_id), a
+ * habit later removed upstream), and a module reload must find the pair gone. Any other ID, or [15:0]
+ * set: INVALID_PARAMETERS.
+ */
 export function rxtxUnmap(m: FfaMediator, st: FfaVm, call: SmcCall, res: SmcResult): void {
-  if (call.w(1) !== 0) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RXTX_UNMAP with an endpoint ID");
+  const w1 = call.w(1);
+  if (w1 !== 0 && w1 !== ((st.id << 16) >>> 0)) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `FFA_RXTX_UNMAP with w1 0x${w1.toString(16)}`);
   if (!st.rxtx) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_RXTX_UNMAP without buffers");
   m.memory.abortFragmented(st);
   st.rxtx = null;
