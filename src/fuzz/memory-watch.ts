@@ -15,6 +15,7 @@
 import { Buffer } from "node:buffer";
 import type { HypervisorHeap } from "../hypervisor/heap.js";
 import type { ArrayGuestMemory } from "../machine/scripted/memory.js";
+import { FFA_HYPERVISOR_OWNER } from "../mediators/ffa/mediator.js";
 
 const PAGE_SHIFT = 12;
 const PAGE = 1 << PAGE_SHIFT;
@@ -145,7 +146,8 @@ export class MemoryWatch {
       const actor = this.actor >= 0 ? this.vms[this.actor]!.owner : null;
       for (let off = 0; off < Math.max(length, 1); off += 4096 - Number((pa + BigInt(off)) & 0xfffn)) {
         const owner = heap.ownerOf(pa + BigInt(off), 1);
-        if (owner !== null && owner !== actor) {
+        // The FF-A mediator's own RX/TX pair is the hypervisor's, shared with the SPMC for every VM's calls.
+        if (owner !== null && owner !== actor && owner !== FFA_HYPERVISOR_OWNER) {
           this.crossed ??= { owner, where: "heap", actor, kind, ipa: pa + BigInt(off), length };
           return;
         }
@@ -158,7 +160,7 @@ export class MemoryWatch {
     heap.alloc = (owner) => {
       const actor = this.actor >= 0 ? this.vms[this.actor]!.owner : null;
       const pa = alloc(owner);
-      if (owner !== actor) this.crossed ??= { owner, where: "heap", actor, kind: "write", ipa: pa ?? 0n, length: 4096 };
+      if (owner !== actor && owner !== FFA_HYPERVISOR_OWNER) this.crossed ??= { owner, where: "heap", actor, kind: "write", ipa: pa ?? 0n, length: 4096 };
       return pa;
     };
   }
