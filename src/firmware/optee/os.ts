@@ -12,6 +12,11 @@
  * It reads and writes normal-world memory only by physical address, through the NormalMemory port, as the
  * real OS does; it never sees a VM's addresses. Every access names the guest whose call it serves, so the
  * port can give it that guest's memory and nothing else.
+ *
+ * The same OS serves OP-TEE's FF-A ABI (thread_spmc.c) through OpteeFfaPartition (ffa.ts), behind the
+ * SPMC: a guest made by the SPMC's VM_CREATED reaches it only that way (its ID is nothing to a7), its
+ * message arguments and memrefs are regions it shared with OP-TEE (FFA_MEM_SHARE, named by global handle,
+ * retrieved through the SPMC), and its RPCs are direct responses. A guest is of one ABI for its lifetime.
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin, CallTarget } from "../../router/ports.js";
