@@ -405,6 +405,29 @@ describe("yielding calls: the argument in shared memory, RPC by direct response"
     expect(os.busyThreads).toBe(0);
   });
 
+  it("one FF-A guest holds at most its share of the threads (ffaThreadsPerGuest, default threads / maxGuests): TEE_ERROR_BUSY beyond, another guest still served", () => {
+    const { ffa, os } = setup({ threads: 4, maxGuests: 2 });
+    const a = ffa(1);
+    const b = ffa(2);
+    const sa = a.openSession(HELLO_WORLD_UUID).session;
+    const sb = b.openSession(HELLO_WORLD_UUID).session;
+    const inc = (x: bigint): MsgParam[] => [{ attr: BigInt(ATTR.VALUE_INOUT), a: x, b: 0n, c: 0n }];
+    const seen: number[] = [];
+    a.onRpc = () => {
+      // A's first call waits in an RPC; its second takes A's other thread and waits too.
+      a.onRpc = () => {
+        a.onRpc = null;
+        seen.push(os.counters(1).threads, a.invoke(sa, TA_HELLO_WORLD_CMD_INC_VALUE, inc(1n), 2048).status);
+        const r = b.invoke(sb, TA_HELLO_WORLD_CMD_INC_VALUE, inc(5n));
+        seen.push(r.status, Number(r.msg.params[0]!.a));
+      };
+      seen.push(a.invoke(sa, TA_HELLO_WORLD_CMD_INC_VALUE, inc(1n), 1024).status);
+    };
+    expect(a.invoke(sa, TA_HELLO_WORLD_CMD_INC_VALUE, inc(1n)).status).toBe(0);
+    expect(seen).toEqual([2, TEEC.ERROR_BUSY, 0, 6, 0]);
+    expect(os.busyThreads).toBe(0);
+  });
+
   it("refuses an argument the region does not hold, a bad handle or too many parameters: BAD_PARAMETERS in w3, DONE, no thread, the region let go", () => {
     const { ffa, os, spmc } = setup();
     const g = ffa(1);

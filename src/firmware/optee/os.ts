@@ -20,7 +20,7 @@
  */
 import type { SmcCall, SmcResult } from "../../router/call.js";
 import type { CallOrigin, CallTarget } from "../../router/ports.js";
-import { OPTEE_DEFAULTS } from "../../smccc/optee/limits.js";
+import { defaultCallsInFlight, OPTEE_DEFAULTS } from "../../smccc/optee/limits.js";
 import {
   ATTR,
   ATTR_META,
@@ -102,6 +102,13 @@ export interface OpteeOsOptions {
   readonly maxPagesPerGuest?: number;
   /** Open sessions per guest before OPEN_SESSION answers OUT_OF_MEMORY (the guest's heap is full). */
   readonly maxSessionsPerGuest?: number;
+  /**
+   * Threads one FF-A guest may hold at once before its yielding calls get TEE_ERROR_BUSY (default: an equal
+   * share, defaultCallsInFlight). Over the SMC ABI the OP-TEE mediator bounds each VM's calls in flight;
+   * over FF-A nothing between the VM and OP-TEE knows OP-TEE's protocol, so the OS keeps a VM from taking
+   * the threads another needs. Linux waits for one of its own calls to end and retries, as for a full pool.
+   */
+  readonly ffaThreadsPerGuest?: number;
   /**
    * The client ID of the VM a hypervisor call is made for (CallOrigin.onBehalfOf), when the hypervisor
    * knows one: such a call may name that guest in a7, or the hypervisor itself (a7 = 0), and no other.
@@ -230,6 +237,7 @@ export class OpteeOs implements CallTarget {
   private readonly maxGuests: number;
   private readonly maxPages: number;
   private readonly maxSessions: number;
+  private readonly ffaThreadsPerGuest: number;
   private readonly tas = new Map<string, TrustedApp<unknown>>();
   /** Yielding calls answered ETHREAD_LIMIT, for tests and benchmarks. */
   threadLimitHits = 0;
@@ -240,6 +248,7 @@ export class OpteeOs implements CallTarget {
     this.maxGuests = opts.maxGuests ?? OPTEE_DEFAULTS.maxGuests;
     this.maxPages = opts.maxPagesPerGuest ?? OPTEE_DEFAULTS.os.pagesPerGuest;
     this.maxSessions = opts.maxSessionsPerGuest ?? OPTEE_DEFAULTS.os.sessionsPerGuest;
+    this.ffaThreadsPerGuest = opts.ffaThreadsPerGuest ?? defaultCallsInFlight(this.threads.length, this.maxGuests);
     for (const ta of opts.tas) this.tas.set(ta.uuid, ta);
   }
 
@@ -482,7 +491,7 @@ export class OpteeOs implements CallTarget {
     const g = this.guests.get(id);
     if (g?.abi !== "ffa" || g.ffa === null) return this.ffaAnswer(res, TEEC.ERROR_ITEM_NOT_FOUND);
     const slot = this.threads.indexOf(null);
-    if (slot < 0) {
+    if (slot < 0 || this.threadsOf(id) >= this.ffaThreadsPerGuest) {
       this.threadLimitHits++;
       return this.ffaAnswer(res, TEEC.ERROR_BUSY);
     }
@@ -529,6 +538,12 @@ export class OpteeOs implements CallTarget {
     const t = thread < this.threads.length ? this.threads[thread] : undefined;
     if (!t || t.guest !== g.id || t.step === null) return this.ffaAnswer(res, TEEC.ERROR_BAD_PARAMETERS);
     this.resume(g, t, null, res);
+  }
+
+  private threadsOf(guest: number): number {
+    let n = 0;
+    for (const t of this.threads) if (t?.guest === guest) n++;
+    return n;
   }
 
   /** A yielding call's final answer over FF-A: w3 = status, w4 = OPTEE_FFA_YIELDING_CALL_RETURN_DONE. */
