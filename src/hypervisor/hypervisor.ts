@@ -24,6 +24,7 @@ import { FFA_HYPERVISOR_OWNER, FfaMediator } from "../mediators/ffa/mediator.js"
 import type { FfaMediatorHost } from "../mediators/ffa/spmc-port.js";
 import { SpmcModel, type SpmcMemory, type SpmcPartitionEntry } from "../firmware/spmc/spmc.js";
 import { TestPartition } from "../firmware/spmc/partitions/test-sp.js";
+import { OpteeFfaPartition } from "../firmware/optee/ffa.js";
 import type { SecurePartition } from "../firmware/spmc/partition.js";
 import { HypervisorHeap, PAGE } from "./heap.js";
 import { TraceRing } from "../trace/ring.js";
@@ -207,7 +208,9 @@ export class Hypervisor {
       case "test":
         return new TestPartition({ name: p.name, id: p.id, uuid: p.uuid });
       case "optee":
-        throw new Error(`platform.spmc.partitions: ${p.name}: OP-TEE behind FF-A is not wired yet`);
+        // Validation requires platform.tee for an OP-TEE partition: the same OpteeOs serves both ABIs.
+        if (!this.optee) throw new Error(`platform.spmc.partitions: ${p.name}: an OP-TEE partition needs platform.tee`);
+        return new OpteeFfaPartition(this.optee, { name: p.name, id: p.id });
     }
   }
 
@@ -374,6 +377,9 @@ export class Hypervisor {
    * and the VM's memory behind the client ID its calls carry (the secure world's memory port).
    */
   private provisionTee(vm: VmConfig): void {
+    // An FF-A VM reaches OP-TEE through its partition, and OP-TEE reaches only the memory the VM shared
+    // with it (retrieved through the SPMC): it gets its content key, and no memory port by client ID.
+    if (vm.tee?.mediator === "ffa" && this.optee && vm.tee.contentKey) this.optee.provisionKey(vm.id, vm.tee.contentKey);
     if (vm.tee?.mediator !== "optee" || !this.optee) return;
     this.teeClients.set(vm.id, { vm: vm.name, ram: this.platform.memoryMap.vms.find((m) => m.vm === vm.name), memory: this.ports.get(vm.name)?.memory });
     this.teeClientIds.set(vm.name, vm.id);
