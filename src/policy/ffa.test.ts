@@ -83,6 +83,9 @@ describe("FF-A in the config", () => {
       { path: "platform.spmc.partitions[0].runs", message: "an OP-TEE partition runs the platform's OP-TEE: set platform.tee" },
     ]);
     expect(errorsOf(config("  a: {}\n", "    partitions: [ { name: sp, id: 0x7fff, runs: test } ]\n")).map((x) => x.path)).toEqual(["platform.spmc.partitions[0].id"]);
+    expect(errorsOf(config("  a: {}\n", "    partitions: [ { name: op, id: 0x8001, uuid: 00000000-0000-0000-0000-000000000001, runs: optee } ]\n"))).toEqual([
+      { path: "platform.spmc.partitions[0].uuid", message: expect.stringMatching(/^OP-TEE's partition has OP-TEE's UUID/) },
+    ]);
   });
 
   it("refuses a forward grant over FF-A calls while the platform has an SPMC, and only then", () => {

@@ -56,6 +56,9 @@ export function spmcConfig(raw: RawConfig, vmIds: ReadonlyMap<string, number>, e
     seen(ids as Map<string | number, number>, p.id, "id", `ID 0x${p.id.toString(16)}`);
     seen(uuids as Map<string | number, number>, uuid, "uuid", `UUID ${uuid}${p.uuid === undefined ? " (the default for this kind of partition: give one)" : ""}`);
     if (p.runs === "optee" && !raw.platform.tee) errors.push({ path: `${path}.runs`, message: "an OP-TEE partition runs the platform's OP-TEE: set platform.tee" });
+    if (p.runs === "optee" && uuid !== OPTEE_FFA_UUID) {
+      errors.push({ path: `${path}.uuid`, message: `OP-TEE's partition has OP-TEE's UUID, ${OPTEE_FFA_UUID}, by which Linux's optee driver finds it: leave uuid out` });
+    }
     p.vms.forEach((vm, k) => {
       const v = Object.hasOwn(raw.vms, vm) ? raw.vms[vm]! : undefined;
       if (v === undefined) errors.push({ path: `${path}.vms[${k}]`, message: `no VM named "${vm}"` });
