@@ -183,8 +183,9 @@ export class Hypervisor {
     });
     // The mediators built in (R5); each probes the secure world once and stays silent if its TEE is absent.
     this.registerMediator(new OpteeMediator(this.mediatorHost(), platform.tee?.limits));
-    // FF-A's mediator probes the SPMC like OP-TEE's probes OP-TEE: without one it stays absent.
-    this.registerMediator(new FfaMediator(this.mediatorHost(), { partitions: (platform.spmc?.partitions ?? []).map((p) => ({ id: p.id, vms: p.vms })) }));
+    // FF-A's mediator, on a platform with an SPMC (the config's `tee: ffa` needs one): it probes the SPMC as
+    // OP-TEE's probes OP-TEE, and maps the hypervisor's own RX/TX buffers with it.
+    if (platform.spmc) this.registerMediator(new FfaMediator(this.mediatorHost(), { partitions: platform.spmc.partitions.map((p) => ({ id: p.id, vms: p.vms })) }));
     for (const create of opts.mediators ?? []) this.registerMediator(create(this.mediatorHost()));
   }
 
