@@ -7,11 +7,9 @@
 import { DEFAULT_SMCCC_VERSION, type ConfigError, type RawConfig } from "./config.js";
 import { SMCCC_VERSIONS } from "../smccc/version.js";
 
-/**
- * OP-TEE's UUID as an FF-A partition: what Linux's optee driver looks for on the FF-A bus
- * (drivers/tee/optee/ffa_abi.c, optee_ffa_device_id) and optee_os announces in its manifest.
- */
-export const OPTEE_FFA_UUID = "486178e0-e7f8-11e3-bc5e-0002a5d5c51b";
+import { OPTEE_FFA_UUID } from "../smccc/optee/abi.js";
+
+export { OPTEE_FFA_UUID };
 
 /** The test partition's UUID when the config gives none (smcvisor's own; it names no real partition). */
 export const TEST_PARTITION_UUID = "5f1a3c9e-2b7d-4e60-9c84-a1d3e5f70b26";

@@ -6,8 +6,7 @@
  */
 import { msgSize } from "../../smccc/optee/msg.js";
 
-/** The UUID OP-TEE's partition is found by (FFA_PARTITION_INFO_GET; Linux ffa_abi.c optee_ffa_device_id). */
-export const OPTEE_FFA_UUID = "486178e0-e7f8-11e3-bc5e-0002a5d5c51b";
+export { OPTEE_FFA_UUID } from "../../smccc/optee/abi.js";
 
 /** OPTEE_FFA_VERSION_MAJOR/MINOR: the API version GET_API_VERSION answers (Linux wants major 1, minor ≥ 0). */
 export const OPTEE_FFA_VERSION = { major: 1, minor: 0 } as const;

@@ -30,6 +30,12 @@ export const OPTEE_RET = {
 } as const;
 
 export const OPTEE_RPC_PREFIX = 0xffff_0000;
+
+/**
+ * The UUID OP-TEE's FF-A partition is found by (FFA_PARTITION_INFO_GET; Linux drivers/tee/optee/ffa_abi.c
+ * optee_ffa_device_id, and optee_os's partition manifest).
+ */
+export const OPTEE_FFA_UUID = "486178e0-e7f8-11e3-bc5e-0002a5d5c51b";
 /** RPC functions returned as a0 = OPTEE_RPC_PREFIX | func. */
 export const OPTEE_RPC_FUNC = { ALLOC: 0, FREE: 2, FOREIGN_INTR: 4, CMD: 5 } as const;
 
