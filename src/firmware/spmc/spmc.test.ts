@@ -180,7 +180,7 @@ describe("FFA_PARTITION_INFO_GET and the RX buffer", () => {
     const { call, map, mem, spmc } = world({ version: FFA_VERSION_1_1 });
     map();
     const r = call(F.FFA_PARTITION_INFO_GET.smc32, ...ffaUuidWords(UUID2), 1);
-    expect([r[0], W(r[2]!), W(r[3]!)]).toEqual([BigInt(F.FFA_SUCCESS.smc32), 1, 24]);
+    expect([r[0], W(r[2]!), W(r[3]!)]).toEqual([BigInt(F.FFA_SUCCESS.smc32), 1, 0]); // w3 MBZ with the count flag
     expect(spmc.rxState().busy).toBe(false);
     expect(mem.log.some((a) => a.op === "write")).toBe(false);
     expectError(call(F.FFA_PARTITION_INFO_GET.smc32, 1, 2, 3, 4, 0), FFA_RET.INVALID_PARAMETERS);

@@ -226,7 +226,9 @@ export class SpmcModel implements CallTarget {
     const found = this.partitions.find([call.w(1), call.w(2), call.w(3), call.w(4)]);
     if (found.length === 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const size = this.partitions.infoSize(this.version);
-    if (countOnly) return replySuccess(res, found.length, size);
+    // With the count flag, w3 (the descriptor size) is MBZ (DEN0077 v1.1+, FFA_PARTITION_INFO_GET's
+    // SUCCESS; Arm's FF-A ACS ffa_partition_info_get checks it).
+    if (countOnly) return replySuccess(res, found.length, 0);
     const written = this.mailbox.deliver(this.partitions.encode(found, this.version));
     if (written !== 0) return replyError(res, written);
     // v1.0 has no size in w3 (Linux 6.1 reads w2 only); v1.1+ gives it.

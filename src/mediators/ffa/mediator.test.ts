@@ -199,7 +199,7 @@ describe("FFA_PARTITION_INFO_GET (§13.9)", () => {
 
   it("counts without writing (v1.1 flag), refuses the flag from v1.0 and other flags, and needs RX for the list", () => {
     const { g, mediator } = setup({ versions: { b: V1_0 }, map: false });
-    expect(g.a.smc(F.FFA_PARTITION_INFO_GET.smc32, 0, 0, 0, 0, 1).slice(0, 4)).toEqual([SUCCESS, 0n, 3n, 24n]);
+    expect(g.a.smc(F.FFA_PARTITION_INFO_GET.smc32, 0, 0, 0, 0, 1).slice(0, 4)).toEqual([SUCCESS, 0n, 3n, 0n]); // w3 (the size) MBZ with the count flag
     expect(Guest.code(g.a.smc(F.FFA_PARTITION_INFO_GET.smc32, 0, 0, 0, 0, 2))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(Guest.code(g.b.smc(F.FFA_PARTITION_INFO_GET.smc32, 0, 0, 0, 0, 1))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(Guest.code(g.a.smc(F.FFA_PARTITION_INFO_GET.smc32))).toBe(FFA_RET.DENIED);

@@ -45,7 +45,8 @@ export function partitionInfoGet(m: FfaMediator, st: FfaVm, call: SmcCall, res: 
   // A partition the VM may not use is one it does not know: an unknown UUID (§13.9).
   if (visible.length === 0) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_PARTITION_INFO_GET of no partition the VM may use");
   const size = partitionInfoSize(st.version);
-  if (countOnly) return ffaSuccess(res, visible.length, size);
+  // With the count flag, w3 (the descriptor size) is MBZ (DEN0077 v1.1+; Arm's FF-A ACS checks it).
+  if (countOnly) return ffaSuccess(res, visible.length, 0);
   const entries = v10 ? visible.map((p) => ({ ...p, properties: p.properties & V1_0_PROPERTIES })) : visible;
   const code = m.writeRx(st, encodePartitionInfo(entries, st.version));
   if (code !== 0) return m.refuse(st, res, code, "partition descriptors do not go into the RX buffer");
