@@ -44,9 +44,10 @@ if (!json) {
   console.log("");
   console.log("TEE: OP-TEE round trips through the mediator and the modelled OP-TEE (per second)");
   console.log("");
-  const rows = Object.keys(tee.inProcess).map((k) => [k, fmt(tee.inProcess[k]!), tee.linux?.[k] !== undefined ? fmt(tee.linux[k]!) : ""]);
-  for (const k of Object.keys(tee.linux ?? {})) if (!(k in tee.inProcess)) rows.push([k, "", fmt(tee.linux![k]!)]);
-  console.log(table([["case", "in-process", "Linux userspace"], ...rows]));
+  const cell = (r: Record<string, number> | null, k: string) => (r?.[k] !== undefined ? fmt(r[k]!) : "");
+  const rows = Object.keys(tee.inProcess).map((k) => [k, fmt(tee.inProcess[k]!), cell(tee.linux, k), cell(tee.linuxFfa, k)]);
+  for (const k of Object.keys(tee.linux ?? {})) if (!(k in tee.inProcess)) rows.push([k, "", cell(tee.linux, k), cell(tee.linuxFfa, k)]);
+  console.log(table([["case", "in-process", "Linux, SMC ABI", "Linux, FF-A"], ...rows]));
   console.log("");
   console.log(table([["ratio", "value"], ...Object.entries(tee.ratios).map(([k, v]) => [k, `${v.toFixed(3)}x`])]));
 }

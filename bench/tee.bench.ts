@@ -33,7 +33,10 @@ vms:
 
 export interface TeeResult {
   readonly inProcess: Record<string, number>;
+  /** Linux userspace through OP-TEE's SMC ABI (the OP-TEE mediator). */
   readonly linux: Record<string, number> | null;
+  /** The same client through FF-A (the FF-A mediator, the modelled SPMC, OP-TEE's partition). */
+  readonly linuxFfa: Record<string, number> | null;
   readonly ratios: Record<string, number>;
 }
 
@@ -43,6 +46,8 @@ const HELLO = "invoke, small value with one RPC (hello world)";
 const MEMREF = "invoke, 64 KiB memref (decrypt)";
 const OPEN_CLOSE = "open + close session";
 const LIMIT = "ChaCha20 of 64 KiB in Node directly";
+const SHARE_64K = "share + invoke + release, 64 KiB in and out (decrypt)";
+const SHARE_1M = "share + invoke + release, 1 MiB in and out (decrypt)";
 
 /** The in-process cases: each runs one operation through Domain.trap, as the QEMU channel would. */
 function cases(): [string, () => void][] {
@@ -157,10 +162,11 @@ function inProcess(ms: number, repetitions: number): { ns: Record<string, number
   return { ns, perNoop };
 }
 
-async function linux(seconds: number): Promise<Record<string, number>> {
+async function linux(seconds: number, abi: "smc" | "ffa"): Promise<Record<string, number>> {
+  const ffa = abi === "ffa";
   const s = parseScenario("tee-bench", {
-    platform: { tee: { os: "optee", threads: 8, maxGuests: 2 } },
-    vms: { a: { vcpus: 2, memory: { size: "512MiB" }, conduit: "smc", tee: { mediator: "optee", contentKey: KEY } } },
+    platform: { tee: { os: "optee", threads: 8, maxGuests: 2 }, ...(ffa ? { spmc: { partitions: [{ name: "optee", id: 0x8001, runs: "optee", vms: ["a"] }] } } : {}) },
+    vms: { a: { vcpus: 2, memory: { size: "512MiB" }, conduit: "smc", tee: { mediator: ffa ? "ffa" : "optee", contentKey: KEY } } },
     guests: { a: { kernel: "debian", run: `teec-client bench ${seconds}\nteec-client threads 4 ${seconds}` } },
   }, () => ({}));
   if (!s.ok) throw new Error(JSON.stringify(s.errors));
@@ -178,6 +184,8 @@ async function linux(seconds: number): Promise<Record<string, number>> {
     "invoke, small value with one RPC (hello world)": value("invoke-value-rpc"),
     "invoke, 64 KiB memref (decrypt)": value("invoke-memref64k"),
     "open + close session": value("open-close"),
+    [SHARE_64K]: value("share-invoke-64k"),
+    [SHARE_1M]: value("share-invoke-1m"),
     "invoke, 4 threads in all": threads ? Number(threads[1]) / seconds : NaN,
     "decrypt MB/s through the whole path": value("decrypt-MBps"),
   };
@@ -190,7 +198,8 @@ export async function teeBench(opts: { quick: boolean; qemu: boolean }): Promise
   for (const name of [NOOP, SMALL, HELLO, MEMREF, OPEN_CLOSE]) inProc[name] = perSecond(name);
   inProc["decrypt MB/s through the whole path"] = (perSecond(MEMREF) * 65536) / 1e6;
   inProc["decrypt MB/s in Node directly (limit)"] = (perSecond(LIMIT) * 65536) / 1e6;
-  const lx = opts.qemu ? await linux(opts.quick ? 1 : 3) : null;
+  const lx = opts.qemu ? await linux(opts.quick ? 1 : 3, "smc") : null;
+  const lf = opts.qemu ? await linux(opts.quick ? 1 : 3, "ffa") : null;
   const ratios: Record<string, number> = {
     "in-process: small invoke / no-op fast call": 1 / ip.perNoop[SMALL]!,
     "in-process: hello world (one RPC) / no-op fast call": 1 / ip.perNoop[HELLO]!,
@@ -206,5 +215,13 @@ export async function teeBench(opts: { quick: boolean; qemu: boolean }): Promise
     ratios["Linux: 4 threads / 1 thread, hello world (aim: 1.5 or better)"] = lx["invoke, 4 threads in all"]! / lx[HELLO]!;
     ratios["Linux: decrypt throughput / Node directly"] = lx["decrypt MB/s through the whole path"]! / inProc["decrypt MB/s in Node directly (limit)"]!;
   }
-  return { inProcess: inProc, linux: lx, ratios };
+  if (lx && lf) {
+    // The same client and TAs over the two ABIs, one run after the other on the same machine.
+    ratios["Linux FF-A / SMC ABI: small invoke (one direct request round trip)"] = lf[SMALL]! / lx[SMALL]!;
+    ratios["Linux FF-A / SMC ABI: hello world (one RPC)"] = lf[HELLO]! / lx[HELLO]!;
+    ratios["Linux FF-A / SMC ABI: share + invoke + release, 64 KiB"] = lf[SHARE_64K]! / lx[SHARE_64K]!;
+    ratios["Linux FF-A / SMC ABI: share + invoke + release, 1 MiB"] = lf[SHARE_1M]! / lx[SHARE_1M]!;
+    ratios["Linux FF-A: small invoke / no-op ioctl"] = lf[SMALL]! / lf["no-op TEE ioctl (TEE_IOC_VERSION)"]!;
+  }
+  return { inProcess: inProc, linux: lx, linuxFfa: lf, ratios };
 }
