@@ -102,6 +102,12 @@ export class SmcResult {
   count = 4;
   /** Set by `halt()`: the vCPU does not resume from this call. */
   halted = false;
+  /**
+   * The answer is an SMC64 function's registers although the call was SMC32: FF-A delivers a message as
+   * the answer of the receiver's waiting call (FFA_MSG_WAIT is SMC32), and a DIRECT_REQ_64 must reach an
+   * AArch64 receiver with its X registers whole (DEN0077: the message's function ID says the width).
+   */
+  wide = false;
 
   reset(): void {
     // Stores, not fill(): this runs on every call and fill() is a builtin call the JIT does not inline.
@@ -109,6 +115,7 @@ export class SmcResult {
     w[0] = 0; w[1] = 0; w[2] = 0; w[3] = 0; w[4] = 0; w[5] = 0; w[6] = 0; w[7] = 0;
     if (this.count > 4) this.clearTail();
     this.halted = false;
+    this.wide = false;
   }
 
   private clearTail(): void {

@@ -442,7 +442,7 @@ export class Router {
   }
 
   private complete(vm: RoutedVm, vcpu: number, regs: Uint32Array, step: BoundStep, flags: number, rawFid: number, start: number, res: SmcResult): number {
-    const smc64 = (rawFid & 0x4000_0000) !== 0 && (flags & FLAG_AARCH32) === 0;
+    const smc64 = ((rawFid & 0x4000_0000) !== 0 || res.wide) && (flags & FLAG_AARCH32) === 0;
     const lastResult = smc64 ? vm.lastResult64 : vm.lastResult32;
     if (res.count - 1 > lastResult) {
       // A service bug: the convention does not let it return that many registers.

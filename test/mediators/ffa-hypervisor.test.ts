@@ -126,4 +126,25 @@ describe("FF-A through the hypervisor", () => {
     expect(port.owns!(pa("a"), 4096, 1)).toBe(true);
     expect(port.owns!(pa("a"), 4096, 2)).toBe(false);
   });
+
+  it("a peer's DIRECT_REQ_64 reaches a vCPU waiting in the SMC32 FFA_MSG_WAIT with its X registers whole", async () => {
+    const m = ScriptedMachine.fromText(`
+platform:
+  spmc: { partitions: [] }
+vms:
+  a: { id: 1, memory: { size: 16MiB }, tee: { mediator: ffa, peers: [b] } }
+  b: { id: 2, memory: { size: 16MiB }, tee: { mediator: ffa, peers: [a] } }
+`);
+    const va = m.vm("a").vcpu(0), vb = m.vm("b").vcpu(0);
+    for (const v of [va, vb]) expect(v.smc(F.FFA_VERSION.smc32, 0x1_0002).x0).toBe(0x1_0002n);
+    const wait = vb.callAsync("smc", F.FFA_MSG_WAIT.smc32);
+    const big = 0x1234_5678_9abc_def0n;
+    const req = va.callAsync("smc", F.FFA_MSG_SEND_DIRECT_REQ.smc64, [ffaEndpoints(1, 2), 0, big, big + 1n]);
+    const got = await wait;
+    expect([got.x0, got.x(3), got.x(4)]).toEqual([BigInt(F.FFA_MSG_SEND_DIRECT_REQ.smc64), big, big + 1n]);
+    // b answers; a's request completes with the response.
+    const resp = vb.callAsync("smc", F.FFA_MSG_SEND_DIRECT_RESP.smc64, [ffaEndpoints(2, 1), 0, 7n]);
+    expect((await req).x0).toBe(BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc64));
+    void resp;
+  });
 });

@@ -223,12 +223,17 @@ export class SpmcModel implements CallTarget {
     const flags = call.w(5);
     const countOnly = (flags & 1) !== 0;
     if ((flags & ~1) !== 0 || (countOnly && this.version < FFA_VERSION_1_1)) return replyError(res, FFA_RET.INVALID_PARAMETERS);
-    const found = this.partitions.find([call.w(1), call.w(2), call.w(3), call.w(4)]);
-    if (found.length === 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
+    const uuid = [call.w(1), call.w(2), call.w(3), call.w(4)] as const;
+    const found = this.partitions.find(uuid);
+    // An unknown UUID is INVALID_PARAMETERS; the nil UUID asks for every partition, of which there may be none.
+    const nil = uuid.every((w) => w === 0);
+    if (found.length === 0 && !nil) return replyError(res, FFA_RET.INVALID_PARAMETERS);
     const size = this.partitions.infoSize(this.version);
     // With the count flag, w3 (the descriptor size) is MBZ (DEN0077 v1.1+, FFA_PARTITION_INFO_GET's
     // SUCCESS; Arm's FF-A ACS ffa_partition_info_get checks it).
     if (countOnly) return replySuccess(res, found.length, 0);
+    // No partition at all: nothing goes into RX (which stays the caller's to fill).
+    if (found.length === 0) return replySuccess(res, 0, this.version > FFA_VERSION_1_0 ? size : 0);
     const written = this.mailbox.deliver(this.partitions.encode(found, this.version));
     if (written !== 0) return replyError(res, written);
     // v1.0 has no size in w3 (Linux 6.1 reads w2 only); v1.1+ gives it.

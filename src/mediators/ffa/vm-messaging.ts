@@ -34,6 +34,8 @@ function lastRegister(fid: number): number {
 function deliver(call: SmcCall, to: SmcResult): void {
   const last = lastRegister(call.fid);
   to.setWords(0, call.fid, 0);
+  // An SMC64 message reaches the receiver's (SMC32) FFA_MSG_WAIT with its X registers whole.
+  if ((call.fid & 0x4000_0000) !== 0) to.wide = true;
   for (let n = 1; n <= last; n++) to.setWords(n, call.w(n), call.hi(n));
   for (let n = last + 1; n <= 7; n++) to.set(n, 0);
 }
