@@ -4,7 +4,7 @@
  * `domain.trap()`. Every VM, the privileged one included, goes through the same path (R7).
  */
 import { exclusiveClaimProblems } from "../policy/isolation.js";
-import { VM_ID_MAX, VM_ID_MIN } from "../policy/config.js";
+import { RESERVED_VM_NAMES, VM_ID_MAX, VM_ID_MIN } from "../policy/config.js";
 import type { Config, PlatformConfig, VmConfig } from "../policy/load.js";
 import type { VmMemory } from "../policy/memory-map.js";
 import { hex32 } from "../smccc/fid.js";
@@ -354,6 +354,9 @@ export class Hypervisor {
       return { ok: false, errors: [{ path: `vms.${vm.name}.id`, message: `VM ID ${vm.id} is outside ${VM_ID_MIN}-0x${VM_ID_MAX.toString(16).toUpperCase()} (0 is the hypervisor's)` }] };
     }
     for (const d of this.domains.values()) if (d.config.id === vm.id) return { ok: false, errors: [{ path: `vms.${vm.name}.id`, message: `VM ID ${vm.id} is already ${d.name}'s` }] };
+    // "hypervisor" names the hypervisor's own heap pages (the FF-A mediator's RX/TX, which the SPMC takes
+    // for endpoint 0's): a VM by that name, built past validation, would own pages that pass for them.
+    if (RESERVED_VM_NAMES.includes(vm.name.toLowerCase())) return { ok: false, errors: [{ path: `vms.${vm.name}`, message: `"${vm.name}" is reserved for the hypervisor's own calls and pages` }] };
     const r = this.router.addVm(vm, ports);
     if (!r.ok) return r;
     this.ports.set(vm.name, ports);

@@ -147,4 +147,12 @@ vms:
     expect((await req).x0).toBe(BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc64));
     void resp;
   });
+
+  it("refuses a VM named hypervisor built past validation: its heap pages would pass for the hypervisor's own FF-A buffers", () => {
+    const { m } = setup();
+    const base = m.config.vms.find((v) => v.name === "c")!;
+    for (const name of ["hypervisor", "HyperVisor"]) {
+      expect(m.hypervisor.createDomain({ ...base, name, id: 40 })).toEqual({ ok: false, errors: [{ path: `vms.${name}`, message: `"${name}" is reserved for the hypervisor's own calls and pages` }] });
+    }
+  });
 });
