@@ -4,7 +4,12 @@
  * run in-process. The script follows the image at offset 1 MiB (src/machine/qemu/baremetal.ts):
  *
  *   header: "SMCVSCRP" magic, step count, flags, loop count, halt acknowledgements (written by the host)
- *   step:   vcpu, conduit (0 hvc #0, 1 smc #0, 2 hvc #1, 3 smc #1), flags (1 halts, 2 waits after a halt), group size, x0..x17
+ *   step:   vcpu, conduit (0 hvc #0, 1 smc #0, 2 hvc #1, 3 smc #1), flags (1 halts, 2 waits after a halt,
+ *           4 takes earlier results), group size, x0..x17
+ *
+ * With flag 4, a register whose script value is STEP_REF_MARK | step << 8 | reg is given, before the call,
+ * what register <reg> held after step <step> (< MAX_REF_STEPS, a step that returned and ran alone): how a
+ * case passes on a value only the call reveals, such as the handle of an FF-A memory share.
  *
  * Steps run in order across vCPUs; a race group of k steps is issued by k vCPUs at the same moment.
  * Output lines:
@@ -47,6 +52,11 @@ struct step {
 
 #define STEP_HALTS 1u
 #define STEP_AFTER_HALT 2u
+#define STEP_REFS 4u
+
+#define STEP_REF_MARK 0x5ec0f00000000000ull
+#define STEP_REF_MASK 0xffffffffff000000ull
+#define MAX_REF_STEPS 64
 
 extern char __script[];
 /*
@@ -62,6 +72,8 @@ static volatile u64 ready[MAX_CPUS];
 static volatile u64 done[MAX_CPUS];
 static volatile u32 uart_lock;
 static u64 results[MAX_CPUS][18];
+/* Each early step's result registers, for later steps that take them (STEP_REFS). */
+static u64 kept[MAX_REF_STEPS][18];
 
 static void lock(void)
 {
@@ -249,6 +261,12 @@ static void run_script(unsigned long cpu)
 		}
 		for (int r = 0; r < 18; r++)
 			regs[r] = s->x[r];
+		if (s->flags & STEP_REFS)
+			for (int r = 0; r < 18; r++)
+				if ((regs[r] & STEP_REF_MASK) == STEP_REF_MARK) {
+					u64 from = (regs[r] >> 8) & 0xffff, reg = regs[r] & 0xff;
+					regs[r] = from < MAX_REF_STEPS && reg < 18 ? kept[from][reg] : 0;
+				}
 		if (s->flags & STEP_HALTS) {
 			lock();
 			puts_("SMCV-HALT");
@@ -273,6 +291,9 @@ static void run_script(unsigned long cpu)
 			unlock();
 		}
 		if (k == 1) {
+			if (i < MAX_REF_STEPS)
+				for (int r = 0; r < 18; r++)
+					kept[i][r] = regs[r];
 			print_step(i, regs, s->x[0]);
 			barrier();
 			next_step = i + 1;

@@ -30,11 +30,38 @@ export type Capability =
   /** Observe x0 a started vCPU sees at its entry point. */
   | "entry-registers";
 
+/**
+ * An argument only an earlier call reveals (the handle of an FF-A memory share): what register `reg` held
+ * after step `step` returned. The step must run alone (no race) and, for the QEMU backend, be one of the
+ * first 64 (guests/baremetal keeps that many).
+ */
+export interface ResultOf {
+  readonly step: number;
+  readonly reg: number;
+}
+
+export type Arg = bigint | number | ResultOf;
+
+/** Bytes in the VM's RAM: where the FF-A cases put their descriptors and find their RX buffers' contents. */
+export interface MemoryBytes {
+  readonly at: bigint;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Guest RAM a case may preload with `memory`: inside the bare-metal guest's image (guests/baremetal, its
+ * 4 MiB Image size from 0x40200000), above its code and script, so the QEMU backend loads it with the image
+ * and the in-process backend writes it before the first step. RX buffers and pages a case only passes may be
+ * anywhere in RAM.
+ */
+export const CASE_DATA_BASE = 0x4040_0000n;
+export const CASE_DATA_END = 0x4060_0000n;
+
 export interface Step {
   readonly vcpu: number;
   readonly fid: number;
-  /** x1, x2, ...; SECONDARY_ENTRY is substituted. */
-  readonly args?: readonly (bigint | number)[];
+  /** x1, x2, ...; SECONDARY_ENTRY is substituted, a ResultOf replaced by that earlier result. */
+  readonly args?: readonly Arg[];
   /** Expected x0 as a signed value of the call's width. */
   readonly ret?: number;
   /** Exact values of result registers (unsigned, as the caller reads them). */
@@ -68,6 +95,17 @@ export interface Case {
   readonly entryContext?: Readonly<Record<number, bigint>>;
   /** The VM's state at the end. */
   readonly vmState?: "running" | "off" | "reset";
+  /** Platform configuration (`platform:`), such as an SPMC and its partitions for the FF-A cases. */
+  readonly platform?: Readonly<Record<string, unknown>>;
+  /** Bytes in the VM's RAM before the first step, each run within [CASE_DATA_BASE, CASE_DATA_END). */
+  readonly memory?: readonly MemoryBytes[];
+  /** Bytes the VM's RAM must hold after the last step (an RX buffer the case had written). */
+  readonly memoryAfter?: readonly MemoryBytes[];
+  /**
+   * A real bug the case finds in smcvisor, with the spec rule it breaks: the case keeps expecting the spec's
+   * answer, and the suite reports it as an expected failure (and fails once it passes: remove the mark).
+   */
+  readonly knownGap?: string;
 }
 
 export interface StepResult {
@@ -81,12 +119,24 @@ export interface CaseResult {
   readonly starts: readonly number[];
   readonly entryContext: readonly bigint[];
   readonly vmState: "running" | "off" | "reset";
+  /** The bytes of each of the case's `memoryAfter` runs at the end (null: the backend could not read them). */
+  readonly memoryAfter?: readonly (Uint8Array | null)[];
 }
 
 export interface Backend {
   readonly name: string;
   readonly capabilities: ReadonlySet<Capability>;
   run(c: Case, p: Params): Promise<CaseResult>;
+}
+
+export function isResultOf(a: Arg): a is ResultOf {
+  return typeof a === "object";
+}
+
+/** The case's config: `platform` and the one VM, vm0, on top of the parameters. */
+export function caseConfig(c: Case, p: Params): Record<string, unknown> {
+  const vm = { aarch32: p.aarch32, conduit: p.conduit, ...c.vm, services: { psci: { version: p.psci }, ...((c.vm?.services as object) ?? {}) } };
+  return { ...(c.platform ? { platform: c.platform } : {}), vms: { vm0: vm } };
 }
 
 /** The FID of a function in the caller's natural width: SMC64 from AArch64 when it exists. */

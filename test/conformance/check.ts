@@ -3,6 +3,18 @@ import { expect } from "vitest";
 import type { Case, CaseResult, Params } from "./case.js";
 import { caseFailures } from "./verdict.js";
 
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** The case's `memoryAfter` against the bytes the backend read at the end. */
+export function memoryFailures(c: Case, r: CaseResult): string[] {
+  return (c.memoryAfter ?? []).flatMap((want, i) => {
+    const got = r.memoryAfter?.[i] ?? null;
+    const where = `memory at 0x${want.at.toString(16)}`;
+    if (got === null) return [`${where}: the backend did not read it`];
+    return hex(got) === hex(want.bytes) ? [] : [`${where}: ${hex(got)}, expected ${hex(want.bytes)}`];
+  });
+}
+
 export function checkCase(c: Case, r: CaseResult, p: Params): void {
-  expect(caseFailures(c, r, p)).toEqual([]);
+  expect([...caseFailures(c, r, p), ...memoryFailures(c, r)]).toEqual([]);
 }

@@ -2,15 +2,24 @@
  * The QEMU backend for the conformance suite: each case boots the bare-metal guest (guests/baremetal) under
  * the EL2 shim with the case's steps as its script, so every call is a real `hvc` or `smc` from EL1.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { emptyReport, GUEST_SECONDARY_ENTRY, HALT_ACKS_OFFSET, parseGuestLine, SCRIPT_ADDRESS, writeScriptImage, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
+import { emptyReport, encodeScript, GUEST_LOAD, GUEST_SECONDARY_ENTRY, guestBinaryPath, HALT_ACKS_OFFSET, IMAGE_SIZE, parseGuestLine, SCRIPT_ADDRESS, SCRIPT_OFFSET, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
 import { QemuMachine } from "../../src/machine/qemu/machine.js";
 import { parseConfigText } from "../../src/policy/load.js";
-import { SECONDARY_ENTRY, type Backend, type Case, type CaseResult, type Params, type StepResult } from "./case.js";
+import { CASE_DATA_BASE, CASE_DATA_END, caseConfig, isResultOf, SECONDARY_ENTRY, type Arg, type Backend, type Case, type CaseResult, type Params, type StepResult } from "./case.js";
 
-function substitute(a: bigint | number): bigint {
+/** guests/baremetal/guest.c: a step flag, and the register value it replaces with an earlier step's result. */
+const STEP_REFS = 4;
+const STEP_REF_MARK = 0x5ec0_f000_0000_0000n;
+const MAX_REF_STEPS = 64;
+
+function substitute(a: Arg): bigint {
+  if (isResultOf(a)) {
+    if (a.step >= MAX_REF_STEPS || a.reg > 17) throw new Error(`the bare-metal guest keeps the results of its first ${MAX_REF_STEPS} steps only`);
+    return STEP_REF_MARK | (BigInt(a.step) << 8n) | BigInt(a.reg);
+  }
   const v = BigInt(a);
   return (v & 0xffff_fffcn) === SECONDARY_ENTRY ? (v & ~0xffff_ffffn) | GUEST_SECONDARY_ENTRY | (v & 3n) : v;
 }
@@ -29,6 +38,34 @@ export function scriptFor(c: Case, p: Params): ScriptStep[] {
   return out;
 }
 
+/**
+ * The guest, its script and the case's memory as one image: the guest's own writeScriptImage, plus the
+ * STEP_REFS flag on steps that take earlier results and the case's bytes at their addresses (which the
+ * image covers: CASE_DATA_BASE..CASE_DATA_END).
+ */
+function writeCaseImage(path: string, c: Case, p: Params): void {
+  const script = encodeScript(scriptFor(c, p), 0, { hostAcksHalts: true });
+  const header = encodeScript([]).length;
+  const stepSize = encodeScript([{ vcpu: 0, conduit: "hvc", regs: [] }]).length - header;
+  const view = new DataView(script.buffer, script.byteOffset, script.byteLength);
+  c.steps.forEach((s, i) => {
+    if (!(s.args ?? []).some(isResultOf)) return;
+    const flags = header + i * stepSize + 8;
+    view.setUint32(flags, view.getUint32(flags, true) | STEP_REFS, true);
+  });
+  const end = (c.memory ?? []).reduce((e, w) => {
+    if (w.at < CASE_DATA_BASE || w.at + BigInt(w.bytes.length) > CASE_DATA_END) throw new Error(`case memory at 0x${w.at.toString(16)} is outside the guest image's data area`);
+    return Math.max(e, Number(w.at - GUEST_LOAD) + w.bytes.length);
+  }, SCRIPT_OFFSET + script.length);
+  const bin = readFileSync(guestBinaryPath(p.aarch32));
+  if (bin.length > SCRIPT_OFFSET || SCRIPT_OFFSET + script.length > Number(CASE_DATA_BASE - GUEST_LOAD) || end > IMAGE_SIZE) throw new Error("the guest, its script and the case's memory do not fit the image");
+  const image = new Uint8Array(end);
+  image.set(bin);
+  image.set(script, SCRIPT_OFFSET);
+  for (const w of c.memory ?? []) image.set(w.bytes, Number(w.at - GUEST_LOAD));
+  writeFileSync(path, image);
+}
+
 export interface QemuRunInfo {
   /** The console, for failure messages. */
   readonly console: string[];
@@ -38,12 +75,12 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
   name: "QEMU",
   capabilities: new Set(["aarch32", "system-events", "entropy-budget", "entry-registers"]),
   async run(c: Case, p: Params): Promise<CaseResult> {
-    const vm = { aarch32: p.aarch32, conduit: p.conduit, ...c.vm, services: { psci: { version: p.psci }, ...((c.vm?.services as object) ?? {}) } };
-    const parsed = parseConfigText(JSON.stringify({ vms: { vm0: vm } }), "json");
+    const parsed = parseConfigText(JSON.stringify(caseConfig(c, p)), "json");
     if (!parsed.ok) throw new Error(`case config: ${JSON.stringify(parsed.errors)}`);
     const dir = mkdtempSync(join(tmpdir(), "smcvisor-case-"));
     const image = join(dir, "guest.img");
-    writeScriptImage(image, scriptFor(c, p), 0, { hostAcksHalts: true, aarch32: p.aarch32 });
+    writeCaseImage(image, c, p);
+    let memoryAfter: (Uint8Array | null)[] = (c.memoryAfter ?? []).map(() => null);
     const report = emptyReport();
     const consoleLines: string[] = [];
     let reset = false;
@@ -54,7 +91,11 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
         ...(c.entropyBudget !== undefined ? { entropyBudget: c.entropyBudget } : {}),
         console: (_vm, line) => {
           consoleLines.push(line);
-          if (parseGuestLine(line, report) && report.done) m.vm("vm0").stop("script done");
+          if (parseGuestLine(line, report) && report.done) {
+            // The RAM goes with the VM: read what the case checks while the guest idles after its script.
+            memoryAfter = (c.memoryAfter ?? []).map((e) => m.vm("vm0").memory.read(e.at, e.bytes.length));
+            m.vm("vm0").stop("script done");
+          }
         },
         // The guest waits for this count before the step after a call that does not return.
         onHalt: () => {
@@ -79,7 +120,7 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
       const starts = Array.from({ length: vcpus }, (_, i) => report.entries.filter((e) => e.cpu === i).length);
       const entryContext = Array.from({ length: vcpus }, (_, i) => report.entries.filter((e) => e.cpu === i).at(-1)?.x0 ?? 0n);
       const vmState = exit!.state === "off" ? "off" : reset ? "reset" : "running";
-      return { steps, starts, entryContext, vmState };
+      return { steps, starts, entryContext, vmState, memoryAfter };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

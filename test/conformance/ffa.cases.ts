@@ -1,0 +1,297 @@
+/**
+ * FF-A conformance cases (DEN0077 v1.2): the guest-visible ABI of a VM with `tee: ffa` on a platform whose
+ * modelled SPMC runs the test partition (src/firmware/spmc/partitions/test-sp.ts). One case per rule of the
+ * specification; where it leaves the choice of error to the implementation, the case expects what
+ * src/mediators/ffa/README.md documents, and says so. Section numbers are DEN0077 v1.2's chapter 13 (v1.1:
+ * the same ABIs in chapter 13; memory management in the v1.2 Memory Management supplement).
+ *
+ * FF-A does not depend on the PSCI version, so the cases are generated for PSCI 1.3 only, for both caller
+ * widths and both conduits. Every case runs in-process and under QEMU from the bare-metal guest: the TX
+ * descriptors and the shared page are in the case's `memory` (loaded with the guest's image), the RX buffer
+ * is read at the end (`memoryAfter`), and the handle of a share reaches the next calls as a ResultOf.
+ */
+import { TEST_SP_CMD, TEST_SP_PROPERTIES } from "../../src/firmware/spmc/partitions/test-sp.js";
+import { TEST_PARTITION_UUID } from "../../src/policy/ffa.js";
+import { FFA_ID_SPMC, FFA_MEM_ATTR_NORMAL_WB_IS, FFA_MEM_PERM, FFA_RET, ffaEndpoints } from "../../src/smccc/ffa/abi.js";
+import { encodeMemTransaction } from "../../src/smccc/ffa/descriptors.js";
+import { encodePartitionInfo, ffaUuidWords } from "../../src/smccc/ffa/partition-info.js";
+import { FFA_FUNCTIONS as F } from "../../src/smccc/functions/ffa.js";
+import { CASE_DATA_BASE, nativeFid, RAM_BASE, RAM_SIZE, type Case, type MemoryBytes, type Params, type Step } from "./case.js";
+
+/** The VM's endpoint ID (its config ID) and the test partition's. */
+const VM_ID = 1;
+const SP = 0x8002;
+const PLATFORM = { spmc: { partitions: [{ name: "test", id: SP, runs: "test", vms: ["vm0"] }] } };
+const FFA_VM = { id: VM_ID, tee: "ffa" };
+
+/** The RX/TX pair, and a page to share, in the part of RAM the guest's image covers (case.ts). */
+const TX = CASE_DATA_BASE, RX = CASE_DATA_BASE + 0x1000n, SHARED = CASE_DATA_BASE + 0x1_0000n;
+
+const V1_0 = 0x1_0000, V1_1 = 0x1_0001, V1_2 = 0x1_0002;
+const SUCCESS = BigInt(F.FFA_SUCCESS.smc32);
+const ERROR = BigInt(F.FFA_ERROR.smc32);
+/** An SMCCC call a VM may not make (SMCCC NOT_SUPPORTED). */
+const SMCCC_NOT_SUPPORTED = -1;
+
+/** FFA_ERROR with its status in w2 (x2's upper half zero, also for SMC64 calls: README's FFA_ERROR row). */
+const error = (code: number) => ({ 0: ERROR, 1: 0n, 2: BigInt(code >>> 0) });
+/** FFA_SUCCESS (the 32-bit form: every call here answers with it) with w2 and what must be zero. */
+const success = (w2 = 0n, w3 = 0n) => ({ 0: SUCCESS, 1: 0n, 2: w2, 3: w3 });
+
+/** The test partition as a v1.1+ partition information descriptor (DEN0077 v1.2 Table 13.37). */
+const TEST_SP_INFO = encodePartitionInfo([{ id: SP, executionContexts: 1, properties: TEST_SP_PROPERTIES, uuid: TEST_PARTITION_UUID }], V1_2);
+const UUID = ffaUuidWords(TEST_PARTITION_UUID);
+const UNKNOWN_UUID = ffaUuidWords("0badc0de-0000-4000-8000-00000000f00d");
+
+export function ffaCases(p: Params): Case[] {
+  if (p.psci !== "1.3") return [];
+  const a64 = !p.aarch32;
+  const RXTX_MAP = nativeFid(F.FFA_RXTX_MAP, p);
+  const step = (fid: number, args: Step["args"], expect: Partial<Step> = {}): Step => ({ vcpu: 0, fid, args, ...expect });
+  const version = (v = V1_2): Step => step(F.FFA_VERSION.smc32, [v], { regs: { 0: BigInt(V1_2) } });
+  const map = (tx = TX, rx = RX, pages = 1): Step => step(RXTX_MAP, [tx, rx, pages], { regs: success() });
+  const features = (id: number, regs: Step["regs"]): Step => step(F.FFA_FEATURES.smc32, [id], { regs });
+  const cases: Case[] = [];
+  const add = (c: Omit<Case, "platform" | "vm"> & { vm?: Case["vm"] }) => cases.push({ platform: PLATFORM, vm: FFA_VM, ...c });
+
+  // FFA_VERSION (§13.2): the callee's version in w0, or NOT_SUPPORTED (-1) in w0 itself; never FFA_ERROR.
+  add({
+    name: "DEN0077 FFA_VERSION: 1.0, 1.1 and 1.2 callers are all answered 1.2 (same major version, §13.2.1)",
+    steps: [version(V1_0), version(V1_1), version(V1_2), step(F.FFA_VERSION.smc32, [0x1_0003], { regs: { 0: BigInt(V1_2) } })],
+  });
+  add({
+    name: "DEN0077 FFA_VERSION: major version 2 is NOT_SUPPORTED in w0",
+    steps: [step(F.FFA_VERSION.smc32, [0x2_0000], { ret: FFA_RET.NOT_SUPPORTED })],
+  });
+  add({
+    name: "DEN0077 FFA_VERSION: bit 31 of the input (MBZ) set is NOT_SUPPORTED in w0, the only error FFA_VERSION has",
+    steps: [step(F.FFA_VERSION.smc32, [0x8001_0002], { ret: FFA_RET.NOT_SUPPORTED }), version()],
+  });
+  add({
+    name: "DEN0077 FFA_VERSION: the version is fixed by the first other call: another is NOT_SUPPORTED after it, the same one still answered",
+    steps: [version(V1_1), step(F.FFA_ID_GET.smc32, [], { regs: success(BigInt(VM_ID)) }), step(F.FFA_VERSION.smc32, [V1_0], { ret: FFA_RET.NOT_SUPPORTED }), version(V1_1)],
+  });
+  add({
+    name: "smcvisor FF-A: a call before FFA_VERSION is FFA_ERROR(NOT_SUPPORTED) (src/mediators/ffa/README.md, as Xen)",
+    steps: [step(F.FFA_ID_GET.smc32, [], { regs: error(FFA_RET.NOT_SUPPORTED) }), version(), step(F.FFA_ID_GET.smc32, [], { regs: success(BigInt(VM_ID)) })],
+  });
+
+  // FFA_FEATURES (§13.3).
+  add({
+    name: "DEN0077 FFA_FEATURES: implemented functions are FFA_SUCCESS with their properties in w2",
+    steps: [
+      version(),
+      ...[F.FFA_ERROR, F.FFA_SUCCESS, F.FFA_INTERRUPT, F.FFA_VERSION, F.FFA_FEATURES, F.FFA_RX_RELEASE, F.FFA_RXTX_UNMAP, F.FFA_PARTITION_INFO_GET, F.FFA_ID_GET, F.FFA_SPM_ID_GET, F.FFA_MSG_SEND_DIRECT_REQ, F.FFA_MEM_RECLAIM].map((d) => features(d.smc32!, success())),
+      // RXTX_MAP (§13.3, Table 13.13): w2[1:0] 0 = 4 KiB minimum, v1.2 callers get the maximum pages (4) in [31:16].
+      features(F.FFA_RXTX_MAP.smc32, success(4n << 16n)),
+      ...(a64 ? [features(F.FFA_RXTX_MAP.smc64, success(4n << 16n)), features(F.FFA_MSG_SEND_DIRECT_REQ.smc64, success()), features(F.FFA_MSG_SEND_DIRECT_REQ2.smc64, success()), features(F.FFA_PARTITION_INFO_GET_REGS.smc64, success())] : []),
+      // MEM_SHARE/LEND: w2 bit 0 clear, no dynamically allocated buffers (the descriptor is in TX only).
+      features(F.FFA_MEM_SHARE.smc32, success()),
+      features(F.FFA_MEM_LEND.smc32, success()),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_FEATURES: functions not offered to a VM, and unknown function IDs, are FFA_ERROR(NOT_SUPPORTED)",
+    steps: [
+      version(),
+      // Deprecated or refused (README feature table).
+      ...[F.FFA_MSG_POLL, F.FFA_MSG_SEND, F.FFA_YIELD, F.FFA_MEM_DONATE, F.FFA_MEM_OP_PAUSE, F.FFA_NORMAL_WORLD_RESUME, F.FFA_MEM_PERM_GET, F.FFA_CONSOLE_LOG].map((d) => features(d.smc32!, error(FFA_RET.NOT_SUPPORTED))),
+      // The hypervisor's and the secure world's own ABIs.
+      ...[F.FFA_NOTIFICATION_BITMAP_CREATE, F.FFA_NOTIFICATION_BITMAP_DESTROY, F.FFA_RX_ACQUIRE, F.FFA_EL3_INTR_HANDLE].map((d) => features(d.smc32!, error(FFA_RET.NOT_SUPPORTED))),
+      features(F.FFA_SECONDARY_EP_REGISTER.smc64!, error(FFA_RET.NOT_SUPPORTED)),
+      features(0x8400_00ff, error(FFA_RET.NOT_SUPPORTED)),
+      features(0x8400_0000, error(FFA_RET.NOT_SUPPORTED)),
+    ],
+  });
+  if (p.aarch32) {
+    add({
+      name: "DEN0077 FFA_FEATURES: SMC64 functions are NOT_SUPPORTED for an AArch32 VM",
+      steps: [version(), features(F.FFA_RXTX_MAP.smc64, error(FFA_RET.NOT_SUPPORTED)), features(F.FFA_MSG_SEND_DIRECT_REQ.smc64, error(FFA_RET.NOT_SUPPORTED))],
+    });
+  }
+  add({
+    name: "DEN0077 FFA_FEATURES: feature IDs (w1 bit 31 clear) NPI, SRI, MEI are FFA_ERROR(NOT_SUPPORTED): no interrupts to give (README)",
+    steps: [version(), features(1, error(FFA_RET.NOT_SUPPORTED)), features(2, error(FFA_RET.NOT_SUPPORTED)), features(3, error(FFA_RET.NOT_SUPPORTED))],
+  });
+  add({
+    name: "DEN0077 FF-A: calling a function not offered is FFA_ERROR(NOT_SUPPORTED), never the SMCCC unknown value",
+    steps: [version(), step(F.FFA_MSG_POLL.smc32, [], { regs: error(FFA_RET.NOT_SUPPORTED) }), step(F.FFA_MEM_DONATE.smc32, [], { regs: error(FFA_RET.NOT_SUPPORTED) }), step(0x8400_00ff, [], { regs: error(FFA_RET.NOT_SUPPORTED) })],
+  });
+
+  // Identities.
+  add({ name: "DEN0077 FFA_ID_GET: FFA_SUCCESS with the VM's endpoint ID (its config ID) in w2", steps: [version(), step(F.FFA_ID_GET.smc32, [], { regs: success(BigInt(VM_ID)) })] });
+  add({ name: "DEN0077 FFA_SPM_ID_GET: FFA_SUCCESS with the SPMC's ID (0x8000) in w2", steps: [version(), step(F.FFA_SPM_ID_GET.smc32, [], { regs: success(BigInt(FFA_ID_SPMC)) })] });
+  add({ name: "DEN0077 FFA_SPM_ID_GET: NOT_SUPPORTED for a v1.0 caller (a v1.1 ABI)", steps: [version(V1_0), step(F.FFA_SPM_ID_GET.smc32, [], { regs: error(FFA_RET.NOT_SUPPORTED) })] });
+
+  // RX/TX buffers (§13.6-13.8).
+  add({
+    name: "DEN0077 FFA_RXTX_MAP: a buffer address not aligned to the 4 KiB minimum is INVALID_PARAMETERS",
+    steps: [version(), step(RXTX_MAP, [TX + 0x800n, RX, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(RXTX_MAP, [TX, RX + 0x10n, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) }), map()],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_MAP: a buffer outside the VM's RAM is INVALID_PARAMETERS (README), nothing mapped",
+    steps: [version(), step(RXTX_MAP, [RAM_BASE + RAM_SIZE, RX, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(RXTX_MAP, [TX, 0x1000n, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) }), map()],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_MAP: TX and RX overlapping is INVALID_PARAMETERS",
+    steps: [version(), step(RXTX_MAP, [TX, TX, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(RXTX_MAP, [TX, TX + 0x1000n, 2], { regs: error(FFA_RET.INVALID_PARAMETERS) }), map()],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_MAP: 0 pages, or more than FEATURES's maximum (4), is INVALID_PARAMETERS",
+    steps: [version(), step(RXTX_MAP, [TX, RX + 0x1_0000n, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(RXTX_MAP, [TX, RX + 0x1_0000n, 5], { regs: error(FFA_RET.INVALID_PARAMETERS) }), map(TX, RX + 0x1_0000n, 4)],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_MAP: a second pair while one is mapped is DENIED",
+    steps: [version(), map(), step(RXTX_MAP, [TX + 0x2000n, RX + 0x2000n, 1], { regs: error(FFA_RET.DENIED) })],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_UNMAP: unmaps the pair (FFA_SUCCESS), after which a new pair maps; with none mapped it is INVALID_PARAMETERS",
+    steps: [version(), step(F.FFA_RXTX_UNMAP.smc32, [0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), map(), step(F.FFA_RXTX_UNMAP.smc32, [0], { regs: success() }), map(TX + 0x2000n, RX + 0x2000n)],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_UNMAP: an ID in w1[31:16] that is neither 0 nor the caller's is INVALID_PARAMETERS",
+    steps: [version(), map(), step(F.FFA_RXTX_UNMAP.smc32, [2 << 16], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_RXTX_UNMAP.smc32, [VM_ID << 16], { regs: success() })],
+  });
+  add({
+    name: "DEN0077 FFA_RX_RELEASE: without an RX buffer the caller owns is DENIED",
+    steps: [version(), step(F.FFA_RX_RELEASE.smc32, [], { regs: error(FFA_RET.DENIED) }), map(), step(F.FFA_RX_RELEASE.smc32, [], { regs: error(FFA_RET.DENIED) })],
+  });
+
+  // FFA_PARTITION_INFO_GET (§13.9).
+  const PIG = F.FFA_PARTITION_INFO_GET.smc32;
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: by the test partition's UUID: count 1 in w2, descriptor size 24 in w3, its descriptor in RX",
+    steps: [version(), map(), step(PIG, [...UUID, 0], { regs: success(1n, 24n) })],
+    memoryAfter: [{ at: RX, bytes: TEST_SP_INFO }],
+  });
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: the nil UUID lists every partition the VM may use",
+    steps: [version(), map(), step(PIG, [0, 0, 0, 0, 0], { regs: success(1n, 24n) })],
+    memoryAfter: [{ at: RX, bytes: TEST_SP_INFO }],
+  });
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: the count-only flag (w5 bit 0) returns the count, w3 = 0 (MBZ), RX untouched and not owned",
+    steps: [version(), step(PIG, [...UUID, 1], { regs: success(1n, 0n) }), map(), step(PIG, [0, 0, 0, 0, 1], { regs: success(1n, 0n) }), step(F.FFA_RX_RELEASE.smc32, [], { regs: error(FFA_RET.DENIED) })],
+    memoryAfter: [{ at: RX, bytes: new Uint8Array(24) }],
+  });
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: an unknown UUID is INVALID_PARAMETERS",
+    steps: [version(), map(), step(PIG, [...UNKNOWN_UUID, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(PIG, [...UNKNOWN_UUID, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: before FFA_RXTX_MAP (no RX buffer) is DENIED (README; Hafnium answers BUSY)",
+    steps: [version(), step(PIG, [...UUID, 0], { regs: error(FFA_RET.DENIED) })],
+  });
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: while the caller owns its RX buffer it is BUSY; after FFA_RX_RELEASE it succeeds again",
+    steps: [version(), map(), step(PIG, [...UUID, 0], { regs: success(1n, 24n) }), step(PIG, [...UUID, 0], { regs: error(FFA_RET.BUSY) }), step(F.FFA_RX_RELEASE.smc32, [], { regs: success() }), step(PIG, [...UUID, 0], { regs: success(1n, 24n) })],
+  });
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: a v1.0 caller gets 8-byte descriptors and w3 = 0",
+    steps: [version(V1_0), map(), step(PIG, [...UUID, 0], { regs: success(1n, 0n) })],
+    // v1.0 Table 8.25: ID, execution contexts, properties (bits 0-3 only in v1.0); no UUID.
+    memoryAfter: [{ at: RX, bytes: encodePartitionInfo([{ id: SP, executionContexts: 1, properties: TEST_SP_PROPERTIES & 0xf, uuid: TEST_PARTITION_UUID }], V1_0) }],
+  });
+
+  // Direct messaging (§15.2-15.3): to the test partition's echo (it answers the payload unchanged).
+  const echo32 = [TEST_SP_CMD.ECHO, 0x1111_1111, 0x2222_2222, 0x3333_3333, 0x4444_4444];
+  add({
+    name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ (SMC32): the partition's FFA_MSG_SEND_DIRECT_RESP, endpoints swapped in w1, w2 = 0, w3-w7 its answer",
+    steps: [
+      version(),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, ...echo32], {
+        regs: { 0: BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc32), 1: BigInt(ffaEndpoints(SP, VM_ID)), 2: 0n, ...Object.fromEntries(echo32.map((v, i) => [3 + i, BigInt(v)])) },
+      }),
+    ],
+  });
+  if (a64) {
+    const echo64 = [BigInt(TEST_SP_CMD.ECHO), 0x1111_1111_aaaa_aaaan, 0x2222_2222_bbbb_bbbbn, 0x3333_3333_cccc_ccccn, 0x4444_4444_dddd_ddddn];
+    add({
+      name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ (SMC64): the 64-bit response, x3-x7 with all 64 bits",
+      steps: [
+        version(),
+        step(F.FFA_MSG_SEND_DIRECT_REQ.smc64!, [ffaEndpoints(VM_ID, SP), 0, ...echo64], {
+          regs: { 0: BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc64!), 1: BigInt(ffaEndpoints(SP, VM_ID)), 2: 0n, ...Object.fromEntries(echo64.map((v, i) => [3 + i, v])) },
+        }),
+      ],
+    });
+  }
+  add({
+    name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ: to an endpoint the VM does not know is INVALID_PARAMETERS",
+    steps: [
+      version(),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, 0x8003), 0, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, FFA_ID_SPMC), 0, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, 2), 0, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ: a sender field (w1[31:16]) other than the caller's ID is INVALID_PARAMETERS",
+    steps: [
+      version(),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(2, SP), 0, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(0, SP), 0, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ: w2 flags set (a framework message, the hypervisor's) is INVALID_PARAMETERS",
+    steps: [version(), step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0x8000_0002, 0, 0, VM_ID], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+
+  // Memory management (v1.2 Memory Management supplement): a page shared with the test partition, whose
+  // checksum service retrieves it, sums its bytes and relinquishes it.
+  const share: MemoryBytes[] = [
+    { at: TX, bytes: encodeMemTransaction({ sender: VM_ID, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, flags: 0, handle: 0n, tag: 0n, receivers: [{ receiver: SP, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: SHARED, pageCount: 1 }] }, "v1.2") },
+    { at: SHARED, bytes: new Uint8Array(4096).fill(3) },
+  ];
+  const len = share[0]!.bytes.length;
+  const MEM_SHARE = F.FFA_MEM_SHARE.smc32;
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: one page with its descriptor in TX: FFA_SUCCESS with the handle in w2/w3; the partition reads the page; FFA_MEM_RECLAIM returns it",
+    memory: share,
+    steps: [
+      version(),
+      map(),
+      step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS, 1: 0n } }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.CHECKSUM, { step: 2, reg: 2 }, { step: 2, reg: 3 }], {
+        regs: { 0: BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc32), 1: BigInt(ffaEndpoints(SP, VM_ID)), 3: 0n, 4: 3n * 4096n, 5: 1n },
+      }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 0], { regs: success() }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: a page already shared is DENIED",
+    memory: share,
+    steps: [version(), map(), step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS } }), step(MEM_SHARE, [len, len, 0, 0], { regs: error(FFA_RET.DENIED) })],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: without an RX/TX pair is DENIED (README)",
+    memory: share,
+    steps: [version(), step(MEM_SHARE, [len, len, 0, 0], { regs: error(FFA_RET.DENIED) })],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: a fragment length greater than the total length is INVALID_PARAMETERS",
+    memory: share,
+    steps: [version(), map(), step(MEM_SHARE, [len, len + 16, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS } })],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_RECLAIM: a handle the VM never got is INVALID_PARAMETERS",
+    steps: [version(), step(F.FFA_MEM_RECLAIM.smc32, [0x1234, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_MEM_RECLAIM.smc32, [0xffff_ffff, 0xffff_ffff, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+
+  // A VM without FF-A (no `tee: ffa`): its FF-A calls are denied by policy, SMCCC NOT_SUPPORTED.
+  cases.push({
+    name: "smcvisor FF-A: a VM without tee: ffa gets SMCCC NOT_SUPPORTED (-1) for every FF-A call",
+    // The same platform, its partition serving no VM (a partition may only name FF-A VMs).
+    platform: { spmc: { partitions: [{ ...PLATFORM.spmc.partitions[0]!, vms: [] }] } },
+    vm: { id: 2 },
+    steps: [
+      step(F.FFA_VERSION.smc32, [V1_2], { ret: SMCCC_NOT_SUPPORTED }),
+      step(F.FFA_ID_GET.smc32, [], { ret: SMCCC_NOT_SUPPORTED }),
+      step(RXTX_MAP, [TX, RX, 1], { ret: SMCCC_NOT_SUPPORTED }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(2, SP), 0, TEST_SP_CMD.ECHO], { ret: SMCCC_NOT_SUPPORTED }),
+    ],
+  });
+  return cases;
+}
