@@ -14,7 +14,7 @@ import { TEST_SP_CMD, TEST_SP_PROPERTIES } from "../../src/firmware/spmc/partiti
 import { TEST_PARTITION_UUID } from "../../src/policy/ffa.js";
 import { FFA_ID_SPMC, FFA_MEM_ATTR_NORMAL_WB_IS, FFA_MEM_PERM, FFA_RET, ffaEndpoints } from "../../src/smccc/ffa/abi.js";
 import { encodeMemTransaction } from "../../src/smccc/ffa/descriptors.js";
-import { encodePartitionInfo, ffaUuidWords } from "../../src/smccc/ffa/partition-info.js";
+import { encodePartitionInfo, ffaUuidRegs, ffaUuidWords } from "../../src/smccc/ffa/partition-info.js";
 import { FFA_FUNCTIONS as F } from "../../src/smccc/functions/ffa.js";
 import { CASE_DATA_BASE, nativeFid, RAM_BASE, RAM_SIZE, type Case, type MemoryBytes, type Params, type Step } from "./case.js";
 
@@ -33,26 +33,31 @@ const ERROR = BigInt(F.FFA_ERROR.smc32);
 /** An SMCCC call a VM may not make (SMCCC NOT_SUPPORTED). */
 const SMCCC_NOT_SUPPORTED = -1;
 
-/** FFA_ERROR with its status in w2 (x2's upper half zero, also for SMC64 calls: README's FFA_ERROR row). */
-const error = (code: number) => ({ 0: ERROR, 1: 0n, 2: BigInt(code >>> 0) });
-/** FFA_SUCCESS (the 32-bit form: every call here answers with it) with w2 and what must be zero. */
-const success = (w2 = 0n, w3 = 0n) => ({ 0: SUCCESS, 1: 0n, 2: w2, 3: w3 });
+/**
+ * FFA_ERROR with its status in w2 (x2's upper half zero, also for SMC64 calls: README's FFA_ERROR row);
+ * w1 and w3-w7 are reserved, MBZ (§13.1, FFA_ERROR).
+ */
+const error = (code: number) => ({ 0: ERROR, 1: 0n, 2: BigInt(code >>> 0), 3: 0n, 4: 0n, 5: 0n, 6: 0n, 7: 0n });
+/** FFA_SUCCESS (the 32-bit form: every call here answers with it) with w2, w3; w1 and w4-w7 MBZ unless used. */
+const success = (w2 = 0n, w3 = 0n) => ({ 0: SUCCESS, 1: 0n, 2: w2, 3: w3, 4: 0n, 5: 0n, 6: 0n, 7: 0n });
 
 /** The test partition as a v1.1+ partition information descriptor (DEN0077 v1.2 Table 13.37). */
 const TEST_SP_INFO = encodePartitionInfo([{ id: SP, executionContexts: 1, properties: TEST_SP_PROPERTIES, uuid: TEST_PARTITION_UUID }], V1_2);
 const UUID = ffaUuidWords(TEST_PARTITION_UUID);
-const UNKNOWN_UUID = ffaUuidWords("0badc0de-0000-4000-8000-00000000f00d");
+const UNKNOWN = "0badc0de-0000-4000-8000-00000000f00d";
+const UNKNOWN_UUID = ffaUuidWords(UNKNOWN);
 
 export function ffaCases(p: Params): Case[] {
   if (p.psci !== "1.3") return [];
   const a64 = !p.aarch32;
   const RXTX_MAP = nativeFid(F.FFA_RXTX_MAP, p);
+  const PIG = F.FFA_PARTITION_INFO_GET.smc32;
   const step = (fid: number, args: Step["args"], expect: Partial<Step> = {}): Step => ({ vcpu: 0, fid, args, ...expect });
   const version = (v = V1_2): Step => step(F.FFA_VERSION.smc32, [v], { regs: { 0: BigInt(V1_2) } });
   const map = (tx = TX, rx = RX, pages = 1): Step => step(RXTX_MAP, [tx, rx, pages], { regs: success() });
   const features = (id: number, regs: Step["regs"]): Step => step(F.FFA_FEATURES.smc32, [id], { regs });
   const cases: Case[] = [];
-  const add = (c: Omit<Case, "platform" | "vm"> & { vm?: Case["vm"] }) => cases.push({ platform: PLATFORM, vm: FFA_VM, ...c });
+  const add = (c: Case) => cases.push({ platform: PLATFORM, vm: FFA_VM, ...c });
 
   // FFA_VERSION (§13.2): the callee's version in w0, or NOT_SUPPORTED (-1) in w0 itself; never FFA_ERROR.
   add({
@@ -101,12 +106,19 @@ export function ffaCases(p: Params): Case[] {
       features(F.FFA_SECONDARY_EP_REGISTER.smc64!, error(FFA_RET.NOT_SUPPORTED)),
       features(0x8400_00ff, error(FFA_RET.NOT_SUPPORTED)),
       features(0x8400_0000, error(FFA_RET.NOT_SUPPORTED)),
+      // An SMC64 ID of a function that has only an SMC32 form.
+      features(0xc400_0063, error(FFA_RET.NOT_SUPPORTED)),
     ],
   });
   if (p.aarch32) {
     add({
-      name: "DEN0077 FFA_FEATURES: SMC64 functions are NOT_SUPPORTED for an AArch32 VM",
-      steps: [version(), features(F.FFA_RXTX_MAP.smc64, error(FFA_RET.NOT_SUPPORTED)), features(F.FFA_MSG_SEND_DIRECT_REQ.smc64, error(FFA_RET.NOT_SUPPORTED))],
+      name: "DEN0077 FFA_FEATURES: SMC64 functions are NOT_SUPPORTED for an AArch32 VM, and calling one is SMCCC NOT_SUPPORTED",
+      steps: [
+        version(),
+        features(F.FFA_RXTX_MAP.smc64, error(FFA_RET.NOT_SUPPORTED)),
+        features(F.FFA_MSG_SEND_DIRECT_REQ.smc64, error(FFA_RET.NOT_SUPPORTED)),
+        step(F.FFA_MSG_SEND_DIRECT_REQ.smc64, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.ECHO], { ret: SMCCC_NOT_SUPPORTED }),
+      ],
     });
   }
   add({
@@ -115,7 +127,11 @@ export function ffaCases(p: Params): Case[] {
   });
   add({
     name: "DEN0077 FF-A: calling a function not offered is FFA_ERROR(NOT_SUPPORTED), never the SMCCC unknown value",
-    steps: [version(), step(F.FFA_MSG_POLL.smc32, [], { regs: error(FFA_RET.NOT_SUPPORTED) }), step(F.FFA_MEM_DONATE.smc32, [], { regs: error(FFA_RET.NOT_SUPPORTED) }), step(0x8400_00ff, [], { regs: error(FFA_RET.NOT_SUPPORTED) })],
+    steps: [
+      version(),
+      ...[F.FFA_MSG_POLL, F.FFA_MEM_DONATE, F.FFA_NOTIFICATION_BITMAP_CREATE, F.FFA_RX_ACQUIRE, F.FFA_MEM_FRAG_RX].map((d) => step(d.smc32!, [], { regs: error(FFA_RET.NOT_SUPPORTED) })),
+      step(0x8400_00ff, [], { regs: error(FFA_RET.NOT_SUPPORTED) }),
+    ],
   });
 
   // Identities.
@@ -146,11 +162,18 @@ export function ffaCases(p: Params): Case[] {
   });
   add({
     name: "DEN0077 FFA_RXTX_UNMAP: unmaps the pair (FFA_SUCCESS), after which a new pair maps; with none mapped it is INVALID_PARAMETERS",
-    steps: [version(), step(F.FFA_RXTX_UNMAP.smc32, [0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), map(), step(F.FFA_RXTX_UNMAP.smc32, [0], { regs: success() }), map(TX + 0x2000n, RX + 0x2000n)],
+    steps: [
+      version(),
+      step(F.FFA_RXTX_UNMAP.smc32, [0], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      map(),
+      step(F.FFA_RXTX_UNMAP.smc32, [0], { regs: success() }),
+      step(PIG, [...UUID, 0], { regs: error(FFA_RET.DENIED) }),
+      map(TX + 0x2000n, RX + 0x2000n),
+    ],
   });
   add({
-    name: "DEN0077 FFA_RXTX_UNMAP: an ID in w1[31:16] that is neither 0 nor the caller's is INVALID_PARAMETERS",
-    steps: [version(), map(), step(F.FFA_RXTX_UNMAP.smc32, [2 << 16], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_RXTX_UNMAP.smc32, [VM_ID << 16], { regs: success() })],
+    name: "DEN0077 FFA_RXTX_UNMAP: an ID in w1[31:16] that is neither 0 nor the caller's, or w1[15:0] (MBZ) set, is INVALID_PARAMETERS",
+    steps: [version(), map(), step(F.FFA_RXTX_UNMAP.smc32, [2 << 16], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_RXTX_UNMAP.smc32, [1], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_RXTX_UNMAP.smc32, [VM_ID << 16], { regs: success() })],
   });
   add({
     name: "DEN0077 FFA_RX_RELEASE: without an RX buffer the caller owns is DENIED",
@@ -158,7 +181,6 @@ export function ffaCases(p: Params): Case[] {
   });
 
   // FFA_PARTITION_INFO_GET (§13.9).
-  const PIG = F.FFA_PARTITION_INFO_GET.smc32;
   add({
     name: "DEN0077 FFA_PARTITION_INFO_GET: by the test partition's UUID: count 1 in w2, descriptor size 24 in w3, its descriptor in RX",
     steps: [version(), map(), step(PIG, [...UUID, 0], { regs: success(1n, 24n) })],
@@ -183,14 +205,27 @@ export function ffaCases(p: Params): Case[] {
     steps: [version(), step(PIG, [...UUID, 0], { regs: error(FFA_RET.DENIED) })],
   });
   add({
-    name: "DEN0077 FFA_PARTITION_INFO_GET: while the caller owns its RX buffer it is BUSY; after FFA_RX_RELEASE it succeeds again",
-    steps: [version(), map(), step(PIG, [...UUID, 0], { regs: success(1n, 24n) }), step(PIG, [...UUID, 0], { regs: error(FFA_RET.BUSY) }), step(F.FFA_RX_RELEASE.smc32, [], { regs: success() }), step(PIG, [...UUID, 0], { regs: success(1n, 24n) })],
+    name: "DEN0077 FFA_PARTITION_INFO_GET: while the caller owns its RX buffer it is BUSY; FFA_RX_RELEASE gives it back (once); then it succeeds again",
+    steps: [
+      version(),
+      map(),
+      step(PIG, [...UUID, 0], { regs: success(1n, 24n) }),
+      step(PIG, [...UUID, 0], { regs: error(FFA_RET.BUSY) }),
+      step(F.FFA_RX_RELEASE.smc32, [], { regs: success() }),
+      step(F.FFA_RX_RELEASE.smc32, [], { regs: error(FFA_RET.DENIED) }),
+      step(PIG, [...UUID, 0], { regs: success(1n, 24n) }),
+    ],
   });
   add({
     name: "DEN0077 FFA_PARTITION_INFO_GET: a v1.0 caller gets 8-byte descriptors and w3 = 0",
     steps: [version(V1_0), map(), step(PIG, [...UUID, 0], { regs: success(1n, 0n) })],
     // v1.0 Table 8.25: ID, execution contexts, properties (bits 0-3 only in v1.0); no UUID.
     memoryAfter: [{ at: RX, bytes: encodePartitionInfo([{ id: SP, executionContexts: 1, properties: TEST_SP_PROPERTIES & 0xf, uuid: TEST_PARTITION_UUID }], V1_0) }],
+  });
+
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: w5 is MBZ for a v1.0 caller (no count-only flag before v1.1): INVALID_PARAMETERS",
+    steps: [version(V1_0), map(), step(PIG, [...UUID, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
   });
 
   // Direct messaging (§15.2-15.3): to the test partition's echo (it answers the payload unchanged).
@@ -240,11 +275,13 @@ export function ffaCases(p: Params): Case[] {
 
   // Memory management (v1.2 Memory Management supplement): a page shared with the test partition, whose
   // checksum service retrieves it, sums its bytes and relinquishes it.
+  const shareTx = { sender: VM_ID, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, flags: 0, handle: 0n, tag: 0n, receivers: [{ receiver: SP, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: SHARED, pageCount: 1 }] };
   const share: MemoryBytes[] = [
-    { at: TX, bytes: encodeMemTransaction({ sender: VM_ID, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, flags: 0, handle: 0n, tag: 0n, receivers: [{ receiver: SP, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: SHARED, pageCount: 1 }] }, "v1.2") },
+    { at: TX, bytes: encodeMemTransaction(shareTx, "v1.2") },
     { at: SHARED, bytes: new Uint8Array(4096).fill(3) },
   ];
   const len = share[0]!.bytes.length;
+  const v10len = encodeMemTransaction(shareTx, "v1.0").length;
   const MEM_SHARE = F.FFA_MEM_SHARE.smc32;
   add({
     name: "DEN0077 FFA_MEM_SHARE: one page with its descriptor in TX: FFA_SUCCESS with the handle in w2/w3; the partition reads the page; FFA_MEM_RECLAIM returns it",
@@ -280,6 +317,139 @@ export function ffaCases(p: Params): Case[] {
     steps: [version(), step(F.FFA_MEM_RECLAIM.smc32, [0x1234, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_MEM_RECLAIM.smc32, [0xffff_ffff, 0xffff_ffff, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
   });
 
+  // Reserved fields and versions.
+  add({
+    name: "DEN0077 FFA_FEATURES: RXTX_MAP's maximum buffer size ([31:16]) is for v1.2 callers: a v1.1 caller gets w2 = 0",
+    steps: [version(V1_1), features(F.FFA_RXTX_MAP.smc32, success())],
+  });
+  add({
+    name: "DEN0077 FFA_FEATURES: a v1.0 caller is not offered the v1.1 ABIs (SPM_ID_GET, MSG_SEND2, NOTIFICATION_BIND)",
+    steps: [version(V1_0), ...[F.FFA_SPM_ID_GET, F.FFA_MSG_SEND2, F.FFA_NOTIFICATION_BIND].map((d) => features(d.smc32!, error(FFA_RET.NOT_SUPPORTED)))],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_MAP: w3[31:6] (reserved, MBZ) set is INVALID_PARAMETERS",
+    steps: [version(), step(RXTX_MAP, [TX, RX, 1 | (1 << 6)], { regs: error(FFA_RET.INVALID_PARAMETERS) }), map()],
+  });
+  add({
+    name: "DEN0077 FFA_PARTITION_INFO_GET: flags w5[31:1] (reserved, MBZ) set is INVALID_PARAMETERS",
+    steps: [version(), map(), step(PIG, [...UUID, 2], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(PIG, [...UUID, 0], { regs: success(1n, 24n) })],
+  });
+  add({
+    name: "DEN0077 FFA_RX_RELEASE: w1 (a VM ID only the hypervisor's instance takes) non-zero from a VM is INVALID_PARAMETERS",
+    steps: [version(), map(), step(PIG, [...UUID, 0], { regs: success(1n, 24n) }), step(F.FFA_RX_RELEASE.smc32, [VM_ID], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_RX_RELEASE.smc32, [], { regs: success() })],
+  });
+  add({
+    name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ: to the caller itself is INVALID_PARAMETERS",
+    steps: [version(), step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, VM_ID), 0, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+  add({
+    name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ: to a partition that does not serve this VM is INVALID_PARAMETERS; PARTITION_INFO_GET does not show it",
+    platform: { spmc: { partitions: [{ ...PLATFORM.spmc.partitions[0]!, vms: [] }] } },
+    steps: [version(), map(), step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(PIG, [...UUID, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+  if (a64) {
+    const upper = 0xdead_beef_0000_0000n;
+    add({
+      name: "SMCCC FF-A SMC32 calls from AArch64: the callee reads W registers only, and the upper halves of the results are zero",
+      steps: [
+        step(F.FFA_VERSION.smc32, [upper | BigInt(V1_2)], { regs: { 0: BigInt(V1_2) } }),
+        step(F.FFA_RXTX_MAP.smc32, [upper | TX, upper | RX, upper | 1n], { regs: success() }),
+        step(PIG, [...UUID.map((w) => upper | BigInt(w)), upper], { regs: success(1n, 24n) }),
+        step(F.FFA_RX_RELEASE.smc32, [upper], { regs: success() }),
+        step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [upper | BigInt(ffaEndpoints(VM_ID, SP)), upper, upper | BigInt(TEST_SP_CMD.ECHO), upper | 5n], {
+          regs: { 0: BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc32), 1: BigInt(ffaEndpoints(SP, VM_ID)), 2: 0n, 3: BigInt(TEST_SP_CMD.ECHO), 4: 5n },
+        }),
+      ],
+    });
+    const [ulo, uhi] = ffaUuidRegs(TEST_PARTITION_UUID);
+    const payload = Array.from({ length: 13 }, (_, i) => 0x0101_0101_0101_0101n * BigInt(i + 1));
+    add({
+      name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ2 (v1.2): to the test partition by its UUID: FFA_MSG_SEND_DIRECT_RESP2, x4-x17 its answer",
+      steps: [
+        version(),
+        step(F.FFA_MSG_SEND_DIRECT_REQ2.smc64!, [ffaEndpoints(VM_ID, SP), ulo, uhi, TEST_SP_CMD.ECHO, ...payload], {
+          regs: { 0: BigInt(F.FFA_MSG_SEND_DIRECT_RESP2.smc64!), 1: BigInt(ffaEndpoints(SP, VM_ID)), 4: BigInt(TEST_SP_CMD.ECHO), ...Object.fromEntries(payload.map((v, i) => [5 + i, v])) },
+        }),
+      ],
+    });
+    const [nlo, nhi] = ffaUuidRegs(UNKNOWN);
+    add({
+      name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ2: a UUID the receiver does not have is INVALID_PARAMETERS",
+      steps: [version(), step(F.FFA_MSG_SEND_DIRECT_REQ2.smc64!, [ffaEndpoints(VM_ID, SP), nlo, nhi, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+    });
+    add({
+      name: "DEN0077 FFA_MSG_SEND_DIRECT_REQ2: NOT_SUPPORTED for a v1.1 caller (a v1.2 ABI)",
+      steps: [version(V1_1), step(F.FFA_MSG_SEND_DIRECT_REQ2.smc64!, [ffaEndpoints(VM_ID, SP), ulo, uhi, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.NOT_SUPPORTED) })],
+    });
+    const SUCCESS64 = BigInt(F.FFA_SUCCESS.smc64!);
+    add({
+      name: "DEN0077 FFA_PARTITION_INFO_GET_REGS (v1.2): FFA_SUCCESS (SMC64), x2 = last index, current index, tag 0, size 24; x3-x5 the test partition",
+      steps: [
+        version(),
+        step(F.FFA_PARTITION_INFO_GET_REGS.smc64!, [ulo, uhi, 0], {
+          regs: { 0: SUCCESS64, 1: 0n, 2: 24n << 48n, 3: BigInt(SP) | (1n << 16n) | (BigInt(TEST_SP_PROPERTIES) << 32n), 4: ulo, 5: uhi, 6: 0n },
+        }),
+        step(F.FFA_PARTITION_INFO_GET_REGS.smc64!, [0, 0, 0], { regs: { 0: SUCCESS64, 2: 24n << 48n, 3: BigInt(SP) | (1n << 16n) | (BigInt(TEST_SP_PROPERTIES) << 32n) } }),
+      ],
+    });
+    add({
+      name: "DEN0077 FFA_PARTITION_INFO_GET_REGS: a start index past the last, or an unknown UUID, is INVALID_PARAMETERS",
+      steps: [version(), step(F.FFA_PARTITION_INFO_GET_REGS.smc64!, [ulo, uhi, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_PARTITION_INFO_GET_REGS.smc64!, [nlo, nhi, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+    });
+    add({
+      name: "DEN0077 FFA_MEM_SHARE (SMC64): one page, FFA_SUCCESS with a handle FFA_MEM_RECLAIM takes",
+      memory: share,
+      steps: [version(), map(), step(F.FFA_MEM_SHARE.smc64!, [len, len, 0, 0], { regs: { 0: SUCCESS, 1: 0n } }), step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 0], { regs: success() })],
+    });
+  }
+
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: a v1.0 caller's descriptor (32-byte header, 16-byte access descriptors) is understood",
+    memory: [{ at: TX, bytes: encodeMemTransaction({ ...shareTx, flags: 0 }, "v1.0") }, share[1]!],
+    steps: [
+      version(V1_0),
+      map(),
+      step(MEM_SHARE, [v10len, v10len, 0, 0], { regs: { 0: SUCCESS, 1: 0n } }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.CHECKSUM, { step: 2, reg: 2 }, { step: 2, reg: 3 }], { regs: { 3: 0n, 4: 3n * 4096n, 5: 1n } }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 0], { regs: success() }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_RECLAIM: flags w3[31:2] (reserved, MBZ) set is INVALID_PARAMETERS, and the region stays shared",
+    memory: share,
+    steps: [
+      version(),
+      map(),
+      step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS } }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 4], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 0], { regs: success() }),
+    ],
+  });
+
+  // Memory transaction descriptors a VM may not send (each needs its own TX contents).
+  const descriptor = (o: { sender?: number; receiver?: number; address?: bigint; pages?: number }): MemoryBytes => ({
+    at: TX,
+    bytes: encodeMemTransaction({ sender: o.sender ?? VM_ID, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, flags: 0, handle: 0n, tag: 0n, receivers: [{ receiver: o.receiver ?? SP, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: o.address ?? SHARED, pageCount: o.pages ?? 1 }] }, "v1.2"),
+  });
+  const refused = (name: string, d: MemoryBytes, code: number) =>
+    add({ name, memory: [d], steps: [version(), map(), step(MEM_SHARE, [d.bytes.length, d.bytes.length, 0, 0], { regs: error(code) }), step(F.FFA_RX_RELEASE.smc32, [], { regs: error(FFA_RET.DENIED) })] });
+  refused("DEN0077 FFA_MEM_SHARE: a sender ID in the descriptor other than the caller's is INVALID_PARAMETERS", descriptor({ sender: 2 }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: a receiver the VM does not know is INVALID_PARAMETERS", descriptor({ receiver: 0x8003 }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: the VM itself as the receiver is INVALID_PARAMETERS", descriptor({ receiver: VM_ID }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: a page outside the VM's RAM is DENIED (README)", descriptor({ address: RAM_BASE + RAM_SIZE }), FFA_RET.DENIED);
+  refused("DEN0077 FFA_MEM_SHARE: a page of the VM's own RX/TX buffers is DENIED (README)", descriptor({ address: RX }), FFA_RET.DENIED);
+  refused("DEN0077 FFA_MEM_SHARE: a constituent not 4 KiB aligned is INVALID_PARAMETERS", descriptor({ address: SHARED + 0x800n }), FFA_RET.INVALID_PARAMETERS);
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: the descriptor at an address in x3/w4 instead of TX is NOT_SUPPORTED (README: no dynamically allocated buffers, FEATURES w2 bit 0 clear)",
+    memory: share,
+    steps: [version(), map(), step(MEM_SHARE, [len, len, SHARED, 1], { regs: error(FFA_RET.NOT_SUPPORTED) })],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: a total length of 0, or longer than the fragment in TX holds, is INVALID_PARAMETERS",
+    memory: share,
+    steps: [version(), map(), step(MEM_SHARE, [0, 0, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(MEM_SHARE, [len, 8192, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+
   // A VM without FF-A (no `tee: ffa`): its FF-A calls are denied by policy, SMCCC NOT_SUPPORTED.
   cases.push({
     name: "smcvisor FF-A: a VM without tee: ffa gets SMCCC NOT_SUPPORTED (-1) for every FF-A call",
@@ -289,6 +459,7 @@ export function ffaCases(p: Params): Case[] {
     steps: [
       step(F.FFA_VERSION.smc32, [V1_2], { ret: SMCCC_NOT_SUPPORTED }),
       step(F.FFA_ID_GET.smc32, [], { ret: SMCCC_NOT_SUPPORTED }),
+      step(F.FFA_FEATURES.smc32, [F.FFA_VERSION.smc32], { ret: SMCCC_NOT_SUPPORTED }),
       step(RXTX_MAP, [TX, RX, 1], { ret: SMCCC_NOT_SUPPORTED }),
       step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(2, SP), 0, TEST_SP_CMD.ECHO], { ret: SMCCC_NOT_SUPPORTED }),
     ],
