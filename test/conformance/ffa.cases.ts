@@ -93,6 +93,9 @@ export function ffaCases(p: Params): Case[] {
       // MEM_SHARE/LEND: w2 bit 0 clear, no dynamically allocated buffers (the descriptor is in TX only).
       features(F.FFA_MEM_SHARE.smc32, success()),
       features(F.FFA_MEM_LEND.smc32, success()),
+      // RETRIEVE_REQ: w2 bit 1, the NS bit in retrieve responses (v1.1+); RETRIEVE_RESP with it.
+      features(F.FFA_MEM_RETRIEVE_REQ.smc32, success(2n)),
+      features(F.FFA_MEM_RETRIEVE_RESP.smc32, success()),
     ],
   });
   add({
@@ -115,10 +118,17 @@ export function ffaCases(p: Params): Case[] {
       name: "DEN0077 FFA_FEATURES: SMC64 functions are NOT_SUPPORTED for an AArch32 VM, and calling one is SMCCC NOT_SUPPORTED",
       steps: [
         version(),
-        features(F.FFA_RXTX_MAP.smc64, error(FFA_RET.NOT_SUPPORTED)),
-        features(F.FFA_MSG_SEND_DIRECT_REQ.smc64, error(FFA_RET.NOT_SUPPORTED)),
+        // Every SMC64 function ID of the ABI but FFA_SUCCESS_64 (the case below).
+        ...Object.values(F).flatMap((d) => ("smc64" in d && d.smc64 !== undefined && d !== F.FFA_SUCCESS ? [features(d.smc64, error(FFA_RET.NOT_SUPPORTED))] : [])),
         step(F.FFA_MSG_SEND_DIRECT_REQ.smc64, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.ECHO], { ret: SMCCC_NOT_SUPPORTED }),
       ],
+    });
+  }
+  if (p.aarch32) {
+    add({
+      name: "DEN0077 FFA_FEATURES: FFA_SUCCESS_64 is NOT_SUPPORTED for an AArch32 VM (an SMC64 ID no AArch32 caller can be given)",
+      knownGap: "the mediator reports FFA_SUCCESS_64 to AArch32 VMs (FfaMediator.offered has no AArch32 check for it; Xen's handle_features refuses every SMC64 ID from a 32-bit guest)",
+      steps: [version(), features(F.FFA_SUCCESS.smc64!, error(FFA_RET.NOT_SUPPORTED))],
     });
   }
   add({
@@ -289,7 +299,8 @@ export function ffaCases(p: Params): Case[] {
     steps: [
       version(),
       map(),
-      step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS, 1: 0n } }),
+      // The handle's bit 63 (w3 bit 31) is the allocator: 0, the SPMC's, for a transaction with a partition.
+      step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS, 1: 0n }, clearBits: { 3: 0x8000_0000n } }),
       step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.CHECKSUM, { step: 2, reg: 2 }, { step: 2, reg: 3 }], {
         regs: { 0: BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc32), 1: BigInt(ffaEndpoints(SP, VM_ID)), 3: 0n, 4: 3n * 4096n, 5: 1n },
       }),
@@ -448,6 +459,63 @@ export function ffaCases(p: Params): Case[] {
     name: "DEN0077 FFA_MEM_SHARE: a total length of 0, or longer than the fragment in TX holds, is INVALID_PARAMETERS",
     memory: share,
     steps: [version(), map(), step(MEM_SHARE, [0, 0, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(MEM_SHARE, [len, 8192, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: overlapping constituents are INVALID_PARAMETERS",
+    memory: [{ at: TX, bytes: encodeMemTransaction({ ...shareTx, ranges: [{ address: SHARED, pageCount: 2 }, { address: SHARED + 0x1000n, pageCount: 1 }] }, "v1.2") }],
+    steps: [version(), map(), step(MEM_SHARE, [len + 16, len + 16, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_MAP: a page the VM has shared is DENIED as a buffer (README)",
+    memory: share,
+    steps: [version(), map(), step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS } }), step(F.FFA_RXTX_UNMAP.smc32, [0], { regs: success() }), step(RXTX_MAP, [SHARED, RX, 1], { regs: error(FFA_RET.DENIED) })],
+  });
+  add({
+    name: "DEN0077 FFA_MSG_WAIT: w1 (MBZ) or w2 bits other than 0 set is INVALID_PARAMETERS",
+    steps: [version(), step(F.FFA_MSG_WAIT.smc32, [1, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_MSG_WAIT.smc32, [0, 2], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+
+  // Notifications (§10, §13.x NOTIFICATION_*): the test partition sets what the VM bound.
+  const BIND = F.FFA_NOTIFICATION_BIND.smc32, GET = F.FFA_NOTIFICATION_GET.smc32, INFO_GET = F.FFA_NOTIFICATION_INFO_GET.smc32;
+  add({
+    name: "DEN0077 FFA_NOTIFICATION_BIND/GET: a notification the VM bound to the partition, set by it, is in GET's w2 (partitions' bitmap) once, then clear",
+    steps: [
+      version(),
+      step(BIND, [ffaEndpoints(SP, VM_ID), 0, 0b100, 0], { regs: success() }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.NOTIFY, VM_ID, 0b100, 0], { regs: { 0: BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc32), 3: 0n } }),
+      step(GET, [VM_ID, 1], { regs: { 0: SUCCESS, 1: 0n, 2: 0b100n, 3: 0n } }),
+      step(GET, [VM_ID, 1], { regs: { 0: SUCCESS, 2: 0n, 3: 0n } }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_NOTIFICATION_BIND: a sender that is not a partition the VM may use, or a receiver other than the caller, is INVALID_PARAMETERS",
+    steps: [
+      version(),
+      step(BIND, [ffaEndpoints(0x8003, VM_ID), 0, 1, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      step(BIND, [ffaEndpoints(SP, 2), 0, 1, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_NOTIFICATION_GET: a receiver other than the caller is INVALID_PARAMETERS",
+    steps: [version(), step(GET, [2, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+  add({
+    name: "DEN0077 FFA_NOTIFICATION_INFO_GET: NO_DATA with nothing pending; with one pending, FFA_SUCCESS listing the VM's ID",
+    steps: [
+      version(),
+      step(INFO_GET, [], { regs: error(FFA_RET.NO_DATA) }),
+      step(BIND, [ffaEndpoints(SP, VM_ID), 0, 1, 0], { regs: success() }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.NOTIFY, VM_ID, 1, 0], { regs: { 3: 0n } }),
+      // w2: bit 0 no more pending, [11:7] one list, [13:12] of 0 vCPU IDs; w3[15:0] the VM's ID.
+      step(INFO_GET, [], { regs: { 0: SUCCESS, 1: 0n, 2: 1n << 7n, 3: BigInt(VM_ID) } }),
+      step(GET, [VM_ID, 1], { regs: { 0: SUCCESS, 2: 1n } }),
+      step(INFO_GET, [], { regs: error(FFA_RET.NO_DATA) }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_NOTIFICATION_BIND: NOT_SUPPORTED for a v1.0 caller (a v1.1 ABI)",
+    steps: [version(V1_0), step(BIND, [ffaEndpoints(SP, VM_ID), 0, 1, 0], { regs: error(FFA_RET.NOT_SUPPORTED) })],
   });
 
   // A VM without FF-A (no `tee: ffa`): its FF-A calls are denied by policy, SMCCC NOT_SUPPORTED.
