@@ -5,10 +5,11 @@
  */
 import { randomFillSync } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
+import { ensureFirmware, type DebianFirmware } from "../../guests/firmware/firmware.js";
 import { ensureLinuxGuest } from "../../guests/linux/guest.js";
 import { QemuMachine } from "../machine/qemu/machine.js";
 import type { GuestImage, VmExit } from "../machine/qemu/qemu-vm.js";
-import { DEBIAN_GUEST, loadScenario, type GuestSpec, type Scenario } from "../machine/qemu/scenario.js";
+import { DEBIAN_FIRMWARE, DEBIAN_GUEST, loadScenario, type GuestSpec, type Scenario } from "../machine/qemu/scenario.js";
 import { hex32 } from "../smccc/fid.js";
 import { fidName } from "../smccc/names.js";
 import { ownerName } from "../smccc/owners.js";
@@ -45,16 +46,23 @@ function matchesCall(want: string, e: TraceEvent): boolean {
 
 function guestImage(name: string, g: GuestSpec, s: Scenario): GuestImage {
   const path = (p: string) => (isAbsolute(p) ? p : resolve(s.dir, p));
+  const input = g.input.length > 0 ? { input: g.input } : {};
+  if (g.firmware !== undefined) {
+    // Debian's packaged firmware by package name (guests/firmware), or a file.
+    const firmware = (DEBIAN_FIRMWARE as readonly string[]).includes(g.firmware) ? ensureFirmware(g.firmware as DebianFirmware) : path(g.firmware);
+    return { firmware, cmdline: g.cmdline, ...input };
+  }
   const script = (file: string, body: string) => ({ path: `etc/smcvisor/${file}`, data: new TextEncoder().encode(`#!/bin/sh\n${body}\n`), mode: 0o755 });
   const cmdline = g.boots > 1 ? `${g.cmdline} smcvisor.boots=${g.boots}` : g.cmdline;
-  if (g.kernel === DEBIAN_GUEST) {
+  const kernel = g.kernel!;
+  if (kernel === DEBIAN_GUEST) {
     const files = [...(g.run !== undefined ? [script("run.sh", g.run)] : []), ...(g.reboot !== undefined ? [script("reboot.sh", g.reboot)] : [])];
     // An FF-A VM's kernel gets the FF-A driver and an optee.ko built with the FF-A ABI (guests/linux/ffa-modules.ts).
     const ffa = s.config.vms.find((v) => v.name === name)?.ffa != null;
     const linux = ensureLinuxGuest({ files, ffa });
-    return { kernel: linux.kernel, initrd: g.initrd === undefined || g.initrd === DEBIAN_GUEST ? linux.initrd : path(g.initrd), cmdline };
+    return { kernel: linux.kernel, initrd: g.initrd === undefined || g.initrd === DEBIAN_GUEST ? linux.initrd : path(g.initrd), cmdline, ...input };
   }
-  return { kernel: path(g.kernel), ...(g.initrd ? { initrd: path(g.initrd) } : {}), cmdline };
+  return { kernel: path(kernel), ...(g.initrd ? { initrd: path(g.initrd) } : {}), cmdline, ...input };
 }
 
 /** A Linux guest's console, boot by boot: each boot starts with its init's "SMCV-GUEST up" line. */
@@ -138,7 +146,7 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
   const refused = unwritable(tracePath);
   if (refused !== null) throw new UsageError(`${flags.has("trace") ? "--trace" : `${positional[0]}: trace`}: ${refused}`);
   const width = Math.max(...s.config.vms.map((v) => v.name.length));
-  io.out(`smcvisor run: ${s.name}: ${s.config.vms.map((v) => `${v.name} (${v.vcpus} vCPU, ${s.guests.get(v.name)!.kernel})`).join(", ")}`);
+  io.out(`smcvisor run: ${s.name}: ${s.config.vms.map((v) => `${v.name} (${v.vcpus} vCPU, ${s.guests.get(v.name)!.kernel ?? `firmware ${s.guests.get(v.name)!.firmware}`})`).join(", ")}`);
   const report = await runScenario(s, {
     log: io.err,
     ...(flags.has("quiet") ? {} : { onConsole: (vm: string, line: string) => io.out(`${vm.padEnd(width)} | ${line}`) }),

@@ -82,6 +82,12 @@ describe("the guest's device tree", () => {
     for (const n of ["pl011@9000000", "intc@8000000", "cpus", "timer", "chosen", "psci", "memory@40000000"]) expect(m).not.toContain(`/delete-node/ ${n};`);
   });
 
+  it("keeps the flash node for a firmware guest only, as QEMU wrote it (both banks), and still nothing else", () => {
+    const m = merged({ map: guestMap(0x4000_0000n, 512n << 20n, 2, 2, { flash: true }) });
+    expect(m).not.toContain("/delete-node/ flash@0;");
+    for (const n of ["platform-bus@c000000", "fw-cfg@9020000", "virtio_mmio@a000000", "gpio-keys", "pcie@10000000"]) expect(m).toContain(`/delete-node/ ${n};`);
+  });
+
   it("describes the guest's RAM (not the machine's), and the GIC as the guest sees it", () => {
     const m = merged();
     expect(m).toContain("memory@40000000 { reg = <0x0 0x40000000 0x0 0x20000000>; };");

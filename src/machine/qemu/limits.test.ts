@@ -34,6 +34,6 @@ describe("what the QEMU backend can run, checked when a scenario is read", () =>
 
   it("needs a guest of its own for every VM, whatever the VM is named", () => {
     const r = parseScenario("s", { guests: { a: { kernel: "debian" } }, vms: { a: {}, constructor: {} } }, () => ({}));
-    expect(!r.ok && r.errors).toEqual([{ path: "guests.constructor", message: "every VM needs a guest (kernel)" }]);
+    expect(!r.ok && r.errors).toEqual([{ path: "guests.constructor", message: "every VM needs a guest (kernel or firmware)" }]);
   });
 });

@@ -33,6 +33,7 @@ import { qemuCommand } from "./paths.js";
 import { SharedRam } from "./shared-ram.js";
 import { MAX_QEMU_VCPUS } from "./limits.js";
 import { buildStage2 } from "./stage2.js";
+import { ConsoleTyper, type ConsoleInput } from "./console-input.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
 const PSCI_ALREADY_ON = -4;
@@ -47,9 +48,17 @@ const DOORBELL_STORM = 10_000;
 
 export interface GuestImage {
   /** A Linux arm64 Image, or a raw bare-metal binary loaded like one (x0 = the device tree's address). */
-  readonly kernel: string;
+  readonly kernel?: string;
+  /**
+   * Instead of a kernel: firmware (U-Boot, UEFI) placed in the VM's flash bank 0 and entered at EL1 at its
+   * reset address (0) with the MMU off and the device tree at the start of RAM, as virt gives it to firmware
+   * (docs/qemu-channel.md, "Firmware guests").
+   */
+  readonly firmware?: string;
   readonly initrd?: string;
   readonly cmdline?: string;
+  /** What is typed into the VM's serial port, step by step, each once its console shows `after` (console-input.ts). */
+  readonly input?: readonly ConsoleInput[];
 }
 
 export interface FastAnswer {
@@ -177,9 +186,12 @@ export class QemuVm implements PowerPort {
   /** Where this boot's number is in guest RAM (in the device tree's bootargs). */
   private bootDigitsAt: bigint | null = null;
   boots = 1;
+  /** Types the scenario's console input into the serial port (firmware prompts); null without input. */
+  private typer: ConsoleTyper | null = null;
 
   constructor(readonly config: VmConfig, private readonly opts: QemuVmOptions) {
     if (config.vcpus > MAX_QEMU_VCPUS) throw new Error(`vms.${config.name}.vcpus: the QEMU backend runs at most ${MAX_QEMU_VCPUS} vCPUs per VM`);
+    if ((opts.image.kernel === undefined) === (opts.image.firmware === undefined)) throw new Error(`vms.${config.name}: a guest image is a kernel or firmware, exactly one`);
     mkdirSync(opts.runDir, { recursive: true, mode: 0o700 });
     this.ram = new SharedRam(opts.ramFile, Number(SHIM_SIZE + config.memory.size));
     this.memory = new MappedGuestMemory(this.ram, config.memory.base, config.memory.size);
@@ -242,9 +254,17 @@ export class QemuVm implements PowerPort {
     ];
   }
 
-  /** The whole QEMU command line (no semihosting: nothing the guest runs reaches the host's files). */
+  /**
+   * The whole QEMU command line (no semihosting: nothing the guest runs reaches the host's files). QEMU
+   * always boots the shim (`-kernel`); a guest image is only ever data QEMU's loader puts in memory. A
+   * firmware guest's image goes into flash bank 0 through the loader too, never as `-bios` or a pflash
+   * drive: with either QEMU would start the firmware itself at EL2 (virt_firmware_init, arm_load_kernel) and
+   * the shim would not run at all; and no host file backs the flash, so what the firmware writes there
+   * stays in QEMU's memory.
+   */
   qemuArgs(): string[] {
     const l = this.layout!;
+    const { image } = this.opts;
     const pa = (ipa: bigint) => `0x${(ipa + SHIM_SIZE).toString(16)}`;
     const mem = `${(SHIM_SIZE + this.config.memory.size) / (1n << 20n)}M`;
     const doorbells = this.vcpus.flatMap((v) => [
@@ -257,7 +277,9 @@ export class QemuVm implements PowerPort {
       "-object", `memory-backend-file,id=ram,size=${mem},mem-path=${this.opts.ramFile},share=on`,
       "-machine", "memory-backend=ram",
       "-kernel", this.opts.shim,
-      "-device", `loader,file=${this.opts.image.kernel},addr=${pa(l.kernel)},force-raw=on`,
+      ...(image.firmware !== undefined
+        ? ["-device", `loader,file=${image.firmware},addr=0x${VIRT.flash.toString(16)},force-raw=on`]
+        : ["-device", `loader,file=${image.kernel!},addr=${pa(l.kernel)},force-raw=on`]),
       "-device", `loader,file=${join(this.opts.runDir, "guest.dtb")},addr=${pa(l.dtb)},force-raw=on`,
       ...(this.opts.image.initrd && l.initrd !== null ? ["-device", `loader,file=${this.opts.image.initrd},addr=${pa(l.initrd)},force-raw=on`] : []),
       // The shim rings the hypervisor from the vCPU's own thread (no ioeventfd hop through QEMU's main loop).
@@ -278,8 +300,18 @@ export class QemuVm implements PowerPort {
     }
     if (this.ending) return;
     const [command, args] = qemuCommand(this.opts.qemu, this.qemuArgs());
-    const child = spawn(command, args, { cwd: this.opts.runDir, stdio: ["ignore", "pipe", "pipe"] });
+    // Standard input is the serial port's input: a pipe only when the scenario types into it, else nothing.
+    const input = this.opts.image.input ?? [];
+    const child = spawn(command, args, { cwd: this.opts.runDir, stdio: [input.length > 0 ? "pipe" : "ignore", "pipe", "pipe"] });
     this.child = child;
+    if (child.stdin) {
+      const stdin = child.stdin;
+      // QEMU gone (or its serial port closed): what was not typed is dropped, the VM's end says why.
+      stdin.on("error", () => undefined);
+      this.typer = new ConsoleTyper(input, (bytes) => {
+        if (!stdin.destroyed) stdin.write(bytes);
+      });
+    }
     child.stdout!.setEncoding("utf8");
     child.stdout!.on("data", (s: string) => this.onConsole(s));
     child.stderr!.setEncoding("utf8");
@@ -297,14 +329,21 @@ export class QemuVm implements PowerPort {
   private async prepare(): Promise<void> {
     const { image } = this.opts;
     const { base, size } = this.config.memory;
-    const kernel = readHeader(image.kernel);
+    const firmware = image.firmware !== undefined;
+    if (firmware && image.initrd !== undefined) throw new Error("a firmware guest has no initrd (the firmware loads what it boots)");
+    if (firmware) {
+      const bytes = BigInt(statSync(image.firmware!).size);
+      if (bytes > VIRT.flashBank) throw new Error(`the firmware is ${bytes} bytes; flash bank 0 holds ${VIRT.flashBank}`);
+    }
     const initrdSize = image.initrd ? BigInt(statSync(image.initrd).size) : null;
-    const map = guestMap(base, size, this.config.vcpus, this.gicVersion);
+    const map = guestMap(base, size, this.config.vcpus, this.gicVersion, { flash: firmware });
     const dtbPath = join(this.opts.runDir, "guest.dtb");
     // The device tree's size decides nothing but whether it fits: lay out with the limit, check after.
-    const l = layoutFor(base, size, kernelFootprint(kernel, statSync(image.kernel).size), 1n << 20n, initrdSize);
+    // A firmware guest has no kernel in RAM: only the device tree at its base.
+    const kernelBytes = firmware ? 0n : kernelFootprint(readHeader(image.kernel!), statSync(image.kernel!).size);
+    const l = layoutFor(base, size, kernelBytes, 1n << 20n, initrdSize);
     if (!l.ok) throw new Error(l.reason);
-    this.layout = l.layout;
+    this.layout = firmware ? { ...l.layout, kernel: VIRT.flash } : l.layout;
     const dtb = await buildDtb(this.opts.qemu, this.machineArgs(), this.opts.runDir, dtbPath, {
       conduit: this.config.conduit === "hvc" ? "hvc" : "smc",
       bootargs: `${image.cmdline ?? ""} ${BOOT_ARG}${bootDigits(1)}`.trim(),
@@ -390,6 +429,7 @@ export class QemuVm implements PowerPort {
   }
 
   private onConsole(s: string): void {
+    this.typer?.output(s);
     this.consoleBuffer += s;
     let nl: number;
     while ((nl = this.consoleBuffer.indexOf("\n")) >= 0) {
@@ -508,8 +548,11 @@ export class QemuVm implements PowerPort {
     if (v.index === 0 && v.pendingStart === null) {
       // QEMU has put the device tree back as it was at the first boot: this boot's number goes in its bootargs.
       if (this.boots > 1 && this.bootDigitsAt !== null) this.memory.write(this.bootDigitsAt, new TextEncoder().encode(bootDigits(this.boots)));
-      // The boot CPU (after a reset too): the image with x0 = the device tree (Linux arm64 booting.rst).
-      v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [this.layout!.dtb, 0n, 0n, 0n], flags: this.resumeFlags } }];
+      // The boot CPU (after a reset too): the image with x0 = the device tree (Linux arm64 booting.rst); a
+      // firmware guest at its reset address with every register zero, as a CPU comes out of reset (it finds
+      // the device tree at the start of RAM, where virt puts it for firmware).
+      const firmware = this.opts.image.firmware !== undefined;
+      v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [firmware ? 0n : this.layout!.dtb, 0n, 0n, 0n], flags: this.resumeFlags } }];
     } else if (v.pendingStart) {
       const s = v.pendingStart;
       v.pendingStart = null;

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { loadScenario } from "./scenario.js";
+import { loadScenario, parseScenario } from "./scenario.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -40,5 +40,33 @@ describe("loadScenario: where relative paths are resolved", () => {
     const r = loadScenario(join(root, "s.yaml"));
     expect(!r.ok && r.errors.map((e) => e.path)).toEqual(["policy"]);
     expect(!r.ok && r.errors[0]!.message).toMatch(/^cannot read missing\.yaml: /);
+  });
+});
+
+describe("parseScenario: firmware guests and console input", () => {
+  const policy = { vms: { a: {} } };
+  const parse = (guest: unknown) => parseScenario("s", { ...policy, guests: { a: guest } }, () => ({}));
+  it("takes firmware instead of a kernel, with input steps", () => {
+    const r = parse({ firmware: "u-boot-qemu", input: [{ after: "=>", send: "poweroff\n" }] });
+    expect(r.ok && r.scenario.guests.get("a")).toMatchObject({ firmware: "u-boot-qemu", input: [{ after: "=>", send: "poweroff\n" }] });
+  });
+  it("wants exactly one of kernel and firmware, and no initrd, run or reboot with firmware", () => {
+    const paths = (g: unknown) => {
+      const r = parse(g);
+      return r.ok ? [] : r.errors.map((e) => e.path);
+    };
+    expect(paths({})).toEqual(["guests.a.kernel"]);
+    expect(paths({ kernel: "debian", firmware: "u-boot-qemu" })).toEqual(["guests.a.kernel"]);
+    expect(paths({ firmware: "u-boot-qemu", initrd: "x", run: "true", reboot: "reboot" })).toEqual(["guests.a.initrd", "guests.a.run", "guests.a.reboot"]);
+  });
+  it("bounds console input: 64 steps of at most 4096 characters, patterns that compile, no other fields", () => {
+    const ok = (input: unknown) => parse({ firmware: "u-boot-qemu", input }).ok;
+    expect(ok(Array.from({ length: 64 }, () => ({ after: "=>", send: "x" })))).toBe(true);
+    expect(ok(Array.from({ length: 65 }, () => ({ after: "=>", send: "x" })))).toBe(false);
+    expect(ok([{ after: "=>", send: "x".repeat(4096) }])).toBe(true);
+    expect(ok([{ after: "=>", send: "x".repeat(4097) }])).toBe(false);
+    expect(ok([{ after: "/(/", send: "x" }])).toBe(false);
+    expect(ok([{ after: "=>", send: "" }])).toBe(false);
+    expect(ok([{ after: "=>", send: "x", to: "monitor" }])).toBe(false);
   });
 });

@@ -12,6 +12,8 @@ import { qemuLimitProblems } from "./limits.js";
 
 /** Stands for the Debian Linux guest that `scripts/setup` builds (guests/linux). */
 export const DEBIAN_GUEST = "debian";
+/** `firmware:` names that stand for Debian's packaged firmware (guests/firmware): the package's name. */
+export const DEBIAN_FIRMWARE = ["u-boot-qemu"] as const;
 
 const text = z.string().min(1);
 /** A console pattern: a substring, or /a regular expression/ that must compile (checked here, not after the run). */
@@ -39,9 +41,20 @@ const expectSchema = z
   })
   .strict();
 
+/** Console input steps (console-input.ts): each types `send` once the console shows `after`. */
+const inputSchema = z
+  .array(z.object({ after: pattern, send: z.string().min(1).max(4096) }).strict())
+  .max(64);
+
 const guestSchema = z
   .object({
-    kernel: text,
+    /** A Linux arm64 Image or a bare-metal binary ("debian": the Linux guest setup builds). */
+    kernel: text.optional(),
+    /**
+     * Instead of a kernel: firmware placed in the VM's flash at 0 and entered at its reset address (a path,
+     * or a Debian package that `scripts/setup` fetches: "u-boot-qemu" is its qemu_arm64/u-boot.bin).
+     */
+    firmware: text.optional(),
     initrd: text.optional(),
     cmdline: z.string().default("console=ttyAMA0 rdinit=/init panic=-1"),
     /** Files of the Linux guest's initramfs /etc/smcvisor/run.sh: shell commands run before power-off. */
@@ -53,9 +66,19 @@ const guestSchema = z
     boots: z.number().int().min(1).max(9999).default(1),
     /** How the Linux guest reboots: shell commands (default `reboot -f`: PSCI SYSTEM_RESET, or SYSTEM_RESET2 with reboot=warm). */
     reboot: z.string().optional(),
+    /** What is typed into the VM's serial port, in order: each step once the console shows its `after`. */
+    input: inputSchema.default([]),
     expect: expectSchema.default({ console: [], notConsole: [], calls: [], denied: [], everyBoot: [] }),
   })
-  .strict();
+  .strict()
+  .superRefine((g, ctx) => {
+    if ((g.kernel === undefined) === (g.firmware === undefined)) ctx.addIssue({ code: "custom", path: ["kernel"], message: "a guest boots a kernel or firmware: give exactly one of kernel and firmware" });
+    if (g.firmware !== undefined) {
+      for (const k of ["initrd", "run", "reboot"] as const) {
+        if (g[k] !== undefined) ctx.addIssue({ code: "custom", path: [k], message: "not for a firmware guest (the firmware decides what it boots)" });
+      }
+    }
+  });
 
 const scenarioSchema = z
   .object({
@@ -110,7 +133,7 @@ export function parseScenario(source: string, data: unknown, readPolicy: (path: 
   // What the QEMU backend cannot run is an error now, before any guest is built.
   const errors: ConfigError[] = qemuLimitProblems(config.value);
   const names = new Set(config.value.vms.map((v) => v.name));
-  for (const vm of names) if (!Object.hasOwn(s.guests, vm)) errors.push({ path: `guests.${vm}`, message: "every VM needs a guest (kernel)" });
+  for (const vm of names) if (!Object.hasOwn(s.guests, vm)) errors.push({ path: `guests.${vm}`, message: "every VM needs a guest (kernel or firmware)" });
   for (const g of Object.keys(s.guests)) if (!names.has(g)) errors.push({ path: `guests.${g}`, message: `no VM named ${g} in the policy (have: ${[...names].join(", ")})` });
   if (errors.length > 0) return { ok: false, errors };
   return {

@@ -42,6 +42,28 @@ describe("stage-2 tables", () => {
     }
   });
 
+  it("give a firmware guest virt's two flash banks at their own addresses, executable, in 2 MiB blocks, and nothing more", () => {
+    const r = buildStage2(guestMap(MACHINE_RAM_BASE, RAM, 2, 3, { flash: true }), TABLES, SHIM_REGION.stage2Size);
+    if (!r.ok) throw new Error(r.reason);
+    const s = r.stage2;
+    expect(translate(s, TABLES, 0x0n)).toEqual({ pa: 0x0n, kind: "flash", executable: true });
+    expect(translate(s, TABLES, VIRT.flashBank - 4n)).toEqual({ pa: VIRT.flashBank - 4n, kind: "flash", executable: true });
+    expect(translate(s, TABLES, 2n * VIRT.flashBank - 4n)).toEqual({ pa: 2n * VIRT.flashBank - 4n, kind: "flash", executable: true });
+    // Right after bank 1: the GIC distributor (0x08000000) is the next thing mapped; what lies between is not.
+    expect(translate(s, TABLES, 2n * VIRT.flashBank)).toMatchObject({ kind: "device" });
+    for (const ipa of [0x0801_0000n - 0x1_0000n + 0x2_0000n, 0x0902_0000n, 0x0a00_0000n, 0x1000_0000n]) expect(translate(s, TABLES, ipa), `0x${ipa.toString(16)}`).toBeNull();
+    // The flash adds 64 block descriptors to the first table and no level-3 table.
+    expect(s.tables.length).toBe(build(3, 2).tables.length);
+    // Still nothing of the shim's region.
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 36n) - 1n }), (ipa) => {
+        const t = translate(s, TABLES, ipa);
+        return t === null || t.pa < MACHINE_RAM_BASE || t.pa >= MACHINE_RAM_BASE + SHIM_SIZE;
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
   it("never translate any IPA to the shim's region (its code, mailboxes, host page and these tables)", () => {
     const s = build(3, 8, 3n << 30n);
     const shimEnd = MACHINE_RAM_BASE + SHIM_SIZE;

@@ -6,7 +6,8 @@
  * Shape: 4 KiB granule, 34-bit IPA (VTCR_EL2.T0SZ = 30: 16 GiB, room for virt's RAM base and 4 GiB),
  * walks starting at level 2 (SL0 = 0) in sixteen concatenated level-2 tables (D8.2.6), so a RAM access
  * needs one stage-2 descriptor: RAM in 2 MiB level-2 blocks (Normal, write-back, inner shareable), devices
- * in 4 KiB level-3 pages (Device-nGnRE, never executable). Fewer levels matter under QEMU's TCG, which
+ * in 4 KiB level-3 pages (Device-nGnRE, never executable), a firmware guest's flash in 2 MiB blocks (Normal
+ * non-cacheable, executable). Fewer levels matter under QEMU's TCG, which
  * walks stage 2 again for every stage-1 descriptor of a TLB miss. Pure: no I/O.
  */
 import type { Region } from "./guest-map.js";
@@ -27,12 +28,16 @@ const SH_INNER = 3n << 8n;
 /** MemAttr[5:2] with HCR_EL2.FWB = 0: Normal outer and inner write-back (0b1111), Device-nGnRE (0b0001). */
 const MEMATTR_NORMAL_WB = 0xfn << 2n;
 const MEMATTR_DEVICE_NGNRE = 0x1n << 2n;
+/** Normal outer and inner non-cacheable (0b0101): virt's flash, memory-like in read-array mode, registers in command mode. */
+const MEMATTR_NORMAL_NC = 0x5n << 2n;
 /** XN[1] (bit 54): no execution at EL1 or EL0. */
 const XN = 1n << 54n;
 
 const ATTRS = {
   ram: MEMATTR_NORMAL_WB | S2AP_RW | SH_INNER | AF,
   device: MEMATTR_DEVICE_NGNRE | S2AP_RW | AF | XN,
+  /** Executable: firmware runs from its flash until it has relocated itself into RAM. */
+  flash: MEMATTR_NORMAL_NC | S2AP_RW | AF,
 } as const;
 
 /**
@@ -74,14 +79,14 @@ export function buildStage2(regions: readonly Region[], base: bigint, room: numb
   for (const r of regions) {
     const end = r.ipa + r.size;
     if (r.size <= 0n || end > 1n << BigInt(IPA_BITS) || r.pa + r.size > 1n << 40n) return { ok: false, reason: `${r.name}: 0x${r.ipa.toString(16)}+0x${r.size.toString(16)} is outside a ${IPA_BITS}-bit IPA or 40-bit PA space` };
-    const granule = r.kind === "ram" ? BLOCK_L2 : PAGE;
+    const granule = r.kind === "device" ? PAGE : BLOCK_L2;
     if (r.ipa % granule !== 0n || r.pa % granule !== 0n || r.size % granule !== 0n) return { ok: false, reason: `${r.name}: not aligned to 0x${granule.toString(16)}` };
     for (let off = 0n; off < r.size; off += granule) {
       const ipa = r.ipa + off;
       const i2 = Number(ipa >> 21n);
-      if (r.kind === "ram") {
+      if (r.kind !== "device") {
         if (l2[i2] !== 0n) return { ok: false, reason: `${r.name}: an address is mapped twice` };
-        l2[i2] = (r.pa + off) | ATTRS.ram | VALID;
+        l2[i2] = (r.pa + off) | ATTRS[r.kind] | VALID;
         continue;
       }
       const l3 = next(l2, i2);
@@ -99,7 +104,7 @@ export function buildStage2(regions: readonly Region[], base: bigint, room: numb
 
 export interface Translation {
   readonly pa: bigint;
-  readonly kind: "ram" | "device";
+  readonly kind: "ram" | "device" | "flash";
   readonly executable: boolean;
 }
 
@@ -126,7 +131,8 @@ export function translate(s: Stage2, base: bigint, ipa: bigint): Translation | n
     if (level === 3 && !isTable) return null; // level-3 descriptors need 0b11
     if ((d & AF) === 0n) return null;
     const size = 1n << shift;
-    const kind = ((d >> 2n) & 0xfn) === 0xfn ? "ram" : "device";
+    const attr = (d >> 2n) & 0xfn;
+    const kind = attr === 0xfn ? "ram" : attr === 0x5n ? "flash" : "device";
     return { pa: (d & OA_MASK & ~(size - 1n)) | (ipa & (size - 1n)), kind, executable: (d & XN) === 0n };
   }
   return null;
