@@ -476,6 +476,46 @@ export function ffaCases(p: Params): Case[] {
     steps: [version(), step(F.FFA_MSG_WAIT.smc32, [1, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_MSG_WAIT.smc32, [0, 2], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
   });
 
+  const two = { ...shareTx, ranges: [{ address: SHARED, pageCount: 1 }, { address: SHARED + 0x2000n, pageCount: 1 }] };
+  const twoLen = encodeMemTransaction(two, "v1.2").length;
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: two constituents apart: the partition reads both pages (w4-w7 of FFA_SUCCESS MBZ)",
+    memory: [{ at: TX, bytes: encodeMemTransaction(two, "v1.2") }, { at: SHARED, bytes: new Uint8Array(4096).fill(1) }, { at: SHARED + 0x2000n, bytes: new Uint8Array(4096).fill(2) }],
+    steps: [
+      version(),
+      map(),
+      step(MEM_SHARE, [twoLen, twoLen, 0, 0], { regs: { 0: SUCCESS, 1: 0n, 4: 0n, 5: 0n, 6: 0n, 7: 0n } }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.CHECKSUM, { step: 2, reg: 2 }, { step: 2, reg: 3 }], { regs: { 3: 0n, 4: 3n * 4096n, 5: 2n } }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 0], { regs: success() }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_LEND: one page lent to the partition, which reads it; FFA_MEM_RECLAIM returns it; a share of it meanwhile is DENIED",
+    memory: share,
+    steps: [
+      version(),
+      map(),
+      step(F.FFA_MEM_LEND.smc32, [len, len, 0, 0], { regs: { 0: SUCCESS, 1: 0n } }),
+      step(MEM_SHARE, [len, len, 0, 0], { regs: error(FFA_RET.DENIED) }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.CHECKSUM, { step: 2, reg: 2 }, { step: 2, reg: 3 }], { regs: { 3: 0n, 4: 3n * 4096n, 5: 1n } }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 0], { regs: success() }),
+      step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS } }),
+    ],
+  });
+  if (a64) {
+    add({
+      name: "DEN0077 FFA_ERROR for SMC64 calls: the status in w2, x2's upper half zero (DIRECT_REQ_64, MEM_SHARE_64, NOTIFICATION_INFO_GET_64, PARTITION_INFO_GET_REGS)",
+      memory: share,
+      steps: [
+        version(),
+        step(F.FFA_MSG_SEND_DIRECT_REQ.smc64!, [ffaEndpoints(VM_ID, 0x8003), 0, TEST_SP_CMD.ECHO], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+        step(F.FFA_MEM_SHARE.smc64!, [len, len, 0, 0], { regs: error(FFA_RET.DENIED) }),
+        step(F.FFA_NOTIFICATION_INFO_GET.smc64!, [], { regs: error(FFA_RET.NO_DATA) }),
+        step(F.FFA_PARTITION_INFO_GET_REGS.smc64!, [0, 0, 5], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      ],
+    });
+  }
+
   // Notifications (§10, §13.x NOTIFICATION_*): the test partition sets what the VM bound.
   const BIND = F.FFA_NOTIFICATION_BIND.smc32, GET = F.FFA_NOTIFICATION_GET.smc32, INFO_GET = F.FFA_NOTIFICATION_INFO_GET.smc32;
   add({
