@@ -4,6 +4,7 @@
 // firmware's boundary.
 import { readFileSync, readlinkSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ensureFirmware } from "../../guests/firmware/firmware.js";
 import { runScenario, type RunReport, type VmReport } from "../../src/cli/run.js";
 import type { QemuMachine } from "../../src/machine/qemu/machine.js";
 import { loadScenario, parseScenario } from "../../src/machine/qemu/scenario.js";
@@ -76,10 +77,13 @@ const HOSTILE = {
         // too), and what it wrote stays, across the VM's reset, in QEMU's pflash device.
         { after: "=>", send: "md.l 0x04000000 1\n" },
         { after: "=>", send: "saveenv\n" },
+        // Bank 0 left in CFI query mode (reads are no longer the image) when the VM resets.
+        { after: "=>", send: "mw.l 0x0 0x98 1; md.l 0x0 1\n" },
         // fw_cfg (DMA to any address) is not mapped: a synchronous external abort, U-Boot resets.
         { after: "=>", send: "md.l 0x09020000 1\n" },
         { after: "Hit any key to stop autoboot", send: " " },
         { after: "=>", send: "md.l 0x04000000 1\n" },
+        { after: "=>", send: "md.l 0x0 1\n" },
         { after: "=>", send: "poweroff\n" },
       ],
     },
@@ -169,5 +173,11 @@ describe("console input and the firmware's boundary", () => {
     expect(words.length).toBe(2);
     expect(words[0]).toBe("00000000");
     expect(words[1]).not.toBe("00000000");
+  });
+
+  it("a reset brings the image back in flash bank 0 even when the firmware left the bank in command mode", () => {
+    const c = typist().console;
+    const first = readFileSync(ensureFirmware("u-boot-qemu")).readUInt32LE(0).toString(16).padStart(8, "0");
+    expect(c.filter((l) => l.startsWith("00000000: ")).map((l) => l.slice(10, 18))).toEqual([expect.not.stringMatching(first), first]);
   });
 });
