@@ -4,8 +4,8 @@
  * run in-process. The script follows the image at offset 1 MiB (src/machine/qemu/baremetal.ts):
  *
  *   header: "SMCVSCRP" magic, step count, flags, loop count, halt acknowledgements (written by the host)
- *   step:   vcpu, conduit (0 hvc #0, 1 smc #0, 2 hvc #1, 3 smc #1), flags (1 halts, 2 waits after a halt,
- *           4 takes earlier results), group size, x0..x17
+ *   step:   vcpu, conduit (0 hvc #0, 1 smc #0, 2 hvc #1, 3 smc #1; 4 no call: copy x3 bytes from x1 to x2),
+ *           flags (1 halts, 2 waits after a halt, 4 takes earlier results), group size, x0..x17
  *
  * With flag 4, a register whose script value is STEP_REF_MARK | step << 8 | reg is given, before the call,
  * what register <reg> held after step <step> (< MAX_REF_STEPS, a step that returned and ran alone): how a
@@ -53,6 +53,8 @@ struct step {
 #define STEP_HALTS 1u
 #define STEP_AFTER_HALT 2u
 #define STEP_REFS 4u
+/* A step with this conduit makes no call: it copies x3 bytes from x1 to x2 (a case's data, from the image). */
+#define CONDUIT_COPY 4u
 
 #define STEP_REF_MARK 0x5ec0f00000000000ull
 #define STEP_REF_MASK 0xffffffffff000000ull
@@ -258,6 +260,17 @@ static void run_script(unsigned long cpu)
 			for (u32 j = 0; j < k; j++)
 				while (ready[j] != i + 1)
 					barrier();
+		}
+		if (s->conduit == CONDUIT_COPY && k == 1) {
+			/* Byte by byte: with the MMU off, RAM is Device memory, where unaligned accesses fault. */
+			volatile unsigned char *to = (volatile unsigned char *)(unsigned long)s->x[2];
+			const volatile unsigned char *from = (const volatile unsigned char *)(unsigned long)s->x[1];
+			for (u64 n = 0; n < s->x[3]; n++)
+				to[n] = from[n];
+			print_step(i, s->x, s->x[0]);
+			barrier();
+			next_step = i + 1;
+			continue;
 		}
 		for (int r = 0; r < 18; r++)
 			regs[r] = s->x[r];

@@ -76,6 +76,11 @@ export interface Step {
   readonly race?: string;
   /** Before this step, wake this vCPU from a power-down suspend. */
   readonly wakeFirst?: number;
+  /**
+   * Before this step's call, the guest writes these bytes (a TX buffer's next fragment): the in-process
+   * backend writes them, the bare-metal guest copies them from its image (guests/baremetal, conduit 4).
+   */
+  readonly write?: MemoryBytes;
 }
 
 export interface Case {

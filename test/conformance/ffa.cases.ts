@@ -516,6 +516,58 @@ export function ffaCases(p: Params): Case[] {
     });
   }
 
+  // Fragmented transactions: the first fragment in TX, FFA_MEM_FRAG_RX, the rest written to TX for FRAG_TX.
+  const twoBytes = encodeMemTransaction(two, "v1.2");
+  const first = twoLen - 16;
+  const FRAG_RX = BigInt(F.FFA_MEM_FRAG_RX.smc32), FRAG_TX = F.FFA_MEM_FRAG_TX.smc32;
+  const pages = [{ at: SHARED, bytes: new Uint8Array(4096).fill(1) }, { at: SHARED + 0x2000n, bytes: new Uint8Array(4096).fill(2) }];
+  const rest = { at: TX, bytes: twoBytes.slice(first) };
+  add({
+    name: "DEN0077 FFA_MEM_FRAG_TX: a descriptor in two fragments: FFA_MEM_FRAG_RX with the bytes received in w3, then FFA_SUCCESS with the handle; the partition reads both pages",
+    memory: [{ at: TX, bytes: twoBytes }, ...pages],
+    steps: [
+      version(),
+      map(),
+      step(MEM_SHARE, [twoLen, first, 0, 0], { regs: { 0: FRAG_RX, 3: BigInt(first) } }),
+      step(FRAG_TX, [{ step: 2, reg: 1 }, { step: 2, reg: 2 }, 16, 0], { write: rest, regs: { 0: SUCCESS, 1: 0n } }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.CHECKSUM, { step: 3, reg: 2 }, { step: 3, reg: 3 }], { regs: { 3: 0n, 4: 3n * 4096n, 5: 2n } }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 3, reg: 2 }, { step: 3, reg: 3 }, 0], { regs: success() }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_FRAG_TX: a handle other than the transaction's is INVALID_PARAMETERS and ends the transaction; a new share then succeeds",
+    memory: [{ at: TX, bytes: twoBytes }, ...pages],
+    steps: [
+      version(),
+      map(),
+      step(MEM_SHARE, [twoLen, first, 0, 0], { regs: { 0: FRAG_RX } }),
+      step(FRAG_TX, [0x1234, 0, 16, 0], { write: rest, regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      step(FRAG_TX, [{ step: 2, reg: 1 }, { step: 2, reg: 2 }, 16, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      step(MEM_SHARE, [len, len, 0, 0], { write: share[0], regs: { 0: SUCCESS } }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_SHARE: another transaction while one's fragments are still arriving is BUSY (README)",
+    memory: [{ at: TX, bytes: twoBytes }, ...pages],
+    steps: [
+      version(),
+      map(),
+      step(MEM_SHARE, [twoLen, first, 0, 0], { regs: { 0: FRAG_RX } }),
+      step(MEM_SHARE, [len, len, 0, 0], { write: share[0], regs: error(FFA_RET.BUSY) }),
+      step(FRAG_TX, [{ step: 2, reg: 1 }, { step: 2, reg: 2 }, 16, 0], { write: rest, regs: { 0: SUCCESS } }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_MEM_FRAG_TX: a fragment longer than what remains of the total is INVALID_PARAMETERS",
+    memory: [{ at: TX, bytes: twoBytes }, ...pages],
+    steps: [
+      version(),
+      map(),
+      step(MEM_SHARE, [twoLen, first, 0, 0], { regs: { 0: FRAG_RX } }),
+      step(FRAG_TX, [{ step: 2, reg: 1 }, { step: 2, reg: 2 }, 32, 0], { write: rest, regs: error(FFA_RET.INVALID_PARAMETERS) }),
+    ],
+  });
+
   // Notifications (§10, §13.x NOTIFICATION_*): the test partition sets what the VM bound.
   const BIND = F.FFA_NOTIFICATION_BIND.smc32, GET = F.FFA_NOTIFICATION_GET.smc32, INFO_GET = F.FFA_NOTIFICATION_INFO_GET.smc32;
   add({

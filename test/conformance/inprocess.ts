@@ -30,6 +30,7 @@ export const inProcessBackend: Backend = {
     };
     for (const s of c.steps) {
       if (s.wakeFirst !== undefined) v.wake(s.wakeFirst);
+      if (s.write && !v.memory.write(s.write.at, s.write.bytes)) throw new Error(`a step's write at 0x${s.write.at.toString(16)} is outside the VM's RAM`);
       const r = await v.vcpu(s.vcpu).callAsync(p.conduit, s.fid, (s.args ?? []).map(arg));
       steps.push({ regs: r.regs.slice(0, 18), halted: r.outcome === "halt" });
     }

@@ -8,52 +8,95 @@ import { join } from "node:path";
 import { emptyReport, encodeScript, GUEST_LOAD, GUEST_SECONDARY_ENTRY, guestBinaryPath, HALT_ACKS_OFFSET, IMAGE_SIZE, parseGuestLine, SCRIPT_ADDRESS, SCRIPT_OFFSET, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
 import { QemuMachine } from "../../src/machine/qemu/machine.js";
 import { parseConfigText } from "../../src/policy/load.js";
-import { CASE_DATA_BASE, CASE_DATA_END, caseConfig, isResultOf, SECONDARY_ENTRY, type Arg, type Backend, type Case, type CaseResult, type Params, type StepResult } from "./case.js";
+import { CASE_DATA_BASE, CASE_DATA_END, caseConfig, isResultOf, SECONDARY_ENTRY, type Arg, type Backend, type Case, type CaseResult, type MemoryBytes, type Params, type StepResult } from "./case.js";
 
 /** guests/baremetal/guest.c: a step flag, and the register value it replaces with an earlier step's result. */
 const STEP_REFS = 4;
 const STEP_REF_MARK = 0x5ec0_f000_0000_0000n;
 const MAX_REF_STEPS = 64;
 
-function substitute(a: Arg): bigint {
-  if (isResultOf(a)) {
-    if (a.step >= MAX_REF_STEPS || a.reg > 17) throw new Error(`the bare-metal guest keeps the results of its first ${MAX_REF_STEPS} steps only`);
-    return STEP_REF_MARK | (BigInt(a.step) << 8n) | BigInt(a.reg);
+/** Where a case's step writes wait in the image until the guest copies them (case.ts Step.write). */
+const STAGING = CASE_DATA_BASE + 0x10_0000n;
+/** guests/baremetal/guest.c: the step "conduit" that copies x3 bytes from x1 to x2 instead of calling. */
+const CONDUIT_COPY = 4;
+
+/** A case as the guest's script: its steps, each write before its call as a copy step. */
+interface CaseScript {
+  readonly steps: ScriptStep[];
+  /** Script indices of copy steps. */
+  readonly copies: ReadonlySet<number>;
+  /** Script indices of steps that take earlier results (STEP_REFS). */
+  readonly refs: ReadonlySet<number>;
+  /** The script index of each case step. */
+  readonly index: readonly number[];
+  /** Bytes the copies take from the image. */
+  readonly staged: readonly MemoryBytes[];
+}
+
+function caseScript(c: Case, p: Params): CaseScript {
+  const index: number[] = [];
+  let n = 0;
+  for (const s of c.steps) {
+    if (s.write) n++;
+    index.push(n++);
   }
-  const v = BigInt(a);
-  return (v & 0xffff_fffcn) === SECONDARY_ENTRY ? (v & ~0xffff_ffffn) | GUEST_SECONDARY_ENTRY | (v & 3n) : v;
+  const substitute = (a: Arg): bigint => {
+    if (isResultOf(a)) {
+      const at = index[a.step];
+      if (at === undefined || at >= MAX_REF_STEPS || a.reg > 17) throw new Error(`the bare-metal guest keeps the results of its first ${MAX_REF_STEPS} script steps only`);
+      return STEP_REF_MARK | (BigInt(at) << 8n) | BigInt(a.reg);
+    }
+    const v = BigInt(a);
+    return (v & 0xffff_fffcn) === SECONDARY_ENTRY ? (v & ~0xffff_ffffn) | GUEST_SECONDARY_ENTRY | (v & 3n) : v;
+  };
+  const steps: ScriptStep[] = [];
+  const copies = new Set<number>(), refs = new Set<number>(), staged: MemoryBytes[] = [];
+  let stage = STAGING;
+  c.steps.forEach((s, i) => {
+    if (s.write) {
+      copies.add(steps.length);
+      steps.push({ vcpu: s.vcpu, conduit: p.conduit, regs: [0n, stage, s.write.at, BigInt(s.write.bytes.length)] });
+      staged.push({ at: stage, bytes: s.write.bytes });
+      stage += (BigInt(s.write.bytes.length) + 15n) & ~15n;
+    }
+    if ((s.args ?? []).some(isResultOf)) refs.add(steps.length);
+    const group = race(c, i);
+    steps.push({ vcpu: s.vcpu, conduit: p.conduit, regs: [BigInt(s.fid), ...(s.args ?? []).map(substitute)], ...(s.halts ? { halts: true } : {}), ...(group > 1 ? { group } : {}) });
+  });
+  return { steps, copies, refs, index, staged };
+}
+
+/** The size of the race group that starts at step i (1: no race, or not its first step). */
+function race(c: Case, i: number): number {
+  const id = c.steps[i]!.race;
+  if (id === undefined || (i > 0 && c.steps[i - 1]!.race === id)) return 1;
+  let j = i + 1;
+  while (j < c.steps.length && c.steps[j]!.race === id) j++;
+  return j - i;
 }
 
 /** The case's steps as a script; consecutive steps of one race form a group issued at the same moment. */
 export function scriptFor(c: Case, p: Params): ScriptStep[] {
-  const steps = c.steps.map((s): ScriptStep => ({ vcpu: s.vcpu, conduit: p.conduit, regs: [BigInt(s.fid), ...(s.args ?? []).map(substitute)], ...(s.halts ? { halts: true } : {}) }));
-  const out = [...steps];
-  for (let i = 0; i < c.steps.length; ) {
-    const race = c.steps[i]!.race;
-    let j = i + 1;
-    while (race !== undefined && j < c.steps.length && c.steps[j]!.race === race) j++;
-    if (j - i > 1) out[i] = { ...out[i]!, group: j - i };
-    i = j;
-  }
-  return out;
+  return caseScript(c, p).steps;
 }
 
 /**
  * The guest, its script and the case's memory as one image: the guest's own writeScriptImage, plus the
- * STEP_REFS flag on steps that take earlier results and the case's bytes at their addresses (which the
- * image covers: CASE_DATA_BASE..CASE_DATA_END).
+ * STEP_REFS flag on steps that take earlier results, copy steps, and the case's bytes at their addresses
+ * (which the image covers: CASE_DATA_BASE..CASE_DATA_END).
  */
-function writeCaseImage(path: string, c: Case, p: Params): void {
-  const script = encodeScript(scriptFor(c, p), 0, { hostAcksHalts: true });
+function writeCaseImage(path: string, c: Case, p: Params, cs: CaseScript): void {
+  const script = encodeScript(cs.steps, 0, { hostAcksHalts: true });
   const header = encodeScript([]).length;
   const stepSize = encodeScript([{ vcpu: 0, conduit: "hvc", regs: [] }]).length - header;
   const view = new DataView(script.buffer, script.byteOffset, script.byteLength);
-  c.steps.forEach((s, i) => {
-    if (!(s.args ?? []).some(isResultOf)) return;
+  for (const i of cs.refs) {
     const flags = header + i * stepSize + 8;
     view.setUint32(flags, view.getUint32(flags, true) | STEP_REFS, true);
-  });
-  const end = (c.memory ?? []).reduce((e, w) => {
+  }
+  for (const i of cs.copies) view.setUint32(header + i * stepSize + 4, CONDUIT_COPY, true);
+  const data = [...(c.memory ?? []), ...cs.staged];
+  const end = data.reduce((e, w) => {
     if (w.at < CASE_DATA_BASE || w.at + BigInt(w.bytes.length) > CASE_DATA_END) throw new Error(`case memory at 0x${w.at.toString(16)} is outside the guest image's data area`);
     return Math.max(e, Number(w.at - GUEST_LOAD) + w.bytes.length);
   }, SCRIPT_OFFSET + script.length);
@@ -62,7 +105,7 @@ function writeCaseImage(path: string, c: Case, p: Params): void {
   const image = new Uint8Array(end);
   image.set(bin);
   image.set(script, SCRIPT_OFFSET);
-  for (const w of c.memory ?? []) image.set(w.bytes, Number(w.at - GUEST_LOAD));
+  for (const w of data) image.set(w.bytes, Number(w.at - GUEST_LOAD));
   writeFileSync(path, image);
 }
 
@@ -79,7 +122,8 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
     if (!parsed.ok) throw new Error(`case config: ${JSON.stringify(parsed.errors)}`);
     const dir = mkdtempSync(join(tmpdir(), "smcvisor-case-"));
     const image = join(dir, "guest.img");
-    writeCaseImage(image, c, p);
+    const cs = caseScript(c, p);
+    writeCaseImage(image, c, p, cs);
     let memoryAfter: (Uint8Array | null)[] = (c.memoryAfter ?? []).map(() => null);
     const report = emptyReport();
     const consoleLines: string[] = [];
@@ -110,7 +154,8 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
       });
       const [exit] = await m.run(30_000);
       if (exit!.state === "failed") throw new Error(`${exit!.reason}\n${consoleLines.join("\n")}`);
-      const steps: StepResult[] = c.steps.map((_s, i) => {
+      const steps: StepResult[] = c.steps.map((_s, k) => {
+        const i = cs.index[k]!;
         if (report.halts.has(i)) return { regs: [], halted: true };
         const regs = report.steps.get(i);
         if (!regs) throw new Error(`step ${i} did not report (VM ${exit!.state}: ${exit!.reason})\n${consoleLines.join("\n")}`);
