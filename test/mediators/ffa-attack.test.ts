@@ -5,7 +5,9 @@
 // comment naming the defect, so the suite stays green and the defect stays visible.
 import { describe, expect, it } from "vitest";
 import { TEST_SP_CMD } from "../../src/firmware/spmc/partitions/test-sp.js";
+import { runCampaign } from "../../src/fuzz/campaign.js";
 import { ScriptedMachine } from "../../src/machine/scripted/machine.js";
+import { parseConfigText } from "../../src/policy/load.js";
 import type { FfaMediator } from "../../src/mediators/ffa/mediator.js";
 import type { CallResult } from "../../src/machine/scripted/vcpu.js";
 import { OPTEE_FFA_UUID } from "../../src/firmware/optee/ffa-abi.js";
@@ -734,7 +736,7 @@ describe("VM-to-VM messaging", () => {
     up(a);
     up(e);
     up(b);
-    for (const to of [5, 1, 3, 0x7fff]) expect(code(a.vcpu(0).smc(F.FFA_MSG_SEND_DIRECT_REQ.smc32, ffaEndpoints(1, to), 0, 1)), `to ${to}`).toBe(FFA_RET.INVALID_PARAMETERS);
+    for (const to of [5, 1, 3, 0x7fff, 0, 0x8000, 0x8003]) expect(code(a.vcpu(0).smc(F.FFA_MSG_SEND_DIRECT_REQ.smc32, ffaEndpoints(1, to), 0, 1)), `to ${to}`).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(code(e.vcpu(0).smc(F.FFA_MSG_SEND_DIRECT_REQ.smc32, ffaEndpoints(5, 1), 0, 1))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(code(a.vcpu(0).smc(F.FFA_MSG_SEND_DIRECT_REQ.smc32, ffaEndpoints(1, 2), 0, 1))).toBe(FFA_RET.BUSY);
   });
@@ -977,3 +979,34 @@ describe("teardown with everything in flight", () => {
 
 void FFA_MEM_FLAG;
 void FFA_MEM_TRANSACTION;
+
+describe("the fuzzer and FF-A", () => {
+  // DEFECT (coverage): `smcvisor fuzz` does not drive FF-A past its first check. Its FF-A calls come from
+  // the VMs' claims with the generic attacker's arguments (0, all ones, RAM addresses...), so FFA_VERSION
+  // never gets a 1.x version and every other FF-A call is NOT_SUPPORTED "before FFA_VERSION": with the
+  // config below and 200,000 calls, about 10,000 reach the mediator and not one is answered with anything
+  // but an error. src/fuzz/guest.ts needs a stateful FF-A driver, as it has for OP-TEE's SMC ABI (the
+  // report lists what it needs).
+  it.fails("a fuzz campaign on an FF-A config gets FFA_VERSION, RXTX_MAP and a memory share answered", async () => {
+    const parsed = parseConfigText(CONFIG);
+    if (!parsed.ok) throw new Error("config");
+    const ok = new Map<number, number>();
+    await runCampaign({
+      config: parsed.value, calls: 30_000, seed: 7, cwd: process.cwd(), reference: false, locate: false,
+      tamper: (machine, role) => {
+        if (role !== "subject") return;
+        const med = machine.hypervisor.mediators.get("ffa")!;
+        const handle = med.handle.bind(med);
+        med.handle = (call, res, origin) => {
+          const out = handle(call, res, origin);
+          const x0 = Number(res.get(0) & 0xffff_ffffn);
+          if (x0 !== F.FFA_ERROR.smc32 && x0 !== 0xffff_ffff) ok.set(call.fid >>> 0, (ok.get(call.fid >>> 0) ?? 0) + 1);
+          return out;
+        };
+      },
+    });
+    expect(ok.get(F.FFA_VERSION.smc32) ?? 0).toBeGreaterThan(0);
+    expect((ok.get(F.FFA_RXTX_MAP.smc64) ?? 0) + (ok.get(F.FFA_RXTX_MAP.smc32) ?? 0)).toBeGreaterThan(0);
+    expect((ok.get(F.FFA_MEM_SHARE.smc32) ?? 0) + (ok.get(F.FFA_MEM_SHARE.smc64) ?? 0)).toBeGreaterThan(0);
+  }, 60_000);
+});
