@@ -66,6 +66,8 @@ export interface Step {
   readonly ret?: number;
   /** Exact values of result registers (unsigned, as the caller reads them). */
   readonly regs?: Readonly<Record<number, bigint>>;
+  /** Registers that must equal an earlier step's result (the handle FFA_MEM_FRAG_RX gave). Checked by check.ts. */
+  readonly same?: Readonly<Record<number, ResultOf>>;
   /** Registers that must not be zero (random data, UUID words). */
   readonly nonZero?: readonly number[];
   /** Bits that must be clear in a register (TRNG's unused upper bits). */

@@ -15,6 +15,16 @@ export function memoryFailures(c: Case, r: CaseResult): string[] {
   });
 }
 
+/** Each step's `same` registers against the earlier results they name. */
+export function sameFailures(c: Case, r: CaseResult): string[] {
+  return c.steps.flatMap((s, i) =>
+    Object.entries(s.same ?? {}).flatMap(([reg, ref]) => {
+      const got = r.steps[i]?.regs[Number(reg)], want = r.steps[ref.step]?.regs[ref.reg];
+      return got !== undefined && got === want ? [] : [`step ${i}: x${reg} = ${got?.toString(16)}, expected step ${ref.step}'s x${ref.reg} = ${want?.toString(16)}`];
+    }),
+  );
+}
+
 export function checkCase(c: Case, r: CaseResult, p: Params): void {
-  expect([...caseFailures(c, r, p), ...memoryFailures(c, r)]).toEqual([]);
+  expect([...caseFailures(c, r, p), ...memoryFailures(c, r), ...sameFailures(c, r)]).toEqual([]);
 }

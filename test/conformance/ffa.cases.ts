@@ -12,8 +12,8 @@
  */
 import { TEST_SP_CMD, TEST_SP_PROPERTIES } from "../../src/firmware/spmc/partitions/test-sp.js";
 import { TEST_PARTITION_UUID } from "../../src/policy/ffa.js";
-import { FFA_ID_SPMC, FFA_MEM_ATTR_NORMAL_WB_IS, FFA_MEM_PERM, FFA_RET, ffaEndpoints } from "../../src/smccc/ffa/abi.js";
-import { encodeMemTransaction } from "../../src/smccc/ffa/descriptors.js";
+import { FFA_ID_SPMC, FFA_MEM_ATTR, FFA_MEM_ATTR_NORMAL_WB_IS, FFA_MEM_FLAG, FFA_MEM_PERM, FFA_RET, ffaEndpoints } from "../../src/smccc/ffa/abi.js";
+import { encodeMemTransaction, type FfaMemTransaction } from "../../src/smccc/ffa/descriptors.js";
 import { encodePartitionInfo, ffaUuidRegs, ffaUuidWords } from "../../src/smccc/ffa/partition-info.js";
 import { FFA_FUNCTIONS as F } from "../../src/smccc/functions/ffa.js";
 import { CASE_DATA_BASE, nativeFid, RAM_BASE, RAM_SIZE, type Case, type MemoryBytes, type Params, type Step } from "./case.js";
@@ -285,7 +285,7 @@ export function ffaCases(p: Params): Case[] {
 
   // Memory management (v1.2 Memory Management supplement): a page shared with the test partition, whose
   // checksum service retrieves it, sums its bytes and relinquishes it.
-  const shareTx = { sender: VM_ID, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, flags: 0, handle: 0n, tag: 0n, receivers: [{ receiver: SP, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: SHARED, pageCount: 1 }] };
+  const shareTx: FfaMemTransaction = { sender: VM_ID, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, flags: 0, handle: 0n, tag: 0n, receivers: [{ receiver: SP, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: SHARED, pageCount: 1 }] };
   const share: MemoryBytes[] = [
     { at: TX, bytes: encodeMemTransaction(shareTx, "v1.2") },
     { at: SHARED, bytes: new Uint8Array(4096).fill(3) },
@@ -442,6 +442,8 @@ export function ffaCases(p: Params): Case[] {
     at: TX,
     bytes: encodeMemTransaction({ sender: o.sender ?? VM_ID, attributes: FFA_MEM_ATTR_NORMAL_WB_IS, flags: 0, handle: 0n, tag: 0n, receivers: [{ receiver: o.receiver ?? SP, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: o.address ?? SHARED, pageCount: o.pages ?? 1 }] }, "v1.2"),
   });
+  const raw = (tx: Partial<FfaMemTransaction>): MemoryBytes => ({ at: TX, bytes: encodeMemTransaction({ ...shareTx, ...tx }, "v1.2") });
+  const rx = (permissions: number, flags = 0) => [{ receiver: SP, permissions, flags }];
   const refused = (name: string, d: MemoryBytes, code: number) =>
     add({ name, memory: [d], steps: [version(), map(), step(MEM_SHARE, [d.bytes.length, d.bytes.length, 0, 0], { regs: error(code) }), step(F.FFA_RX_RELEASE.smc32, [], { regs: error(FFA_RET.DENIED) })] });
   refused("DEN0077 FFA_MEM_SHARE: a sender ID in the descriptor other than the caller's is INVALID_PARAMETERS", descriptor({ sender: 2 }), FFA_RET.INVALID_PARAMETERS);
@@ -450,6 +452,16 @@ export function ffaCases(p: Params): Case[] {
   refused("DEN0077 FFA_MEM_SHARE: a page outside the VM's RAM is DENIED (README)", descriptor({ address: RAM_BASE + RAM_SIZE }), FFA_RET.DENIED);
   refused("DEN0077 FFA_MEM_SHARE: a page of the VM's own RX/TX buffers is DENIED (README)", descriptor({ address: RX }), FFA_RET.DENIED);
   refused("DEN0077 FFA_MEM_SHARE: a constituent not 4 KiB aligned is INVALID_PARAMETERS", descriptor({ address: SHARED + 0x800n }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: no receiver is INVALID_PARAMETERS", raw({ receivers: [] }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: the same receiver twice is INVALID_PARAMETERS", raw({ receivers: [...rx(FFA_MEM_PERM.DATA_RW), ...rx(FFA_MEM_PERM.DATA_RW)] }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: device memory is INVALID_PARAMETERS (a share is of normal memory)", raw({ attributes: FFA_MEM_ATTR.TYPE_DEVICE | FFA_MEM_ATTR.DEVICE_nGnRE }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: the NS bit (attributes bit 6) set by the sender is INVALID_PARAMETERS", raw({ attributes: FFA_MEM_ATTR_NORMAL_WB_IS | FFA_MEM_ATTR.NS }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: the zero-memory flag (MBZ for a share) is INVALID_PARAMETERS", raw({ flags: FFA_MEM_FLAG.CLEAR }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: flags bits [31:2] set are INVALID_PARAMETERS", raw({ flags: 1 << 4 }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: a handle in the sender's descriptor (MBZ) is INVALID_PARAMETERS", raw({ handle: 5n }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: reserved data access permission (3) is INVALID_PARAMETERS", raw({ receivers: rx(FFA_MEM_PERM.DATA_RESERVED) }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: executable (instruction access X) is INVALID_PARAMETERS for a share", raw({ receivers: rx(FFA_MEM_PERM.DATA_RW | FFA_MEM_PERM.INSTR_X) }), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: the non-retrieval borrower flag (the hypervisor's) is INVALID_PARAMETERS", raw({ receivers: rx(FFA_MEM_PERM.DATA_RW, 1) }), FFA_RET.INVALID_PARAMETERS);
   add({
     name: "DEN0077 FFA_MEM_SHARE: the descriptor at an address in x3/w4 instead of TX is NOT_SUPPORTED (README: no dynamically allocated buffers, FEATURES w2 bit 0 clear)",
     memory: share,
@@ -528,8 +540,10 @@ export function ffaCases(p: Params): Case[] {
     steps: [
       version(),
       map(),
-      step(MEM_SHARE, [twoLen, first, 0, 0], { regs: { 0: FRAG_RX, 3: BigInt(first) } }),
-      step(FRAG_TX, [{ step: 2, reg: 1 }, { step: 2, reg: 2 }, 16, 0], { write: rest, regs: { 0: SUCCESS, 1: 0n } }),
+      // FFA_MEM_FRAG_RX: w1/w2 the handle, w3 the bytes received, w4 (a sender ID only at the SPMC's instance) 0.
+      step(MEM_SHARE, [twoLen, first, 0, 0], { regs: { 0: FRAG_RX, 3: BigInt(first), 4: 0n, 5: 0n, 6: 0n, 7: 0n } }),
+      // The handle of the last answer is the one FRAG_RX gave.
+      step(FRAG_TX, [{ step: 2, reg: 1 }, { step: 2, reg: 2 }, 16, 0], { write: rest, regs: { 0: SUCCESS, 1: 0n }, same: { 2: { step: 2, reg: 1 }, 3: { step: 2, reg: 2 } } }),
       step(F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.CHECKSUM, { step: 3, reg: 2 }, { step: 3, reg: 3 }], { regs: { 3: 0n, 4: 3n * 4096n, 5: 2n } }),
       step(F.FFA_MEM_RECLAIM.smc32, [{ step: 3, reg: 2 }, { step: 3, reg: 3 }, 0], { regs: success() }),
     ],
