@@ -328,6 +328,20 @@ export function ffaCases(p: Params): Case[] {
     steps: [version(), step(F.FFA_MEM_RECLAIM.smc32, [0x1234, 0, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) }), step(F.FFA_MEM_RECLAIM.smc32, [0xffff_ffff, 0xffff_ffff, 0], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
   });
 
+  add({
+    name: "SMCCC 1.3 FF-A: a function ID with the SVE hint (bit 16) is the same call",
+    vm: { ...FFA_VM, smccc: "1.3" },
+    steps: [
+      step(F.FFA_VERSION.smc32 | 0x1_0000, [V1_2], { regs: { 0: BigInt(V1_2) } }),
+      step(F.FFA_ID_GET.smc32 | 0x1_0000, [], { regs: success(BigInt(VM_ID)) }),
+      step(F.FFA_MSG_SEND_DIRECT_REQ.smc32 | 0x1_0000, [ffaEndpoints(VM_ID, SP), 0, TEST_SP_CMD.ECHO, 9], { regs: { 0: BigInt(F.FFA_MSG_SEND_DIRECT_RESP.smc32), 1: BigInt(ffaEndpoints(SP, VM_ID)), 3: BigInt(TEST_SP_CMD.ECHO), 4: 9n } }),
+    ],
+  });
+  add({
+    name: "DEN0077 FFA_RXTX_MAP: a buffer that runs past the end of the VM's RAM is INVALID_PARAMETERS (README)",
+    steps: [version(), step(RXTX_MAP, [TX, RAM_BASE + RAM_SIZE - 0x1000n, 2], { regs: error(FFA_RET.INVALID_PARAMETERS) }), map()],
+  });
+
   // Reserved fields and versions.
   add({
     name: "DEN0077 FFA_FEATURES: RXTX_MAP's maximum buffer size ([31:16]) is for v1.2 callers: a v1.1 caller gets w2 = 0",
