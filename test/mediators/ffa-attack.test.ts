@@ -355,6 +355,35 @@ describe("TOCTOU and fragments", () => {
     void clean;
   });
 
+  it("layouts converted with fragments: a v1.0 VM's scattered share in fragments, and a 4-page one-piece descriptor, reach the partition whole", () => {
+    const { a, b, spmc } = setup();
+    up(a, V10);
+    for (let i = 0; i < 6; i++) a.memory.write(SHARED + BigInt(2 * i) * PAGE, new Uint8Array(4096).fill(i + 1));
+    const bytes = desc({ ranges: scattered(6) }, "v1.0");
+    const first = bytes.length - 4 * 16;
+    const r = send(a, bytes, F.FFA_MEM_SHARE.smc32, first);
+    expect(r.x0).toBe(BigInt(F.FFA_MEM_FRAG_RX.smc32));
+    let h = ffaHandle(Number(r.x(1)), Number(r.x(2)));
+    for (const at of [first, first + 32]) {
+      a.memory.write(TX, bytes.subarray(at, at + 32));
+      const f = a.vcpu(0).smc(F.FFA_MEM_FRAG_TX.smc32, lo(h), hi(h), 32, 0);
+      if (at === first) expect(f.x0).toBe(BigInt(F.FFA_MEM_FRAG_RX.smc32));
+      else {
+        expect(f.x0).toBe(SUCCESS);
+        h = handleOf(f);
+      }
+    }
+    expect(checksum(a, 1, h)).toEqual({ status: 0, sum: 21n * 4096n });
+    // b: TX of 4 pages, 1000 constituents in one piece (the hypervisor's TX is one page: it is sent in fragments).
+    expect(b.vcpu(0).smc(F.FFA_VERSION.smc32, V11).x0).toBe(BigInt(V12));
+    expect(b.vcpu(0).smc(F.FFA_RXTX_MAP.smc64, TX, TX + 4n * PAGE, 4).x0).toBe(SUCCESS);
+    for (let i = 0; i < 1000; i++) b.memory.write(SHARED + BigInt(2 * i) * PAGE, new Uint8Array([1]));
+    const big = send(b, desc({ sender: 2, ranges: scattered(1000) }));
+    expect(big.x0).toBe(SUCCESS);
+    expect(spmc.counters(2)).toMatchObject({ shares: 1, pages: 1000 });
+    expect(checksum(b, 2, handleOf(big))).toEqual({ status: 0, sum: 1000n });
+  });
+
   it("the first fragment's composite declares fewer pages than the fragments bring: refused, nothing held", () => {
     const { a, clean } = setup();
     up(a);
@@ -496,6 +525,33 @@ describe("handles: another VM's, guessed ones", () => {
     expect(code(s.a.vcpu(0).smc(F.FFA_MEM_RECLAIM.smc32, lo(spShare), hi(spShare), FFA_MEM_RECLAIM_FLAG.CLEAR))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(code(s.a.vcpu(0).smc(F.FFA_MEM_RECLAIM.smc32, lo(peerShare), hi(peerShare), FFA_MEM_RECLAIM_FLAG.CLEAR))).toBe(FFA_RET.INVALID_PARAMETERS);
     expect(s.a.memory.read(SHARED, 4)).toEqual(new Uint8Array([7, 7, 7, 7]));
+  });
+
+  // DEFECT (low, data integrity): PeerMemory.retrieve zeroes a lend made with the zero flag whenever no
+  // borrower holds it (retrievedBy.size === 0), so a borrower that relinquishes (without the zero flag)
+  // and retrieves again finds what it wrote wiped. The zero flag of FFA_MEM_LEND asks for the region to be
+  // cleared once, before the borrower first sees it (Hafnium clears it as the lend is made); it is not a
+  // clear on every retrieval. (The model has no stage 2: the borrower's writes land in the lender's pages,
+  // which is what the lender's write stands for here.)
+  it.fails("a zero-flag lend is cleared once: a second retrieve after a relinquish keeps what was written", () => {
+    const s = setup();
+    up(s.a);
+    up(s.b);
+    const r = send(s.a, desc({ flags: FFA_MEM_FLAG.CLEAR, receivers: [{ receiver: 2, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }] }), F.FFA_MEM_LEND.smc32);
+    expect(r.x0).toBe(SUCCESS);
+    const h = handleOf(r);
+    const q = encodeMemTransaction({ sender: 1, attributes: 0, flags: 0, handle: h, tag: 0n, receivers: [{ receiver: 2, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [] }, "v1.1");
+    const retrieve = () => {
+      s.b.memory.write(TX, q);
+      expect(s.b.vcpu(0).smc(F.FFA_MEM_RETRIEVE_REQ.smc32, q.length, q.length, 0, 0).x0).toBe(BigInt(F.FFA_MEM_RETRIEVE_RESP.smc32));
+      expect(s.b.vcpu(0).smc(F.FFA_RX_RELEASE.smc32, 0).x0).toBe(SUCCESS);
+    };
+    retrieve();
+    s.a.memory.write(SHARED, new Uint8Array([0x44, 0x44])); // the borrower's data in the lent page
+    s.b.memory.write(TX, encodeRelinquish({ handle: h, flags: 0, endpoints: [2] }));
+    expect(s.b.vcpu(0).smc(F.FFA_MEM_RELINQUISH.smc32, 0, 0, 0).x0).toBe(SUCCESS);
+    retrieve();
+    expect(s.a.memory.read(SHARED, 2)).toEqual(new Uint8Array([0x44, 0x44]));
   });
 
   it("the lender cannot reclaim while the peer holds it; the borrower's destroy gives it back", () => {
