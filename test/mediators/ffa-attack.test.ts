@@ -619,6 +619,32 @@ describe("OP-TEE's partition over FF-A", () => {
     return { h, thread: w[4]!, finish };
   }
 
+  it("a VM that leaves calls suspended in RPCs gets BUSY at its share of OP-TEE's threads; b still gets a thread", () => {
+    const s = setup();
+    const first = suspended(s);
+    const [u0, u1] = uuidToValues(HELLO_WORLD_UUID);
+    const meta = (x: bigint, y: bigint): MsgParam => ({ attr: BigInt(ATTR.VALUE_INPUT | ATTR_META), a: x, b: y, c: 0n });
+    // More invokes of a's session, each at its own offset in the region, none answered.
+    let busy = -1;
+    for (let k = 1; k < 16 && busy < 0; k++) {
+      const off = k * 256;
+      s.a.memory.write(ARG + BigInt(off), encodeMsg({ cmd: MSG_CMD.INVOKE_COMMAND, func: 0, session: 1, cancelId: 0, ret: 0, retOrigin: 0, params: [{ attr: BigInt(ATTR.VALUE_INOUT), a: 1n, b: 0n, c: 0n }] }));
+      const w = words(direct(s.a, 1, 0x8000_0000, lo(first.h), hi(first.h), off));
+      if (w[0] !== 0) busy = w[0]!;
+    }
+    expect(busy).toBe(TEEC.ERROR_BUSY >>> 0);
+    const held = m_counters(s).threads;
+    // b opens a session and completes it: a's suspended calls do not starve it.
+    const hb = handleOf(send(s.b, desc({ sender: 2, receivers: [{ receiver: OPTEE, permissions: FFA_MEM_PERM.DATA_RW, flags: 0 }], ranges: [{ address: ARG, pageCount: 1 }] })));
+    s.b.memory.write(ARG, encodeMsg({ cmd: MSG_CMD.OPEN_SESSION, func: 0, session: 0, cancelId: 0, ret: 0, retOrigin: 0, params: [meta(u0, u1), meta(0n, 0n)] }));
+    expect(words(direct(s.b, 2, 0x8000_0000, lo(hb), hi(hb), 0)).slice(0, 2)).toEqual([0, 0]);
+    expect(decodeMsg(s.b.memory.read(ARG, msgSize(2))!, 2).ret).toBe(0);
+    expect(m_counters(s).threads).toBe(held);
+    // a's reset frees every thread it held.
+    s.m.hypervisor.resetDomain("a");
+    expect(s.m.hypervisor.optee!.counters(1)).toMatchObject({ threads: 0, sessions: 0 });
+  });
+
   it("b cannot resume a's OP-TEE thread suspended in an RPC; a still can", () => {
     const s = setup();
     const { thread, finish } = suspended(s);
