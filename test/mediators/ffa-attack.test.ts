@@ -897,6 +897,31 @@ describe("VM-to-VM messaging", () => {
     expect(serving("d")).toBeNull();
   });
 
+  // The same defect, seen from the rebooted VM: after a reset of a, b's DIRECT_RESP still completes the
+  // pre-reset call of a's vCPU 0 and writes b's registers into the new boot's vCPU 0 (x3 = b's payload):
+  // a peer injects register values into a rebooted VM, and the old boot's call is answered after the
+  // reset (docs/threat-model.md: "nothing of the old boot is answered").
+  it.fails("after a reset, a peer's late response does not reach the new boot's vCPU", async () => {
+    const { m, a, b, d } = setup();
+    up(a);
+    up(b);
+    up(d);
+    expect(a.vcpu(0).smc(0xc400_0003, 1, IPA, 0).x0).toBe(0n); // PSCI CPU_ON of vCPU 1
+    const wb = b.vcpu(0).callAsync("smc", F.FFA_MSG_WAIT.smc32, [0, 0]);
+    const wd = d.vcpu(0).callAsync("smc", F.FFA_MSG_WAIT.smc32, [0, 0]);
+    const old = a.vcpu(0).callAsync("smc", F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(1, 2), 0, 1]);
+    void a.vcpu(1).callAsync("smc", F.FFA_MSG_SEND_DIRECT_REQ.smc32, [ffaEndpoints(1, 4), 0, 2]).catch(() => {});
+    await wb;
+    await wd;
+    await m.hypervisor.resetDomain("a");
+    void old.catch(() => {});
+    const before = a.vcpu(0).getX(3);
+    void b.vcpu(0).callAsync("smc", F.FFA_MSG_SEND_DIRECT_RESP.smc32, [ffaEndpoints(2, 1), 0, 0xdead]).catch(() => {});
+    await new Promise((r) => setTimeout(r, 10));
+    expect(a.vcpu(0).getX(3)).toBe(before);
+    expect(a.vcpu(0).getX(3)).not.toBe(0xdeadn);
+  });
+
   it("MSG_SEND2: a spoofed sender, a size past TX, a non-peer: INVALID_PARAMETERS; a full RX: BUSY", () => {
     const { a, b, e } = setup();
     up(a);
