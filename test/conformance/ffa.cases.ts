@@ -476,6 +476,19 @@ export function ffaCases(p: Params): Case[] {
   refused("DEN0077 FFA_MEM_SHARE: reserved data access permission (3) is INVALID_PARAMETERS", raw({ receivers: rx(FFA_MEM_PERM.DATA_RESERVED) }), FFA_RET.INVALID_PARAMETERS);
   refused("DEN0077 FFA_MEM_SHARE: executable (instruction access X) is INVALID_PARAMETERS for a share", raw({ receivers: rx(FFA_MEM_PERM.DATA_RW | FFA_MEM_PERM.INSTR_X) }), FFA_RET.INVALID_PARAMETERS);
   refused("DEN0077 FFA_MEM_SHARE: the non-retrieval borrower flag (the hypervisor's) is INVALID_PARAMETERS", raw({ receivers: rx(FFA_MEM_PERM.DATA_RW, 1) }), FFA_RET.INVALID_PARAMETERS);
+  /** The one-page share's descriptor with a u32 at `offset` replaced (v1.2 layout: 48-byte header, 32-byte access descriptor). */
+  const patched = (offset: number, value: number): MemoryBytes => {
+    const bytes = encodeMemTransaction(shareTx, "v1.2");
+    new DataView(bytes.buffer).setUint32(offset, value, true);
+    return { at: TX, bytes };
+  };
+  const COMPOSITE = 48 + 32;
+  refused("DEN0077 FFA_MEM_SHARE: a composite's total page count other than its constituents' sum is INVALID_PARAMETERS", patched(COMPOSITE, 2), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: a composite's range count beyond the descriptor is INVALID_PARAMETERS", patched(COMPOSITE + 4, 2), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: a composite offset past the descriptor's end is INVALID_PARAMETERS", patched(48 + 4, 0x1000), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: an endpoint memory access descriptor size that is no version's (24; 16 or 32) is INVALID_PARAMETERS", patched(24, 24), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: an access descriptor array offset not 16-byte aligned is INVALID_PARAMETERS", patched(32, 40), FFA_RET.INVALID_PARAMETERS);
+  refused("DEN0077 FFA_MEM_SHARE: a constituent of 0 pages is INVALID_PARAMETERS", patched(COMPOSITE + 16 + 8, 0), FFA_RET.INVALID_PARAMETERS);
   add({
     name: "DEN0077 FFA_MEM_SHARE: the descriptor at an address in x3/w4 instead of TX is NOT_SUPPORTED (README: no dynamically allocated buffers, FEATURES w2 bit 0 clear)",
     memory: share,
