@@ -66,6 +66,10 @@ export function peerRequest(m: FfaMediator, st: FfaVm, peer: FfaVm, call: SmcCal
   const req2 = call.fid === F.FFA_MSG_SEND_DIRECT_REQ2.smc64;
   if (req2 && (call.x(2) !== 0n || call.x(3) !== 0n)) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "DIRECT_REQ2 to a VM with a UUID");
   if ((req2 && peer.version < FFA_VERSION_1_2) || (call.fid !== F.FFA_MSG_SEND_DIRECT_REQ.smc32 && peer.aarch32)) return m.refuse(st, res, FFA_RET.DENIED, "a direct request the peer cannot take");
+  // One request to a peer at a time per VM: the mediator keeps one (st.awaiting), and destroy or reset
+  // must find every call it has to answer ABORTED (a second vCPU's request would otherwise be forgotten,
+  // and its late answer delivered into the VM's next boot).
+  if (st.awaiting) return m.refuse(st, res, FFA_RET.BUSY, `a second direct request while ${st.awaiting.name} has one of this VM's to answer`);
   const waiting = peer.parked;
   if (!waiting) return m.refuse(st, res, FFA_RET.BUSY, `direct request to ${peer.name}, which is not waiting for one`);
   peer.parked = null;
