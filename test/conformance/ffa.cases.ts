@@ -451,6 +451,19 @@ export function ffaCases(p: Params): Case[] {
     ],
   });
 
+  add({
+    name: "DEN0077 FFA_MEM_RECLAIM: the zero-memory flag (w3 bit 0) on a shared region is INVALID_PARAMETERS (zeroing is for lent or donated memory), and the page keeps its contents",
+    memory: share,
+    steps: [
+      version(),
+      map(),
+      step(MEM_SHARE, [len, len, 0, 0], { regs: { 0: SUCCESS } }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 1], { regs: error(FFA_RET.INVALID_PARAMETERS) }),
+      step(F.FFA_MEM_RECLAIM.smc32, [{ step: 2, reg: 2 }, { step: 2, reg: 3 }, 0], { regs: success() }),
+    ],
+    memoryAfter: [{ at: SHARED, bytes: new Uint8Array(64).fill(3) }],
+  });
+
   // Memory transaction descriptors a VM may not send (each needs its own TX contents).
   const descriptor = (o: { sender?: number; receiver?: number; address?: bigint; pages?: number }): MemoryBytes => ({
     at: TX,
