@@ -448,12 +448,12 @@ describe("handles: another VM's, guessed ones", () => {
     expect(code(b.vcpu(0).smc(F.FFA_MEM_RETRIEVE_REQ.smc32, q.length, q.length, 0, 0))).toBe(FFA_RET.DENIED);
   });
 
-  // DEFECT: PeerMemory.relinquish (src/mediators/ffa/peer-memory.ts) honours the "zero memory after
+  // Was a DEFECT (fixed 2026-12-05): PeerMemory.relinquish (src/mediators/ffa/peer-memory.ts) honoured the "zero memory after
   // relinquish" flag from a borrower that was lent the region read-only: a RO borrower wipes the lender's
   // pages. DEN0077 §11.x (FFA_MEM_RELINQUISH, flags bit 0) says the flag must be 0 unless the borrower has
   // write access (and for memory lent to a single borrower); Hafnium's ffa_memory_relinquish answers
   // FFA_DENIED ("memory region is not writable") / INVALID_PARAMETERS for it.
-  it.fails("a read-only borrower's relinquish with the zero flag does not wipe the lender's memory", () => {
+  it("a read-only borrower's relinquish with the zero flag does not wipe the lender's memory", () => {
     const { a, b } = setup();
     up(a);
     up(b);
@@ -481,12 +481,12 @@ describe("handles: another VM's, guessed ones", () => {
     return h;
   }
 
-  // DEFECT: PeerMemory.relinquish (src/mediators/ffa/peer-memory.ts) clears a lent region on one
+  // Was a DEFECT (fixed 2026-12-05): PeerMemory.relinquish (src/mediators/ffa/peer-memory.ts) cleared a lent region on one
   // borrower's relinquish with the zero flag while another borrower of the same lend still holds it: b
   // wipes the memory d is using. The zero-after-relinquish flag is for a sole borrower giving back what it
   // alone could write; with several borrowers the mediator should refuse it (INVALID_PARAMETERS), or
   // clear only when the last borrower lets go.
-  it.fails("one borrower's relinquish with the zero flag does not wipe memory another borrower still holds", () => {
+  it("one borrower's relinquish with the zero flag does not wipe memory another borrower still holds", () => {
     const s = setup();
     up(s.a);
     up(s.b);
@@ -499,10 +499,10 @@ describe("handles: another VM's, guessed ones", () => {
     expect(code(r)).toBe(FFA_RET.INVALID_PARAMETERS);
   });
 
-  // DEFECT (minor, spec conformance): the zero flag on the relinquish of a SHARE is accepted (SUCCESS,
+  // Was a DEFECT (minor, fixed 2026-12-05): the zero flag on the relinquish of a SHARE is accepted (SUCCESS,
   // nothing cleared) by PeerMemory.relinquish; Hafnium's ffa_memory_relinquish answers INVALID_PARAMETERS
   // ("memory which was shared can't be cleared": the owner never lost access).
-  it.fails("the zero flag on relinquishing shared (not lent) memory is INVALID_PARAMETERS", () => {
+  it("the zero flag on relinquishing shared (not lent) memory is INVALID_PARAMETERS", () => {
     const s = setup();
     up(s.a);
     up(s.b);
@@ -511,11 +511,11 @@ describe("handles: another VM's, guessed ones", () => {
     expect(code(s.b.vcpu(0).smc(F.FFA_MEM_RELINQUISH.smc32, 0, 0, 0))).toBe(FFA_RET.INVALID_PARAMETERS);
   });
 
-  // DEFECT (minor, spec conformance): FfaMemory.reclaim (src/mediators/ffa/memory.ts) honours the zero
+  // Was a DEFECT (minor, fixed 2026-12-05): FfaMemory.reclaim (src/mediators/ffa/memory.ts) honours the zero
   // flag for a peer SHARE and clears the pages, where the same call for a partition's share is
   // INVALID_PARAMETERS at the SPMC (MemoryTransactions.reclaim, after Hafnium ffa_memory_reclaim): the
   // two paths of one ABI disagree. Only the lender's own memory is touched.
-  it.fails("reclaiming a peer SHARE with the zero flag is INVALID_PARAMETERS, as for a partition's", () => {
+  it("reclaiming a peer SHARE with the zero flag is INVALID_PARAMETERS, as for a partition's", () => {
     const s = setup();
     up(s.a);
     up(s.b);
@@ -527,13 +527,13 @@ describe("handles: another VM's, guessed ones", () => {
     expect(s.a.memory.read(SHARED, 4)).toEqual(new Uint8Array([7, 7, 7, 7]));
   });
 
-  // DEFECT (low, data integrity): PeerMemory.retrieve zeroes a lend made with the zero flag whenever no
+  // Was a DEFECT (low, fixed 2026-12-05): PeerMemory.retrieve zeroed a lend made with the zero flag whenever no
   // borrower holds it (retrievedBy.size === 0), so a borrower that relinquishes (without the zero flag)
   // and retrieves again finds what it wrote wiped. The zero flag of FFA_MEM_LEND asks for the region to be
   // cleared once, before the borrower first sees it (Hafnium clears it as the lend is made); it is not a
   // clear on every retrieval. (The model has no stage 2: the borrower's writes land in the lender's pages,
   // which is what the lender's write stands for here.)
-  it.fails("a zero-flag lend is cleared once: a second retrieve after a relinquish keeps what was written", () => {
+  it("a zero-flag lend is cleared once: a second retrieve after a relinquish keeps what was written", () => {
     const s = setup();
     up(s.a);
     up(s.b);

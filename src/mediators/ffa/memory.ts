@@ -345,7 +345,12 @@ export class FfaMemory {
       if (st.port.w(0) === FFA_ERROR) return ffaError(res, st.port.sw(2));
     } else {
       if (tr.retrievedBy.size > 0) return this.m.refuse(st, res, FFA_RET.DENIED, "FFA_MEM_RECLAIM of memory a peer holds");
-      if ((flags & FFA_MEM_RECLAIM_FLAG.CLEAR) !== 0) this.peers.clear(st, tr);
+      // Zeroing at reclaim is for lent memory (a share's owner never lost it), as the SPMC answers for a
+      // partition's share (after Hafnium ffa_memory_reclaim).
+      if ((flags & FFA_MEM_RECLAIM_FLAG.CLEAR) !== 0) {
+        if (tr.func !== F.FFA_MEM_LEND.smc32) return this.m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "FFA_MEM_RECLAIM of shared memory with the zero flag");
+        this.peers.clear(st, tr);
+      }
     }
     this.drop(st, tr);
     ffaSuccess(res);

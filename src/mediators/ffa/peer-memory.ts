@@ -79,11 +79,15 @@ export class PeerMemory {
       { sender: lender.id, attributes: info.attributes | (layout !== "v1.0" ? FFA_MEM_ATTR.NS : 0), flags: kind << FFA_MEM_FLAG.TRANSACTION_TYPE_SHIFT, handle: tr.handle, tag: info.tag, receivers: [{ receiver: st.id, permissions, flags: 0 }], ranges: info.ranges },
       layout,
     );
-    // A lend asked to be zeroed is zeroed before its first borrower sees it (§10.11.4, flags bit 0).
-    const zero = (info.flags & FFA_MEM_FLAG.CLEAR) !== 0 && tr.retrievedBy.size === 0;
+    // A lend asked to be zeroed is zeroed once, before its first borrower sees it (§10.11.4, flags bit 0;
+    // Hafnium clears it as the lend is made), never again at a later retrieve.
+    const zero = (info.flags & FFA_MEM_FLAG.CLEAR) !== 0 && !this.zeroed.has(tr);
     const code = m.writeRx(st, answer);
     if (code !== 0) return m.refuse(st, res, code, "retrieve response does not go into the RX buffer");
-    if (zero) this.clear(lender, tr);
+    if (zero) {
+      this.clear(lender, tr);
+      this.zeroed.add(tr);
+    }
     st.retrieved.set(tr.handle, lender.name);
     tr.retrievedBy.add(st.name);
     // w1: total length, w2: this fragment's (the whole: it fits the RX buffer).
@@ -104,11 +108,23 @@ export class PeerMemory {
     const lender = lenderName === undefined ? undefined : m.vm(lenderName);
     const tr = lender?.lent.get(r.handle);
     if (!lender || !tr) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "relinquish of memory the VM does not hold");
-    if ((r.flags & FFA_MEM_RELINQUISH_FLAG.CLEAR) !== 0 && tr.func === F.FFA_MEM_LEND.smc32) this.clear(lender, tr);
+    if ((r.flags & FFA_MEM_RELINQUISH_FLAG.CLEAR) !== 0) {
+      // Zeroing after relinquish is for lent memory only (a share's owner never lost it: Hafnium answers
+      // INVALID_PARAMETERS), by a borrower that could write it and holds it alone: a read-only borrower, or
+      // one of several, would wipe memory it could not write or another borrower still uses.
+      if (tr.func !== F.FFA_MEM_LEND.smc32) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "relinquish of shared memory with the zero flag");
+      const granted = tr.retrieve?.permissions.get(st.id) ?? 0;
+      if ((granted & FFA_MEM_PERM.DATA_MASK) !== FFA_MEM_PERM.DATA_RW) return m.refuse(st, res, FFA_RET.DENIED, "relinquish with the zero flag of memory the VM may not write");
+      if (tr.retrievedBy.size > 1 || tr.receivers.length > 1) return m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, "relinquish with the zero flag of memory lent to several borrowers");
+      this.clear(lender, tr);
+    }
     st.retrieved.delete(r.handle);
     tr.retrievedBy.delete(st.name);
     ffaSuccess(res);
   }
+
+  /** Lends with the zero flag already zeroed (at their first retrieve). */
+  private readonly zeroed = new WeakSet<Transaction>();
 
   /** Zeroes a transaction's pages in the lender's RAM. */
   clear(lender: FfaVm, tr: Transaction): void {
