@@ -666,6 +666,18 @@ export function ffaCases(p: Params): Case[] {
     steps: [version(), features(F.FFA_NOTIFICATION_SET.smc32, success()), step(F.FFA_NOTIFICATION_SET.smc32, [ffaEndpoints(VM_ID, SP), 0, 1, 0], { regs: error(FFA_RET.DENIED) })],
   });
   add({
+    name: "DEN0077 FFA_NOTIFICATION_GET: flags w2[31:4] (reserved, MBZ) set is INVALID_PARAMETERS",
+    knownGap:
+      "the mediator masks NOTIFICATION_GET's flags to the bitmaps it knows and answers FFA_SUCCESS (Notifications.get, src/mediators/ffa/notifications.ts); Hafnium's api_ffa_notification_get refuses bits [31:4] with INVALID_PARAMETERS",
+    steps: [version(), step(GET, [VM_ID, 0x11], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+  add({
+    name: "DEN0077 FFA_RUN: offered by FFA_FEATURES; a vCPU index beyond the partition's execution contexts is INVALID_PARAMETERS",
+    knownGap:
+      "the modelled SPMC implements no FFA_RUN (src/firmware/spmc/spmc.ts has no case for it), so the mediator's forward is answered NOT_SUPPORTED while its FEATURES offers FFA_RUN (DEN0077 §13.3, §14.2; Hafnium's api_ffa_run: a vCPU index past the partition's count is INVALID_PARAMETERS)",
+    steps: [version(), features(F.FFA_RUN.smc32, success()), step(F.FFA_RUN.smc32, [(SP << 16) | 5], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
+  });
+  add({
     name: "DEN0077 FFA_NOTIFICATION_BIND: NOT_SUPPORTED for a v1.0 caller (a v1.1 ABI)",
     steps: [version(V1_0), step(BIND, [ffaEndpoints(SP, VM_ID), 0, 1, 0], { regs: error(FFA_RET.NOT_SUPPORTED) })],
   });
