@@ -756,18 +756,19 @@ describe("notifications", () => {
     expect(g.x(2)).toBe(1n);
   });
 
-  // DEFECT (functional): FFA_FEATURES tells a v1.1+ VM that FFA_NOTIFICATION_SET is supported
+  // Was a DEFECT (fixed 2026-12-05: the SPMC takes SET, and DENIES it, since no partition here binds a
+  // VM's notifications): FFA_FEATURES told a v1.1+ VM that FFA_NOTIFICATION_SET was supported
   // (Notifications.offered, src/mediators/ffa/notifications.ts) and the mediator forwards it, but the
   // modelled SPMC has no NOTIFICATION_SET for the hypervisor's calls (notificationCall in
   // src/firmware/spmc/notification-calls.ts falls to NOT_SUPPORTED), so every SET a VM makes to a partition
   // it may use fails. DEN0077 §13.3: FEATURES reports only what the callee implements; Hafnium's SPMC takes
   // SET from a VM (sender = the VM ID the hypervisor names). Either the SPMC implements it or FEATURES and
   // the README stop offering it.
-  it.fails("FFA_NOTIFICATION_SET that FEATURES offers works toward a partition the VM may use", () => {
+  it("FFA_NOTIFICATION_SET that FEATURES offers reaches the SPMC: DENIED, since the partition bound nothing of the VM's", () => {
     const { a } = setup();
     up(a);
     expect(a.vcpu(0).smc(F.FFA_FEATURES.smc32, F.FFA_NOTIFICATION_SET.smc32, 0, 0).x0).toBe(SUCCESS);
-    expect(code(a.vcpu(0).smc(F.FFA_NOTIFICATION_SET.smc32, ffaEndpoints(1, SP), 0, 1, 0))).not.toBe(FFA_RET.NOT_SUPPORTED);
+    expect(code(a.vcpu(0).smc(F.FFA_NOTIFICATION_SET.smc32, ffaEndpoints(1, SP), 0, 1, 0))).toBe(FFA_RET.DENIED);
   });
 
   it("the partition cannot be made to set notifications for another VM", () => {

@@ -94,7 +94,6 @@ describe("FFA_FEATURES (§13.3): exactly what is implemented", () => {
     ["FFA_MEM_FRAG_RX", F.FFA_MEM_FRAG_RX.smc32],
     ["FFA_MSG_SEND2", F.FFA_MSG_SEND2.smc32],
     ["FFA_RUN", F.FFA_RUN.smc32],
-    ["FFA_NOTIFICATION_SET", F.FFA_NOTIFICATION_SET.smc32],
     ["FFA_MSG_SEND_DIRECT_RESP", F.FFA_MSG_SEND_DIRECT_RESP.smc32],
     ["an unassigned number", 0x8400_00ff],
   ])("%s is not offered, and calling it is NOT_SUPPORTED", (_name, fid) => {

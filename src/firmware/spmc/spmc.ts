@@ -187,9 +187,27 @@ export class SpmcModel implements CallTarget {
         return this.memFragTx(call, res);
       case F.FFA_MEM_RECLAIM.smc32:
         return this.memReclaim(call, res);
+      case F.FFA_NOTIFICATION_SET.smc32:
+        return this.notificationSet(call, res);
       default:
         return notificationCall(fid, call, res, this.notifications, this.knownVms);
     }
+  }
+
+  /**
+   * FFA_NOTIFICATION_SET from the hypervisor for a VM (w1: the VM as sender [31:16], a partition as
+   * receiver [15:0]; w2 flags; w3-w4 the bitmap). The receiver must be a partition the VM may use; a
+   * notification it has not bound to that VM is DENIED (DEN0077 v1.1+, NOTIFICATION_SET). The partitions
+   * of this model bind no notifications from VMs, so every well-formed SET is DENIED: the call exists,
+   * as FFA_FEATURES says, and refuses what no receiver asked for.
+   */
+  private notificationSet(call: SmcCall, res: SmcResult): void {
+    const w1 = call.w(1), sender = ffaSenderOf(w1), receiver = ffaReceiverOf(w1);
+    if (!this.vms.has(sender) || !ffaIdIsSecure(receiver)) return replyError(res, FFA_RET.INVALID_PARAMETERS);
+    const access = this.partitions.peer(receiver, sender);
+    if (access !== "ok") return replyError(res, FFA_RET.INVALID_PARAMETERS);
+    if (call.w(3) === 0 && call.w(4) === 0) return replyError(res, FFA_RET.INVALID_PARAMETERS);
+    return replyError(res, FFA_RET.DENIED);
   }
 
   // --- setup and discovery -----------------------------------------------------------------------------
