@@ -661,8 +661,6 @@ export function ffaCases(p: Params): Case[] {
   });
   add({
     name: "DEN0077 FFA_NOTIFICATION_SET: offered by FFA_FEATURES, so implemented: a notification the partition has not bound for the VM is DENIED",
-    knownGap:
-      "the modelled SPMC has no FFA_NOTIFICATION_SET for the hypervisor's calls and answers NOT_SUPPORTED, while the mediator's FEATURES offers it (DEN0077 §13.3: FEATURES reports what is implemented; Hafnium's api.c answers an unbound notification DENIED); also test/mediators/ffa-attack.test.ts",
     steps: [version(), features(F.FFA_NOTIFICATION_SET.smc32, success()), step(F.FFA_NOTIFICATION_SET.smc32, [ffaEndpoints(VM_ID, SP), 0, 1, 0], { regs: error(FFA_RET.DENIED) })],
   });
   add({
