@@ -127,7 +127,6 @@ export function ffaCases(p: Params): Case[] {
   if (p.aarch32) {
     add({
       name: "DEN0077 FFA_FEATURES: FFA_SUCCESS_64 is NOT_SUPPORTED for an AArch32 VM (an SMC64 ID no AArch32 caller can be given)",
-      knownGap: "the mediator reports FFA_SUCCESS_64 to AArch32 VMs (FfaMediator.offered has no AArch32 check for it; Xen's handle_features refuses every SMC64 ID from a 32-bit guest)",
       steps: [version(), features(F.FFA_SUCCESS.smc64!, error(FFA_RET.NOT_SUPPORTED))],
     });
   }
@@ -665,8 +664,6 @@ export function ffaCases(p: Params): Case[] {
   });
   add({
     name: "DEN0077 FFA_NOTIFICATION_GET: flags w2[31:4] (reserved, MBZ) set is INVALID_PARAMETERS",
-    knownGap:
-      "the mediator masks NOTIFICATION_GET's flags to the bitmaps it knows and answers FFA_SUCCESS (Notifications.get, src/mediators/ffa/notifications.ts); Hafnium's api_ffa_notification_get refuses bits [31:4] with INVALID_PARAMETERS",
     steps: [version(), step(GET, [VM_ID, 0x11], { regs: error(FFA_RET.INVALID_PARAMETERS) })],
   });
   add({

@@ -380,7 +380,6 @@ export class FfaMediator implements Mediator {
       case F.FFA_ERROR.smc32:
       case F.FFA_INTERRUPT.smc32:
       case F.FFA_SUCCESS.smc32:
-      case F.FFA_SUCCESS.smc64:
       case F.FFA_VERSION.smc32:
       case F.FFA_FEATURES.smc32:
       case F.FFA_ID_GET.smc32:
@@ -392,6 +391,8 @@ export class FfaMediator implements Mediator {
       case F.FFA_MSG_WAIT.smc32:
       case F.FFA_RUN.smc32:
         return 0;
+      // No SMC64 ID is ever given to an AArch32 caller (SMCCC; Xen's handle_features refuses them all).
+      case F.FFA_SUCCESS.smc64:
       case F.FFA_MSG_SEND_DIRECT_REQ.smc64:
       case F.FFA_MSG_SEND_DIRECT_RESP.smc64:
       case F.FFA_RXTX_MAP.smc64:

@@ -76,6 +76,8 @@ export class Notifications {
   private get(st: FfaVm, call: SmcCall, res: SmcResult): void {
     const w1 = call.w(1);
     if (ffaReceiverOf(w1) !== st.id) return this.m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `notification get for 0x${ffaReceiverOf(w1).toString(16)}`);
+    // w2[31:4] are reserved (MBZ): INVALID_PARAMETERS, as Hafnium's api_ffa_notification_get answers.
+    if ((call.w(2) >>> 4) !== 0) return this.m.refuse(st, res, FFA_RET.INVALID_PARAMETERS, `notification get flags 0x${call.w(2).toString(16)}`);
     const flags = call.w(2) & (FFA_NOTIFICATION.GET_SP | FFA_NOTIFICATION.GET_SPM);
     const port = st.port;
     port.call(F.FFA_NOTIFICATION_GET.smc32, w1, flags);
