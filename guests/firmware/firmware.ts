@@ -6,6 +6,8 @@
  *
  * - `u-boot-qemu` (Architecture: all): `usr/lib/u-boot/qemu_arm64/u-boot.bin`, U-Boot built for QEMU's
  *   virt machine (qemu_arm64_defconfig), run from flash at 0.
+ * - `qemu-efi-aarch64` (Architecture: all): `usr/share/qemu-efi-aarch64/QEMU_EFI.fd`, EDK2's ArmVirtQemu
+ *   UEFI (2 MiB, the whole of it fits flash bank 0); it formats its variable store in bank 1 (zeros here).
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -15,6 +17,7 @@ import { fetchPackage } from "../linux/debian.js";
 /** Each packaged firmware: its Debian package (and architecture) and the image's path in it. */
 const FIRMWARE = {
   "u-boot-qemu": { arch: "all", image: "usr/lib/u-boot/qemu_arm64/u-boot.bin" },
+  "qemu-efi-aarch64": { arch: "all", image: "usr/share/qemu-efi-aarch64/QEMU_EFI.fd" },
 } as const;
 
 export type DebianFirmware = keyof typeof FIRMWARE;

@@ -1,13 +1,13 @@
-// Firmware guests under QEMU (issue 13, part 1): Debian's U-Boot in the VM's flash, entered at EL1 at its
-// reset address under the EL2 shim, driven through its serial port. One boot per scenario: examples/firmware.yaml
-// (two VMs: PSCI 1.1 over SMC, PSCI 1.0 over HVC), then a hostile scenario for the new input channel and the
-// firmware's boundary.
+// Firmware guests under QEMU (issue 13, part 1): Debian's U-Boot and UEFI in the VM's flash, entered at EL1 at
+// their reset address under the EL2 shim, driven through their serial port. One boot per scenario:
+// examples/firmware.yaml (U-Boot, two VMs: PSCI 1.1 over SMC, PSCI 1.0 over HVC), examples/uefi.yaml (EDK2, the
+// same two VMs), then a hostile scenario for the new input channel and the firmware's boundary.
 import { readFileSync, readlinkSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ensureFirmware } from "../../guests/firmware/firmware.js";
 import { runScenario, type RunReport, type VmReport } from "../../src/cli/run.js";
 import type { QemuMachine } from "../../src/machine/qemu/machine.js";
-import { loadScenario, parseScenario } from "../../src/machine/qemu/scenario.js";
+import { consoleText, loadScenario, parseScenario } from "../../src/machine/qemu/scenario.js";
 import type { TraceEvent } from "../../src/trace/ring.js";
 
 const vm = (r: RunReport, name: string): VmReport => r.vms.find((v) => v.name === name)!;
@@ -48,6 +48,42 @@ describe("examples/firmware.yaml: Debian's U-Boot under smcvisor", () => {
   });
 });
 
+describe("examples/uefi.yaml: Debian's UEFI (EDK2, QEMU_EFI.fd) under smcvisor", () => {
+  let report: RunReport;
+
+  beforeAll(async () => {
+    const s = loadScenario("examples/uefi.yaml");
+    if (!s.ok) throw new Error(JSON.stringify(s.errors));
+    report = await runScenario(s.scenario);
+  }, 200_000);
+
+  it("each VM reaches the UEFI shell twice (`reset` between), powers off with `reset -s`, nothing outside its map, and every expectation holds", () => {
+    expect(report.vms.flatMap((v) => v.failures.map((f) => `${v.name}: ${f}`))).toEqual([]);
+    for (const v of report.vms) {
+      expect(v.exit).toMatchObject({ state: "off", reason: "powered off (PSCI_SYSTEM_OFF)", boots: 2 });
+      expect(v.exit.aborts, v.name).toBe(0n);
+      // Patterns see the lines without their terminal control sequences; the console keeps what UEFI printed.
+      const text = v.console.map(consoleText);
+      expect(text.filter((l) => l.includes("UEFI Interactive Shell v2.2")).length, v.name).toBe(2);
+      expect(text.filter((l) => l.startsWith("Shell> ")).map((l) => l.trim()), v.name).toEqual(["Shell> dmem 4000000 40", "Shell> reset", "Shell> reset -s"]);
+      expect(v.console.some((l) => l.includes("\x1b[") && consoleText(l).startsWith("Shell> reset")), v.name).toBe(true);
+      // Flash bank 0 is the image (its shell ran from it); no disk, no network: no mapping.
+      expect(text, v.name).toContain("map: No mapping found.");
+      // Flash bank 1 started as zeros (no file behind it): UEFI wrote its variable store's firmware volume there.
+      expect(text.map((l) => l.trim()), v.name).toContain("04000020: 00 00 0C 00 00 00 00 00-5F 46 56 48 36 0E 00 00  *........_FVH6...*");
+    }
+  });
+
+  it("the trace shows UEFI's SYSTEM_RESET and, on the next boot, its SYSTEM_OFF over each VM's conduit, and no other call", () => {
+    for (const [name, conduit] of [["smc", "smc"], ["hvc", "hvc"]] as const) {
+      const mine = calls(report, name);
+      expect(mine.map((e) => e.fid >>> 0), name).toEqual([PSCI.SYSTEM_RESET, PSCI.SYSTEM_OFF]);
+      expect(mine.every((e) => e.conduit === conduit && e.action === "emulate"), name).toBe(true);
+      expect(report.events.some((e) => e.conduit === "hypervisor" && e.fid >>> 0 === PSCI.SYSTEM_RESET && (e.origin ?? "").includes(`reset ${name}`)), name).toBe(true);
+    }
+  });
+});
+
 /**
  * A hostile scenario: it types QEMU's multiplexer escapes (Ctrl-A c: the monitor, Ctrl-A x: quit), reads
  * fw_cfg and a doorbell transport from the firmware, writes the flash and reads it back after a reset. A
@@ -72,6 +108,8 @@ const HOSTILE = {
         { after: "=>", send: "fdt addr 0x40000000; fdt list /\n" },
         { after: "=>", send: "fdt print /psci\n" },
         { after: "=>", send: "fdt print /memory@40000000\n" },
+        // A firmware guest's /chosen has no Linux command line: only the boot number the hypervisor keeps there.
+        { after: "=>", send: "fdt print /chosen\n" },
         // The flash is the VM's own: U-Boot erases its environment's sectors in bank 1 and writes them (QEMU
         // 7.2's pflash times out U-Boot's buffered write in the second sector, under plain QEMU with -bios
         // too), and what it wrote stays, across the VM's reset, in QEMU's pflash device.
@@ -155,6 +193,7 @@ describe("console input and the firmware's boundary", () => {
     expect(c).toContain('compatible = "arm,psci-1.0", "arm,psci-0.2";');
     expect(c).toContain('method = "smc";');
     expect(c).toContain("reg = <0x00000000 0x40000000 0x00000000 0x10000000>;");
+    expect(c).toContain('bootargs = "smcvisor.boot=0001";');
   });
 
   it("fw_cfg is not mapped for firmware either: a synchronous external abort, counted, and U-Boot resets through PSCI", () => {

@@ -57,4 +57,20 @@ describe("console input", () => {
     expect(() => new ConsoleTyper(Array.from({ length: INPUT_LIMITS.steps + 1 }, () => ({ after: "a", send: "b" })), () => undefined)).toThrow();
     expect(() => new ConsoleTyper([{ after: "a", send: "b".repeat(INPUT_LIMITS.send + 1) }], () => undefined)).toThrow();
   });
+
+  it("matches UEFI's console without its terminal control sequences (colours, cursor moves), split across chunks", () => {
+    const { t, typed } = typer([
+      { after: "to skip startup.nsh", send: "\x1b" },
+      { after: "/^Shell> $/", send: "reset\r" },
+    ]);
+    t.output("\x1b[05;01HPress \x1b[1m\x1b[37m\x1b[40mESC\x1b[0m\x1b[37m\x1b[40m in 5 seconds to skip \x1b[1m\x1b[33m\x1b[40mstartup.");
+    expect(typed).toEqual([]);
+    t.output("nsh\x1b[0m\x1b[37m\x1b[40m or any other key to continue.");
+    expect(typed).toEqual(["\x1b"]);
+    t.output("\x1b[06;01H\x1b[1m\x1b[33m\x1b[40mShel");
+    t.output("l> \x1b[0");
+    expect(typed).toEqual(["\x1b"]);
+    t.output("m\x1b[37m\x1b[40m");
+    expect(typed).toEqual(["\x1b", "reset\r"]);
+  });
 });

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { loadScenario, parseScenario } from "./scenario.js";
+import { consoleMatches, consoleText, loadScenario, parseScenario } from "./scenario.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -69,4 +69,26 @@ describe("parseScenario: firmware guests and console input", () => {
     expect(ok([{ after: "=>", send: "" }])).toBe(false);
     expect(ok([{ after: "=>", send: "x", to: "monitor" }])).toBe(false);
   });
+  it("gives a kernel guest the Linux command line by default and a firmware guest's /chosen none", () => {
+    const cmdline = (g: unknown) => {
+      const r = parse(g);
+      return r.ok ? r.scenario.guests.get("a")!.cmdline : undefined;
+    };
+    expect(cmdline({ kernel: "debian" })).toBe("console=ttyAMA0 rdinit=/init panic=-1");
+    expect(cmdline({ firmware: "qemu-efi-aarch64" })).toBe("");
+    expect(cmdline({ firmware: "u-boot-qemu", cmdline: "x=1" })).toBe("x=1");
+  });
 });
+
+describe("consoleMatches: patterns see a line without terminal control sequences", () => {
+  const line = "\x1b[06;01H\x1b[1m\x1b[33m\x1b[40mShell> \x1b[0m\x1b[37m\x1b[40m\x1b[06;08Hr\x1b[06;09H\x1b[06;09He\x1b[06;10Hs\x1b[06;11He\x1b[06;12Ht\x1b[06;13H";
+  it("strips CSI sequences and escapes for substrings and regular expressions, never the line itself", () => {
+    expect(consoleText(line)).toBe("Shell> reset");
+    expect(consoleMatches("Shell> reset", line)).toBe(true);
+    expect(consoleMatches("/^Shell> reset$/", line)).toBe(true);
+    expect(consoleMatches("[06;01H", line)).toBe(false);
+    expect(consoleText("\x1b[2J\x1b[01;01H\x1b[=3h\x1bcplain\x1b")).toBe("plain");
+    expect(consoleText("no escapes [1m")).toBe("no escapes [1m");
+  });
+});
+

@@ -13,9 +13,11 @@ import { qemuLimitProblems } from "./limits.js";
 /** Stands for the Debian Linux guest that `scripts/setup` builds (guests/linux). */
 export const DEBIAN_GUEST = "debian";
 /** `firmware:` names that stand for Debian's packaged firmware (guests/firmware): the package's name. */
-export const DEBIAN_FIRMWARE = ["u-boot-qemu"] as const;
+export const DEBIAN_FIRMWARE = ["u-boot-qemu", "qemu-efi-aarch64"] as const;
 
 const text = z.string().min(1);
+/** A kernel guest's command line unless the scenario gives one. */
+const LINUX_CMDLINE = "console=ttyAMA0 rdinit=/init panic=-1";
 /** A console pattern: a substring, or /a regular expression/ that must compile (checked here, not after the run). */
 const pattern = text.superRefine((p, ctx) => {
   const m = /^\/(.*)\/([a-z]*)$/.exec(p);
@@ -56,7 +58,8 @@ const guestSchema = z
      */
     firmware: text.optional(),
     initrd: text.optional(),
-    cmdline: z.string().default("console=ttyAMA0 rdinit=/init panic=-1"),
+    /** The kernel's command line (a Linux default for a kernel; a firmware guest's /chosen has none unless given). */
+    cmdline: z.string().optional(),
     /** Files of the Linux guest's initramfs /etc/smcvisor/run.sh: shell commands run before power-off. */
     run: z.string().optional(),
     /**
@@ -78,7 +81,8 @@ const guestSchema = z
         if (g[k] !== undefined) ctx.addIssue({ code: "custom", path: [k], message: "not for a firmware guest (the firmware decides what it boots)" });
       }
     }
-  });
+  })
+  .transform((g) => ({ ...g, cmdline: g.cmdline ?? (g.firmware === undefined ? LINUX_CMDLINE : "") }));
 
 const scenarioSchema = z
   .object({
@@ -163,8 +167,21 @@ export function loadScenario(path: string): ScenarioResult {
   return { ok: true, scenario: { ...r.scenario, config, dir } };
 }
 
-/** Whether a console line satisfies a pattern: /regex/ or a substring. */
+/**
+ * Terminal control sequences (ECMA-48 CSI, `ESC [ ... final`; other escapes, `ESC c`, `ESC ( B`) and stray
+ * ESCs: UEFI's console sets colours and positions the cursor all through its lines
+ * (`\x1b[0m\x1b[37m\x1b[40mShell> `). Stripped only for matching, never from what is printed.
+ */
+const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b[ -/]*[0-Z\\-~]|\x1b/g;
+
+/** A console line as patterns see it: without terminal control sequences. */
+export function consoleText(line: string): string {
+  return line.includes("\x1b") ? line.replace(ANSI, "") : line;
+}
+
+/** Whether a console line satisfies a pattern: /regex/ or a substring, on the line without terminal control sequences. */
 export function consoleMatches(pattern: string, line: string): boolean {
+  const text = consoleText(line);
   const m = /^\/(.*)\/([a-z]*)$/.exec(pattern);
-  return m ? new RegExp(m[1]!, m[2]).test(line) : line.includes(pattern);
+  return m ? new RegExp(m[1]!, m[2]).test(text) : text.includes(pattern);
 }
