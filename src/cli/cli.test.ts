@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -223,5 +223,38 @@ describe("operator input: one line, exit 2, never a stack trace", () => {
       if (before === undefined) delete process.env.SMCVISOR_DEBUG;
       else process.env.SMCVISOR_DEBUG = before;
     }
+  });
+});
+
+describe("smcvisor help and --version", () => {
+  it("lists every command in the overview and explains each one with `help <command>` and `<command> --help`", async () => {
+    const all = await run("help");
+    expect(all.code).toBe(0);
+    for (const name of ["decode", "call", "explain", "config", "demo", "run", "conform", "fuzz"]) {
+      expect(all.out.join("\n"), name).toMatch(new RegExp(`^  smcvisor ${name} `, "m"));
+      const one = await run("help", name);
+      expect(one.code, name).toBe(0);
+      expect(one.out.join("\n"), name).toMatch(new RegExp(`^usage: smcvisor ${name}`));
+      expect(one.out.join("\n"), name).toMatch(/Exit status/);
+      expect((await run(name, "--help")).out, name).toEqual(one.out);
+    }
+    // Every flag a command's usage line names is explained in its help.
+    const call = (await run("help", "call")).out.join("\n");
+    for (const flag of ["--config", "--vm", "--vcpu", "--conduit", "--aarch32", "--imm", "--json"]) expect(call).toMatch(new RegExp(`^  ${flag}`, "m"));
+  });
+
+  it("refuses help for a command that does not exist, naming the ones that do", async () => {
+    const r = await run("help", "nope");
+    expect(r.code).toBe(2);
+    expect(r.err[0]).toBe('smcvisor: help: no command "nope" (commands: decode, call, explain, config, demo, run, conform, fuzz)');
+  });
+
+  it("--version names the package version, the shim protocol and Node", async () => {
+    const r = await run("--version");
+    expect(r.code).toBe(0);
+    expect(r.out).toHaveLength(1);
+    const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+    expect(r.out[0]!.startsWith(`smcvisor ${version}`)).toBe(true);
+    expect(r.out[0]).toMatch(/^smcvisor \S+( \([0-9a-f]{7,}\))?, shim protocol \d+, Node v\d+\./);
   });
 });

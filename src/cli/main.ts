@@ -9,28 +9,20 @@ import { decodeCommand } from "./decode.js";
 import { demoCommand } from "./demo.js";
 import { explainCommand } from "./explain.js";
 import { fuzzCommand } from "./fuzz.js";
+import { commandHelp, COMMANDS, overview, versionLine } from "./help.js";
 import { runCommand } from "./run.js";
 
-const HELP = `smcvisor: the firmware-call layer of an Arm hypervisor
-
-usage:
-  smcvisor decode <fid> [--json]                     decode a function ID
-  smcvisor call [--config F] [--vm NAME] [--vcpu N] [--conduit smc|hvc] [--aarch32] [--imm N] <fid> [args...] [--json]
-                                                     run one call in-process through the full router
-  smcvisor explain --config F --vm NAME <fid> [args...] [--aarch32] [--imm N] [--json]
-                                                     the decision for a call and the rule behind it
-  smcvisor config check <file> [--json]              validate a config or a scenario (exit 2 with one line per problem)
-  smcvisor demo [--config F] [--trace OUT]           the in-process demo
-  smcvisor run <scenario.yaml> [--trace OUT] [--quiet] [--json]
-                                                     boot a scenario's VMs under QEMU and the EL2 shim
-  smcvisor conform [--target smcvisor|qemu-builtin] [--filter TEXT] [--json]
-                                                     conformance cases from real EL1 code, side by side
-  smcvisor fuzz --config F [--calls N] [--seed S] [--json]
-                                                     random calls from every VM, isolation checked after each`;
+const HELP = overview();
 
 export async function main(argv: readonly string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
+    // `smcvisor <command> --help` is `smcvisor help <command>`, whatever else is on the line.
+    const own = cmd === undefined ? null : commandHelp(cmd);
+    if (own !== null && (rest.includes("--help") || rest.includes("-h"))) {
+      io.out(own);
+      return 0;
+    }
     switch (cmd) {
       case "decode": return decodeCommand(rest, io);
       case "call": return await callCommand(rest, io);
@@ -40,12 +32,26 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case "run": return await runCommand(rest, io);
       case "conform": return await conformCommand(rest, io);
       case "fuzz": return await fuzzCommand(rest, io);
-      case undefined:
+      case "--version":
+      case "-V":
+      case "version":
+        io.out(versionLine());
+        return 0;
       case "help":
       case "--help":
-      case "-h":
+      case "-h": {
+        if (rest.length === 0) {
+          io.out(HELP);
+          return 0;
+        }
+        const text = commandHelp(rest[0]!);
+        if (text === null || rest.length > 1) throw new UsageError(`help: no command "${rest.join(" ")}" (commands: ${COMMANDS.map((c) => c.name).join(", ")})`);
+        io.out(text);
+        return 0;
+      }
+      case undefined:
         io.out(HELP);
-        return cmd === undefined ? 2 : 0;
+        return 2;
       default:
         throw new UsageError(`unknown command "${cmd}"\n\n${HELP}`);
     }
