@@ -4,9 +4,11 @@ import { existsSync, mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
-export function context(root, { quiet = false } = {}) {
+export function context(root, { quiet = false, beforeSay = () => {} } = {}) {
   const say = (msg) => {
-    if (!quiet) process.stderr.write(`setup: ${msg}\n`);
+    if (quiet) return;
+    beforeSay();
+    process.stderr.write(`setup: ${msg}\n`);
   };
   const run = (cmd, argv, opts = {}) => execFileSync(cmd, argv, { cwd: root, stdio: ["ignore", "inherit", "inherit"], ...opts });
   const have = (cmd) => {
