@@ -1,5 +1,5 @@
 /*
- * The shim <-> hypervisor channel, protocol version 3: docs/qemu-channel.md is the reference and
+ * The shim <-> hypervisor channel, protocol version 4: docs/qemu-channel.md is the reference and
  * src/machine/qemu/channel.ts the hypervisor's side. Everything here lives in the shim's region of the
  * machine's RAM (PA 0x40000000 - 0x401FFFFF), which no stage-2 table maps: the guest cannot see it.
  * All integers little-endian; the hypervisor reaches the region through the shared RAM file (offset = PA -
@@ -14,7 +14,7 @@ typedef unsigned short u16;
 typedef unsigned char u8;
 
 #define SMCV_MAGIC 0x56434D53u /* "SMCV": every frame */
-#define SMCV_VERSION 3
+#define SMCV_VERSION 4
 
 /* The shim's region. The ELF (code, data, BSS with stacks and virtqueues) starts at its base. */
 #define SHIM_BASE 0x40000000ul
@@ -38,6 +38,8 @@ typedef unsigned char u8;
 #define REQ_TRAP 2
 #define REQ_PHYS_RESULT 3
 #define REQ_UNEXPECTED 4
+#define REQ_MMIO 5		/* a guest access to an emulated device window (virtio-mmio): ESR/FAR say which */
+#define REQ_HANDOVER 6		/* the running kernel handed EL2 to the shim through its hyp stub */
 
 /* Replies (hypervisor -> shim). */
 #define RSP_RETURN 1
@@ -48,9 +50,14 @@ typedef unsigned char u8;
 #define RSP_SYSTEM_OFF 6
 #define RSP_SYSTEM_RESET 7
 #define RSP_STOP 8
+#define RSP_MMIO 9		/* completes a REQ_MMIO: x0 is the value a read returns */
+#define RSP_RESTART 10		/* hyp-stub HVC_SOFT_RESTART: enter x0 at EL2 (as the stub would) */
+#define RSP_RETURN_WAKE 11	/* RETURN, then wait for a wake-up event before EL1 runs again */
 
 #define RESUME_WFI 1u
 #define RESUME_AARCH32 2u /* EL1 runs AArch32 (HCR_EL2.RW = 0), entering in SVC mode; bit 0 of entry = Thumb */
+#define RESUME_EL2 4u /* enter the guest at EL2 with no stage 2 (a kernel booted as on a board without a hypervisor) */
+#define RESUME_WAKE 8u /* wait for a wake-up event (a pending interrupt for the vCPU) before entering */
 
 /* Fast-table key bits above the function ID. */
 #define FAST_HVC (1ul << 32)
@@ -59,6 +66,9 @@ typedef unsigned char u8;
 
 #define HOST_MAGIC 0x48434D53u /* "SMCH" */
 #define HOST_GICV3 1u
+#define HOST_HANDOVER 2u /* the VM boots at EL2 and may hand EL2 over later */
+#define HOST_WAKE 4u /* the shim waits for the guest's wake-up events (GIC virtual CPU interface) */
+#define HOST_MMIO 8u /* stage 2 leaves the device window unmapped: accesses become REQ_MMIO */
 
 /* What the hypervisor tells every CPU of this machine (one page at HOST_PAGE). */
 struct host_page {

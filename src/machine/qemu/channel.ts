@@ -1,5 +1,5 @@
 /**
- * The shim ↔ hypervisor channel, protocol version 3 (docs/qemu-channel.md; shim/protocol.h is the other
+ * The shim ↔ hypervisor channel, protocol version 4 (docs/qemu-channel.md; shim/protocol.h is the other
  * side): the host page the hypervisor writes before QEMU starts, and the frames in each vCPU's mailbox.
  * Pure codec: no I/O. All little-endian.
  */
@@ -7,7 +7,7 @@ import { SHIM_REGION } from "./layout.js";
 
 export const MAGIC = 0x5643_4d53; // "SMCV"
 export const HOST_MAGIC = 0x4843_4d53; // "SMCH"
-export const VERSION = 3;
+export const VERSION = 4;
 export const REQUEST_SIZE = 224;
 export const REPLY_SIZE = 184;
 
@@ -20,15 +20,35 @@ export const MAILBOX = {
   reply: 0x140,
 } as const;
 
-export const REQ = { HELLO: 1, TRAP: 2, PHYS_RESULT: 3, UNEXPECTED: 4 } as const;
-export const RSP = { RETURN: 1, UNDEF: 2, PHYS_SMC: 3, RESUME_AT: 4, CPU_OFF: 5, SYSTEM_OFF: 6, SYSTEM_RESET: 7, STOP: 8 } as const;
+export const REQ = { HELLO: 1, TRAP: 2, PHYS_RESULT: 3, UNEXPECTED: 4, MMIO: 5, HANDOVER: 6 } as const;
+export const RSP = {
+  RETURN: 1,
+  UNDEF: 2,
+  PHYS_SMC: 3,
+  RESUME_AT: 4,
+  CPU_OFF: 5,
+  SYSTEM_OFF: 6,
+  SYSTEM_RESET: 7,
+  STOP: 8,
+  MMIO: 9,
+  RESTART: 10,
+  RETURN_WAKE: 11,
+} as const;
 export const RESUME_WFI = 1n;
 /** RESUME_AT flag: EL1 runs AArch32 (SVC mode; bit 0 of the entry point selects Thumb). */
 export const RESUME_AARCH32 = 2n;
+/** RESUME_AT flag: enter at EL2 with no stage 2 (a kernel booted as on a board without a hypervisor). */
+export const RESUME_EL2 = 4n;
+/** RESUME_AT flag: wait for a wake-up event before entering (a powered-down CPU_SUSPEND). */
+export const RESUME_WAKE = 8n;
 /** Fast-table key bit: the shim keeps W1 of this call as the CPU's SMCCC_ARCH_WORKAROUND_2 state. */
 export const FAST_RECORD_WA2 = 1n << 34n;
 export const FAST_ENTRIES = 8;
 export const HOST_GICV3 = 1;
+/** Host-page flags: the VM boots at EL2 and may hand EL2 over; the shim waits for wake-up events; device window. */
+export const HOST_HANDOVER = 2;
+export const HOST_WAKE = 4;
+export const HOST_MMIO = 8;
 
 export interface Request {
   readonly type: number;
