@@ -17,6 +17,8 @@ export const LAYER_RANK = {
   machine: 5,
   // The fuzzing campaign drives the scripted machine; only the command line uses it.
   fuzz: 5.5,
+  // Record and replay drive the hypervisor with the machine layer's boards; only the command line uses them.
+  record: 5.5,
   cli: 6,
 };
 
