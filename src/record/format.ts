@@ -44,8 +44,8 @@ const input = z.discriminatedUnion("k", [
   z.strictObject({ k: z.literal("entropy"), data: base64 }),
   /** A reading of the VM's time: the host wall clock, or a vCPU's virtual or physical counter. */
   z.strictObject({ k: z.literal("time"), what: z.enum(["wall", "virtual", "physical"]), vcpu: count, value: hex64 }),
-  /** What a `delegate:<name>` handler answered: its result registers. */
-  z.strictObject({ k: z.literal("delegate"), name: z.string().max(64), out: regs }),
+  /** What a `delegate:<name>` handler answered: the result registers it set (x0-x3 at least). */
+  z.strictObject({ k: z.literal("delegate"), name: z.string().max(64), out: z.array(hex64).min(4).max(RECORD_REGS) }),
 ]);
 
 const write = z.union([
@@ -137,7 +137,7 @@ export function parseRecording(text: string): ParseResult & { readonly truncated
     try {
       return { ok: true, value: JSON.parse(line) };
     } catch {
-      return { ok: false, error: `line ${n}: not JSON${n === lines.length ? " (the file may be cut short)" : ""}` };
+      return { ok: false, error: `line ${n}: not JSON${n > 1 && n === lines.length ? " (the file may be cut short)" : ""}` };
     }
   };
   const first = json(lines[0]!, 1);

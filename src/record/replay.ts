@@ -232,7 +232,7 @@ function replayDelegate(name: string, call: CallInputs): CallTarget {
         return;
       }
       const w = wordsOf(i.out);
-      for (let r = 0; r < RECORD_REGS; r++) res.setWords(r, w[2 * r]!, w[2 * r + 1]!);
+      for (let r = 0; r < i.out.length; r++) res.setWords(r, w[2 * r]!, w[2 * r + 1]!);
     },
   };
 }
