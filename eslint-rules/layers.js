@@ -1,5 +1,5 @@
 // ESLint rules that keep the architecture's shape (docs/architecture.md, the layer order at its top):
-//   smccc ← policy, trace ← router ← services / mediators / firmware ← hypervisor ← machine ← cli
+//   smccc ← policy, trace ← router ← services / mediators / firmware ← hypervisor ← machine ← fuzz, record ← cli
 // `layer-direction`: a module may import its own layer or layers to its left, never to its right, and
 // never a sibling layer of the same rank (the secure-world model is reached only through SMCs).
 // `pure-core`: below machine/, no Node built-ins and no ambient time or randomness: they come in as ports.
