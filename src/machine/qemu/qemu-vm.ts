@@ -753,6 +753,7 @@ export class QemuVm implements PowerPort {
   /** How vCPU `vcpu`'s wake-up waits have ended so far (the shim's counters). */
   wakeStats(vcpu: number): WakeStats {
     if (!this.vcpus[vcpu]) throw new Error(`wakeStats: vCPU ${vcpu} does not exist (the VM has ${this.vcpus.length})`);
+    if (!this.ram.mapped) throw new Error(`wakeStats: ${this.name} has ended (its RAM is gone)`);
     return decodeWakeStats(this.ram.view(mailboxOffset(vcpu), MAILBOX.request));
   }
 
