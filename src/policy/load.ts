@@ -14,6 +14,7 @@ import {
   formatPath,
   semanticProblems,
   type ConfigError,
+  type IdleStateConfig,
   type PsciConfig,
   type RawConfig,
   type RuleConfig,
@@ -33,7 +34,9 @@ export type PsciVersionName = "0.2" | "1.0" | "1.1" | "1.3";
 export interface ResolvedServices {
   readonly arch: boolean;
   readonly hypInfo: boolean;
-  readonly psci: false | { readonly version: PsciVersionName; readonly v0_1?: PsciConfig["v0_1"]; readonly powerStateFormat?: "original" | "extended" };
+  readonly psci:
+    | false
+    | { readonly version: PsciVersionName; readonly v0_1?: PsciConfig["v0_1"]; readonly powerStateFormat?: "original" | "extended"; readonly cpuIdle?: readonly IdleStateConfig[] };
   readonly trng: boolean;
   readonly pvtime: false | { readonly base: bigint };
   readonly kvm: boolean;
@@ -225,6 +228,15 @@ function hexBytes(hex: string): Uint8Array {
   return Uint8Array.from(h.match(/../g)!.map((b) => parseInt(b, 16)));
 }
 
+/**
+ * `cpuIdle: true`: a shallow standby and a core power-down, with latencies of the order a board's firmware
+ * gives its cores (the guest's governor picks by how long it expects to idle).
+ */
+export const DEFAULT_IDLE_STATES: readonly IdleStateConfig[] = [
+  { name: "cpu-standby", powerDown: false, stateId: 1, entryLatencyUs: 20, exitLatencyUs: 40, minResidencyUs: 100 },
+  { name: "cpu-power-down", powerDown: true, stateId: 2, entryLatencyUs: 150, exitLatencyUs: 300, minResidencyUs: 1000 },
+];
+
 function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): ResolvedServices {
   const pick = <K extends keyof ServicesConfig>(k: K): ServicesConfig[K] => (vm[k] !== undefined ? vm[k] : defaults[k]);
   const psci = pick("psci");
@@ -239,6 +251,7 @@ function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): Resolved
             version: (typeof psci === "object" ? psci.version : undefined) ?? "1.1",
             ...(typeof psci === "object" && psci.v0_1 ? { v0_1: psci.v0_1 } : {}),
             ...(typeof psci === "object" && psci.powerStateFormat ? { powerStateFormat: psci.powerStateFormat } : {}),
+            ...(typeof psci === "object" && psci.cpuIdle ? { cpuIdle: psci.cpuIdle === true ? DEFAULT_IDLE_STATES : psci.cpuIdle } : {}),
           },
     trng: pick("trng") ?? true,
     pvtime: pvtime === undefined || pvtime === false ? false : { base: pvtime.base },

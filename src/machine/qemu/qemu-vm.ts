@@ -120,6 +120,8 @@ export interface VmExit {
   readonly aborts: bigint;
   /** Boots: 1, plus one per reset. */
   readonly boots: number;
+  /** Each vCPU's wake-up waits (CPU_SUSPEND, docs/suspend.md) as the shim counted them, read as the VM ended. */
+  readonly wakes?: readonly WakeStats[];
 }
 
 type Halt = { kind: "cpu-off" } | { kind: "system-off"; reason: string } | { kind: "system-reset"; reason: string } | { kind: "suspend"; entry: bigint; context: bigint };
@@ -387,8 +389,12 @@ export class QemuVm implements PowerPort {
     if (p === false) return null;
     const legacy = legacyIds(this.config);
     const id = (op: string) => [...legacy].find(([, o]) => o === op)?.[0] ?? 0;
+    // CPU_SUSPEND's power_state in the VM's format (DEN0022 §5.4.2): PSCI 0.2 has only the original one.
+    const extended = p.version !== "0.2" && (p.powerStateFormat ?? "extended") === "extended";
+    const idleStates = p.cpuIdle?.map((st) => ({ ...st, param: (st.powerDown ? (extended ? 0x4000_0000 : 0x1_0000) : 0) | st.stateId }));
     return {
       version: p.version,
+      ...(idleStates ? { idleStates } : {}),
       ...(legacy.size > 0 ? { v0_1: { cpu_suspend: id("cpu_suspend"), cpu_off: id("cpu_off"), cpu_on: id("cpu_on"), migrate: id("migrate") } } : {}),
     };
   }
@@ -807,10 +813,11 @@ export class QemuVm implements PowerPort {
       v.socket?.destroy();
       v.server?.close();
     }
+    const wakes = this.ram.mapped ? this.vcpus.map((v) => this.wakeStats(v.index)) : [];
     this.ram.dispose();
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
-    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots });
+    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots, wakes });
   }
 
   /** Whether the VM has ended (or is ending). */
