@@ -144,6 +144,14 @@ struct mailbox {
 };
 
 /*
+ * After struct mailbox, in the same page: the latencies (counter ticks) of the last WAKE_LOG_SIZE timer
+ * wake-ups, a ring indexed by wake_lat_count (entry (n - 1) % WAKE_LOG_SIZE is the n-th), so the host can
+ * take their median.
+ */
+#define WAKE_LOG_OFFSET 0x800
+#define WAKE_LOG_SIZE 256
+
+/*
  * The hypervisor's side: `polling` is 1 while it polls every mailbox (the shim then need not ring);
  * `spin_ticks`, when not 0, replaces the host page's: how long a waiting CPU polls now. The hypervisor
  * shortens it while the vCPUs that are working need every host core, where a CPU polling for its reply
@@ -159,7 +167,8 @@ _Static_assert(sizeof(struct reply) == 184, "reply frame is 184 bytes");
 _Static_assert(__builtin_offsetof(struct mailbox, req) == 0x40, "request at 0x40");
 _Static_assert(__builtin_offsetof(struct mailbox, rsp) == 0x140, "reply at 0x140");
 _Static_assert(__builtin_offsetof(struct mailbox, wake_lat_sum) == 0x30, "wake latency sum at 0x30");
-_Static_assert(sizeof(struct mailbox) <= MAILBOX_STRIDE, "a mailbox fits its page");
+_Static_assert(sizeof(struct mailbox) <= WAKE_LOG_OFFSET, "the wake log follows the mailbox");
+_Static_assert(WAKE_LOG_OFFSET + 4 * WAKE_LOG_SIZE <= MAILBOX_STRIDE, "a mailbox and its wake log fit their page");
 _Static_assert(sizeof(struct host_page) == 200, "host page is 200 bytes");
 
 #endif

@@ -57,6 +57,8 @@ static void note_latency(struct mailbox *m)
 	if (l > m->wake_lat_max)
 		m->wake_lat_max = l;
 	m->wake_lat_sum += lat;
+	((volatile u32 *)((u64)m + WAKE_LOG_OFFSET))[m->wake_lat_count % WAKE_LOG_SIZE] = l;
+	dmb();
 	m->wake_lat_count++;
 }
 

@@ -112,6 +112,22 @@ export function validateConfig(data: unknown): Result<Config> {
   return r.ok ? r : { ok: false, errors: inWrittenForm(r.errors, data) };
 }
 
+type UnionIssue = { readonly code?: string; readonly path: readonly PropertyKey[]; readonly message: string; readonly errors?: readonly (readonly UnionIssue[])[] };
+
+/**
+ * A value no branch of a union takes (`psci: true | { ... }`): the problem of the branch that got furthest
+ * into it (a field of the object form), with its full path, rather than "Invalid input" at the union.
+ */
+function deepestUnionIssue(i: UnionIssue): { path: PropertyKey[]; message: string } {
+  let best: { path: PropertyKey[]; message: string } = { path: [...i.path], message: i.message };
+  for (const inner of (i.errors ?? []).flat()) {
+    const d = inner.code === "invalid_union" ? deepestUnionIssue(inner) : { path: [...inner.path], message: inner.message };
+    const path = [...i.path, ...d.path];
+    if (path.length > best.path.length) best = { path, message: d.message };
+  }
+  return best;
+}
+
 function validateData(data: unknown): Result<Config> {
   const proto = protoKeyProblems(data);
   if (proto.length > 0) return { ok: false, errors: proto };
@@ -127,6 +143,10 @@ function validateData(data: unknown): Result<Config> {
         // A name the record refuses (a VM or delegate name): say why, not "Invalid key in record".
         const inner = (i as { issues?: { message: string }[] }).issues;
         if (i.code === "invalid_key" && inner?.[0]) return { path: formatPath(i.path), message: inner[0].message };
+        if (i.code === "invalid_union") {
+          const d = deepestUnionIssue(i);
+          return { path: formatPath(d.path), message: d.message };
+        }
         return { path: formatPath(i.path), message: i.message };
       }).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
     };

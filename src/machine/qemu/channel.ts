@@ -29,7 +29,10 @@ export const MAILBOX = {
   wakeLatSum: 0x30,
   request: 0x40,
   reply: 0x140,
+  /** After the frames: the last WAKE_LOG_SIZE timer wake-up latencies (ticks), a ring by wakeLatCount. */
+  wakeLog: 0x800,
 } as const;
+export const WAKE_LOG_SIZE = 256;
 
 export const REQ = { HELLO: 1, TRAP: 2, PHYS_RESULT: 3, UNEXPECTED: 4, MMIO: 5, HANDOVER: 6 } as const;
 export const RSP = {
@@ -324,13 +327,20 @@ export interface WakeStats {
   readonly bound: number;
   /** Wake-ups by the guest's virtual timer whose latency was measured, in counter ticks. */
   readonly latency: { readonly count: number; readonly last: number; readonly max: number; readonly sum: bigint };
+  /** The latest of those latencies (up to WAKE_LOG_SIZE), oldest first. */
+  readonly samples: readonly number[];
 }
 
-/** Reads the wake-up counters from a mailbox page (its first 0x40 bytes at least). */
+/** Reads the wake-up counters and latency log from a mailbox page. */
 export function decodeWakeStats(page: Uint8Array): WakeStats {
+  if (page.length < MAILBOX.wakeLog + 4 * WAKE_LOG_SIZE) throw new Error(`a mailbox page is ${MAILBOX.wakeLog + 4 * WAKE_LOG_SIZE} bytes at least (have ${page.length})`);
   const v = new DataView(page.buffer, page.byteOffset, page.byteLength);
   const u = (o: number) => v.getUint32(o, true);
+  const count = u(MAILBOX.wakeLatCount);
+  const samples: number[] = [];
+  for (let n = Math.max(0, count - WAKE_LOG_SIZE); n < count; n++) samples.push(u(MAILBOX.wakeLog + 4 * (n % WAKE_LOG_SIZE)));
   return {
+    samples,
     wakes: u(MAILBOX.wakes),
     irq: u(MAILBOX.wakesIrq),
     host: u(MAILBOX.wakesHost),

@@ -760,7 +760,7 @@ export class QemuVm implements PowerPort {
   wakeStats(vcpu: number): WakeStats {
     if (!this.vcpus[vcpu]) throw new Error(`wakeStats: vCPU ${vcpu} does not exist (the VM has ${this.vcpus.length})`);
     if (!this.ram.mapped) throw new Error(`wakeStats: ${this.name} has ended (its RAM is gone)`);
-    return decodeWakeStats(this.ram.view(mailboxOffset(vcpu), MAILBOX.request));
+    return decodeWakeStats(this.ram.view(mailboxOffset(vcpu), SHIM_REGION.mailboxStride));
   }
 
   systemOff(vcpu: number, reason: string): void {
