@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decodeRequest, encodeHostPage, encodeReply, encodeRequest, fastKey, HOST_MAGIC, HOST_PAGE_SIZE, MAGIC, mailboxOffset, REPLY_SIZE, REQ, REQUEST_SIZE, RSP, VERSION, writeReply } from "./channel.js";
+import { decodeWakeStats, MAILBOX, WAKE_LOG_SIZE } from "./channel.js";
 import { kernelFootprint, layoutFor, ramFileOffset, SHIM_REGION, SHIM_SIZE } from "./layout.js";
 
 const trap = (over: Partial<Parameters<typeof encodeRequest>[0]> = {}) =>
@@ -111,3 +112,31 @@ describe("guest RAM layout", () => {
     expect(kernelFootprint(new Uint8Array(100))).toBe(100n);
   });
 });
+
+describe("wake-up counters in the mailbox page (shim/suspend.c)", () => {
+  it("reads the counters and the latency log's latest samples in order, and refuses a short page", () => {
+    const page = new Uint8Array(0x1000);
+    const v = new DataView(page.buffer);
+    v.setUint32(MAILBOX.wakes, 7, true);
+    v.setUint32(MAILBOX.wakesIrq, 4, true);
+    v.setUint32(MAILBOX.wakesHost, 2, true);
+    v.setUint32(MAILBOX.wakesBound, 1, true);
+    // 258 timer wake-ups: the ring holds the last 256, the oldest two overwritten.
+    for (let n = 0; n < 258; n++) v.setUint32(MAILBOX.wakeLog + 4 * (n % WAKE_LOG_SIZE), 1000 + n, true);
+    v.setUint32(MAILBOX.wakeLatCount, 258, true);
+    v.setUint32(MAILBOX.wakeLatMax, 1257, true);
+    v.setBigUint64(MAILBOX.wakeLatSum, 12345n, true);
+    const w = decodeWakeStats(page);
+    expect(w).toMatchObject({ wakes: 7, irq: 4, host: 2, bound: 1, latency: { count: 258, max: 1257, sum: 12345n } });
+    expect(w.samples).toHaveLength(256);
+    expect(w.samples[0]).toBe(1002);
+    expect(w.samples.at(-1)).toBe(1257);
+    const fresh = new Uint8Array(0x1000);
+    const f = new DataView(fresh.buffer);
+    for (let n = 0; n < 3; n++) f.setUint32(MAILBOX.wakeLog + 4 * n, 10 + n, true);
+    f.setUint32(MAILBOX.wakeLatCount, 3, true);
+    expect(decodeWakeStats(fresh).samples).toEqual([10, 11, 12]);
+    expect(() => decodeWakeStats(page.subarray(0, 0x40))).toThrow(/mailbox page/);
+  });
+});
+
