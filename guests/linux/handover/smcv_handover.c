@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * smcv_handover: hands EL2 to smcvisor from a Linux kernel that booted at EL2 and kept its hyp stub
+ * (kvm-arm.mode=none), as on a board with no hypervisor under it. docs/handover.md tells the whole flow.
+ *
+ * At load, on the one CPU of the VM (smcvisor's handover VMs have one):
+ *   1. PSCI_VERSION over SMC: answered by whatever is under the kernel now (QEMU's PSCI, unseen by smcvisor);
+ *   2. HVC_SET_VECTORS (x0 = 0, x1 = the shim's vectors, from the device tree's /smcvisor node): the
+ *      kernel's own stub makes them VBAR_EL2 (arch/arm64/kernel/hyp-stub.S);
+ *   3. HVC_SET_VECTORS again with the same address: it now reaches the shim, which takes EL2 over (stage 2,
+ *      the SMC trap) and answers 0;
+ *   4. PSCI_VERSION over SMC again: now trapped, traced and answered by smcvisor's policy.
+ * Each step's result is printed as "smcv_handover: ..." on the console.
+ *
+ * Then, for the scenario's shell (root only): writing "x0 [x1 [x2 [x3 [x4]]]]" (hex) to
+ * /sys/module/smcv_handover/parameters/smc or .../hvc makes that call and prints x0..x3 of the result.
+ */
+#include <linux/cpumask.h>
+#include <linux/irqflags.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/of.h>
+
+#define HVC_SET_VECTORS 0
+#define PSCI_VERSION 0x84000000ul
+
+struct regs {
+	unsigned long x[4];
+};
+
+/* One SMC or HVC #0 with x0..x4; x0..x3 come back. The callee may clobber x4..x17 (SMCCC 1.0, virt.h). */
+#define CALL(insn)								\
+static struct regs call_##insn(unsigned long a0, unsigned long a1, unsigned long a2,	\
+			       unsigned long a3, unsigned long a4)		\
+{										\
+	register unsigned long x0 asm("x0") = a0;				\
+	register unsigned long x1 asm("x1") = a1;				\
+	register unsigned long x2 asm("x2") = a2;				\
+	register unsigned long x3 asm("x3") = a3;				\
+	register unsigned long x4 asm("x4") = a4;				\
+	struct regs r;								\
+	asm volatile(#insn " #0"						\
+		     : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3), "+r"(x4)		\
+		     :								\
+		     : "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",	\
+		       "x14", "x15", "x16", "x17", "memory");			\
+	r.x[0] = x0;								\
+	r.x[1] = x1;								\
+	r.x[2] = x2;								\
+	r.x[3] = x3;								\
+	return r;								\
+}
+CALL(smc)
+CALL(hvc)
+
+static int parse_and_call(const char *val, int hvc)
+{
+	unsigned long long a[5] = { 0 };
+	struct regs r;
+	int n = sscanf(val, "%llx %llx %llx %llx %llx", &a[0], &a[1], &a[2], &a[3], &a[4]);
+
+	if (n < 1)
+		return -EINVAL;
+	r = hvc ? call_hvc(a[0], a[1], a[2], a[3], a[4]) : call_smc(a[0], a[1], a[2], a[3], a[4]);
+	pr_info("smcv_handover: %s x0=%#llx x1=%#llx: x0=%#lx x1=%#lx x2=%#lx x3=%#lx\n", hvc ? "hvc" : "smc",
+		a[0], a[1], r.x[0], r.x[1], r.x[2], r.x[3]);
+	return 0;
+}
+
+static int set_smc(const char *val, const struct kernel_param *kp)
+{
+	return parse_and_call(val, 0);
+}
+
+static int set_hvc(const char *val, const struct kernel_param *kp)
+{
+	return parse_and_call(val, 1);
+}
+
+static const struct kernel_param_ops smc_ops = { .set = set_smc };
+static const struct kernel_param_ops hvc_ops = { .set = set_hvc };
+module_param_cb(smc, &smc_ops, NULL, 0200);
+MODULE_PARM_DESC(smc, "write \"x0 [x1 ...]\" (hex): make that SMC and print the result");
+module_param_cb(hvc, &hvc_ops, NULL, 0200);
+MODULE_PARM_DESC(hvc, "write \"x0 [x1 ...]\" (hex): make that HVC and print the result");
+
+static int __init smcv_handover_init(void)
+{
+	struct device_node *np = of_find_node_by_path("/smcvisor");
+	unsigned long flags;
+	struct regs before, stub, claim, after;
+	u64 vectors;
+	int err;
+
+	if (!np)
+		return -ENODEV;
+	err = of_property_read_u64(np, "handover-vectors", &vectors);
+	of_node_put(np);
+	if (err) {
+		pr_err("smcv_handover: /smcvisor has no handover-vectors\n");
+		return err;
+	}
+	if (num_online_cpus() != 1) {
+		pr_err("smcv_handover: %u CPUs online; the handover takes EL2 from one CPU only\n", num_online_cpus());
+		return -EOPNOTSUPP;
+	}
+	before = call_smc(PSCI_VERSION, 0, 0, 0, 0);
+	pr_info("smcv_handover: before the handover: PSCI_VERSION=%#lx\n", before.x[0]);
+	/* No interrupt between the two calls: the second one is the handover itself. */
+	local_irq_save(flags);
+	stub = call_hvc(HVC_SET_VECTORS, vectors, 0, 0, 0);
+	claim = call_hvc(HVC_SET_VECTORS, vectors, 0, 0, 0);
+	local_irq_restore(flags);
+	pr_info("smcv_handover: HVC_SET_VECTORS %#llx: stub=%#lx smcvisor=%#lx\n", vectors, stub.x[0], claim.x[0]);
+	after = call_smc(PSCI_VERSION, 0, 0, 0, 0);
+	pr_info("smcv_handover: after the handover: PSCI_VERSION=%#lx\n", after.x[0]);
+	return 0;
+}
+
+static void __exit smcv_handover_exit(void)
+{
+	/* EL2 stays smcvisor's: there is nothing to give back. */
+}
+
+module_init(smcv_handover_init);
+module_exit(smcv_handover_exit);
+MODULE_DESCRIPTION("Hands EL2 to smcvisor through the hyp stub (HVC_SET_VECTORS)");
+MODULE_LICENSE("GPL");
