@@ -112,6 +112,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       console.log(JSON.stringify({ error: (e as Error).message }));
       process.exitCode = 1;
     }
+  } else if (process.argv.includes("--handover-module")) {
+    // The handover module only (setup's 45-handover-module step), a failure as {"error": "..."} as above.
+    try {
+      console.log(JSON.stringify({ module: ensureHandoverModule(guestKernel().kernelVersion) }, null, 2));
+    } catch (e) {
+      console.log(JSON.stringify({ error: (e as Error).message }));
+      process.exitCode = 1;
+    }
   } else {
     console.log(JSON.stringify(ensureLinuxGuest({ ffa: process.argv.includes("--ffa") }), null, 2));
   }
