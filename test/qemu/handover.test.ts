@@ -44,15 +44,17 @@ describe("examples/handover.yaml: a kernel booted at EL2 hands EL2 to smcvisor",
     expect(c.some((l) => l.includes("smcv_handover: HVC_SET_VECTORS 0x40001800: stub=0x0 smcvisor=0x0"))).toBe(true);
     expect(c.some((l) => l.includes("smcv_handover: after the handover: PSCI_VERSION=0x10000"))).toBe(true);
     // The boot's PSCI_VERSION, PSCI_FEATURES, SMCCC_VERSION and ARCH_FEATURES probes and the module's first
-    // PSCI_VERSION are not there: the trace starts with the module's call after the handover.
-    const mine = calls(report, "late");
-    expect(mine.map((e) => [e.fid >>> 0, e.action, e.conduit])).toEqual([
-      [PSCI_VERSION, "emulate", "smc"],
-      [PSCI_VERSION, "emulate", "smc"],
-      [TRNG_VERSION, "deny", "smc"],
-      [SYSTEM_OFF, "emulate", "smc"],
+    // PSCI_VERSION are not there: the trace starts with the handover, then the module's call after it.
+    const smcs = calls(report, "late").filter((e) => e.conduit === "smc");
+    expect(smcs.map((e) => [e.fid >>> 0, e.action])).toEqual([
+      [PSCI_VERSION, "emulate"],
+      [PSCI_VERSION, "emulate"],
+      [TRNG_VERSION, "deny"],
+      [SYSTEM_OFF, "emulate"],
     ]);
-    expect(mine[0]!.x0).toBe(0x1_0000n);
+    expect(smcs[0]!.x0).toBe(0x1_0000n);
+    const first = calls(report, "late")[0]!;
+    expect([first.fid, first.conduit, first.action, first.rule.split(":").slice(0, 2).join(":"), first.x0]).toEqual([0, "hvc", "emulate", "hyp-stub:handover", 0n]);
     expect(calls(report, "stays")).toEqual([]);
     expect(logs.filter((l) => l.includes("handed EL2 over"))).toEqual([expect.stringContaining("late: vCPU 0: the kernel handed EL2 over (its HVC x0=0x0 x1=0x40001800)")]);
   });
@@ -71,8 +73,19 @@ describe("examples/handover.yaml: a kernel booted at EL2 hands EL2 to smcvisor",
     expect(answer("0x7", "0x0"), "an unknown stub call").toBe("0xbadca11");
     expect(answer("0x0", "0x40001800"), "HVC_SET_VECTORS naming the shim's vectors").toBe("0x0");
     expect(answer("0x2", "0x0"), "HVC_RESET_VECTORS").toBe("0x0");
-    // The VM kept running after each: it reached its power-off (above) with the stub calls logged by smcvisor.
+    // The VM kept running after each: it reached its power-off (above) with the stub calls logged and traced.
     expect(logs.filter((l) => l.includes("hyp stub:")).length).toBe(7);
+    const stub = calls(report, "late").filter((e) => e.conduit === "hvc").slice(1);
+    expect(stub.map((e) => [e.fid, e.action, e.x0])).toEqual([
+      [3, "deny", 0xbadca11n],
+      [0, "deny", 0xbadca11n],
+      [0, "emulate", 0n],
+      [2, "emulate", 0n],
+      [7, "deny", 0xbadca11n],
+      [1, "deny", 0xbadca11n],
+      [1, "deny", 0xbadca11n],
+    ]);
+    expect(stub.map((e) => e.rule.replace(/^(hyp-stub:\w+).*$/, "$1"))).toEqual(["hyp-stub:HVC_FINALISE_EL2", "hyp-stub:HVC_SET_VECTORS", "hyp-stub:HVC_SET_VECTORS", "hyp-stub:HVC_RESET_VECTORS", "hyp-stub:unknown", "hyp-stub:HVC_SOFT_RESTART", "hyp-stub:HVC_SOFT_RESTART"]);
   });
 
   it("stage 2 covers the kernel from the handover on: the shim's host page it read before is out of its reach after", () => {

@@ -596,6 +596,8 @@ export class QemuVm implements PowerPort {
     const x0 = BigInt(r.words[0]!) | (BigInt(r.words[1]!) << 32n), x1 = BigInt(r.words[2]!) | (BigInt(r.words[3]!) << 32n);
     const ok = x0 === HVC_SET_VECTORS && x1 === HANDOVER_VECTORS;
     this.opts.log?.(`${this.name}: vCPU ${v.index}: the kernel handed EL2 over (its HVC x0=0x${x0.toString(16)} x1=0x${x1.toString(16)}${ok ? "" : ": not HVC_SET_VECTORS of the shim's vectors, answered HVC_STUB_ERR"}); its SMCs and HVCs are smcvisor's from here`);
+    // In the trace too: the first call smcvisor answers for this kernel is the handover itself.
+    this.domain?.recordMachineCall(v.index, true, Number(x0 & 0xffff_ffffn), ok ? "emulate" : "deny", "hyp-stub:handover", ok ? 0n : HVC_STUB_ERR, `x1=0x${x1.toString(16)}`);
     this.send(v, { type: RSP.RETURN, count: 1, advance: 0, regs: [ok ? 0n : HVC_STUB_ERR] });
   }
 
@@ -608,6 +610,8 @@ export class QemuVm implements PowerPort {
     const a = stub.call(x);
     this.stubCalls++;
     if (this.stubCalls <= 64) this.opts.log?.(`${this.name}: vCPU ${v.index}: hyp stub: ${a.note}`);
+    const refused = a.kind === "return" && a.x0 === HVC_STUB_ERR;
+    this.domain?.recordMachineCall(v.index, true, Number(x[0]!), refused ? "deny" : "emulate", a.rule, a.kind === "return" ? a.x0 : 0n, a.note);
     if (a.kind === "restart") this.send(v, { type: RSP.RESUME_AT, entry: a.entry, regs: [...a.args, 0n], flags: 0n });
     else this.send(v, { type: RSP.RETURN, count: 1, advance: 0, regs: [a.x0] });
     return true;

@@ -47,7 +47,7 @@ describe("the hyp stub after the handover", () => {
 
   it("restarts at EL1 only at an instruction in the VM's RAM, with the stub's argument shuffle (x0..x2 = x2..x4)", () => {
     const s = stub();
-    expect(s.call([HVC_SOFT_RESTART, RAM.base + 0x1000n, 7n, 8n, 9n])).toEqual({ kind: "restart", entry: RAM.base + 0x1000n, args: [7n, 8n, 9n], note: expect.any(String) });
+    expect(s.call([HVC_SOFT_RESTART, RAM.base + 0x1000n, 7n, 8n, 9n])).toEqual({ kind: "restart", entry: RAM.base + 0x1000n, args: [7n, 8n, 9n], rule: "hyp-stub:HVC_SOFT_RESTART", note: expect.any(String) });
     for (const entry of [SHIM_VECTORS, 0x4010_0000n, RAM.base - 4n, RAM.base + RAM.size, RAM.base + 2n, 0n, 0x0900_0000n]) {
       expect(s.call([HVC_SOFT_RESTART, entry]), `0x${entry.toString(16)}`).toMatchObject({ kind: "return", x0: HVC_STUB_ERR });
     }

@@ -31,9 +31,12 @@ export const STUB_CALL_LIMIT = 0x1000n;
 
 export type StubAnswer =
   /** Resume after the HVC with x0 = value. */
-  | { readonly kind: "return"; readonly x0: bigint; readonly note: string }
+  | { readonly kind: "return"; readonly x0: bigint; readonly rule: StubRule; readonly note: string }
   /** HVC_SOFT_RESTART: the vCPU enters `entry` at EL1, MMU off, with x0..x2 = `args` (the stub's x2..x4). */
-  | { readonly kind: "restart"; readonly entry: bigint; readonly args: readonly [bigint, bigint, bigint]; readonly note: string };
+  | { readonly kind: "restart"; readonly entry: bigint; readonly args: readonly [bigint, bigint, bigint]; readonly rule: StubRule; readonly note: string };
+
+/** The trace's rule for each kind of stub call (a fixed set: never text the guest chose). */
+export type StubRule = "hyp-stub:HVC_SET_VECTORS" | "hyp-stub:HVC_SOFT_RESTART" | "hyp-stub:HVC_RESET_VECTORS" | "hyp-stub:HVC_FINALISE_EL2" | "hyp-stub:unknown";
 
 export interface HypStubOptions {
   /** The shim's vector table (the only VBAR_EL2 a handed-over kernel may name: the one it handed over to). */
@@ -63,24 +66,24 @@ export class HypStub {
       case HVC_SET_VECTORS:
         if (x1 === this.opts.shimVectors) {
           this.vectors = "smcvisor";
-          return { kind: "return", x0: 0n, note: "HVC_SET_VECTORS: smcvisor's vectors, already VBAR_EL2" };
+          return { kind: "return", x0: 0n, rule: "hyp-stub:HVC_SET_VECTORS", note: "HVC_SET_VECTORS: smcvisor's vectors, already VBAR_EL2" };
         }
-        return { kind: "return", x0: HVC_STUB_ERR, note: `HVC_SET_VECTORS ${hex(x1)} refused: EL2 stays smcvisor's, no guest code runs there` };
+        return { kind: "return", x0: HVC_STUB_ERR, rule: "hyp-stub:HVC_SET_VECTORS", note: `HVC_SET_VECTORS ${hex(x1)} refused: EL2 stays smcvisor's, no guest code runs there` };
       case HVC_RESET_VECTORS:
         // The stub's "Nothing to reset!": its calls keep being answered as the stub answers them.
         this.vectors = "stub";
-        return { kind: "return", x0: 0n, note: "HVC_RESET_VECTORS: the stub's calls are answered by smcvisor as before" };
+        return { kind: "return", x0: 0n, rule: "hyp-stub:HVC_RESET_VECTORS", note: "HVC_RESET_VECTORS: the stub's calls are answered by smcvisor as before" };
       case HVC_FINALISE_EL2:
-        return { kind: "return", x0: HVC_STUB_ERR, note: "HVC_FINALISE_EL2 refused: no VHE to give (EL2 is smcvisor's)" };
+        return { kind: "return", x0: HVC_STUB_ERR, rule: "hyp-stub:HVC_FINALISE_EL2", note: "HVC_FINALISE_EL2 refused: no VHE to give (EL2 is smcvisor's)" };
       case HVC_SOFT_RESTART: {
         const { base, size } = this.opts.ram;
         if ((x1 & 3n) !== 0n || x1 < base || x1 >= base + size) {
-          return { kind: "return", x0: HVC_STUB_ERR, note: `HVC_SOFT_RESTART to ${hex(x1)} refused: not an instruction in the VM's RAM` };
+          return { kind: "return", x0: HVC_STUB_ERR, rule: "hyp-stub:HVC_SOFT_RESTART", note: `HVC_SOFT_RESTART to ${hex(x1)} refused: not an instruction in the VM's RAM` };
         }
-        return { kind: "restart", entry: x1, args: [x2, x3, x4], note: `HVC_SOFT_RESTART: enters ${hex(x1)} at EL1` };
+        return { kind: "restart", entry: x1, args: [x2, x3, x4], rule: "hyp-stub:HVC_SOFT_RESTART", note: `HVC_SOFT_RESTART: enters ${hex(x1)} at EL1` };
       }
       default:
-        return { kind: "return", x0: HVC_STUB_ERR, note: `stub call ${hex(x0)} is not one of the stub's (${HVC_STUB_HCALL_NR} calls)` };
+        return { kind: "return", x0: HVC_STUB_ERR, rule: "hyp-stub:unknown", note: `stub call ${hex(x0)} is not one of the stub's (${HVC_STUB_HCALL_NR} calls)` };
     }
   }
 
