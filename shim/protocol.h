@@ -57,7 +57,7 @@ typedef unsigned char u8;
 #define RSP_SYSTEM_RESET 7
 #define RSP_STOP 8
 #define RSP_MMIO 9		/* completes a REQ_MMIO: x0 is the value a read returns */
-#define RSP_RESTART 10		/* hyp-stub HVC_SOFT_RESTART: enter x0 at EL2 (as the stub would) */
+#define RSP_RESTART 10		/* hyp-stub HVC_SOFT_RESTART: enter `entry` at EL1, MMU off, stage 2 kept (the stub would at EL2) */
 #define RSP_RETURN_WAKE 11	/* RETURN, then wait for a wake-up event before EL1 runs again */
 
 #define RESUME_WFI 1u

@@ -178,6 +178,20 @@ static void __attribute__((noreturn)) final_command(struct cpu *c, struct reply 
 		isb();
 		enter_guest(c->regs, stack_top(c), entry, spsr);
 	}
+	case RSP_RESTART:
+		/*
+		 * A handed-over kernel's HVC_SOFT_RESTART (docs/handover.md): where its stub would branch at EL2
+		 * with the MMU off, the CPU enters `entry` at EL1h with its MMU and caches off (SCTLR_EL1 as at
+		 * reset, start.S), DAIF masked, x0..x3 from the reply, stage 2 and the SMC trap kept.
+		 */
+		zero(c->regs, sizeof(c->regs));
+		WRITE_SYSREG(sctlr_el1, 0x30d00800ul);
+		WRITE_SYSREG(hcr_el2, HCR_VM | HCR_SWIO | HCR_TSC | HCR_RW);
+		for (int i = 0; i < 4; i++)
+			c->regs[i] = r->x[i];
+		isb();
+		__asm__ volatile("tlbi vmalle1; dsb ish; isb" : : : "memory");
+		enter_guest(c->regs, stack_top(c), r->entry, 0x3c5);
 	case RSP_CPU_OFF:
 		regs[0] = PSCI_CPU_OFF;
 		break;

@@ -74,8 +74,9 @@ describe("examples/handover.yaml: a kernel booted at EL2 hands EL2 to smcvisor",
     expect(answer("0x0", "0x40001800"), "HVC_SET_VECTORS naming the shim's vectors").toBe("0x0");
     expect(answer("0x2", "0x0"), "HVC_RESET_VECTORS").toBe("0x0");
     // The VM kept running after each: it reached its power-off (above) with the stub calls logged and traced.
-    expect(logs.filter((l) => l.includes("hyp stub:")).length).toBe(7);
-    const stub = calls(report, "late").filter((e) => e.conduit === "hvc").slice(1);
+    // Seven here, and the soft restart at the end (its own test below).
+    expect(logs.filter((l) => l.includes("hyp stub:")).length).toBe(8);
+    const stub = calls(report, "late").filter((e) => e.conduit === "hvc").slice(1, -1);
     expect(stub.map((e) => [e.fid, e.action, e.x0])).toEqual([
       [3, "deny", 0xbadca11n],
       [0, "deny", 0xbadca11n],
@@ -95,5 +96,21 @@ describe("examples/handover.yaml: a kernel booted at EL2 hands EL2 to smcvisor",
     expect(c.some((l) => /SMCV-HO host-page-after\s*$/.test(l))).toBe(true);
     expect(vm(report, "late").exit.aborts).toBe(1n);
     expect(logs.some((l) => l.includes("late: vCPU 0: 1 access(es) outside the VM's memory map refused (last at IPA 0x40100000)"))).toBe(true);
+  });
+
+  it("HVC_SOFT_RESTART (kexec's way out) enters its entry at EL1 with the MMU off, still behind smcvisor: the code there powers off through smcvisor", () => {
+    const c = vm(report, "late").console;
+    const at = /smcv_handover: HVC_SOFT_RESTART to (0x[0-9a-f]+), which makes SMC 0x84000008/.exec(c.find((l) => l.includes("HVC_SOFT_RESTART to")) ?? "");
+    expect(at).not.toBeNull();
+    const entry = BigInt(at![1]!);
+    expect(entry >= 0x4020_0000n && entry < 0x5020_0000n).toBe(true);
+    // The kernel never ran again: no return from the HVC, no init power-off.
+    expect(c.some((l) => l.includes("HVC_SOFT_RESTART returned") || l.includes("SMCV-GUEST poweroff"))).toBe(false);
+    const last = calls(report, "late").slice(-2);
+    expect(last.map((e) => [e.fid >>> 0, e.conduit, e.action])).toEqual([
+      [1, "hvc", "emulate"],
+      [SYSTEM_OFF, "smc", "emulate"],
+    ]);
+    expect(last[0]!.rule).toContain("hyp-stub:HVC_SOFT_RESTART");
   });
 });

@@ -14,6 +14,8 @@
  *
  * Then, for the scenario's shell (root only): writing "x0 [x1 [x2 [x3 [x4]]]]" (hex) to
  * /sys/module/smcv_handover/parameters/smc or .../hvc makes that call and prints x0..x3 of the result.
+ * Writing a function ID (hex) to .../soft_restart makes HVC_SOFT_RESTART into two instructions of its own,
+ * `smc #0; b .`, with the ID as the x2 the stub passes on as x0: the CPU never comes back to the kernel.
  */
 #include <linux/cpumask.h>
 #include <linux/irqflags.h>
@@ -21,8 +23,11 @@
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/of.h>
+#include <linux/gfp.h>
+#include <asm/memory.h>
 
 #define HVC_SET_VECTORS 0
+#define HVC_SOFT_RESTART 1
 #define PSCI_VERSION 0x84000000ul
 
 struct regs {
@@ -77,6 +82,40 @@ static int set_hvc(const char *val, const struct kernel_param *kp)
 {
 	return parse_and_call(val, 1);
 }
+
+/*
+ * HVC_SOFT_RESTART into `smc #0; b .` on a page of its own, with x2 = `fid` (hyp-stub.S passes x2..x4 on as
+ * x0..x2). The page is cleaned to the point of coherency first: the code runs with the MMU and caches off.
+ */
+static int set_soft_restart(const char *val, const struct kernel_param *kp)
+{
+	unsigned long long fid;
+	unsigned long page, line;
+	struct regs r;
+	u32 *code;
+
+	if (kstrtoull(val, 16, &fid))
+		return -EINVAL;
+	page = __get_free_page(GFP_KERNEL);
+	if (!page)
+		return -ENOMEM;
+	code = (u32 *)page;
+	code[0] = 0xd4000003; /* smc #0 */
+	code[1] = 0x14000000; /* b . */
+	line = page & ~63ul;
+	asm volatile("dc civac, %0; dsb sy; ic iallu; dsb sy; isb" : : "r"(line) : "memory");
+	pr_info("smcv_handover: HVC_SOFT_RESTART to %#llx, which makes SMC %#llx\n", (unsigned long long)__pa(page), fid);
+	local_irq_disable();
+	r = call_hvc(HVC_SOFT_RESTART, __pa(page), fid, 0, 0);
+	local_irq_enable();
+	pr_info("smcv_handover: HVC_SOFT_RESTART returned x0=%#lx\n", r.x[0]);
+	free_page(page);
+	return 0;
+}
+
+static const struct kernel_param_ops soft_restart_ops = { .set = set_soft_restart };
+module_param_cb(soft_restart, &soft_restart_ops, NULL, 0200);
+MODULE_PARM_DESC(soft_restart, "write a function ID (hex): HVC_SOFT_RESTART into `smc #0; b .` with x0 = that ID");
 
 static const struct kernel_param_ops smc_ops = { .set = set_smc };
 static const struct kernel_param_ops hvc_ops = { .set = set_hvc };

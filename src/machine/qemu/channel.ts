@@ -31,6 +31,7 @@ export const RSP = {
   SYSTEM_RESET: 7,
   STOP: 8,
   MMIO: 9,
+  /** A handed-over kernel's HVC_SOFT_RESTART: enter `entry` at EL1 with the MMU off, x0..x3 from the reply (docs/handover.md). */
   RESTART: 10,
   RETURN_WAKE: 11,
 } as const;

@@ -612,7 +612,7 @@ export class QemuVm implements PowerPort {
     if (this.stubCalls <= 64) this.opts.log?.(`${this.name}: vCPU ${v.index}: hyp stub: ${a.note}`);
     const refused = a.kind === "return" && a.x0 === HVC_STUB_ERR;
     this.domain?.recordMachineCall(v.index, true, Number(x[0]!), refused ? "deny" : "emulate", a.rule, a.kind === "return" ? a.x0 : 0n, a.note);
-    if (a.kind === "restart") this.send(v, { type: RSP.RESUME_AT, entry: a.entry, regs: [...a.args, 0n], flags: 0n });
+    if (a.kind === "restart") this.send(v, { type: RSP.RESTART, entry: a.entry, regs: [...a.args, 0n] });
     else this.send(v, { type: RSP.RETURN, count: 1, advance: 0, regs: [a.x0] });
     return true;
   }
