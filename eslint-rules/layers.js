@@ -17,6 +17,8 @@ export const LAYER_RANK = {
   machine: 5,
   // The fuzzing campaign drives the scripted machine; only the command line uses it.
   fuzz: 5.5,
+  // The dashboard and control API watch and steer a machine; only the command line starts them.
+  ui: 5.5,
   cli: 6,
 };
 
