@@ -45,7 +45,7 @@ export interface UiServerOptions {
   readonly policyText: string;
   /** The token every route needs; none: loopback only (the caller refuses other addresses). */
   readonly token?: string;
-  /** Accepted Host headers ("127.0.0.1:8080"); filled in once the port is known. */
+  /** Accepted Host headers ("127.0.0.1:8080"), filled in once the port is known; "*": any (only with a token, on a wildcard address). */
   readonly hosts: Set<string>;
   /** Each policy change, for the run's log. */
   readonly log?: (line: string) => void;
@@ -87,7 +87,7 @@ export async function buildUiServer(opts: UiServerOptions): Promise<FastifyInsta
 
   app.addHook("onRequest", async (req, reply) => {
     const host = req.headers.host ?? "";
-    if (!opts.hosts.has(host.toLowerCase())) return bad(reply, 421, "Host", `not an address this server answers on (${[...opts.hosts].join(", ")})`);
+    if (!opts.hosts.has("*") && !opts.hosts.has(host.toLowerCase())) return bad(reply, 421, "Host", `not an address this server answers on (${[...opts.hosts].join(", ")})`);
     const origin = req.headers.origin;
     // A browser names the page's origin on every POST and WebSocket: it must be this server's.
     if (origin !== undefined && (req.method !== "GET" || req.headers.upgrade !== undefined) && origin !== `http://${host}`) return bad(reply, 403, "Origin", `cross-origin request refused (${origin})`);
