@@ -132,7 +132,10 @@
       const msg = JSON.parse(m.data);
       skipped = msg.skipped;
       addEvents(msg.items);
-      if (msg.items.some((i) => i.type === "policy-change")) refreshPolicy();
+      if (msg.items.some((i) => i.type === "policy-change")) {
+        renderTail();
+        refreshPolicy();
+      }
     };
     sock.onclose = (c) => {
       if (ws !== sock) return;
