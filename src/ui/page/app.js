@@ -24,7 +24,12 @@
   const post = (path, body) => api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
 
   // --- VMs and vCPUs
+  let lastVms = "";
   function renderVms(vms) {
+    // Rebuilt only when something changed: the page's own work must not slow the guests (bench/ui.bench.ts).
+    const key = JSON.stringify(vms);
+    if (key === lastVms) return;
+    lastVms = key;
     const box = $("vms");
     box.replaceChildren(
       ...vms.map((v) =>
@@ -79,7 +84,11 @@
 
   // --- denials and the trace tail
   const explainRow = (e) => () => explainSeq(e.seq);
+  let lastDenial = -1;
   function renderDenials(list) {
+    const newest = list.length > 0 ? list[list.length - 1].seq : -1;
+    if (newest === lastDenial) return;
+    lastDenial = newest;
     $("denials").tBodies[0].replaceChildren(
       ...list.slice(-50).reverse().map((e) => el("tr", { onclick: explainRow(e), "data-seq": e.seq }, el("td", {}, e.vm), el("td", {}, e.function), el("td", { class: "deny" }, e.rule))),
     );
@@ -87,11 +96,15 @@
   const TAIL = 200;
   const tail = [];
   let skipped = 0;
+  let tailChanged = false;
   function addEvents(items) {
+    tailChanged = tailChanged || items.length > 0;
     for (const e of items) tail.push(e);
     if (tail.length > TAIL) tail.splice(0, tail.length - TAIL);
   }
   function renderTail() {
+    if (!tailChanged) return;
+    tailChanged = false;
     $("trace").tBodies[0].replaceChildren(
       ...tail
         .slice()
@@ -126,6 +139,7 @@
     if (token) q.set("token", token);
     ws?.close();
     tail.length = 0;
+    tailChanged = true;
     const sock = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/stream?${q}`);
     ws = sock;
     sock.onmessage = (m) => {
