@@ -20,6 +20,7 @@ import { BOOT_MARKER, ConsoleLog } from "./console-log.js";
 import { unwritable, writeOutput } from "./output.js";
 import type { HypervisorObserver } from "../hypervisor/observer.js";
 import { openRecorder } from "./record-run.js";
+import { policyDocument, startDashboard, takeUiFlag, uiSettings, type Dashboard } from "../ui/dashboard.js";
 
 export interface VmReport {
   readonly name: string;
@@ -137,8 +138,12 @@ export function vmReport(exit: VmExit, g: GuestSpec, log: ConsoleLog, events: re
 }
 
 export async function runCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { positionals: positional, flags } = parseArgs(argv, ["quiet", "json"], ["trace", "record", "record-limit"]);
-  if (positional.length !== 1) throw new UsageError("usage: smcvisor run <scenario.yaml> [--trace OUT] [--record FILE [--record-limit MIB]] [--quiet] [--json]");
+  const withoutUi = takeUiFlag(argv);
+  const { positionals: positional, flags } = parseArgs(withoutUi.argv, ["quiet", "json"], ["trace", "record", "record-limit", "ui-host", "ui-token"]);
+  if (positional.length !== 1) throw new UsageError("usage: smcvisor run <scenario.yaml> [--trace OUT] [--record FILE [--record-limit MIB]] [--quiet] [--json] [--ui [PORT] [--ui-host ADDR --ui-token TOKEN]]");
+  const ui = withoutUi.ui === undefined ? null : uiSettings(withoutUi.ui, flags.get("ui-host") as string | undefined, (flags.get("ui-token") as string | undefined) ?? process.env.SMCVISOR_UI_TOKEN);
+  if (ui === null && (flags.has("ui-host") || flags.has("ui-token"))) throw new UsageError("--ui-host and --ui-token go with --ui");
+  if (ui !== null && "error" in ui) throw new UsageError(ui.error);
   const path = resolve(io.cwd, positional[0]!);
   const loaded = loadScenario(path);
   if (!loaded.ok) {
@@ -154,15 +159,31 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
   io.out(`smcvisor run: ${s.name}: ${s.config.vms.map((v) => `${v.name} (${v.vcpus} vCPU, ${s.guests.get(v.name)!.kernel ?? `firmware ${s.guests.get(v.name)!.firmware}`})`).join(", ")}`);
   // --record: checked, and the file opened, before the VMs boot (docs/record-replay.md).
   const recorder = openRecorder(flags, path, positional[0]!, io);
+  // The dashboard (--ui) starts with the machine, before any VM boots, and closes when the run ends.
+  let dashboard: Promise<Dashboard | null> = Promise.resolve(null);
   let report: RunReport;
   try {
     report = await runScenario(s, {
       log: io.err,
       ...(flags.has("quiet") ? {} : { onConsole: (vm: string, line: string) => io.out(`${vm.padEnd(width)} | ${line}`) }),
       ...(recorder ? { observer: recorder } : {}),
+      ...(ui !== null
+        ? {
+            onStart: (m: QemuMachine) => {
+              dashboard = startDashboard(m, ui, policyDocument(path), io.err).then(
+                (d) => (io.err(`smcvisor run: dashboard at ${d.url}${ui.token !== undefined ? " (with its token: ?token=…)" : ""}`), d),
+                (e: unknown) => {
+                  for (const q of m.vms.values()) q.fail(`the dashboard could not start: ${e instanceof Error ? e.message : String(e)}`);
+                  return null;
+                },
+              );
+            },
+          }
+        : {}),
     });
   } finally {
     recorder?.close();
+    await (await dashboard)?.close();
   }
   const code = finishRun(report, tracePath, flags.has("json"), io);
   if (recorder && !flags.has("json")) io.out(`  record: ${recorder.path} (${recorder.bytes} bytes${recorder.limitReached ? ", STOPPED at --record-limit" : ""}; replay with \`smcvisor replay ${recorder.path}\`)`);

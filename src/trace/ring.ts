@@ -244,6 +244,18 @@ export class TraceRing {
     return out;
   }
 
+  /**
+   * At most `max` events from sequence number `from` on (those the ring still holds), oldest first: a
+   * reader that polls (the dashboard, src/ui/live.ts) reads only what is new since its last read.
+   */
+  eventsSince(from: number, max: number): TraceEvent[] {
+    const out: TraceEvent[] = [];
+    const total = this.total;
+    const end = Math.min(total, Math.max(from, total - this.capacity) + max);
+    for (let n = Math.max(from, total - this.capacity, 0); n < end; n++) out.push(this.eventAt(n));
+    return out;
+  }
+
   /** The most recent event, or null when none was recorded. */
   latest(): TraceEvent | null {
     return this.total === 0 ? null : this.eventAt(this.total - 1);

@@ -645,6 +645,13 @@ export class QemuVm implements PowerPort {
     v.halt = null;
     v.standby = false;
     v.outbox = [];
+    if (this.resetRequested) {
+      // A reset asked for from outside (requestReset): this call is not handled; the vCPU resets the
+      // machine as a guest's PSCI SYSTEM_RESET would (the reply starts beginReset).
+      this.resetRequested = false;
+      v.halt = { kind: "system-reset", reason: "reset through the control API" };
+      return this.finishTrap(v, r, OUTCOME_HALT);
+    }
     const epoch = this.epoch;
     let outcome: number | Promise<number>;
     try {
@@ -826,6 +833,18 @@ export class QemuVm implements PowerPort {
 
   systemReset(vcpu: number, reason: string): void {
     this.vcpus[vcpu]!.halt = { kind: "system-reset", reason };
+  }
+
+  private resetRequested = false;
+
+  /**
+   * The control API's reset: the VM resets at its next trapped SMC or HVC, which is not handled (a VM
+   * that makes no call to the hypervisor does not reset until it does). Returns false once the VM ends.
+   */
+  requestReset(): boolean {
+    if (this.ending) return false;
+    this.resetRequested = true;
+    return true;
   }
 
   /** Ends the VM now (QEMU is killed) with a reason. */
