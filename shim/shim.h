@@ -80,6 +80,9 @@ void wake_timer(u64 ticks);
 void wake_clear(struct cpu *c);
 void wake_disarm(struct cpu *c, const struct gic_save *s);
 
+struct reply *exchange(struct cpu *c, u16 type);
+int mmio_access(struct cpu *c, u64 *frame, u32 esr);
+
 void inject_undef(u64 *frame, u32 esr);
 void inject_abort(u64 *frame, u32 esr, u64 far);
 

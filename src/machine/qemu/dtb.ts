@@ -35,6 +35,8 @@ export interface DtOverrides {
   readonly map: readonly Region[];
   /** null: the VM has no PSCI (no node). */
   readonly psci: DtPsci | null;
+  /** Emulated virtio-mmio transports (the device window, docs/devices.md): a "virtio,mmio" node each. */
+  readonly virtio?: readonly { readonly base: bigint; readonly size: bigint; readonly spi: number }[];
 }
 
 /** Root nodes kept besides the devices of the map: CPUs, timer, the UART's clock, /chosen, /psci and /memory. */
@@ -97,6 +99,8 @@ export function mergeDts(base: string, o: DtOverrides): string {
     ...(o.psci ? psciNode(o.psci, o.conduit) : []),
     `\tchosen { ${chosen.join(" ")} };`,
     // Linux's optee driver calls through the method the node names: the VM's conduit (mediation is the same for both).
+    // Edge-triggered SPIs (GIC binding: <0 spi 1>), DMA-coherent as QEMU's own virtio-mmio nodes are.
+    ...(o.virtio ?? []).map((d) => `\tvirtio_mmio@${d.base.toString(16)} { compatible = "virtio,mmio"; reg = <${cells(d.base)} ${cells(d.size)}>; interrupts = <0x0 ${hex(d.spi)} 0x1>; dma-coherent; };`),
     ...(o.optee ? [`\tfirmware { optee { compatible = "linaro,optee-tz"; method = ${quote(o.conduit)}; }; };`] : []),
     "};",
     "",

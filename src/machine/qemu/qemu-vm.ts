@@ -34,6 +34,11 @@ import { SharedRam } from "./shared-ram.js";
 import { MAX_QEMU_VCPUS } from "./limits.js";
 import { buildStage2 } from "./stage2.js";
 import { ConsoleTyper, type ConsoleInput } from "./console-input.js";
+import { MMIO_REFUSE, MMIO_WINDOW } from "./channel.js";
+import { decodeDataAbort, loadedValue, mask, MmioBus, type MmioResult } from "../devices/mmio-access.js";
+import { VirtioMmio } from "../devices/virtio-mmio.js";
+import { VirtioBlk } from "../devices/virtio-blk.js";
+import { FileDisk } from "../devices/file-disk.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
 const PSCI_ALREADY_ON = -4;
@@ -57,6 +62,8 @@ export interface GuestImage {
   readonly firmware?: string;
   readonly initrd?: string;
   readonly cmdline?: string;
+  /** A raw disk image the VM gets as a read-only virtio-blk device in the device window (docs/devices.md). */
+  readonly disk?: string;
   /** What is typed into the VM's serial port, step by step, each once its console shows `after` (console-input.ts). */
   readonly input?: readonly ConsoleInput[];
 }
@@ -188,6 +195,16 @@ export class QemuVm implements PowerPort {
   boots = 1;
   /** Types the scenario's console input into the serial port (firmware prompts); null without input. */
   private typer: ConsoleTyper | null = null;
+  /** The emulated devices of the device window (a disk), or null without any. */
+  private mmio: MmioBus | null = null;
+  private disk: FileDisk | null = null;
+  /** The virtio-blk transport, when the VM has a disk (tests read its counters). */
+  diskTransport: VirtioMmio | null = null;
+  /** Device-window accesses emulated, and refused. */
+  mmioAccesses = 0;
+  mmioRefused = 0;
+  /** The INTID the current access raised (its reply carries it), 0 for none. */
+  private raise = 0;
 
   constructor(readonly config: VmConfig, private readonly opts: QemuVmOptions) {
     if (config.vcpus > MAX_QEMU_VCPUS) throw new Error(`vms.${config.name}.vcpus: the QEMU backend runs at most ${MAX_QEMU_VCPUS} vCPUs per VM`);
@@ -337,6 +354,7 @@ export class QemuVm implements PowerPort {
     }
     const initrdSize = image.initrd ? BigInt(statSync(image.initrd).size) : null;
     const map = guestMap(base, size, this.config.vcpus, this.gicVersion, { flash: firmware });
+    if (image.disk !== undefined) this.addDisk(image.disk);
     const dtbPath = join(this.opts.runDir, "guest.dtb");
     // The device tree's size decides nothing but whether it fits: lay out with the limit, check after.
     // A firmware guest has no kernel in RAM: only the device tree at its base.
@@ -352,6 +370,7 @@ export class QemuVm implements PowerPort {
       optee: this.config.tee?.mediator === "optee",
       map,
       psci: this.dtPsci(),
+      virtio: this.mmio ? this.mmio.list.map((d) => ({ base: d.base, size: d.size, spi: DISK_SPI })) : [],
     });
     if (dtb.length > 1 << 20) throw new Error(`the device tree is ${dtb.length} bytes (at most 1 MiB)`);
     const at = Buffer.from(dtb.buffer, dtb.byteOffset, dtb.length).indexOf(BOOT_ARG);
@@ -372,10 +391,55 @@ export class QemuVm implements PowerPort {
       spinTicks: Math.round((wait.spinUs * COUNTER_HZ) / 1e6),
       sleepTicks: Math.round((wait.sleepUs * COUNTER_HZ) / 1e6),
       fast: this.fastTable.map((e) => [fastKey(e.fid, e), e.value] as const),
+      mmio: this.mmio !== null,
     });
     this.ram.view(SHIM_REGION.hostPage, host.length).set(host);
     await Promise.all(this.vcpus.map((v) => this.listen(v)));
   }
+
+  /** The VM's disk: a read-only virtio-blk device at the start of the device window, interrupt DISK_SPI. */
+  private addDisk(path: string): void {
+    const disk = new FileDisk(path);
+    this.disk = disk;
+    const t = new VirtioMmio("disk", MMIO_WINDOW, new VirtioBlk(disk), this.memory);
+    t.onInterrupt = () => (this.raise = DISK_SPI + 32);
+    this.mmio = new MmioBus();
+    this.mmio.add(t);
+    this.diskTransport = t;
+  }
+
+  /**
+   * A guest access to the device window (REQ_MMIO): decoded from its syndrome, performed on the device,
+   * answered with the value a read loads; refused (an external abort for the guest) when the syndrome or the
+   * device says no. Refusals are logged by the caller's rate-limited log, never one line per access.
+   */
+  private onMmio(v: VcpuChannel, r: RequestFrame): void {
+    const a = decodeDataAbort(r.esr);
+    const bus = this.mmio;
+    const ipa = r.far;
+    this.raise = 0;
+    let result: MmioResult;
+    if (bus === null) result = { ok: false, reason: "the VM has no emulated devices" };
+    else if (!a.ok) result = { ok: false, reason: a.reason };
+    else {
+      const written = (BigInt(r.words[1]!) << 32n) | BigInt(r.words[0]!);
+      result = bus.access(ipa, a.access, written & mask(a.access.size));
+    }
+    if (!result.ok) {
+      this.mmioRefused++;
+      this.aborts++;
+      this.opts.log?.(`${this.name}: vCPU ${v.index}: device access at IPA 0x${ipa.toString(16)} refused: ${result.reason}`);
+      return this.send(v, { type: RSP.MMIO, flags: MMIO_REFUSE });
+    }
+    this.mmioAccesses++;
+    const problem = this.diskTransport?.problem;
+    if (problem && problem !== this.lastDeviceProblem) this.opts.log?.(`${this.name}: ${problem} (the device needs a reset)`);
+    this.lastDeviceProblem = problem ?? null;
+    const value = a.ok && !a.access.write ? loadedValue(a.access, result.value) : 0n;
+    this.send(v, { type: RSP.MMIO, regs: [value, BigInt(this.raise)] });
+  }
+
+  private lastDeviceProblem: string | null = null;
 
   /** What the device tree says about PSCI: the VM's version and PSCI 0.1 IDs, or no node. */
   private dtPsci(): DtPsci | null {
@@ -492,6 +556,9 @@ export class QemuVm implements PowerPort {
         return this.onHello(v);
       case REQ.TRAP:
         return this.onTrap(v, r);
+      case REQ.MMIO:
+        if (v.busy || v.awaiting) return this.fail(`vCPU ${v.index}: protocol error: a device access while its previous call is open`);
+        return this.onMmio(v, r);
       case REQ.PHYS_RESULT: {
         const waiting = v.awaiting;
         if (!waiting) return this.fail(`vCPU ${v.index}: protocol error: PHYS_RESULT without a PHYS_SMC`);
@@ -766,6 +833,7 @@ export class QemuVm implements PowerPort {
       v.server?.close();
     }
     this.ram.dispose();
+    this.disk?.close();
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
     this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots });
@@ -793,6 +861,9 @@ export class QemuVm implements PowerPort {
 }
 
 const RING = Buffer.from([1]);
+/** The disk's interrupt: an SPI no device of QEMU's virt drives (its platform bus's, unused here). */
+export const DISK_SPI = 112;
+
 
 /** The first bytes of a file: enough for an arm64 Image header (the image itself is QEMU's to load). */
 function readHeader(path: string): Uint8Array {
