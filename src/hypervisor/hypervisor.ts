@@ -98,6 +98,14 @@ export class Domain {
     return this.router.handleTrap(this.routed, vcpu, regs, esr, pstate);
   }
 
+  /**
+   * The stage of the guest's boot (firmware or kernel: trace STAGE_NAMES) the trace records with the calls
+   * that follow, until set back to 0; the machine backend sets it around a trap it can attribute.
+   */
+  set traceStage(stage: number) {
+    this.router.trace.stage = stage;
+  }
+
   /** Toolstack: the VM restarts; see Hypervisor.resetDomain. For backends, which hold a Domain. */
   reset(): DomainResetResult | Promise<DomainResetResult> {
     return this.hypervisor.resetDomain(this.name);

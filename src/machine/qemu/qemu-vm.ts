@@ -39,6 +39,7 @@ import { decodeDataAbort, loadedValue, mask, MmioBus, type MmioResult } from "..
 import { VirtioMmio } from "../devices/virtio-mmio.js";
 import { VirtioBlk } from "../devices/virtio-blk.js";
 import { FileDisk } from "../devices/file-disk.js";
+import { STAGE_FIRMWARE, STAGE_KERNEL } from "../../trace/ring.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
 const PSCI_ALREADY_ON = -4;
@@ -641,9 +642,13 @@ export class QemuVm implements PowerPort {
     const epoch = this.epoch;
     let outcome: number | Promise<number>;
     try {
+      // A firmware guest's calls carry their stage in the trace (docs/devices.md, "Which stage called").
+      if (this.opts.image.firmware !== undefined) domain.traceStage = stageOf(r.elr);
       outcome = domain.trap(v.index, r.words, r.esr, r.spsr32);
     } catch (e) {
       return this.fail(`vCPU ${v.index}: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      domain.traceStage = 0;
     }
     if (typeof outcome === "number") return this.finishTrap(v, r, outcome);
     outcome.then(
@@ -861,6 +866,16 @@ export class QemuVm implements PowerPort {
 }
 
 const RING = Buffer.from([1]);
+/**
+ * Who made a firmware guest's call, from where it was made: the kernel runs in the upper half of the
+ * virtual address space (TTBR1_EL1: arm64 Linux's kernel addresses, 0xffff...), UEFI identity-mapped in the
+ * lower half (UEFI 2.10 §2.3.6.1), and so do its runtime services when the kernel calls them (through
+ * the identity map Linux keeps for them). The EFI stub runs as a UEFI application, in the lower half.
+ */
+export function stageOf(elr: bigint): number {
+  return elr >> 63n ? STAGE_KERNEL : STAGE_FIRMWARE;
+}
+
 /** The disk's interrupt: an SPI no device of QEMU's virt drives (its platform bus's, unused here). */
 export const DISK_SPI = 112;
 
