@@ -204,6 +204,12 @@ export class QemuVm implements PowerPort {
   /** Device-window accesses emulated, and refused. */
   mmioAccesses = 0;
   mmioRefused = 0;
+  /**
+   * Guest-counter ticks between consecutive device accesses of one vCPU (the first MMIO_GAPS): the shortest
+   * ones are an MMIO round trip plus the few guest instructions between two register accesses.
+   */
+  readonly mmioGaps: number[] = [];
+  private lastMmioAt: bigint[] = [];
   /** The INTID the current access raised (its reply carries it), 0 for none. */
   private raise = 0;
 
@@ -417,6 +423,9 @@ export class QemuVm implements PowerPort {
   private onMmio(v: VcpuChannel, r: RequestFrame): void {
     const a = decodeDataAbort(r.esr);
     const bus = this.mmio;
+    const last = this.lastMmioAt[v.index];
+    if (last !== undefined && this.mmioGaps.length < MMIO_GAPS) this.mmioGaps.push(Number(r.cntvct - last));
+    this.lastMmioAt[v.index] = r.cntvct;
     const ipa = r.far;
     this.raise = 0;
     let result: MmioResult;
@@ -735,6 +744,8 @@ export class QemuVm implements PowerPort {
    */
   private beginReset(): void {
     this.epoch++;
+    // The machine's devices come out of reset too: the emulated ones forget what the driver set up.
+    this.diskTransport?.reset();
     this.resetting = true;
     this.boots++;
     for (const other of this.vcpus) {
@@ -875,6 +886,8 @@ const RING = Buffer.from([1]);
 export function stageOf(elr: bigint): number {
   return elr >> 63n ? STAGE_KERNEL : STAGE_FIRMWARE;
 }
+
+const MMIO_GAPS = 4096;
 
 /** The disk's interrupt: an SPI no device of QEMU's virt drives (its platform bus's, unused here). */
 export const DISK_SPI = 112;
