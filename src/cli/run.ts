@@ -7,6 +7,7 @@ import { randomFillSync } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
 import { ensureFirmware, type DebianFirmware } from "../../guests/firmware/firmware.js";
 import { ensureLinuxGuest } from "../../guests/linux/guest.js";
+import { ensureDebianBootDisk } from "../../guests/firmware/debian-disk.js";
 import { QemuMachine } from "../machine/qemu/machine.js";
 import type { GuestImage, VmExit } from "../machine/qemu/qemu-vm.js";
 import { DEBIAN_FIRMWARE, DEBIAN_GUEST, loadScenario, type GuestSpec, type Scenario } from "../machine/qemu/scenario.js";
@@ -53,6 +54,11 @@ function guestImage(name: string, g: GuestSpec, s: Scenario): GuestImage {
   if (g.firmware !== undefined) {
     // Debian's packaged firmware by package name (guests/firmware), or a file.
     const firmware = (DEBIAN_FIRMWARE as readonly string[]).includes(g.firmware) ? ensureFirmware(g.firmware as DebianFirmware) : path(g.firmware);
+    // "debian": the Linux guest on an EFI system partition, booted by UEFI's shell with the guest's command line.
+    if (g.disk !== undefined) {
+      const disk = g.disk === DEBIAN_GUEST ? ensureDebianBootDisk(g.cmdline) : path(g.disk);
+      return { firmware, disk, ...input };
+    }
     return { firmware, cmdline: g.cmdline, ...input };
   }
   const script = (file: string, body: string) => ({ path: `etc/smcvisor/${file}`, data: new TextEncoder().encode(`#!/bin/sh\n${body}\n`), mode: 0o755 });
