@@ -21,7 +21,7 @@ const AFFINITY_INFO = 0xc400_0004n;
 const POWER_DOWN = 0x4000_0000n;
 const STANDBY = 0n;
 
-describe("CPU_SUSPEND under QEMU waits for a wake-up event", () => {
+describe.each([2, 3] as const)("CPU_SUSPEND under QEMU waits for a wake-up event (GICv%i)", (gicVersion) => {
   it("a power-down suspend stays suspended until woken, then resumes at its entry with x0 = context; standby returns after its bounded wait", async () => {
     const steps: ScriptStep[] = [
       { vcpu: 0, conduit: "smc", regs: [CPU_ON, 1n, GUEST_SECONDARY_ENTRY, 1n] },
@@ -41,6 +41,7 @@ describe("CPU_SUSPEND under QEMU waits for a wake-up event", () => {
     let standby: WakeStats | null = null;
     const m = await QemuMachine.create(cfg.value, {
       images: new Map([["vm0", { kernel: image }]]),
+      gicVersion,
       console: (_vm, line) => {
         parseGuestLine(line, report);
         // Step 3 (vCPU 0's AFFINITY_INFO) has returned: vCPU 1 has been suspended for a while. Give it more
@@ -92,6 +93,9 @@ describe("CPU_SUSPEND under QEMU waits for a wake-up event", () => {
     expect(() => m.vm("vm0").wakeStats(0)).toThrow(/has ended/);
   }, 60_000);
 
+});
+
+describe("the host's wake-up event", () => {
   it("refuses to wake a vCPU the VM does not have, naming it", async () => {
     const cfg = parseConfigText(`vms:\n  vm0:\n    vcpus: 1\n`);
     if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
