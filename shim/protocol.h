@@ -19,6 +19,12 @@ typedef unsigned char u8;
 /* The shim's region. The ELF (code, data, BSS with stacks and virtqueues) starts at its base. */
 #define SHIM_BASE 0x40000000ul
 #define SHIM_SIZE 0x00200000ul
+/*
+ * The shim's exception vectors (start.S, placed by shim.ld): a handover VM's kernel hands EL2 over by making
+ * this its VBAR_EL2 through its hyp stub (HVC_SET_VECTORS, x1 = this address) and then calling
+ * HVC_SET_VECTORS with the same address again, which now reaches the shim (docs/handover.md).
+ */
+#define HANDOVER_VECTORS (SHIM_BASE + 0x1800ul)
 /* Written by the hypervisor before QEMU starts; read-only to the shim. */
 #define HOST_PAGE (SHIM_BASE + 0x100000ul)
 /* One page per vCPU: the mailbox both sides poll. */
@@ -51,7 +57,7 @@ typedef unsigned char u8;
 #define RSP_SYSTEM_RESET 7
 #define RSP_STOP 8
 #define RSP_MMIO 9		/* completes a REQ_MMIO: x0 is the value a read returns */
-#define RSP_RESTART 10		/* hyp-stub HVC_SOFT_RESTART: enter x0 at EL2 (as the stub would) */
+#define RSP_RESTART 10		/* hyp-stub HVC_SOFT_RESTART: enter `entry` at EL1, MMU off, stage 2 kept (the stub would at EL2) */
 #define RSP_RETURN_WAKE 11	/* RETURN, then wait for a wake-up event before EL1 runs again */
 
 #define RESUME_WFI 1u

@@ -62,6 +62,7 @@ struct cpu {
 	u32 index;
 	u32 seq;		/* the last request sequence number this CPU used */
 	u32 booted;		/* the doorbell is set up for this boot */
+	u32 el2_kernel;		/* HANDOVER_*: a handover VM's kernel owns EL2, or handed it over (shim.c) */
 	u64 local_calls;
 	u64 wa2_state;
 	u64 aborts;

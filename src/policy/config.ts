@@ -124,6 +124,11 @@ const vmSchema = z
     id: u32("id", VM_ID_MIN, VM_ID_MAX).optional(),
     vcpus: int("vcpus", 1, 256).default(1),
     aarch32: z.boolean().default(false),
+    /**
+     * The hyp-stub handover (docs/handover.md): the kernel starts at EL2 with no hypervisor under it and
+     * hands EL2 to smcvisor later through its hyp stub. QEMU backend only: memory.base 0x40200000, SMC conduit, AArch64, one vCPU.
+     */
+    handover: z.boolean().default(false),
     memory: memorySchema.default({ base: 0x4000_0000n, size: 256n << 20n }),
     /**
      * A TEE this VM may use through its mediator (enabled by the toolstack when the VM is created): OP-TEE's

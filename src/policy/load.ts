@@ -47,6 +47,8 @@ export interface VmConfig {
   readonly id: number;
   readonly vcpus: number;
   readonly aarch32: boolean;
+  /** Booted at EL2 as on a board without a hypervisor; hands EL2 over later through its hyp stub (docs/handover.md). */
+  readonly handover: boolean;
   /** RAM: its IPA base and size, and where it lives in the platform's physical address space. */
   readonly memory: { readonly base: bigint; readonly size: bigint; readonly pa: bigint };
   /** A board profile whose own SMC interface a board module serves (R12 in docs/requirements.md). */
@@ -191,6 +193,7 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
       id: ids.ids.get(name) ?? 0,
       vcpus: vm.vcpus,
       aarch32: vm.aarch32,
+      handover: vm.handover,
       memory: { base: vm.memory.base, size: vm.memory.size, pa: placed[k]!.pa },
       board: vm.board ?? null,
       tee: vm.tee === undefined ? null : typeof vm.tee === "string" ? { mediator: vm.tee, contentKey: null } : { mediator: vm.tee.mediator, contentKey: vm.tee.contentKey ? hexBytes(vm.tee.contentKey) : null },

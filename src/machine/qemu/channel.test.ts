@@ -7,7 +7,7 @@ import { kernelFootprint, layoutFor, ramFileOffset, SHIM_REGION, SHIM_SIZE } fro
 const trap = (over: Partial<Parameters<typeof encodeRequest>[0]> = {}) =>
   encodeRequest({ type: REQ.TRAP, vcpu: 1, esr: 0x5e00_0000, elr: 0x4020_1000n, spsr: 0x3c5n, far: 0n, cntvct: 123n, localCalls: 2n, regs: [0x8400_0000n, 0xffff_ffff_0000_0001n], ...over });
 
-describe("channel frames (protocol version 3, shim/protocol.h)", () => {
+describe("channel frames (protocol version 4, shim/protocol.h)", () => {
   it("decodes a TRAP into the router's 36-word register view, with the shim's counters", () => {
     const d = decodeRequest(trap({ wa2State: 2, aborts: 3n, abortIpa: 0x5000_0008n }), 2);
     expect(d.ok).toBe(true);
@@ -27,7 +27,7 @@ describe("channel frames (protocol version 3, shim/protocol.h)", () => {
     };
     expect(bad(() => {}, 199)).toBe(`request frame of 199 bytes (want ${REQUEST_SIZE})`);
     expect(bad((v) => v.setUint32(0, 0x4141_4141, true))).toBe("bad magic 0x41414141");
-    expect(bad((v) => v.setUint16(4, 2, true))).toBe("protocol version 2 (want 3)");
+    expect(bad((v) => v.setUint16(4, 2, true))).toBe(`protocol version 2 (want ${VERSION})`);
     expect(bad((v) => v.setUint16(6, 9, true))).toBe("unknown request type 9");
     expect(bad((v) => v.setUint32(8, 2, true))).toBe("vCPU 2 does not exist (the VM has 2)");
     expect(bad((v) => v.setBigUint64(56, 3n, true))).toBe("WORKAROUND_2 state 3 (want 0, 1 or 2)");

@@ -45,6 +45,7 @@ export const RSP = {
   SYSTEM_RESET: 7,
   STOP: 8,
   MMIO: 9,
+  /** A handed-over kernel's HVC_SOFT_RESTART: enter `entry` at EL1 with the MMU off, x0..x3 from the reply (docs/handover.md). */
   RESTART: 10,
   RETURN_WAKE: 11,
 } as const;
@@ -107,7 +108,7 @@ export class RequestFrame {
     const version = v.getUint16(4, true);
     if (version !== VERSION) return `protocol version ${version} (want ${VERSION})`;
     const type = v.getUint16(6, true);
-    if (type < REQ.HELLO || type > REQ.UNEXPECTED) return `unknown request type ${type}`;
+    if (type < REQ.HELLO || (type > REQ.UNEXPECTED && type !== REQ.HANDOVER)) return `unknown request type ${type}`;
     const vcpu = v.getUint32(8, true);
     if (vcpu >= vcpus) return `vCPU ${vcpu} does not exist (the VM has ${vcpus})`;
     if (v.getUint32(60, true) !== 0 || v.getUint32(56, true) > 2) return `WORKAROUND_2 state ${v.getBigUint64(56, true)} (want 0, 1 or 2)`;
@@ -286,6 +287,8 @@ export interface HostPage {
   readonly sleepTicks: number;
   /** key (fastKey), x0 pairs. */
   readonly fast: readonly (readonly [bigint, bigint])[];
+  /** More host-page flags (HOST_HANDOVER, ...) besides the GIC version's. */
+  readonly flags?: number;
 }
 
 export const HOST_PAGE_SIZE = 200;
@@ -298,7 +301,7 @@ export function encodeHostPage(h: HostPage): Uint8Array {
   v.setUint32(0, HOST_MAGIC, true);
   v.setUint32(4, VERSION, true);
   v.setUint32(8, h.vcpus, true);
-  v.setUint32(12, h.gicVersion === 3 ? HOST_GICV3 : 0, true);
+  v.setUint32(12, (h.gicVersion === 3 ? HOST_GICV3 : 0) | (h.flags ?? 0), true);
   v.setBigUint64(16, h.vttbr, true);
   v.setBigUint64(24, h.vtcr, true);
   v.setBigUint64(32, h.gicd, true);

@@ -98,7 +98,7 @@ describe("the guest's device tree", () => {
 
   it("describes the guest's RAM (not the machine's), and the GIC as the guest sees it", () => {
     const m = merged();
-    expect(m).toContain("memory@40000000 { reg = <0x0 0x40000000 0x0 0x20000000>; };");
+    expect(m).toContain('memory@40000000 { device_type = "memory"; reg = <0x0 0x40000000 0x0 0x20000000>; };');
     expect(m).toMatch(/intc@8000000 \{ reg = <0x0 0x8000000 0x0 0x10000 0x0 0x8010000 0x0 0x2000>; \/delete-property\/ interrupts; \/delete-node\/ v2m@8020000; \};/);
     const v3 = merged({ map: guestMap(0x4000_0000n, 512n << 20n, 4, 3) });
     expect(v3).toContain("intc@8000000 { reg = <0x0 0x8000000 0x0 0x10000 0x0 0x80a0000 0x0 0x80000>;");

@@ -45,6 +45,8 @@ export interface DtOverrides {
   readonly map: readonly Region[];
   /** null: the VM has no PSCI (no node). */
   readonly psci: DtPsci | null;
+  /** A handover VM: where the shim's vectors are, for the kernel's handover module (/smcvisor, docs/handover.md). */
+  readonly handoverVectors?: bigint;
 }
 
 /** Root nodes kept besides the devices of the map: CPUs, timer, the UART's clock, /chosen, /psci and /memory. */
@@ -111,7 +113,9 @@ export function mergeDts(base: string, o: DtOverrides): string {
     "",
     "/ {",
     ...[...new Set(deleted)].map((n) => `\t/delete-node/ ${n};`),
-    `\t${memoryNode} { reg = <${cells(ram[0]!.ipa)} ${cells(ram[0]!.size)}>; };`,
+    // device_type as the Devicetree Specification (v0.4, 3.4) requires: QEMU's own node has it, and a node of
+    // ours at another address (a handover VM's RAM) replaces that one.
+    `\t${memoryNode} { device_type = "memory"; reg = <${cells(ram[0]!.ipa)} ${cells(ram[0]!.size)}>; };`,
     ...(gic.length > 0
       ? [
           `\t${gic[0]!.node} { reg = <${gic.map((r) => `${cells(r.ipa)} ${cells(r.size)}`).join(" ")}>; /delete-property/ interrupts; ${childNodes(base, gic[0]!.node!)
@@ -123,6 +127,7 @@ export function mergeDts(base: string, o: DtOverrides): string {
     ...(o.psci?.idleStates ? idleNodes(o.psci.idleStates, childNodes(base, "cpus").filter((n) => /^cpu@[0-9a-f]+$/.test(n))) : []),
     `\tchosen { ${chosen.join(" ")} };`,
     // Linux's optee driver calls through the method the node names: the VM's conduit (mediation is the same for both).
+    ...(o.handoverVectors !== undefined ? [`\tsmcvisor { compatible = "smcvisor,handover"; handover-vectors = /bits/ 64 <${hex(o.handoverVectors)}>; };`] : []),
     ...(o.optee ? [`\tfirmware { optee { compatible = "linaro,optee-tz"; method = ${quote(o.conduit)}; }; };`] : []),
     "};",
     "",

@@ -22,12 +22,13 @@ import { OUTCOME_BAD_TRAP, OUTCOME_HALT, OUTCOME_SKIP, OUTCOME_UNDEF, pcAdvance 
 import { ArchService } from "../../services/arch/arch.js";
 import { legacyIds, PsciService } from "../../services/psci/psci.js";
 import { mpidrOf } from "../../services/psci/topology.js";
-import { decodeWakeStats, encodeHostPage, fastKey, MAILBOX, mailboxOffset, ReplyArea, REPLY_SIZE, REQ, RequestFrame, REQUEST_SIZE, RESUME_AARCH32, RESUME_WAKE, RSP, type Reply, type WakeStats } from "./channel.js";
+import { decodeWakeStats, encodeHostPage, fastKey, HOST_HANDOVER, MAILBOX, mailboxOffset, ReplyArea, REPLY_SIZE, REQ, RequestFrame, REQUEST_SIZE, RESUME_AARCH32, RESUME_EL2, RESUME_WAKE, RSP, type Reply, type WakeStats } from "./channel.js";
+import { HVC_SET_VECTORS, HVC_STUB_ERR, HypStub } from "../../services/hyp-stub/hyp-stub.js";
 import { buildDtb, type DtPsci } from "./dtb.js";
 import { fastAnswersFor } from "./fast-path.js";
 import { guestMap, VIRT } from "./guest-map.js";
 import { MappedGuestMemory } from "./guest-memory.js";
-import { kernelFootprint, layoutFor, MACHINE_RAM_BASE, SHIM_REGION, SHIM_SIZE, type Layout } from "./layout.js";
+import { HANDOVER_VECTORS, kernelFootprint, layoutFor, MACHINE_RAM_BASE, machinePa, SHIM_REGION, SHIM_SIZE, type Layout } from "./layout.js";
 import type { Poller } from "./poller.js";
 import { qemuCommand } from "./paths.js";
 import { SharedRam } from "./shared-ram.js";
@@ -220,6 +221,7 @@ export class QemuVm implements PowerPort {
       },
     };
     this.exited = new Promise((r) => (this.resolveExit = r));
+    this.hypStub = config.handover ? new HypStub({ shimVectors: HANDOVER_VECTORS, ram: config.memory }) : null;
   }
 
   get name(): string {
@@ -271,7 +273,7 @@ export class QemuVm implements PowerPort {
   qemuArgs(): string[] {
     const l = this.layout!;
     const { image } = this.opts;
-    const pa = (ipa: bigint) => `0x${(ipa + SHIM_SIZE).toString(16)}`;
+    const pa = (ipa: bigint) => `0x${machinePa(this.config.memory.base, ipa).toString(16)}`;
     const mem = `${(SHIM_SIZE + this.config.memory.size) / (1n << 20n)}M`;
     const doorbells = this.vcpus.flatMap((v) => [
       "-chardev", `socket,id=bell${v.index},path=${v.socketPath}`,
@@ -337,6 +339,7 @@ export class QemuVm implements PowerPort {
     const { base, size } = this.config.memory;
     const firmware = image.firmware !== undefined;
     if (firmware && image.initrd !== undefined) throw new Error("a firmware guest has no initrd (the firmware loads what it boots)");
+    if (firmware && this.config.handover) throw new Error("a handover VM boots a kernel, not firmware (docs/handover.md)");
     if (firmware) {
       const bytes = BigInt(statSync(image.firmware!).size);
       if (bytes > VIRT.flashBank) throw new Error(`the firmware is ${bytes} bytes; flash bank 0 holds ${VIRT.flashBank}`);
@@ -352,12 +355,14 @@ export class QemuVm implements PowerPort {
     this.layout = firmware ? { ...l.layout, kernel: VIRT.flash } : l.layout;
     const dtb = await buildDtb(this.opts.qemu, this.machineArgs(), this.opts.runDir, dtbPath, {
       conduit: this.config.conduit === "hvc" ? "hvc" : "smc",
-      bootargs: `${image.cmdline ?? ""} ${BOOT_ARG}${bootDigits(1)}`.trim(),
+      // A handover VM's kernel keeps its hyp stub (KVM would take EL2 at boot): docs/handover.md.
+      bootargs: `${image.cmdline ?? ""}${this.config.handover ? " kvm-arm.mode=none" : ""} ${BOOT_ARG}${bootDigits(1)}`.trim(),
       initrd: l.layout.initrd !== null ? { start: l.layout.initrd, end: l.layout.initrdEnd! } : null,
       // The /firmware/optee node is OP-TEE's SMC ABI only: an FF-A VM finds OP-TEE on the FF-A bus by UUID.
       optee: this.config.tee?.mediator === "optee",
       map,
       psci: this.dtPsci(),
+      ...(this.config.handover ? { handoverVectors: HANDOVER_VECTORS } : {}),
     });
     if (dtb.length > 1 << 20) throw new Error(`the device tree is ${dtb.length} bytes (at most 1 MiB)`);
     const at = Buffer.from(dtb.buffer, dtb.byteOffset, dtb.length).indexOf(BOOT_ARG);
@@ -378,6 +383,7 @@ export class QemuVm implements PowerPort {
       spinTicks: Math.round((wait.spinUs * COUNTER_HZ) / 1e6),
       sleepTicks: Math.round((wait.sleepUs * COUNTER_HZ) / 1e6),
       fast: this.fastTable.map((e) => [fastKey(e.fid, e), e.value] as const),
+      flags: this.config.handover ? HOST_HANDOVER : 0,
     });
     this.ram.view(SHIM_REGION.hostPage, host.length).set(host);
     await Promise.all(this.vcpus.map((v) => this.listen(v)));
@@ -506,6 +512,8 @@ export class QemuVm implements PowerPort {
     switch (r.type) {
       case REQ.HELLO:
         return this.onHello(v);
+      case REQ.HANDOVER:
+        return this.onHandover(v, r);
       case REQ.TRAP:
         return this.onTrap(v, r);
       case REQ.PHYS_RESULT: {
@@ -568,7 +576,11 @@ export class QemuVm implements PowerPort {
       // firmware guest at its reset address with every register zero, as a CPU comes out of reset (it finds
       // the device tree at the start of RAM, where virt puts it for firmware).
       const firmware = this.opts.image.firmware !== undefined;
-      v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [firmware ? 0n : this.layout!.dtb, 0n, 0n, 0n], flags: this.resumeFlags } }];
+      // A handover VM's kernel starts at EL2, as on a board without a hypervisor (docs/handover.md).
+      this.handedOver = false;
+      this.hypStub?.reset();
+      const flags = this.config.handover ? RESUME_EL2 : this.resumeFlags;
+      v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [firmware ? 0n : this.layout!.dtb, 0n, 0n, 0n], flags } }];
     } else if (v.pendingStart) {
       const s = v.pendingStart;
       v.pendingStart = null;
@@ -580,8 +592,53 @@ export class QemuVm implements PowerPort {
     this.flush(v);
   }
 
+  /** The handover VM's kernel has handed EL2 over (set at the handover, cleared at each boot). */
+  private handedOver = false;
+  /** The hyp stub smcvisor serves for a handed-over kernel (services/hyp-stub); null for other VMs. */
+  private readonly hypStub: HypStub | null;
+
+  /**
+   * The kernel of a handover VM called the shim's vectors for the first time (shim.c, handover()): from
+   * that HVC on, its SMCs and HVCs trap and stage 2 covers it. The call itself is its HVC_SET_VECTORS naming
+   * the shim's vectors, answered 0 as its stub would; any other first call is answered HVC_STUB_ERR (the
+   * handover has happened all the same: the shim's vectors are VBAR_EL2).
+   */
+  private onHandover(v: VcpuChannel, r: RequestFrame): void {
+    if (!this.config.handover || this.handedOver || v.busy || v.awaiting) {
+      this.send(v, { type: RSP.STOP });
+      return this.fail(`vCPU ${v.index}: protocol error: an unexpected HANDOVER request`);
+    }
+    this.handedOver = true;
+    const x0 = BigInt(r.words[0]!) | (BigInt(r.words[1]!) << 32n), x1 = BigInt(r.words[2]!) | (BigInt(r.words[3]!) << 32n);
+    const ok = x0 === HVC_SET_VECTORS && x1 === HANDOVER_VECTORS;
+    this.opts.log?.(`${this.name}: vCPU ${v.index}: the kernel handed EL2 over (its HVC x0=0x${x0.toString(16)} x1=0x${x1.toString(16)}${ok ? "" : ": not HVC_SET_VECTORS of the shim's vectors, answered HVC_STUB_ERR"}); its SMCs and HVCs are smcvisor's from here`);
+    // In the trace too: the first call smcvisor answers for this kernel is the handover itself.
+    this.domain?.recordMachineCall(v.index, true, Number(x0 & 0xffff_ffffn), ok ? "emulate" : "deny", "hyp-stub:handover", ok ? 0n : HVC_STUB_ERR, `x1=0x${x1.toString(16)}`);
+    this.send(v, { type: RSP.RETURN, count: 1, advance: 0, regs: [ok ? 0n : HVC_STUB_ERR] });
+  }
+
+  /** A handed-over kernel's stub call (an HVC #0 with x0 < 0x1000): the hyp stub's answer (services/hyp-stub). */
+  private onStubCall(v: VcpuChannel, r: RequestFrame): boolean {
+    const stub = this.hypStub;
+    if (!stub || !this.handedOver || r.esr !== ESR_HVC64_0) return false;
+    const x = [0, 1, 2, 3, 4].map((i) => BigInt(r.words[2 * i]!) | (BigInt(r.words[2 * i + 1]!) << 32n));
+    if (!HypStub.isStubCall(x[0]!)) return false;
+    const a = stub.call(x);
+    this.stubCalls++;
+    if (this.stubCalls <= 64) this.opts.log?.(`${this.name}: vCPU ${v.index}: hyp stub: ${a.note}`);
+    const refused = a.kind === "return" && a.x0 === HVC_STUB_ERR;
+    this.domain?.recordMachineCall(v.index, true, Number(x[0]!), refused ? "deny" : "emulate", a.rule, a.kind === "return" ? a.x0 : 0n, a.note);
+    if (a.kind === "restart") this.send(v, { type: RSP.RESTART, entry: a.entry, regs: [...a.args, 0n] });
+    else this.send(v, { type: RSP.RETURN, count: 1, advance: 0, regs: [a.x0] });
+    return true;
+  }
+
+  /** Stub calls answered (the first 64 are logged: a kernel cannot flood the log). */
+  stubCalls = 0;
+
   private onTrap(v: VcpuChannel, r: RequestFrame): void {
     if (v.busy || v.awaiting) return this.fail(`vCPU ${v.index}: protocol error: a trap while its previous call is open`);
+    if (this.hypStub && this.onStubCall(v, r)) return;
     const domain = this.domain;
     if (!domain) return this.fail("no domain attached");
     v.busy = true;
@@ -793,6 +850,8 @@ export class QemuVm implements PowerPort {
     this.consoleBuffer = "";
     if (!this.ending) {
       if (this.poweredOff !== null && code === 0) this.ending = { state: "off", reason: `powered off (${this.poweredOff})` };
+      // A handover VM's kernel that never handed EL2 over powers off through QEMU's PSCI itself, unseen.
+      else if (this.config.handover && !this.handedOver && code === 0) this.ending = { state: "off", reason: "powered off before the handover (QEMU's PSCI, not smcvisor's)" };
       else {
         const why = signal ? `killed by ${signal}` : `exited with code ${code}`;
         const err = this.stderr.trim().split("\n").slice(-3).join(" / ");
@@ -842,6 +901,8 @@ export class QemuVm implements PowerPort {
 }
 
 const RING = Buffer.from([1]);
+/** ESR_EL2 of an AArch64 HVC #0 (EC 0x16, IL). */
+const ESR_HVC64_0 = 0x5a00_0000;
 
 /** The first bytes of a file: enough for an arm64 Image header (the image itself is QEMU's to load). */
 function readHeader(path: string): Uint8Array {
