@@ -58,9 +58,10 @@ struct step {
 #define CONDUIT_COPY 4u
 /*
  * No call either: arm this vCPU's virtual timer to fire x1 ticks from now, its interrupt (PPI 27) enabled
- * at a GICv2 whose distributor is at x2 and CPU interface at x3, PSTATE's I bit left masked: an interrupt
- * the guest does not take but that is pending for it, the wake-up event of a suspend (docs/suspend.md).
- * AArch64 guest only (x0 = 0 after it; the AArch32 guest reports x0 = -1).
+ * at the GIC whose distributor is at x2 and whose CPU interface (GICv2; x4 = 2) or this CPU's
+ * redistributor (GICv3; x4 = 3) is at x3, PSTATE's I bit left masked: an interrupt the guest does not take
+ * but that is pending for it, the wake-up event of a suspend (docs/suspend.md). AArch64 guest only (x0 = 0
+ * after it; the AArch32 guest reports x0 = -1).
  */
 #define CONDUIT_TIMER 5u
 
@@ -211,18 +212,34 @@ static void finish(void)
 }
 
 #define PPI_VTIMER 27
-static u64 arm_timer(u64 ticks, unsigned long gicd, unsigned long gicc)
+static u64 arm_timer(u64 ticks, unsigned long gicd, unsigned long gicc, u64 version)
 {
 #ifdef __aarch64__
-	*(volatile u32 *)(gicd + 0x000) = 1;			/* GICD_CTLR: forward Group 0 */
-	*(volatile unsigned char *)(gicd + 0x400 + PPI_VTIMER) = 0x80; /* GICD_IPRIORITYR */
-	*(volatile u32 *)(gicd + 0x100) = 1u << PPI_VTIMER;	/* GICD_ISENABLER0 */
-	*(volatile u32 *)(gicc + 0x004) = 0xf0;			/* GICC_PMR */
-	*(volatile u32 *)(gicc + 0x000) = 1;			/* GICC_CTLR: signal Group 0 as IRQ */
+	if (version == 3) {
+		/* GICv3 with one security state (IHI 0069H): ARE, Group 1; the redistributor awake; PPI 27 Group 1. */
+		unsigned long sgi = gicc + 0x10000;
+		*(volatile u32 *)(gicd + 0x000) |= (1u << 4) | (1u << 1);	/* GICD_CTLR: ARE, EnableGrp1 */
+		*(volatile u32 *)(gicc + 0x014) &= ~(1u << 1);			/* GICR_WAKER.ProcessorSleep */
+		while (*(volatile u32 *)(gicc + 0x014) & (1u << 2))		/* ChildrenAsleep */
+			;
+		*(volatile u32 *)(sgi + 0x080) |= 1u << PPI_VTIMER;		/* GICR_IGROUPR0 */
+		*(volatile unsigned char *)(sgi + 0x400 + PPI_VTIMER) = 0x80;	/* GICR_IPRIORITYR */
+		*(volatile u32 *)(sgi + 0x100) = 1u << PPI_VTIMER;		/* GICR_ISENABLER0 */
+		__asm__ volatile("mrs x9, S3_0_C12_C12_5; orr x9, x9, #1; msr S3_0_C12_C12_5, x9; isb\n" /* ICC_SRE_EL1.SRE */
+				 "mov x9, #0xf0; msr S3_0_C4_C6_0, x9\n"		/* ICC_PMR_EL1 */
+				 "mov x9, #1; msr S3_0_C12_C12_7, x9; isb"		/* ICC_IGRPEN1_EL1 */
+				 : : : "x9", "memory");
+	} else {
+		*(volatile u32 *)(gicd + 0x000) = 1;			/* GICD_CTLR: forward Group 0 */
+		*(volatile unsigned char *)(gicd + 0x400 + PPI_VTIMER) = 0x80; /* GICD_IPRIORITYR */
+		*(volatile u32 *)(gicd + 0x100) = 1u << PPI_VTIMER;	/* GICD_ISENABLER0 */
+		*(volatile u32 *)(gicc + 0x004) = 0xf0;			/* GICC_PMR */
+		*(volatile u32 *)(gicc + 0x000) = 1;			/* GICC_CTLR: signal Group 0 as IRQ */
+	}
 	__asm__ volatile("msr cntv_cval_el0, %0; mov x9, #1; msr cntv_ctl_el0, x9; isb" : : "r"(counter() + ticks) : "x9", "memory");
 	return 0;
 #else
-	(void)ticks, (void)gicd, (void)gicc;
+	(void)ticks, (void)gicd, (void)gicc, (void)version;
 	return (u64)-1;
 #endif
 }
@@ -289,7 +306,7 @@ static void run_script(unsigned long cpu)
 		if (s->conduit == CONDUIT_TIMER && k == 1) {
 			for (int r = 0; r < 18; r++)
 				regs[r] = s->x[r];
-			regs[0] = arm_timer(s->x[1], (unsigned long)s->x[2], (unsigned long)s->x[3]);
+			regs[0] = arm_timer(s->x[1], (unsigned long)s->x[2], (unsigned long)s->x[3], s->x[4]);
 			print_step(i, regs, 0);
 			barrier();
 			next_step = i + 1;

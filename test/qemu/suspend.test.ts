@@ -98,19 +98,20 @@ describe.each([2, 3] as const)("CPU_SUSPEND under QEMU waits for a wake-up event
 /** guests/baremetal/guest.c: the step conduit that arms the virtual timer (x1 ticks; GICv2 at x2, x3). */
 const CONDUIT_TIMER = 5;
 const STEP_CONDUIT = (i: number) => SCRIPT_OFFSET + 48 + i * (16 + 18 * 8) + 4;
-/** QEMU virt's GICv2 distributor and CPU interface. */
+/** QEMU virt's GIC distributor, GICv2 CPU interface and GICv3 redistributor of vCPU 0. */
 const GICD = 0x0800_0000n;
 const GICC = 0x0801_0000n;
+const GICR = 0x080a_0000n;
 
-describe("a guest interrupt is a wake-up event", () => {
+describe.each([2, 3] as const)("a guest interrupt is a wake-up event (GICv%i)", (gicVersion) => {
   it("a power-down suspend with the guest's virtual timer armed resumes when it fires, by the interrupt, with its latency noted", async () => {
     const steps: ScriptStep[] = [
       // 2 ms of counter (62.5 MHz): the suspend below is taken well before it fires.
-      { vcpu: 0, conduit: "hvc", regs: [0n, 125_000n, GICD, GICC] },
+      { vcpu: 0, conduit: "hvc", regs: [0n, 125_000n, GICD, gicVersion === 2 ? GICC : GICR, BigInt(gicVersion)] },
       { vcpu: 0, conduit: "smc", regs: [CPU_SUSPEND, POWER_DOWN, GUEST_SECONDARY_ENTRY, 0x77n], halts: true },
       { vcpu: 0, conduit: "smc", regs: [PSCI_VERSION] },
     ];
-    const image = join(dir, "timer.img");
+    const image = join(dir, `timer-v${gicVersion}.img`);
     writeScriptImage(image, steps, 0, { hostAcksHalts: true });
     const bytes = readFileSync(image);
     bytes.writeUInt32LE(CONDUIT_TIMER, STEP_CONDUIT(0));
@@ -122,7 +123,7 @@ describe("a guest interrupt is a wake-up event", () => {
     let halts = 0n;
     const m = await QemuMachine.create(cfg.value, {
       images: new Map([["vm0", { kernel: image }]]),
-      gicVersion: 2,
+      gicVersion,
       console: (_vm, line) => {
         if (parseGuestLine(line, report) && report.done) {
           stats = m.vm("vm0").wakeStats(0);
