@@ -4,7 +4,8 @@
  * run in-process. The script follows the image at offset 1 MiB (src/machine/qemu/baremetal.ts):
  *
  *   header: "SMCVSCRP" magic, step count, flags, loop count, halt acknowledgements (written by the host)
- *   step:   vcpu, conduit (0 hvc #0, 1 smc #0, 2 hvc #1, 3 smc #1; 4 no call: copy x3 bytes from x1 to x2),
+ *   step:   vcpu, conduit (0 hvc #0, 1 smc #0, 2 hvc #1, 3 smc #1; 4 no call: copy x3 bytes from x1 to x2;
+ *           5 no call: arm the virtual timer as a wake-up event, below),
  *           flags (1 halts, 2 waits after a halt, 4 takes earlier results), group size, x0..x17
  *
  * With flag 4, a register whose script value is STEP_REF_MARK | step << 8 | reg is given, before the call,
@@ -55,6 +56,14 @@ struct step {
 #define STEP_REFS 4u
 /* A step with this conduit makes no call: it copies x3 bytes from x1 to x2 (a case's data, from the image). */
 #define CONDUIT_COPY 4u
+/*
+ * No call either: arm this vCPU's virtual timer to fire x1 ticks from now, its interrupt (PPI 27) enabled
+ * at the GIC whose distributor is at x2 and whose CPU interface (GICv2; x4 = 2) or this CPU's
+ * redistributor (GICv3; x4 = 3) is at x3, PSTATE's I bit left masked: an interrupt the guest does not take
+ * but that is pending for it, the wake-up event of a suspend (docs/suspend.md). AArch64 guest only (x0 = 0
+ * after it; the AArch32 guest reports x0 = -1).
+ */
+#define CONDUIT_TIMER 5u
 
 #define STEP_REF_MARK 0x5ec0f00000000000ull
 #define STEP_REF_MASK 0xffffffffff000000ull
@@ -202,6 +211,39 @@ static void finish(void)
 	unlock();
 }
 
+#define PPI_VTIMER 27
+static u64 arm_timer(u64 ticks, unsigned long gicd, unsigned long gicc, u64 version)
+{
+#ifdef __aarch64__
+	if (version == 3) {
+		/* GICv3 with one security state (IHI 0069H): ARE, Group 1; the redistributor awake; PPI 27 Group 1. */
+		unsigned long sgi = gicc + 0x10000;
+		*(volatile u32 *)(gicd + 0x000) |= (1u << 4) | (1u << 1);	/* GICD_CTLR: ARE, EnableGrp1 */
+		*(volatile u32 *)(gicc + 0x014) &= ~(1u << 1);			/* GICR_WAKER.ProcessorSleep */
+		while (*(volatile u32 *)(gicc + 0x014) & (1u << 2))		/* ChildrenAsleep */
+			;
+		*(volatile u32 *)(sgi + 0x080) |= 1u << PPI_VTIMER;		/* GICR_IGROUPR0 */
+		*(volatile unsigned char *)(sgi + 0x400 + PPI_VTIMER) = 0x80;	/* GICR_IPRIORITYR */
+		*(volatile u32 *)(sgi + 0x100) = 1u << PPI_VTIMER;		/* GICR_ISENABLER0 */
+		__asm__ volatile("mrs x9, S3_0_C12_C12_5; orr x9, x9, #1; msr S3_0_C12_C12_5, x9; isb\n" /* ICC_SRE_EL1.SRE */
+				 "mov x9, #0xf0; msr S3_0_C4_C6_0, x9\n"		/* ICC_PMR_EL1 */
+				 "mov x9, #1; msr S3_0_C12_C12_7, x9; isb"		/* ICC_IGRPEN1_EL1 */
+				 : : : "x9", "memory");
+	} else {
+		*(volatile u32 *)(gicd + 0x000) = 1;			/* GICD_CTLR: forward Group 0 */
+		*(volatile unsigned char *)(gicd + 0x400 + PPI_VTIMER) = 0x80; /* GICD_IPRIORITYR */
+		*(volatile u32 *)(gicd + 0x100) = 1u << PPI_VTIMER;	/* GICD_ISENABLER0 */
+		*(volatile u32 *)(gicc + 0x004) = 0xf0;			/* GICC_PMR */
+		*(volatile u32 *)(gicc + 0x000) = 1;			/* GICC_CTLR: signal Group 0 as IRQ */
+	}
+	__asm__ volatile("msr cntv_cval_el0, %0; mov x9, #1; msr cntv_ctl_el0, x9; isb" : : "r"(counter() + ticks) : "x9", "memory");
+	return 0;
+#else
+	(void)ticks, (void)gicd, (void)gicc, (void)version;
+	return (u64)-1;
+#endif
+}
+
 static void run_loop(const struct header *h, const struct step *s)
 {
 	u64 regs[18];
@@ -260,6 +302,15 @@ static void run_script(unsigned long cpu)
 			for (u32 j = 0; j < k; j++)
 				while (ready[j] != i + 1)
 					barrier();
+		}
+		if (s->conduit == CONDUIT_TIMER && k == 1) {
+			for (int r = 0; r < 18; r++)
+				regs[r] = s->x[r];
+			regs[0] = arm_timer(s->x[1], (unsigned long)s->x[2], (unsigned long)s->x[3], s->x[4]);
+			print_step(i, regs, 0);
+			barrier();
+			next_step = i + 1;
+			continue;
 		}
 		if (s->conduit == CONDUIT_COPY && k == 1) {
 			/* Byte by byte: with the MMU off, RAM is Device memory, where unaligned accesses fault. */

@@ -9,6 +9,7 @@ import { toChromeTrace, HYPERVISOR_PROCESS_NAME } from "../trace/chrome.js";
 import { FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, TraceRing, type TraceEvent } from "../trace/ring.js";
 import { ConsoleLog } from "./console-log.js";
 import { finishRun, vmReport, type RunReport } from "./run.js";
+import { wakeSummary as wakeSummaryLine } from "./run.js";
 
 const PSCI_CPU_ON = 0xc400_0003;
 const PSCI_VERSION = 0x8400_0000;
@@ -107,5 +108,18 @@ describe("a scenario's console", () => {
     const log = new ConsoleLog({ console: ["never"], notConsole: [], everyBoot: ["ok"] });
     for (const l of ["SMCV-GUEST up", "ok", "SMCV-GUEST up", "nope"]) log.add(l);
     expect(log.failures(3)).toEqual(["the console shows 2 boot(s), not 3", 'boot 2: console never showed "ok"', 'console never showed "never"']);
+  });
+});
+
+describe("the summary's suspend line", () => {
+  const stats = (wakes: number, irq: number, host: number, bound: number, samples: number[]) => ({ wakes, irq, host, bound, latency: { count: samples.length, last: samples.at(-1) ?? 0, max: Math.max(0, ...samples), sum: BigInt(samples.reduce((a, b) => a + b, 0)) }, samples });
+  it("counts every vCPU's waits by cause and gives the median timer latency in µs; nothing without waits", () => {
+    const exit = { name: "vm", state: "off" as const, reason: "x", localCalls: 0n, aborts: 0n, boots: 1 };
+    expect(wakeSummaryLine({ ...exit, wakes: [stats(3, 2, 1, 0, [625, 6250]), stats(2, 1, 0, 1, [125])] })).toBe(
+      "suspend wake-ups: 5 (3 by the guest's interrupts, 1 by the host, 1 standby bounds); timer wake-up latency median 10 µs over the last 3",
+    );
+    expect(wakeSummaryLine({ ...exit, wakes: [stats(1, 0, 1, 0, [])] })).toBe("suspend wake-ups: 1 (0 by the guest's interrupts, 1 by the host, 0 standby bounds)");
+    expect(wakeSummaryLine({ ...exit, wakes: [stats(0, 0, 0, 0, [])] })).toBeNull();
+    expect(wakeSummaryLine(exit)).toBeNull();
   });
 });

@@ -219,6 +219,18 @@ export function finishRun(report: RunReport, tracePath: string, json: boolean, i
   return ok ? 0 : 1;
 }
 
+/** CPU_SUSPEND's wake-up waits in the VM (docs/suspend.md), or null when it had none. */
+export function wakeSummary(exit: VmExit): string | null {
+  const w = exit.wakes ?? [];
+  const sum = (f: (s: (typeof w)[number]) => number) => w.reduce((n, s) => n + f(s), 0);
+  const all = sum((s) => s.wakes);
+  if (all === 0) return null;
+  const samples = w.flatMap((s) => s.samples).sort((a, b) => a - b);
+  // QEMU virt's counter runs at 62.5 MHz: 62.5 ticks a microsecond.
+  const median = samples.length > 0 ? `; timer wake-up latency median ${Math.round(samples[Math.floor(samples.length / 2)]! / 62.5)} µs over the last ${samples.length}` : "";
+  return `suspend wake-ups: ${all} (${sum((s) => s.irq)} by the guest's interrupts, ${sum((s) => s.host)} by the host, ${sum((s) => s.bound)} standby bounds)${median}`;
+}
+
 /** The run's summary, a few lines per VM. */
 export function summaryLines(report: RunReport): string[] {
   const out: string[] = [];
@@ -229,6 +241,8 @@ export function summaryLines(report: RunReport): string[] {
       `  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.exit.boots > 1 ? `${v.exit.boots} boots, ` : ""}${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}${v.exit.aborts > 0n ? `, ${v.exit.aborts} accesses outside its memory refused` : ""}`,
     );
     out.push(`    by owner: ${[...v.byService].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
+    const w = wakeSummary(v.exit);
+    if (w) out.push(`    ${w}`);
     for (const f of v.failures) out.push(`    FAILED: ${f}`);
   }
   return out;

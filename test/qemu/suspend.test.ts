@@ -1,11 +1,11 @@
 // Suspend that wakes (DEN0022 §5.4, §6.5) under QEMU, from real EL1 code: a power-down CPU_SUSPEND stays
 // suspended until a wake-up event and then resumes at its entry point; a standby returns after its wait.
 // One boot of the bare-metal guest for all of it (docs/suspend.md).
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { emptyReport, GUEST_SECONDARY_ENTRY, HALT_ACKS_OFFSET, parseGuestLine, SCRIPT_ADDRESS, writeScriptImage, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
+import { emptyReport, GUEST_SECONDARY_ENTRY, HALT_ACKS_OFFSET, parseGuestLine, SCRIPT_ADDRESS, SCRIPT_OFFSET, writeScriptImage, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
 import type { WakeStats } from "../../src/machine/qemu/channel.js";
 import { QemuMachine } from "../../src/machine/qemu/machine.js";
 import { parseConfigText } from "../../src/policy/load.js";
@@ -21,7 +21,7 @@ const AFFINITY_INFO = 0xc400_0004n;
 const POWER_DOWN = 0x4000_0000n;
 const STANDBY = 0n;
 
-describe("CPU_SUSPEND under QEMU waits for a wake-up event", () => {
+describe.each([2, 3] as const)("CPU_SUSPEND under QEMU waits for a wake-up event (GICv%i)", (gicVersion) => {
   it("a power-down suspend stays suspended until woken, then resumes at its entry with x0 = context; standby returns after its bounded wait", async () => {
     const steps: ScriptStep[] = [
       { vcpu: 0, conduit: "smc", regs: [CPU_ON, 1n, GUEST_SECONDARY_ENTRY, 1n] },
@@ -41,6 +41,7 @@ describe("CPU_SUSPEND under QEMU waits for a wake-up event", () => {
     let standby: WakeStats | null = null;
     const m = await QemuMachine.create(cfg.value, {
       images: new Map([["vm0", { kernel: image }]]),
+      gicVersion,
       console: (_vm, line) => {
         parseGuestLine(line, report);
         // Step 3 (vCPU 0's AFFINITY_INFO) has returned: vCPU 1 has been suspended for a while. Give it more
@@ -92,6 +93,64 @@ describe("CPU_SUSPEND under QEMU waits for a wake-up event", () => {
     expect(() => m.vm("vm0").wakeStats(0)).toThrow(/has ended/);
   }, 60_000);
 
+});
+
+/** guests/baremetal/guest.c: the step conduit that arms the virtual timer (x1 ticks; GICv2 at x2, x3). */
+const CONDUIT_TIMER = 5;
+const STEP_CONDUIT = (i: number) => SCRIPT_OFFSET + 48 + i * (16 + 18 * 8) + 4;
+/** QEMU virt's GIC distributor, GICv2 CPU interface and GICv3 redistributor of vCPU 0. */
+const GICD = 0x0800_0000n;
+const GICC = 0x0801_0000n;
+const GICR = 0x080a_0000n;
+
+describe.each([2, 3] as const)("a guest interrupt is a wake-up event (GICv%i)", (gicVersion) => {
+  it("a power-down suspend with the guest's virtual timer armed resumes when it fires, by the interrupt, with its latency noted", async () => {
+    const steps: ScriptStep[] = [
+      // 2 ms of counter (62.5 MHz): the suspend below is taken well before it fires.
+      { vcpu: 0, conduit: "hvc", regs: [0n, 125_000n, GICD, gicVersion === 2 ? GICC : GICR, BigInt(gicVersion)] },
+      { vcpu: 0, conduit: "smc", regs: [CPU_SUSPEND, POWER_DOWN, GUEST_SECONDARY_ENTRY, 0x77n], halts: true },
+      { vcpu: 0, conduit: "smc", regs: [PSCI_VERSION] },
+    ];
+    const image = join(dir, `timer-v${gicVersion}.img`);
+    writeScriptImage(image, steps, 0, { hostAcksHalts: true });
+    const bytes = readFileSync(image);
+    bytes.writeUInt32LE(CONDUIT_TIMER, STEP_CONDUIT(0));
+    writeFileSync(image, bytes);
+    const cfg = parseConfigText(`vms:\n  vm0:\n    vcpus: 1\n    services:\n      psci:\n        version: "1.1"\n`);
+    if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+    const report = emptyReport();
+    let stats: WakeStats | null = null;
+    let halts = 0n;
+    const m = await QemuMachine.create(cfg.value, {
+      images: new Map([["vm0", { kernel: image }]]),
+      gicVersion,
+      console: (_vm, line) => {
+        if (parseGuestLine(line, report) && report.done) {
+          stats = m.vm("vm0").wakeStats(0);
+          m.vm("vm0").stop("script done");
+        }
+      },
+      onHalt: () => {
+        const word = new Uint8Array(8);
+        new DataView(word.buffer).setBigUint64(0, ++halts, true);
+        m.vm("vm0").memory.write(SCRIPT_ADDRESS + BigInt(HALT_ACKS_OFFSET), word);
+      },
+    });
+    const [exit] = await m.run(30_000);
+    expect(exit!.state, exit!.reason).toBe("stopped");
+    expect(report.steps.get(0)![0]).toBe(0n);
+    // Resumed at the entry point with x0 = context, then ran on.
+    expect(report.entries).toEqual([{ cpu: 0, x0: 0x77n }]);
+    expect(report.steps.get(2)![0]).toBe(0x1_0001n);
+    // One wait, ended by the guest's interrupt (no host wake-up was sent), and its latency measured.
+    expect(stats).not.toBeNull();
+    expect(stats!).toMatchObject({ wakes: 1, irq: 1, host: 0, bound: 0 });
+    expect(stats!.latency.count).toBe(1);
+    expect(stats!.samples).toEqual([stats!.latency.last]);
+  }, 60_000);
+});
+
+describe("the host's wake-up event", () => {
   it("refuses to wake a vCPU the VM does not have, naming it", async () => {
     const cfg = parseConfigText(`vms:\n  vm0:\n    vcpus: 1\n`);
     if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
