@@ -26,7 +26,7 @@ describe("channel frames (protocol version 3, shim/protocol.h)", () => {
     };
     expect(bad(() => {}, 199)).toBe(`request frame of 199 bytes (want ${REQUEST_SIZE})`);
     expect(bad((v) => v.setUint32(0, 0x4141_4141, true))).toBe("bad magic 0x41414141");
-    expect(bad((v) => v.setUint16(4, 2, true))).toBe("protocol version 2 (want 3)");
+    expect(bad((v) => v.setUint16(4, 2, true))).toBe("protocol version 2 (want 4)");
     expect(bad((v) => v.setUint16(6, 9, true))).toBe("unknown request type 9");
     expect(bad((v) => v.setUint32(8, 2, true))).toBe("vCPU 2 does not exist (the VM has 2)");
     expect(bad((v) => v.setBigUint64(56, 3n, true))).toBe("WORKAROUND_2 state 3 (want 0, 1 or 2)");
