@@ -1,5 +1,5 @@
 // ESLint rules that keep the architecture's shape (docs/architecture.md, the layer order at its top):
-//   smccc ← policy, trace ← router ← services / mediators / firmware ← hypervisor ← machine ← cli
+//   smccc ← policy, trace ← router ← services / mediators / firmware ← hypervisor ← machine ← fuzz, record ← cli
 // `layer-direction`: a module may import its own layer or layers to its left, never to its right, and
 // never a sibling layer of the same rank (the secure-world model is reached only through SMCs).
 // `pure-core`: below machine/, no Node built-ins and no ambient time or randomness: they come in as ports.
@@ -17,6 +17,8 @@ export const LAYER_RANK = {
   machine: 5,
   // The fuzzing campaign drives the scripted machine; only the command line uses it.
   fuzz: 5.5,
+  // Record and replay drive the hypervisor with the machine layer's boards; only the command line uses them.
+  record: 5.5,
   cli: 6,
 };
 

@@ -82,7 +82,7 @@ static void wait_reply(struct cpu *c, u32 seq)
 		if (READ_SYSREG(cntpct_el0) - start < (advice ? advice : c->spin))
 			continue;
 		struct gic_save s;
-		wake_arm(c, &s);
+		wake_arm(c, &s, 0);
 		m->sleeping = 1;
 		dmb_full();
 		if (m->rsp_seq != seq) {
@@ -147,6 +147,14 @@ static void __attribute__((noreturn)) final_command(struct cpu *c, struct reply 
 		zero(c->regs, sizeof(c->regs));
 		if (flags & RESUME_WFI)
 			__asm__ volatile("dsb sy; wfi");
+		if (flags & RESUME_WAKE) {
+			/*
+			 * A power-down suspend: wait for the wake-up event, then enter as a warm boot does, with the
+			 * MMU and caches of EL1 off (DEN0022 §6.4.3); the rest of the context is the guest's to restore.
+			 */
+			wait_wake(c, 0);
+			WRITE_SYSREG(sctlr_el1, SCTLR_EL1_RESET);
+		}
 		if (flags & RESUME_EL2) {
 			/*
 			 * A handover VM's kernel, entered as on a board without a hypervisor: at EL2h with D, A, I, F
@@ -369,6 +377,15 @@ static void serve(struct cpu *c, u64 *frame, u32 esr, struct reply *r)
 			WRITE_SYSREG(elr_el2, READ_SYSREG(elr_el2) + r->advance);
 			return;
 		}
+		case RSP_RETURN_WAKE: {
+			/* A standby state: the call returns these registers after a wake-up event, or the bound. */
+			u32 n = r->count < 18 ? r->count : 18;
+			for (u32 i = 0; i < n; i++)
+				frame[i] = r->x[i];
+			WRITE_SYSREG(elr_el2, READ_SYSREG(elr_el2) + r->advance);
+			wait_wake(c, host()->sleep_ticks);
+			return;
+		}
 		case RSP_UNDEF:
 			/* AArch32 EL1: not under QEMU 7.2, for the reason stage2_fault gives. */
 			if (READ_SYSREG(spsr_el2) & PSR_AA32)
@@ -413,6 +430,7 @@ void shim_cpu_main(u64 index, u64 cold)
 		/* The sequence continues across a machine reset: the hypervisor keeps counting. */
 		c->seq = c->mb->req_seq;
 		c->mb->sleeping = 0;
+		c->wake_seen = c->mb->wake_req;
 		/* Without its doorbell the CPU could neither wake the hypervisor nor be woken: it stays off. */
 		if (doorbell_init(&c->bell, h->doorbell + index * 0x200) != 0)
 			park();

@@ -75,12 +75,26 @@ export const COMMANDS: readonly CommandHelp[] = [
   },
   {
     name: "run",
-    usage: "smcvisor run <scenario.yaml> [--trace OUT] [--quiet] [--json]",
+    usage: "smcvisor run <scenario.yaml> [--trace OUT] [--record FILE [--record-limit MIB]] [--quiet] [--json]",
     summary: "boot a scenario's VMs under QEMU and the EL2 shim",
     details: [
       "Boots every VM of a scenario (docs/policy.md, \"Scenarios\") in its own QEMU process under the EL2 shim, streams each console prefixed with the VM's name, writes the trace, and prints a summary. Missing guest images and firmware are fetched into the cache first.",
       "--trace OUT  where the trace goes (the scenario's `trace:` by default).", "--quiet  no console lines.", "--json  the summary as JSON.",
+      "--record FILE  record every call the VMs make, with what its answer depended on, for `smcvisor replay` (docs/record-replay.md).",
+      "--record-limit MIB  stop recording when the file reaches this size (default 256; 1 to 65536).",
       "Exit status: 0 when every VM powered off cleanly and every expectation held, 1 otherwise, 2 for a usage or scenario error.",
+    ],
+  },
+  {
+    name: "replay",
+    usage: "smcvisor replay <recording> [--config FILE] [--json]",
+    summary: "replay a recorded run in-process and show what a policy change changes",
+    details: [
+      "Replays the calls of a `smcvisor run --record` recording in-process, without QEMU, against the config it was made with or a new one, and prints each call whose decision, outcome, result registers x0..x17 or guest-memory writes differ (docs/record-replay.md).",
+      "<recording>  the file --record wrote.",
+      "--config FILE  a config or scenario to replay against (the recorded one by default).",
+      "--json  the differences as one JSON object.",
+      "Exit status: 0 when no call differs, 1 when some do, 2 for a usage error, a config error, or a file that is not a readable recording (corrupt, cut short mid-line, or of a newer format version).",
     ],
   },
   {

@@ -11,6 +11,7 @@ import { explainCommand } from "./explain.js";
 import { fuzzCommand } from "./fuzz.js";
 import { commandHelp, COMMANDS, overview, versionLine } from "./help.js";
 import { runCommand } from "./run.js";
+import { replayCommand } from "./replay.js";
 
 const HELP = overview();
 
@@ -30,6 +31,7 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       case "config": return configCommand(rest, io);
       case "demo": return await demoCommand(rest, io);
       case "run": return await runCommand(rest, io);
+      case "replay": return await replayCommand(rest, io);
       case "conform": return await conformCommand(rest, io);
       case "fuzz": return await fuzzCommand(rest, io);
       case "--version":

@@ -18,6 +18,8 @@ import type { TraceEvent } from "../trace/ring.js";
 import { parseArgs, UsageError, type Io } from "./args.js";
 import { BOOT_MARKER, ConsoleLog } from "./console-log.js";
 import { unwritable, writeOutput } from "./output.js";
+import type { HypervisorObserver } from "../hypervisor/observer.js";
+import { openRecorder } from "./record-run.js";
 
 export interface VmReport {
   readonly name: string;
@@ -78,7 +80,7 @@ export function splitBoots(lines: readonly string[]): string[][] {
 }
 
 /** Runs a scenario; `onConsole` sees every line as it comes. */
-export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, line: string) => void; log?: (line: string) => void; onStart?: (m: QemuMachine) => void } = {}): Promise<RunReport> {
+export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, line: string) => void; log?: (line: string) => void; onStart?: (m: QemuMachine) => void; observer?: HypervisorObserver } = {}): Promise<RunReport> {
   const images = new Map<string, GuestImage>();
   for (const [name, g] of s.guests) images.set(name, guestImage(name, g, s));
   // Each line is checked against the expectations as it comes; only a bounded part is kept (console-log.ts).
@@ -90,6 +92,7 @@ export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, 
     clock: { now: () => performance.now() * 1e6 },
     entropy: (out) => randomFillSync(out),
     ...(opts.log ? { log: opts.log } : {}),
+    ...(opts.observer ? { observer: opts.observer } : {}),
     console: (vm, line) => {
       consoles.get(vm)!.add(line);
       opts.onConsole?.(vm, line);
@@ -134,8 +137,8 @@ export function vmReport(exit: VmExit, g: GuestSpec, log: ConsoleLog, events: re
 }
 
 export async function runCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { positionals: positional, flags } = parseArgs(argv, ["quiet", "json"], ["trace"]);
-  if (positional.length !== 1) throw new UsageError("usage: smcvisor run <scenario.yaml> [--trace OUT] [--quiet] [--json]");
+  const { positionals: positional, flags } = parseArgs(argv, ["quiet", "json"], ["trace", "record", "record-limit"]);
+  if (positional.length !== 1) throw new UsageError("usage: smcvisor run <scenario.yaml> [--trace OUT] [--record FILE [--record-limit MIB]] [--quiet] [--json]");
   const path = resolve(io.cwd, positional[0]!);
   const loaded = loadScenario(path);
   if (!loaded.ok) {
@@ -149,11 +152,21 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
   if (refused !== null) throw new UsageError(`${flags.has("trace") ? "--trace" : `${positional[0]}: trace`}: ${refused}`);
   const width = Math.max(...s.config.vms.map((v) => v.name.length));
   io.out(`smcvisor run: ${s.name}: ${s.config.vms.map((v) => `${v.name} (${v.vcpus} vCPU, ${s.guests.get(v.name)!.kernel ?? `firmware ${s.guests.get(v.name)!.firmware}`})`).join(", ")}`);
-  const report = await runScenario(s, {
-    log: io.err,
-    ...(flags.has("quiet") ? {} : { onConsole: (vm: string, line: string) => io.out(`${vm.padEnd(width)} | ${line}`) }),
-  });
-  return finishRun(report, tracePath, flags.has("json"), io);
+  // --record: checked, and the file opened, before the VMs boot (docs/record-replay.md).
+  const recorder = openRecorder(flags, path, positional[0]!, io);
+  let report: RunReport;
+  try {
+    report = await runScenario(s, {
+      log: io.err,
+      ...(flags.has("quiet") ? {} : { onConsole: (vm: string, line: string) => io.out(`${vm.padEnd(width)} | ${line}`) }),
+      ...(recorder ? { observer: recorder } : {}),
+    });
+  } finally {
+    recorder?.close();
+  }
+  const code = finishRun(report, tracePath, flags.has("json"), io);
+  if (recorder && !flags.has("json")) io.out(`  record: ${recorder.path} (${recorder.bytes} bytes${recorder.limitReached ? ", STOPPED at --record-limit" : ""}; replay with \`smcvisor replay ${recorder.path}\`)`);
+  return code;
 }
 
 /**

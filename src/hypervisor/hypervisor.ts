@@ -30,6 +30,8 @@ import { HypervisorHeap, PAGE } from "./heap.js";
 import { TraceRing } from "../trace/ring.js";
 import { RateLimitedLog } from "./rate-limited-log.js";
 import type { ChaCha20 } from "../firmware/optee/chacha20.js";
+import { seededGenerator } from "../firmware/monitor/entropy.js";
+import type { HypervisorObserver } from "./observer.js";
 
 export interface HypervisorOptions {
   /** Timestamps for trace events; null (the default) records none, which keeps runs deterministic. */
@@ -54,6 +56,8 @@ export interface HypervisorOptions {
   readonly mediators?: readonly MediatorFactory[];
   /** ChaCha20 for the modelled OP-TEE's TAs: a Node host gives OpenSSL's; the portable one by default. */
   readonly chacha20?: ChaCha20;
+  /** Sees every trap and wraps the ports (the recorder, src/record); none by default, which costs nothing. */
+  readonly observer?: HypervisorObserver;
 }
 
 export type DomainState = "created" | "running" | "destroyed";
@@ -100,7 +104,27 @@ export class Domain {
 
   /** One trapped SMC or HVC of vCPU `vcpu`; see Router.handleTrap. */
   trap(vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
-    return this.router.handleTrap(this.routed, vcpu, regs, esr, pstate);
+    const observer = this.hypervisor.observer;
+    if (observer === null) return this.router.handleTrap(this.routed, vcpu, regs, esr, pstate);
+    return this.observedTrap(observer, vcpu, regs, esr, pstate);
+  }
+
+  private observedTrap(observer: HypervisorObserver, vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
+    const name = this.name;
+    observer.trapStart(name, vcpu, regs, esr, pstate);
+    const fid = regs[0]! | 0;
+    const done = (outcome: number): number => {
+      // The router writes the call's event when the call completes: then it is the latest one, unless
+      // the call wrote none (an AArch32 SMC whose condition failed) or another completed in between.
+      const e = this.router.trace.latest();
+      const event = e !== null && e.vm === name && e.vcpu === vcpu && e.conduit !== "hypervisor" && (e.fid | 0) === fid ? e : null;
+      observer.trapEnd(name, vcpu, regs, outcome, event);
+      return outcome;
+    };
+    const outcome = this.router.handleTrap(this.routed, vcpu, regs, esr, pstate);
+    if (!(outcome instanceof Promise)) return done(outcome);
+    observer.trapPending?.(name, vcpu);
+    return outcome.then(done);
   }
 
   /** Toolstack: the VM restarts; see Hypervisor.resetDomain. For backends, which hold a Domain. */
@@ -144,13 +168,18 @@ export class Hypervisor {
   readonly mediators = new Map<string, Mediator>();
   /** The modelled secure world (also when another monitor answers forwarded calls: it keeps the entropy source). */
   readonly model: MonitorModel;
+  /** Who watches every trap (HypervisorOptions.observer), or null. */
+  readonly observer: HypervisorObserver | null;
 
   constructor(readonly platform: PlatformConfig, opts: HypervisorOptions = {}) {
     const heap = platform.memoryMap.heap;
     this.heap = new HypervisorHeap(heap.base, Number(heap.size / BigInt(PAGE)));
     this.errorLog = new RateLimitedLog(opts.log ?? (() => {}));
+    this.observer = opts.observer ?? null;
+    // The model's default generator is seeded with 0 (MonitorModel); an observer wraps whichever is used.
+    const entropy = this.observer?.entropy ? this.observer.entropy(opts.entropy ?? seededGenerator(0)) : opts.entropy;
     this.model = new MonitorModel({
-      ...(opts.entropy ? { entropy: opts.entropy } : {}),
+      ...(entropy ? { entropy } : {}),
       ...(opts.entropyBudget !== undefined ? { entropyBudget: opts.entropyBudget } : {}),
       ...(platform.sipNodes ? { nodes: platform.sipNodes.map((n) => ({ id: n.id, name: n.name ?? `NODE_${n.id}`, ...(n.owner ? { owner: n.owner } : {}) })) } : {}),
       memory: { read: (vm, pa, length) => this.readForSecureWorld(vm, pa, length) },
@@ -197,7 +226,7 @@ export class Hypervisor {
   /** Creates a hypervisor with a domain for every VM of the config (delegates from `opts.delegates`). */
   static fromConfig(config: Config, opts: HypervisorOptions = {}, ports: (vm: VmConfig) => VmPorts = () => ({})): { ok: true; hypervisor: Hypervisor } | { ok: false; errors: AddVmError[] } {
     const hv = new Hypervisor(config.platform, opts);
-    for (const [name, target] of opts.delegates ?? []) hv.router.registerDelegate(name, target);
+    for (const [name, target] of opts.delegates ?? []) hv.router.registerDelegate(name, hv.observer?.delegate ? hv.observer.delegate(name, target) : target);
     for (const [name, create] of opts.boards ?? []) hv.router.registerBoard(name, create);
     // An exclusive grant holds against other VMs' services and TEE claims too (docs/policy.md).
     const errors: AddVmError[] = exclusiveClaimProblems(config.vms, (vm) => hv.router.claimsFor(vm));
@@ -362,6 +391,7 @@ export class Hypervisor {
     // "hypervisor" names the hypervisor's own heap pages (the FF-A mediator's RX/TX, which the SPMC takes
     // for endpoint 0's): a VM by that name, built past validation, would own pages that pass for them.
     if (RESERVED_VM_NAMES.includes(vm.name.toLowerCase())) return { ok: false, errors: [{ path: `vms.${vm.name}`, message: `"${vm.name}" is reserved for the hypervisor's own calls and pages` }] };
+    if (this.observer?.ports) ports = this.observer.ports(vm, ports);
     const r = this.router.addVm(vm, ports);
     if (!r.ok) return r;
     this.ports.set(vm.name, ports);
@@ -421,6 +451,7 @@ export class Hypervisor {
     const d = this.domain(name);
     const vm = d.config;
     const errors: AddVmError[] = [];
+    this.observer?.reset?.(name);
     this.router.resetVm(d.routed);
     const physical = this.router.hypervisorCall(`reset ${name}: SYSTEM_RESET of its machine`, PSCI_FUNCTIONS.PSCI_SYSTEM_RESET.smc32, [], { vmName: name, vcpu: 0 });
     const tee = (r: HypervisorCallResult): EnableResult | Promise<EnableResult> | null => {
@@ -447,6 +478,7 @@ export class Hypervisor {
     d.markDestroyed();
     this.domains.delete(name);
     this.ports.delete(name);
+    this.observer?.destroyed?.(name);
     return true;
   }
 

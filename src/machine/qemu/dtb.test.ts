@@ -51,6 +51,14 @@ const QEMU_DTS = `/dts-v1/;
 \t};
 
 \tcpus {
+\t\tcpu-map {
+\t\t};
+
+\t\tcpu@0 {
+\t\t};
+
+\t\tcpu@1 {
+\t\t};
 \t};
 
 \ttimer {
@@ -106,6 +114,22 @@ describe("the guest's device tree", () => {
     const none = merged({ psci: null });
     expect(none).toContain("/delete-node/ psci;");
     expect(none).not.toMatch(/\tpsci \{/);
+  });
+
+  it("offers idle states (cpuIdle) under /cpus/idle-states, each CPU pointing at all of them, shallowest first", () => {
+    const idleStates = [
+      { name: "cpu-standby", param: 0x1, entryLatencyUs: 20, exitLatencyUs: 40, minResidencyUs: 100 },
+      { name: "cpu-power-down", param: 0x4000_0002, entryLatencyUs: 150, exitLatencyUs: 300, minResidencyUs: 1000 },
+    ];
+    const m = merged({ psci: { version: "1.1", idleStates } });
+    expect(m).toContain(
+      '\tcpus { idle-states { entry-method = "psci"; smcv_idle_0: cpu-standby { compatible = "arm,idle-state"; arm,psci-suspend-param = <0x1>; entry-latency-us = <20>; exit-latency-us = <40>; min-residency-us = <100>; }; smcv_idle_1: cpu-power-down { compatible = "arm,idle-state"; arm,psci-suspend-param = <0x40000002>;',
+    );
+    // Every CPU node, not cpu-map.
+    expect(m).toContain("cpu@0 { cpu-idle-states = <&smcv_idle_0 &smcv_idle_1>; }; cpu@1 { cpu-idle-states = <&smcv_idle_0 &smcv_idle_1>; }; };");
+    expect(m).not.toContain("cpu-map { cpu-idle-states");
+    expect(merged()).not.toContain("idle-states");
+    expect(merged({ psci: null })).not.toContain("idle-states");
   });
 
   it("carries bootargs, the initrd and the OP-TEE node, and refuses what is not device-tree source", () => {

@@ -20,9 +20,9 @@ import type { VmConfig } from "../../policy/load.js";
 import type { GuestTime, PowerPort, VmPorts } from "../../router/ports.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_HALT, OUTCOME_SKIP, OUTCOME_UNDEF, pcAdvance } from "../../router/outcome.js";
 import { ArchService } from "../../services/arch/arch.js";
-import { legacyIds } from "../../services/psci/psci.js";
+import { legacyIds, PsciService } from "../../services/psci/psci.js";
 import { mpidrOf } from "../../services/psci/topology.js";
-import { encodeHostPage, fastKey, HOST_HANDOVER, MAILBOX, mailboxOffset, ReplyArea, REPLY_SIZE, REQ, RequestFrame, REQUEST_SIZE, RESUME_AARCH32, RESUME_EL2, RESUME_WFI, RSP, type Reply } from "./channel.js";
+import { decodeWakeStats, encodeHostPage, fastKey, HOST_HANDOVER, MAILBOX, mailboxOffset, ReplyArea, REPLY_SIZE, REQ, RequestFrame, REQUEST_SIZE, RESUME_AARCH32, RESUME_EL2, RESUME_WAKE, RSP, type Reply, type WakeStats } from "./channel.js";
 import { HVC_SET_VECTORS, HVC_STUB_ERR, HypStub } from "../../services/hyp-stub/hyp-stub.js";
 import { buildDtb, type DtPsci } from "./dtb.js";
 import { fastAnswersFor } from "./fast-path.js";
@@ -121,6 +121,8 @@ export interface VmExit {
   readonly aborts: bigint;
   /** Boots: 1, plus one per reset. */
   readonly boots: number;
+  /** Each vCPU's wake-up waits (CPU_SUSPEND, docs/suspend.md) as the shim counted them, read as the VM ended. */
+  readonly wakes?: readonly WakeStats[];
 }
 
 type Halt = { kind: "cpu-off" } | { kind: "system-off"; reason: string } | { kind: "system-reset"; reason: string } | { kind: "suspend"; entry: bigint; context: bigint };
@@ -149,6 +151,10 @@ class VcpuChannel {
   /** A trap is being handled (its reply not yet sent); the VM's `epoch` tells a pre-reset one from a new one. */
   busy = false;
   halt: Halt | null = null;
+  /** The call being handled is a standby: its RETURN becomes RETURN_WAKE (the shim waits for a wake-up event). */
+  standby = false;
+  /** In a power-down suspend since its reply: its next request tells virtual PSCI it has resumed. */
+  suspended = false;
   /** Entry and context from the virtual CPU_ON that is starting this vCPU. */
   pendingStart: { entry: bigint; context: bigint } | null = null;
   /** The request whose CNTVCT_EL0 (in `frame`) is the vCPU's time now (PTP and PV time read it, rarely). */
@@ -202,7 +208,7 @@ export class QemuVm implements PowerPort {
     for (let i = 0; i < config.vcpus; i++) {
       const v = new VcpuChannel(i, join(opts.runDir, `doorbell${i}.sock`));
       const page = mailboxOffset(i);
-      v.words = new Int32Array(this.ram.bytes.buffer, page, 4);
+      v.words = new Int32Array(this.ram.bytes.buffer, page, MAILBOX.request / 4);
       v.request = this.ram.view(page + MAILBOX.request, REQUEST_SIZE);
       v.reply = new ReplyArea(this.ram.view(page + MAILBOX.reply, REPLY_SIZE));
       this.vcpus.push(v);
@@ -391,8 +397,12 @@ export class QemuVm implements PowerPort {
     if (p === false) return null;
     const legacy = legacyIds(this.config);
     const id = (op: string) => [...legacy].find(([, o]) => o === op)?.[0] ?? 0;
+    // CPU_SUSPEND's power_state in the VM's format (DEN0022 §5.4.2): PSCI 0.2 has only the original one.
+    const extended = p.version !== "0.2" && (p.powerStateFormat ?? "extended") === "extended";
+    const idleStates = p.cpuIdle?.map((st) => ({ ...st, param: (st.powerDown ? (extended ? 0x4000_0000 : 0x1_0000) : 0) | st.stateId }));
     return {
       version: p.version,
+      ...(idleStates ? { idleStates } : {}),
       ...(legacy.size > 0 ? { v0_1: { cpu_suspend: id("cpu_suspend"), cpu_off: id("cpu_off"), cpu_on: id("cpu_on"), migrate: id("migrate") } } : {}),
     };
   }
@@ -495,6 +505,12 @@ export class QemuVm implements PowerPort {
       this.resetting = false;
     }
     if (r.wa2State !== 0) this.wa2?.(v.index, r.wa2State === 2);
+    if (v.suspended) {
+      // The vCPU runs again: a wake-up event ended its power-down suspend (the shim waited for it).
+      v.suspended = false;
+      const psci = this.domain?.routed.services.get("psci");
+      if (psci instanceof PsciService) psci.resumed(v.index);
+    }
     switch (r.type) {
       case REQ.HELLO:
         return this.onHello(v);
@@ -636,6 +652,7 @@ export class QemuVm implements PowerPort {
     if (!domain) return this.fail("no domain attached");
     v.busy = true;
     v.halt = null;
+    v.standby = false;
     v.outbox = [];
     const epoch = this.epoch;
     let outcome: number | Promise<number>;
@@ -669,7 +686,8 @@ export class QemuVm implements PowerPort {
       out.push({ reply: this.haltReply(v) });
       this.opts.onHalt?.(v.index);
     } else if (outcome === OUTCOME_SKIP) out.push({ reply: { type: RSP.RETURN, count: 0, advance: pcAdvance(r.esr, outcome) } });
-    else out.push({ reply: { type: RSP.RETURN, count: 18, advance: pcAdvance(r.esr, outcome), regs: r.words } });
+    else out.push({ reply: { type: v.standby ? RSP.RETURN_WAKE : RSP.RETURN, count: 18, advance: pcAdvance(r.esr, outcome), regs: r.words } });
+    v.standby = false;
     this.flush(v);
   }
 
@@ -685,7 +703,9 @@ export class QemuVm implements PowerPort {
       case "system-reset":
         return { type: RSP.SYSTEM_RESET };
       case "suspend":
-        return { type: RSP.RESUME_AT, entry: h.entry, regs: [h.context, 0n, 0n, 0n], flags: RESUME_WFI | this.resumeFlags };
+        // The shim waits for a wake-up event, then enters as a warm boot (shim/suspend.c, docs/suspend.md).
+        v.suspended = true;
+        return { type: RSP.RESUME_AT, entry: h.entry, regs: [h.context, 0n, 0n, 0n], flags: RESUME_WAKE | this.resumeFlags };
       default:
         return { type: RSP.STOP };
     }
@@ -738,6 +758,8 @@ export class QemuVm implements PowerPort {
       other.outbox = [];
       other.halt = null;
       other.pendingStart = null;
+      other.standby = false;
+      other.suspended = false;
     }
     const r = this.domain?.reset();
     const report = (res: Awaited<NonNullable<typeof r>>) => {
@@ -780,6 +802,32 @@ export class QemuVm implements PowerPort {
 
   cpuSuspend(vcpu: number, entry: bigint, context: bigint): void {
     this.vcpus[vcpu]!.halt = { kind: "suspend", entry, context };
+  }
+
+  cpuStandby(vcpu: number): void {
+    this.vcpus[vcpu]!.standby = true;
+  }
+
+  /**
+   * The host's wake-up event for vCPU `vcpu` (DEN0022 §5.4: an implementation-defined wake-up event): a
+   * power-down suspend resumes, a standby returns. One that comes while the vCPU runs ends its next wait at
+   * once, which the spec allows (a suspend may end early). Returns whether the vCPU was waiting.
+   */
+  wake(vcpu: number): boolean {
+    const v = this.vcpus[vcpu];
+    if (!v) throw new Error(`wake: vCPU ${vcpu} does not exist (the VM has ${this.vcpus.length})`);
+    if (this.ending || !this.ram.mapped) return false;
+    Atomics.add(v.words, MAILBOX.wakeReq / 4, 1);
+    const waiting = Atomics.load(v.words, MAILBOX.waiting / 4) !== 0;
+    if (waiting) this.ring(v);
+    return waiting;
+  }
+
+  /** How vCPU `vcpu`'s wake-up waits have ended so far (the shim's counters). */
+  wakeStats(vcpu: number): WakeStats {
+    if (!this.vcpus[vcpu]) throw new Error(`wakeStats: vCPU ${vcpu} does not exist (the VM has ${this.vcpus.length})`);
+    if (!this.ram.mapped) throw new Error(`wakeStats: ${this.name} has ended (its RAM is gone)`);
+    return decodeWakeStats(this.ram.view(mailboxOffset(vcpu), SHIM_REGION.mailboxStride));
   }
 
   systemOff(vcpu: number, reason: string): void {
@@ -834,10 +882,11 @@ export class QemuVm implements PowerPort {
       v.socket?.destroy();
       v.server?.close();
     }
+    const wakes = this.ram.mapped ? this.vcpus.map((v) => this.wakeStats(v.index)) : [];
     this.ram.dispose();
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
-    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots });
+    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots, wakes });
   }
 
   /** Whether the VM has ended (or is ending). */

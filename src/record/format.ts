@@ -1,0 +1,164 @@
+/**
+ * The recording format of `smcvisor run --record` (docs/record-replay.md, "Format"): NDJSON, one JSON
+ * object per line, UTF-8. The first line is the header; every other line is a record with a type `t`.
+ * 64-bit values are "0x" hex strings (JSON numbers lose bits above 2^53), bytes are base64.
+ *
+ * Parsing is for files a user got from anywhere: every line is checked against a schema, and what is
+ * wrong comes back as one message naming the line and the field, never as an exception.
+ */
+import { z } from "zod";
+
+export const RECORD_MAGIC = "smcvisor-record";
+/** Bumped whenever a reader of the previous version would misread a file of the new one. */
+export const RECORD_FORMAT_VERSION = 1;
+/** Registers a call record keeps: x0..x17, the registers an SMCCC 1.2+ call may pass and return (DEN0028 §2.6). */
+export const RECORD_REGS = 18;
+/** The largest file `smcvisor replay` reads (a recording stops at --record-limit well before). */
+export const RECORD_FILE_MAX = 1024 * 1024 * 1024;
+/** The default --record-limit, in MiB. */
+export const DEFAULT_RECORD_LIMIT_MIB = 256;
+
+const hex64 = z.string().regex(/^0x[0-9a-f]{1,16}$/, "a 64-bit value as 0x hex (at most 16 digits)");
+const hex32 = z.string().regex(/^0x[0-9a-f]{1,8}$/, "a 32-bit value as 0x hex (at most 8 digits)");
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "bytes as base64");
+const vmName = z.string().min(1).max(64);
+const regs = z.array(hex64).length(RECORD_REGS);
+const count = z.number().int().nonnegative();
+
+const vmInfo = z.strictObject({ name: vmName, id: count, vcpus: count, memory: z.strictObject({ base: hex64, size: hex64 }) });
+
+export const headerSchema = z.strictObject({
+  format: z.literal(RECORD_MAGIC),
+  version: z.number().int(),
+  smcvisor: z.string().max(200),
+  created: z.string().max(64),
+  /** The policy the run had: the scenario's text, and the policy file's when the scenario names one. */
+  config: z.strictObject({ kind: z.enum(["scenario", "config"]), name: z.string().max(4096), text: z.string(), policyText: z.string().optional() }),
+  vms: z.array(vmInfo).max(4096),
+});
+
+const input = z.discriminatedUnion("k", [
+  /** A read of guest memory by the hypervisor or its secure world (null data: the read was refused). */
+  z.strictObject({ k: z.literal("read"), ipa: hex64, len: count, data: base64.nullable() }),
+  /** Bytes the modelled secure world's entropy source produced. */
+  z.strictObject({ k: z.literal("entropy"), data: base64 }),
+  /** A reading of the VM's time: the host wall clock, or a vCPU's virtual or physical counter. */
+  z.strictObject({ k: z.literal("time"), what: z.enum(["wall", "virtual", "physical"]), vcpu: count, value: hex64 }),
+  /** What a `delegate:<name>` handler answered: the result registers it set (x0-x3 at least). */
+  z.strictObject({ k: z.literal("delegate"), name: z.string().max(64), out: z.array(hex64).min(4).max(RECORD_REGS) }),
+]);
+
+const write = z.union([
+  z.strictObject({ ipa: hex64, data: base64, ok: z.boolean() }),
+  /** The whole RAM became zero (PSCI MEM_PROTECT's wipe). */
+  z.strictObject({ clear: z.literal(true) }),
+]);
+
+const callRecord = z.strictObject({
+  t: z.literal("call"),
+  /** The call's number in the run, from 1, in the order calls started. */
+  n: count,
+  vm: vmName,
+  vcpu: count,
+  esr: hex32,
+  pstate: hex32,
+  in: regs,
+  inputs: z.array(input),
+  out: regs,
+  outcome: z.string().max(32),
+  /** The decision as the trace has it; null when the router wrote no event for the call. */
+  action: z.string().max(32).nullable(),
+  rule: z.string().max(4096).nullable(),
+  writes: z.array(write),
+});
+
+export const recordSchema = z.discriminatedUnion("t", [
+  callRecord,
+  z.strictObject({ t: z.literal("reset"), vm: vmName }),
+  z.strictObject({ t: z.literal("destroy"), vm: vmName }),
+  /** A live policy change (Router.preparePolicy through the control API): which VM, and the new policy's text. */
+  z.strictObject({ t: z.literal("policy"), vm: vmName, text: z.string() }),
+  /** The recording reached --record-limit: nothing after this line was recorded. */
+  z.strictObject({ t: z.literal("limit"), bytes: count, calls: count }),
+  /** The run ended: how many calls were recorded, and accesses no call could be charged with. */
+  z.strictObject({ t: z.literal("end"), calls: count, unattributed: count }),
+]);
+
+export type RecordHeader = z.infer<typeof headerSchema>;
+export type RecordLine = z.infer<typeof recordSchema>;
+export type CallRecord = z.infer<typeof callRecord>;
+export type RecordInput = z.infer<typeof input>;
+export type RecordWrite = z.infer<typeof write>;
+
+export interface Recording {
+  readonly header: RecordHeader;
+  readonly records: readonly RecordLine[];
+}
+
+export type ParseResult = { readonly ok: true; readonly recording: Recording } | { readonly ok: false; readonly error: string };
+
+/** A 64-bit value for the file. */
+export function hex(v: bigint | number): string {
+  return `0x${(typeof v === "bigint" ? BigInt.asUintN(64, v) : BigInt(v >>> 0)).toString(16)}`;
+}
+
+/** x0..x17 from a register view (two 32-bit words per register, low first). */
+export function regsOf(words: Uint32Array): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < RECORD_REGS; i++) out.push(hex((BigInt(words[2 * i + 1]! >>> 0) << 32n) | BigInt(words[2 * i]! >>> 0)));
+  return out;
+}
+
+/** The register view back from x0..x17. */
+export function wordsOf(regs: readonly string[], into = new Uint32Array(2 * RECORD_REGS)): Uint32Array {
+  for (let i = 0; i < RECORD_REGS; i++) {
+    const v = BigInt(regs[i] ?? "0x0");
+    into[2 * i] = Number(v & 0xffff_ffffn);
+    into[2 * i + 1] = Number(v >> 32n);
+  }
+  return into;
+}
+
+function issue(e: z.ZodError): string {
+  const i = e.issues[0]!;
+  return `${i.path.length > 0 ? i.path.join(".") : "(record)"}: ${i.message}`;
+}
+
+/**
+ * Parses a recording's text. Refuses what is not a recording, a newer format version, and any line that
+ * does not match its schema; a file cut short (no `end` record) is accepted, since a run that was killed
+ * still recorded everything up to there, and `truncated` in the result says so.
+ */
+export function parseRecording(text: string): ParseResult & { readonly truncated?: boolean } {
+  const lines = text.split("\n");
+  if (lines[lines.length - 1] === "") lines.pop();
+  if (lines.length === 0) return { ok: false, error: "the file is empty: not a smcvisor recording" };
+  const json = (line: string, n: number): { ok: true; value: unknown } | { ok: false; error: string } => {
+    try {
+      return { ok: true, value: JSON.parse(line) };
+    } catch {
+      return { ok: false, error: `line ${n}: not JSON${n > 1 && n === lines.length ? " (the file may be cut short)" : ""}` };
+    }
+  };
+  const first = json(lines[0]!, 1);
+  if (!first.ok) return { ok: false, error: `${first.error}: not a smcvisor recording` };
+  const v = first.value as { format?: unknown; version?: unknown } | null;
+  if (typeof v !== "object" || v === null || v.format !== RECORD_MAGIC) return { ok: false, error: `line 1: not a smcvisor recording (no "format": "${RECORD_MAGIC}")` };
+  if (typeof v.version === "number" && v.version > RECORD_FORMAT_VERSION) {
+    return { ok: false, error: `line 1: format version ${v.version} is newer than this smcvisor reads (${RECORD_FORMAT_VERSION}): replay it with the smcvisor that recorded it, or a newer one` };
+  }
+  const header = headerSchema.safeParse(v);
+  if (!header.success) return { ok: false, error: `line 1: ${issue(header.error)}` };
+  if (header.data.version !== RECORD_FORMAT_VERSION) return { ok: false, error: `line 1: format version ${header.data.version} is not one this smcvisor reads (${RECORD_FORMAT_VERSION})` };
+  const records: RecordLine[] = [];
+  for (let i = 1; i < lines.length; i++) {
+    const j = json(lines[i]!, i + 1);
+    if (!j.ok) return { ok: false, error: j.error };
+    const r = recordSchema.safeParse(j.value);
+    if (!r.success) return { ok: false, error: `line ${i + 1}: ${issue(r.error)}` };
+    if (r.data.t === "end" && i !== lines.length - 1) return { ok: false, error: `line ${i + 1}: records after the end record` };
+    records.push(r.data);
+  }
+  const last = records[records.length - 1];
+  return { ok: true, recording: { header: header.data, records }, truncated: last?.t !== "end" && last?.t !== "limit" };
+}
