@@ -193,7 +193,7 @@ static void __attribute__((noreturn)) final_command(struct cpu *c, struct reply 
 		 * reset, start.S), DAIF masked, x0..x3 from the reply, stage 2 and the SMC trap kept.
 		 */
 		zero(c->regs, sizeof(c->regs));
-		WRITE_SYSREG(sctlr_el1, 0x30d00800ul);
+		WRITE_SYSREG(sctlr_el1, SCTLR_EL1_RESET);
 		WRITE_SYSREG(hcr_el2, HCR_VM | HCR_SWIO | HCR_TSC | HCR_RW);
 		for (int i = 0; i < 4; i++)
 			c->regs[i] = r->x[i];

@@ -35,13 +35,21 @@ it("a HANDOVER request from a VM that is no handover VM ends that VM only", asyn
       parseGuestLine(text, reports.get(vm)!);
       if (!sent && vm === "survivor" && text.startsWith("SMCV-STEP 5 ")) {
         sent = true;
-        // A well-formed HANDOVER, as the shim sends it after a kernel booted at EL2 calls its vectors.
-        const mb = m.vm("victim").mailbox(0);
+        // A well-formed HANDOVER, as the shim sends it after a kernel booted at EL2 calls its vectors, posted
+        // as the next request while the victim's mailbox is quiet (every request answered). The victim's own
+        // shim keeps posting: an attempt it overtakes is lost (its own frame is read), and the next one is made.
+        const victim = m.vm("victim");
+        const mb = victim.mailbox(0);
         const words = new Int32Array(mb.buffer, mb.byteOffset, 4);
-        const seq = Atomics.load(words, MAILBOX.reqSeq / 4) + 1;
-        mb.set(encodeRequest({ type: REQ.HANDOVER, vcpu: 0, esr: 0x5a00_0000, elr: 0x4020_0000n, spsr: 0x3c5n, far: 0n, cntvct: 0n, localCalls: 0n, regs: [0n, HANDOVER_VECTORS] }), MAILBOX.request);
-        Atomics.store(words, MAILBOX.reqSeq / 4, seq);
-        m.vm("victim").doorbellRang(0, 1);
+        const frame = encodeRequest({ type: REQ.HANDOVER, vcpu: 0, esr: 0x5a00_0000, elr: 0x4020_0000n, spsr: 0x3c5n, far: 0n, cntvct: 0n, localCalls: 0n, regs: [0n, HANDOVER_VECTORS] });
+        let tries = 0;
+        const attempt = setInterval(() => {
+          if (victim.ended || ++tries > 2000) return clearInterval(attempt);
+          const seq = Atomics.load(words, MAILBOX.reqSeq / 4);
+          if (seq !== Atomics.load(words, MAILBOX.rspSeq / 4)) return;
+          mb.set(frame, MAILBOX.request);
+          if (Atomics.compareExchange(words, MAILBOX.reqSeq / 4, seq, (seq + 1) | 0) === seq) victim.doorbellRang(0, 1);
+        }, 1);
       }
     },
   });

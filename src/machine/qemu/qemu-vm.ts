@@ -195,6 +195,8 @@ export class QemuVm implements PowerPort {
   private epoch = 0;
   /** A reset is under way: only vCPU 0's HELLO of the next boot is taken; anything else is from before it. */
   private resetting = false;
+  /** The boot CPU's next HELLO starts a boot smcvisor knows of (the first, or after a reset it made). */
+  private expectHello = true;
   /** The hypervisor's reset of the domain, while it is still running (a secure world that answers later). */
   private domainReset: Promise<void> | null = null;
   private helloTimer: NodeJS.Timeout | null = null;
@@ -634,6 +636,12 @@ export class QemuVm implements PowerPort {
       clearTimeout(this.helloTimer);
       this.helloTimer = null;
     }
+    if (v.index === 0 && v.pendingStart === null && this.config.handover && !this.expectHello) {
+      // A handover VM's kernel that still owns EL2 resets the machine through QEMU's PSCI itself, unseen:
+      // the boot CPU's HELLO is the only sign. A new boot all the same (the domain is reset, boots counts it).
+      this.beginReset();
+      this.resetting = false;
+    }
     if (v.index === 0 && v.pendingStart === null && this.domainReset) {
       // The hypervisor's reset of the domain is still under way (a secure world that answers later): the new
       // boot starts when it is done.
@@ -647,6 +655,7 @@ export class QemuVm implements PowerPort {
       return;
     }
     if (v.index === 0 && v.pendingStart === null) {
+      this.expectHello = false;
       // QEMU has put the device tree back as it was at the first boot: this boot's number goes in its bootargs.
       if (this.boots > 1 && this.bootDigitsAt !== null) this.memory.write(this.bootDigitsAt, new TextEncoder().encode(bootDigits(this.boots)));
       // The boot CPU (after a reset too): the image with x0 = the device tree (Linux arm64 booting.rst); a
@@ -827,6 +836,7 @@ export class QemuVm implements PowerPort {
    * before the next boot's HELLO are from before the reset. The hypervisor resets the domain now.
    */
   private beginReset(): void {
+    this.expectHello = true;
     this.epoch++;
     // The machine's devices come out of reset too: the emulated ones forget what the driver set up.
     this.diskTransport?.reset();
