@@ -11,7 +11,7 @@ import { z } from "zod";
 export const RECORD_MAGIC = "smcvisor-record";
 /** Bumped whenever a reader of the previous version would misread a file of the new one. */
 export const RECORD_FORMAT_VERSION = 1;
-/** Registers a call record keeps: x0..x17, the registers an SMCCC 1.2+ call may pass and return (DEN0028 §2.6). */
+/** Registers a call record keeps: x0..x17, the registers an SMCCC 1.2+ call may pass and return (DEN0028 §2.6-2.8). */
 export const RECORD_REGS = 18;
 /** The largest file `smcvisor replay` reads (a recording stops at --record-limit well before). */
 export const RECORD_FILE_MAX = 1024 * 1024 * 1024;
@@ -102,10 +102,15 @@ export function hex(v: bigint | number): string {
   return `0x${(typeof v === "bigint" ? BigInt.asUintN(64, v) : BigInt(v >>> 0)).toString(16)}`;
 }
 
+/** A register from its two 32-bit words, as hex64 writes it (no BigInt: this runs for every register of every call). */
+export function hexWords(lo: number, hi: number): string {
+  return hi === 0 ? `0x${(lo >>> 0).toString(16)}` : `0x${(hi >>> 0).toString(16)}${(lo >>> 0).toString(16).padStart(8, "0")}`;
+}
+
 /** x0..x17 from a register view (two 32-bit words per register, low first). */
 export function regsOf(words: Uint32Array): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < RECORD_REGS; i++) out.push(hex((BigInt(words[2 * i + 1]! >>> 0) << 32n) | BigInt(words[2 * i]! >>> 0)));
+  const out = new Array<string>(RECORD_REGS);
+  for (let i = 0; i < RECORD_REGS; i++) out[i] = hexWords(words[2 * i]!, words[2 * i + 1]!);
   return out;
 }
 

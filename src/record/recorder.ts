@@ -38,7 +38,8 @@ interface Pending {
 
 export class Recorder implements HypervisorObserver {
   private readonly fd: number;
-  private buffer: string[] = [];
+  /** Records not yet written: one string (V8 concatenates lazily), written at flushBytes and at close. */
+  private pending = "";
   private buffered = 0;
   private written = 0;
   private calls = 0;
@@ -122,7 +123,8 @@ export class Recorder implements HypervisorObserver {
       p = list.splice(i, 1)[0]!;
     }
     this.calls++;
-    this.emit({ ...p.rec, out: regsOf(regs), outcome: OUTCOME_NAMES[outcome] ?? String(outcome), action: event?.action ?? null, rule: event?.rule ?? null });
+    const r = p.rec;
+    this.emit({ t: "call", n: r.n, vm: r.vm, vcpu: r.vcpu, esr: r.esr, pstate: r.pstate, in: r.in, inputs: r.inputs, out: regsOf(regs), outcome: OUTCOME_NAMES[outcome] ?? String(outcome), action: event?.action ?? null, rule: event?.rule ?? null, writes: r.writes });
   }
 
   trapPending(): void {
@@ -245,7 +247,7 @@ export class Recorder implements HypervisorObserver {
   }
 
   private push(text: string): void {
-    this.buffer.push(text, "\n");
+    this.pending += text + "\n";
     // Lengths in UTF-16 units: the JSON is ASCII but for names and policy text, close enough for a cap.
     this.buffered += text.length + 1;
     if (this.buffered >= (this.opts.flushBytes ?? 256 * 1024)) this.flush();
@@ -253,8 +255,8 @@ export class Recorder implements HypervisorObserver {
 
   private flush(): void {
     if (this.buffered === 0) return;
-    const data = this.buffer.join("");
-    this.buffer = [];
+    const data = this.pending;
+    this.pending = "";
     this.written += this.buffered;
     this.buffered = 0;
     writeSync(this.fd, data);
