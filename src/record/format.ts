@@ -13,8 +13,6 @@ export const RECORD_MAGIC = "smcvisor-record";
 export const RECORD_FORMAT_VERSION = 1;
 /** Registers a call record keeps: x0..x17, the registers an SMCCC 1.2+ call may pass and return (DEN0028 §2.6-2.8). */
 export const RECORD_REGS = 18;
-/** The largest file `smcvisor replay` reads (a recording stops at --record-limit well before). */
-export const RECORD_FILE_MAX = 1024 * 1024 * 1024;
 /** The default --record-limit, in MiB. */
 export const DEFAULT_RECORD_LIMIT_MIB = 256;
 
@@ -129,41 +127,79 @@ function issue(e: z.ZodError): string {
   return `${i.path.length > 0 ? i.path.join(".") : "(record)"}: ${i.message}`;
 }
 
+/** The longest line a reader accepts: far above any record the recorder writes (OP-TEE reads pages). */
+export const RECORD_LINE_MAX = 64 * 1024 * 1024;
+
+export type LineResult = { readonly ok: true; readonly header: RecordHeader } | { readonly ok: true; readonly record: RecordLine } | { readonly ok: false; readonly error: string };
+
 /**
- * Parses a recording's text. Refuses what is not a recording, a newer format version, and any line that
- * does not match its schema; a file cut short (no `end` record) is accepted, since a run that was killed
- * still recorded everything up to there, and `truncated` in the result says so.
+ * Reads a recording line by line, so that a file of any size replays in bounded memory. Refuses what is not
+ * a recording, a newer format version, and any line that does not match its schema, naming the line.
  */
-export function parseRecording(text: string): ParseResult & { readonly truncated?: boolean } {
-  const lines = text.split("\n");
-  if (lines[lines.length - 1] === "") lines.pop();
-  if (lines.length === 0) return { ok: false, error: "the file is empty: not a smcvisor recording" };
-  const json = (line: string, n: number): { ok: true; value: unknown } | { ok: false; error: string } => {
+export class RecordingParser {
+  private n = 0;
+  private ended = false;
+  private last: RecordLine["t"] | null = null;
+
+  /**
+   * The next line, without its newline; `cut` when the file ends in the middle of it (no newline after
+   * it), which is how a recording whose writer was killed ends.
+   */
+  line(text: string, cut = false): LineResult {
+    const n = ++this.n;
+    let value: unknown;
     try {
-      return { ok: true, value: JSON.parse(line) };
+      value = JSON.parse(text);
     } catch {
-      return { ok: false, error: `line ${n}: not JSON${n > 1 && n === lines.length ? " (the file may be cut short)" : ""}` };
+      const hint = n > 1 && cut ? " (the file may be cut short)" : "";
+      return { ok: false, error: n === 1 ? `line 1: not JSON${hint}: not a smcvisor recording` : `line ${n}: not JSON${hint}` };
     }
-  };
-  const first = json(lines[0]!, 1);
-  if (!first.ok) return { ok: false, error: `${first.error}: not a smcvisor recording` };
-  const v = first.value as { format?: unknown; version?: unknown } | null;
-  if (typeof v !== "object" || v === null || v.format !== RECORD_MAGIC) return { ok: false, error: `line 1: not a smcvisor recording (no "format": "${RECORD_MAGIC}")` };
-  if (typeof v.version === "number" && v.version > RECORD_FORMAT_VERSION) {
-    return { ok: false, error: `line 1: format version ${v.version} is newer than this smcvisor reads (${RECORD_FORMAT_VERSION}): replay it with the smcvisor that recorded it, or a newer one` };
+    if (n === 1) return this.header(value);
+    if (this.ended) return { ok: false, error: `line ${n}: a record after the end record` };
+    const r = recordSchema.safeParse(value);
+    if (!r.success) return { ok: false, error: `line ${n}: ${issue(r.error)}` };
+    if (r.data.t === "end") this.ended = true;
+    this.last = r.data.t;
+    return { ok: true, record: r.data };
   }
-  const header = headerSchema.safeParse(v);
-  if (!header.success) return { ok: false, error: `line 1: ${issue(header.error)}` };
-  if (header.data.version !== RECORD_FORMAT_VERSION) return { ok: false, error: `line 1: format version ${header.data.version} is not one this smcvisor reads (${RECORD_FORMAT_VERSION})` };
+
+  /** Lines read so far. */
+  get lines(): number {
+    return this.n;
+  }
+
+  /** After the last line: the file has no end or limit record (its writer did not finish). */
+  get truncated(): boolean {
+    return this.last !== "end" && this.last !== "limit";
+  }
+
+  private header(v0: unknown): LineResult {
+    const v = v0 as { format?: unknown; version?: unknown } | null;
+    if (typeof v !== "object" || v === null || v.format !== RECORD_MAGIC) return { ok: false, error: `line 1: not a smcvisor recording (no "format": "${RECORD_MAGIC}")` };
+    if (typeof v.version === "number" && v.version > RECORD_FORMAT_VERSION) {
+      return { ok: false, error: `line 1: format version ${v.version} is newer than this smcvisor reads (${RECORD_FORMAT_VERSION}): replay it with the smcvisor that recorded it, or a newer one` };
+    }
+    const header = headerSchema.safeParse(v);
+    if (!header.success) return { ok: false, error: `line 1: ${issue(header.error)}` };
+    if (header.data.version !== RECORD_FORMAT_VERSION) return { ok: false, error: `line 1: format version ${header.data.version} is not one this smcvisor reads (${RECORD_FORMAT_VERSION})` };
+    return { ok: true, header: header.data };
+  }
+}
+
+/** A whole recording from its text (tests, small files; `smcvisor replay` streams with RecordingParser). */
+export function parseRecording(text: string): ParseResult & { readonly truncated?: boolean } {
+  if (text.length === 0) return { ok: false, error: "the file is empty: not a smcvisor recording" };
+  const lines = text.split("\n");
+  const cut = lines[lines.length - 1] !== "";
+  if (!cut) lines.pop();
+  const parser = new RecordingParser();
+  let header: RecordHeader | null = null;
   const records: RecordLine[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    const j = json(lines[i]!, i + 1);
-    if (!j.ok) return { ok: false, error: j.error };
-    const r = recordSchema.safeParse(j.value);
-    if (!r.success) return { ok: false, error: `line ${i + 1}: ${issue(r.error)}` };
-    if (r.data.t === "end" && i !== lines.length - 1) return { ok: false, error: `line ${i + 1}: records after the end record` };
-    records.push(r.data);
+  for (let i = 0; i < lines.length; i++) {
+    const r = parser.line(lines[i]!, cut && i === lines.length - 1);
+    if (!r.ok) return r;
+    if ("header" in r) header = r.header;
+    else records.push(r.record);
   }
-  const last = records[records.length - 1];
-  return { ok: true, recording: { header: header.data, records }, truncated: last?.t !== "end" && last?.t !== "limit" };
+  return { ok: true, recording: { header: header!, records }, truncated: parser.truncated };
 }

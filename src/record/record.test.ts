@@ -195,7 +195,7 @@ describe("parseRecording", () => {
     const wide = [lines[0], lines[1]!.replace(/"in":\["0x[0-9a-f]+"/, '"in":["0x10000000000000000"'), ...lines.slice(2)].join("\n");
     expect(parseRecording(wide)).toMatchObject({ ok: false, error: expect.stringMatching(/^line 2: in\.0: a 64-bit value/) });
     const after = [...lines, lines[1]].join("\n");
-    expect(parseRecording(after)).toEqual({ ok: false, error: `line ${lines.length}: records after the end record` });
+    expect(parseRecording(after)).toEqual({ ok: false, error: `line ${lines.length + 1}: a record after the end record` });
   });
 
   it("never throws on mutated files, and what it accepts replays without throwing", async () => {

@@ -20,7 +20,7 @@ import { EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64, esrEc } from "../smccc/esr.js";
 import { hex32 } from "../smccc/fid.js";
 import { fidName } from "../smccc/names.js";
 import { OUTCOME_NAMES, type TraceEvent } from "../trace/ring.js";
-import { hex, RECORD_REGS, regsOf, wordsOf, type CallRecord, type RecordHeader, type RecordInput, type Recording, type RecordWrite } from "./format.js";
+import { hex, RECORD_REGS, regsOf, wordsOf, type CallRecord, type RecordHeader, type RecordInput, type RecordLine, type RecordWrite } from "./format.js";
 
 /** One side of a compared call. */
 export interface CallSide {
@@ -246,8 +246,12 @@ function sideOf(r: CallRecord): CallSide {
   return { action: r.action, rule: r.rule, outcome: r.outcome, regs: r.out, writes: r.writes };
 }
 
-/** Replays `recording` against `config`; errors only for a config the hypervisor cannot build. */
-export async function replayRecording(recording: Recording, config: Config, opts: { truncated?: boolean } = {}): Promise<{ ok: true; report: ReplayReport } | { ok: false; errors: string[] }> {
+/**
+ * Replays `recording` against `config`; errors only for a config the hypervisor cannot build. The records
+ * are consumed once, in order, so they may come from a reader of a file of any size (an exception from
+ * the iterator, a bad line, ends the replay and propagates).
+ */
+export async function replayRecording(recording: { readonly header: RecordHeader; readonly records: Iterable<RecordLine> }, config: Config, opts: { truncated?: () => boolean } = {}): Promise<{ ok: true; report: ReplayReport } | { ok: false; errors: string[] }> {
   const call = new CallInputs();
   let last: { vm: string; vcpu: number; outcome: number; event: TraceEvent | null } | null = null;
   const observer: HypervisorObserver = {
@@ -334,6 +338,6 @@ export async function replayRecording(recording: Recording, config: Config, opts
     }
   }
   for (const vm of unknown) notes.push(`the recording resets ${vm}, which is not in the config`);
-  if (opts.truncated) notes.push("the recording is cut short (no end record): the run did not finish writing it");
+  if (opts.truncated?.()) notes.push("the recording is cut short (no end record): the run did not finish writing it");
   return { ok: true, report: { calls, diffs, notes } };
 }
