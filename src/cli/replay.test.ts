@@ -103,23 +103,23 @@ describe("smcvisor replay", () => {
     const recorder = new Recorder(big, { smcvisor: "test", config: { kind: "config", name: "inline.yaml", text: TEXT } }, { limitBytes: 1 << 30 });
     const m = ScriptedMachine.fromConfig(parsed.value, { observer: recorder, entropy: seededGenerator(9) });
     const v = m.vm("dom0").vcpu(0);
-    for (let i = 0; i < 6000; i++) v.hvc(0xc400_0053, 1 + (i % 192));
+    for (let i = 0; i < 8000; i++) v.hvc(0xc400_0053, 1 + (i % 192));
     recorder.close();
     const size = readFileSync(big).length;
     expect(size).toBeGreaterThan(2 << 20);
     const r = await cli("replay", "big.ndjson");
-    expect(r.out.slice(1)).toEqual(["no difference in 6000 calls"]);
+    expect(r.out.slice(1)).toEqual(["no difference in 8000 calls"]);
     expect(r.code).toBe(0);
     // Killed mid-write: the last line is half there. Replay stops at it, naming it.
     writeFileSync(join(dir, "killed.ndjson"), readFileSync(big).subarray(0, size - 100));
     const k = await cli("replay", "killed.ndjson");
-    expect(k.err).toEqual([expect.stringMatching(/^smcvisor: killed\.ndjson: line 6001: not JSON \(the file may be cut short\)$/)]);
+    expect(k.err).toEqual([expect.stringMatching(/^smcvisor: killed\.ndjson: line 8001: not JSON \(the file may be cut short\)$/)]);
     expect(k.code).toBe(2);
     // Killed between two records: what is there replays, with a note.
     const text = readFileSync(big, "utf8");
     writeFileSync(join(dir, "between.ndjson"), text.slice(0, text.lastIndexOf("\n", text.length - 2) + 1));
     const b = await cli("replay", "between.ndjson");
-    expect(b.out.slice(1)).toEqual(["note: the recording is cut short (no end record): the run did not finish writing it", "no difference in 6000 calls"]);
+    expect(b.out.slice(1)).toEqual(["note: the recording is cut short (no end record): the run did not finish writing it", "no difference in 8000 calls"]);
     expect(b.code).toBe(0);
   }, 120_000);
 

@@ -9,7 +9,7 @@ import { resolve } from "node:path";
 import { readConfigFile } from "../machine/config-file.js";
 import { loadScenario } from "../machine/qemu/scenario.js";
 import { validateConfig, type Config } from "../policy/load.js";
-import { RECORD_LINE_MAX, RecordingParser, type RecordHeader, type RecordLine } from "../record/format.js";
+import { RECORD_LINE_MAX, RecordingParser, regAt, type RecordHeader, type RecordLine } from "../record/format.js";
 import { recordedConfig, replayRecording, type CallDiff, type CallSide } from "../record/replay.js";
 import { parseArgs, UsageError, type Io } from "./args.js";
 
@@ -117,7 +117,7 @@ export function diffLines(d: CallDiff): string[] {
   }
   if (d.changed.includes("decision")) out.push(`  decision: ${decision(d.before)} → ${decision(a)}`);
   if (d.changed.includes("outcome")) out.push(`  outcome: ${d.before.outcome} → ${a.outcome}`);
-  for (const c of d.changed) if (/^x\d+$/.test(c)) out.push(`  ${c}: ${d.before.regs[Number(c.slice(1))]} → ${a.regs[Number(c.slice(1))]}`);
+  for (const c of d.changed) if (/^x\d+$/.test(c)) out.push(`  ${c}: ${regAt(d.before.regs, Number(c.slice(1)))} → ${regAt(a.regs, Number(c.slice(1)))}`);
   if (d.changed.includes("writes")) out.push(`  memory writes: ${writesText(d.before)} → ${writesText(a)}`);
   for (const m of d.missing) out.push(`  not in the recording: ${m}`);
   return out;

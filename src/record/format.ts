@@ -20,7 +20,8 @@ const hex64 = z.string().regex(/^0x[0-9a-f]{1,16}$/, "a 64-bit value as 0x hex (
 const hex32 = z.string().regex(/^0x[0-9a-f]{1,8}$/, "a 32-bit value as 0x hex (at most 8 digits)");
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "bytes as base64");
 const vmName = z.string().min(1).max(64);
-const regs = z.array(hex64).length(RECORD_REGS);
+/** x0..x17 with the zero registers at the end left out: 1 to 18 values. */
+const regs = z.array(hex64).min(1).max(RECORD_REGS);
 const count = z.number().int().nonnegative();
 
 const vmInfo = z.strictObject({ name: vmName, id: count, vcpus: count, memory: z.strictObject({ base: hex64, size: hex64 }) });
@@ -42,7 +43,7 @@ const input = z.discriminatedUnion("k", [
   z.strictObject({ k: z.literal("entropy"), data: base64 }),
   /** A reading of the VM's time: the host wall clock, or a vCPU's virtual or physical counter. */
   z.strictObject({ k: z.literal("time"), what: z.enum(["wall", "virtual", "physical"]), vcpu: count, value: hex64 }),
-  /** What a `delegate:<name>` handler answered: the result registers it set (x0-x3 at least). */
+  /** What a `delegate:<name>` handler answered: every result register it set (4 to 18, zeros kept). */
   z.strictObject({ k: z.literal("delegate"), name: z.string().max(64), out: z.array(hex64).min(4).max(RECORD_REGS) }),
 ]);
 
@@ -105,11 +106,21 @@ export function hexWords(lo: number, hi: number): string {
   return hi === 0 ? `0x${(lo >>> 0).toString(16)}` : `0x${(hi >>> 0).toString(16)}${(lo >>> 0).toString(16).padStart(8, "0")}`;
 }
 
-/** x0..x17 from a register view (two 32-bit words per register, low first). */
-export function regsOf(words: Uint32Array): string[] {
-  const out = new Array<string>(RECORD_REGS);
-  for (let i = 0; i < RECORD_REGS; i++) out[i] = hexWords(words[2 * i]!, words[2 * i + 1]!);
+/**
+ * x0..x17 from a register view (two 32-bit words per register, low first), without the zero registers at
+ * the end (x0 is always there): most calls pass one to four arguments, and a record is then short.
+ */
+export function regsOf(words: Uint32Array, count = RECORD_REGS, trim = true): string[] {
+  let n = count;
+  while (trim && n > 1 && words[2 * n - 2] === 0 && words[2 * n - 1] === 0) n--;
+  const out = new Array<string>(n);
+  for (let i = 0; i < n; i++) out[i] = hexWords(words[2 * i]!, words[2 * i + 1]!);
   return out;
+}
+
+/** Register n of a list regsOf made: "0x0" past its end. */
+export function regAt(regs: readonly string[], n: number): string {
+  return regs[n] ?? "0x0";
 }
 
 /** The register view back from x0..x17. */

@@ -86,7 +86,7 @@ export class Recorder implements HypervisorObserver {
       handle: (call, res, origin) => {
         const p = this.owner(origin.vmName, origin.vcpu);
         const done = () => {
-          if (p) p.rec.inputs.push({ k: "delegate", name, out: regsOf(res.words).slice(0, Math.max(4, Math.min(res.count, 18))) });
+          if (p) p.rec.inputs.push({ k: "delegate", name, out: regsOf(res.words, Math.max(4, Math.min(res.count, 18)), false) });
           else this.unattributed++;
         };
         const r = target.handle(call, res, origin);
