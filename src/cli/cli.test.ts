@@ -246,7 +246,7 @@ describe("smcvisor help and --version", () => {
   it("refuses help for a command that does not exist, naming the ones that do", async () => {
     const r = await run("help", "nope");
     expect(r.code).toBe(2);
-    expect(r.err[0]).toBe('smcvisor: help: no command "nope" (commands: decode, call, explain, config, demo, run, conform, fuzz)');
+    expect(r.err[0]).toBe('smcvisor: help: no command "nope" (commands: decode, call, explain, config, demo, run, replay, conform, fuzz)');
   });
 
   it("--version names the package version, the shim protocol and Node", async () => {
