@@ -8,6 +8,7 @@ import { platformBench } from "./platform.bench.js";
 import { recordBench } from "./record.bench.js";
 import { routerBench } from "./router.bench.js";
 import { teeBench } from "./tee.bench.js";
+import { wakeBench } from "./wake.bench.js";
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
@@ -18,11 +19,12 @@ const platform = args.has("--no-qemu") ? null : await platformBench({ quick });
 const tee = await teeBench({ quick, qemu: !args.has("--no-qemu") });
 // 10^7 fuzzing calls with every invariant checked (72-124 s on the 2-core machine, by its load), against a
 // tenth as many plain calls; --quick runs 10^5 of each.
+const wake = args.has("--no-qemu") ? null : await wakeBench();
 const fuzz = await fuzzBench({ calls: quick ? 100_000 : 10_000_000, baselineCalls: quick ? 100_000 : 1_000_000 });
 const record = await recordBench({ iterations: quick ? 20_000 : 100_000, repetitions: quick ? 9 : 21 });
 
 if (json) {
-  console.log(JSON.stringify({ node: process.version, router, platform, tee, fuzz, record }, null, 2));
+  console.log(JSON.stringify({ node: process.version, router, platform, tee, fuzz, wake, record }, null, 2));
 } else {
   console.log(`smcvisor benchmarks (Node ${process.version}; medians of interleaved repetitions, ratios paired per repetition)\n`);
   console.log("In-process router: one trapped HVC per iteration, each case in a loop of the same shape a backend has\n");
@@ -63,6 +65,15 @@ if (!json) {
   console.log(table([["ratio", "value"], ["plain calls/s / checked calls/s", `${fuzz.checkCost.toFixed(2)}x`]]));
   const v = fuzz.checked.violation;
   if (v) console.log(`\nVIOLATION (${v.kind}) at call ${v.call}: ${v.message}\n  replay: smcvisor fuzz --config ${fuzz.config} --seed ${fuzz.seed} --calls ${v.call + 1}`);
+}
+
+if (!json && wake) {
+  console.log("");
+  console.log(`Wake-up latency: ${wake.config}, Linux idling through cpuidle-psci; guest timer condition -> guest resumed (${wake.samples} timer wake-ups of ${wake.waits} waits)`);
+  console.log("");
+  console.log(table([["median µs", "p90 µs", "max µs"], [wake.medianUs.toFixed(0), wake.p90Us.toFixed(0), wake.maxUs.toFixed(0)]]));
+  console.log("");
+  console.log(table([["ratio", "value"], [`median / declared exit latency (${wake.declaredExitUs} µs)`, `${wake.ratio.toFixed(2)}x`]]));
 }
 
 if (!json) {

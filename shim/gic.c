@@ -61,7 +61,12 @@ void wake_boot(void)
 	}
 }
 
-void wake_arm(struct cpu *c, struct gic_save *s)
+/*
+ * Arms the two wake sources. With `guest_too` (a wake-up wait for the guest, shim/suspend.c) the guest's
+ * own priority mask is kept when it lets more through than PMR_SLEEP, so the guest's interrupts wake the
+ * CPU as well; otherwise the mask hides them for the sleep.
+ */
+void wake_arm(struct cpu *c, struct gic_save *s, int guest_too)
 {
 	const struct host_page *h = host();
 	u32 spi = h->doorbell_intid + c->index;
@@ -83,7 +88,7 @@ void wake_arm(struct cpu *c, struct gic_save *s)
 			MMIO32(d + GICD_CTLR) = s->dist_ctlr | GICD_CTLR_ENABLE_GRP1;
 		s->pmr = (u32)READ_SYSREG(ICC_PMR_EL1);
 		s->cpu_ctlr = (u32)READ_SYSREG(ICC_IGRPEN1_EL1);
-		WRITE_SYSREG(ICC_PMR_EL1, PMR_SLEEP);
+		WRITE_SYSREG(ICC_PMR_EL1, guest_too && s->pmr > PMR_SLEEP ? s->pmr : PMR_SLEEP);
 		WRITE_SYSREG(ICC_IGRPEN1_EL1, 1);
 	} else {
 		u64 cc = h->gicc;
@@ -97,7 +102,7 @@ void wake_arm(struct cpu *c, struct gic_save *s)
 			MMIO32(d + GICD_CTLR) = s->dist_ctlr | 1;
 		s->pmr = MMIO32(cc + GICC_PMR);
 		s->cpu_ctlr = MMIO32(cc + GICC_CTLR);
-		MMIO32(cc + GICC_PMR) = PMR_SLEEP;
+		MMIO32(cc + GICC_PMR) = guest_too && s->pmr > PMR_SLEEP ? s->pmr : PMR_SLEEP;
 		if (!(s->cpu_ctlr & 1))
 			MMIO32(cc + GICC_CTLR) = s->cpu_ctlr | 1;
 	}

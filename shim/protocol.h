@@ -19,6 +19,12 @@ typedef unsigned char u8;
 /* The shim's region. The ELF (code, data, BSS with stacks and virtqueues) starts at its base. */
 #define SHIM_BASE 0x40000000ul
 #define SHIM_SIZE 0x00200000ul
+/*
+ * The shim's exception vectors (start.S, placed by shim.ld): a handover VM's kernel hands EL2 over by making
+ * this its VBAR_EL2 through its hyp stub (HVC_SET_VECTORS, x1 = this address) and then calling
+ * HVC_SET_VECTORS with the same address again, which now reaches the shim (docs/handover.md).
+ */
+#define HANDOVER_VECTORS (SHIM_BASE + 0x1800ul)
 /* Written by the hypervisor before QEMU starts; read-only to the shim. */
 #define HOST_PAGE (SHIM_BASE + 0x100000ul)
 /* One page per vCPU: the mailbox both sides poll. */
@@ -51,7 +57,7 @@ typedef unsigned char u8;
 #define RSP_SYSTEM_RESET 7
 #define RSP_STOP 8
 #define RSP_MMIO 9		/* completes a REQ_MMIO: x0 is the value a read returns */
-#define RSP_RESTART 10		/* hyp-stub HVC_SOFT_RESTART: enter x0 at EL2 (as the stub would) */
+#define RSP_RESTART 10		/* hyp-stub HVC_SOFT_RESTART: enter `entry` at EL1, MMU off, stage 2 kept (the stub would at EL2) */
 #define RSP_RETURN_WAKE 11	/* RETURN, then wait for a wake-up event before EL1 runs again */
 
 #define RESUME_WFI 1u
@@ -126,11 +132,30 @@ struct mailbox {
 	volatile u32 req_seq;
 	volatile u32 rsp_seq;
 	volatile u32 sleeping;
-	u32 reserved[13];
+	/* Wake-up waits (shim/suspend.c): the host asks, the shim counts. */
+	volatile u32 wake_req;		/* 0x0c host: bumped to wake the vCPU from a wake-up wait (a host wake-up event) */
+	volatile u32 waiting;		/* 0x10 shim: 1 while it waits for a wake-up event (the host then rings) */
+	volatile u32 wakes;		/* 0x14 shim: wake-up waits ended, by any cause */
+	volatile u32 wakes_irq;		/* 0x18 ... by an interrupt pending for the guest */
+	volatile u32 wakes_host;	/* 0x1c ... by the host (wake_req) */
+	volatile u32 wakes_bound;	/* 0x20 ... a standby wait that reached its bound (sleep_ticks) */
+	volatile u32 wake_lat_last;	/* 0x24 ticks from the guest's virtual timer condition to the resume, last one */
+	volatile u32 wake_lat_count;	/* 0x28 timer wake-ups measured */
+	volatile u32 wake_lat_max;	/* 0x2c the largest */
+	volatile u64 wake_lat_sum;	/* 0x30 their sum */
+	u32 reserved[2];
 	struct request req;	/* offset 0x40 */
 	u32 pad[8];
 	struct reply rsp;	/* offset 0x140 */
 };
+
+/*
+ * After struct mailbox, in the same page: the latencies (counter ticks) of the last WAKE_LOG_SIZE timer
+ * wake-ups, a ring indexed by wake_lat_count (entry (n - 1) % WAKE_LOG_SIZE is the n-th), so the host can
+ * take their median.
+ */
+#define WAKE_LOG_OFFSET 0x800
+#define WAKE_LOG_SIZE 256
 
 /*
  * The hypervisor's side: `polling` is 1 while it polls every mailbox (the shim then need not ring);
@@ -147,7 +172,9 @@ _Static_assert(sizeof(struct request) == 224, "request frame is 224 bytes");
 _Static_assert(sizeof(struct reply) == 184, "reply frame is 184 bytes");
 _Static_assert(__builtin_offsetof(struct mailbox, req) == 0x40, "request at 0x40");
 _Static_assert(__builtin_offsetof(struct mailbox, rsp) == 0x140, "reply at 0x140");
-_Static_assert(sizeof(struct mailbox) <= MAILBOX_STRIDE, "a mailbox fits its page");
+_Static_assert(__builtin_offsetof(struct mailbox, wake_lat_sum) == 0x30, "wake latency sum at 0x30");
+_Static_assert(sizeof(struct mailbox) <= WAKE_LOG_OFFSET, "the wake log follows the mailbox");
+_Static_assert(WAKE_LOG_OFFSET + 4 * WAKE_LOG_SIZE <= MAILBOX_STRIDE, "a mailbox and its wake log fit their page");
 _Static_assert(sizeof(struct host_page) == 200, "host page is 200 bytes");
 
 #endif

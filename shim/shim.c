@@ -13,6 +13,11 @@
 #define HCR_TSC (1ul << 19)
 #define HCR_RW (1ul << 31)
 
+/* A handover VM's CPU (docs/handover.md): its kernel was entered at EL2 and owns it, or has handed it over. */
+#define HANDOVER_NONE 0
+#define HANDOVER_KERNEL_OWNS_EL2 1
+#define HANDOVER_DONE 2
+
 /* Physical PSCI function IDs (DEN0022). */
 #define PSCI_CPU_OFF 0x84000002u
 #define PSCI_CPU_ON64 0xC4000003u
@@ -77,7 +82,7 @@ static void wait_reply(struct cpu *c, u32 seq)
 		if (READ_SYSREG(cntpct_el0) - start < (advice ? advice : c->spin))
 			continue;
 		struct gic_save s;
-		wake_arm(c, &s);
+		wake_arm(c, &s, 0);
 		m->sleeping = 1;
 		dmb_full();
 		if (m->rsp_seq != seq) {
@@ -142,7 +147,29 @@ static void __attribute__((noreturn)) final_command(struct cpu *c, struct reply 
 		zero(c->regs, sizeof(c->regs));
 		if (flags & RESUME_WFI)
 			__asm__ volatile("dsb sy; wfi");
-		if (flags & RESUME_AARCH32) {
+		if (flags & RESUME_WAKE) {
+			/*
+			 * A power-down suspend: wait for the wake-up event, then enter as a warm boot does, with the
+			 * MMU and caches of EL1 off (DEN0022 §6.4.3); the rest of the context is the guest's to restore.
+			 */
+			wait_wake(c, 0);
+			WRITE_SYSREG(sctlr_el1, SCTLR_EL1_RESET);
+		}
+		if (flags & RESUME_EL2) {
+			/*
+			 * A handover VM's kernel, entered as on a board without a hypervisor: at EL2h with D, A, I, F
+			 * masked and the MMU off (Linux's Documentation/arch/arm64/booting.rst), no stage 2 and no SMC
+			 * trap (its SMCs reach QEMU's PSCI directly). It owns EL2 until it makes the shim's vectors its
+			 * VBAR_EL2 and calls them (handover() below). Only where the hypervisor said so in the host page.
+			 */
+			if (!(host()->flags & HOST_HANDOVER))
+				park();
+			c->el2_kernel = HANDOVER_KERNEL_OWNS_EL2;
+			WRITE_SYSREG(hcr_el2, HCR_RW);
+			spsr = 0x3c9;
+			for (int i = 0; i < 4; i++)
+				c->regs[i] = r->x[i];
+		} else if (flags & RESUME_AARCH32) {
 			/* EL1 is AArch32: HCR_EL2.RW = 0; SVC mode with A, I, F masked, T from entry bit 0 (DEN0022 §6.4.3). */
 			WRITE_SYSREG(hcr_el2, HCR_VM | HCR_SWIO | HCR_TSC);
 			spsr = 0x1d3 | ((entry & 1) ? 0x20 : 0);
@@ -159,6 +186,20 @@ static void __attribute__((noreturn)) final_command(struct cpu *c, struct reply 
 		isb();
 		enter_guest(c->regs, stack_top(c), entry, spsr);
 	}
+	case RSP_RESTART:
+		/*
+		 * A handed-over kernel's HVC_SOFT_RESTART (docs/handover.md): where its stub would branch at EL2
+		 * with the MMU off, the CPU enters `entry` at EL1h with its MMU and caches off (SCTLR_EL1 as at
+		 * reset, start.S), DAIF masked, x0..x3 from the reply, stage 2 and the SMC trap kept.
+		 */
+		zero(c->regs, sizeof(c->regs));
+		WRITE_SYSREG(sctlr_el1, 0x30d00800ul);
+		WRITE_SYSREG(hcr_el2, HCR_VM | HCR_SWIO | HCR_TSC | HCR_RW);
+		for (int i = 0; i < 4; i++)
+			c->regs[i] = r->x[i];
+		isb();
+		__asm__ volatile("tlbi vmalle1; dsb ish; isb" : : : "memory");
+		enter_guest(c->regs, stack_top(c), r->entry, 0x3c5);
 	case RSP_CPU_OFF:
 		regs[0] = PSCI_CPU_OFF;
 		break;
@@ -262,12 +303,47 @@ static void stage2_fault(struct cpu *c, u64 *frame, u32 esr)
 	inject_abort(frame, esr, far);
 }
 
+static void serve(struct cpu *c, u64 *frame, u32 esr, struct reply *r);
+static void load_stage2(const struct host_page *h);
+
+/*
+ * A handover VM's kernel calls the shim's vectors for the first time: it has made them its VBAR_EL2 through
+ * its hyp stub (HVC_SET_VECTORS, arch/arm64/kernel/hyp-stub.S) and now makes an HVC from EL1, which lands
+ * here. From this instruction on EL2 is the shim's: stage 2 and the SMC trap go on exactly as for a guest
+ * booted at EL1, and the hypervisor hears of it (REQ_HANDOVER, with the call's registers) and answers the
+ * call. Anything else that reaches the vectors while the kernel still owns EL2 (an exception at EL2 itself,
+ * an SMC, an abort) is not a handover: the VM ends.
+ */
+static void handover(struct cpu *c, u64 kind, u64 *frame, u32 esr)
+{
+	if (kind != 8 || (esr >> 26) != EC_HVC64 || (esr & 0xffff) != 0)
+		unexpected(c, kind < 8 ? esr : (kind << 32) | esr, frame);
+	c->el2_kernel = HANDOVER_DONE;
+	WRITE_SYSREG(hcr_el2, HCR_VM | HCR_SWIO | HCR_TSC | HCR_RW);
+	isb();
+	load_stage2(host());
+	/* Whatever the kernel's EL1 translations cached without stage 2 goes (every VMID, Arm ARM D8.13). */
+	__asm__ volatile("dsb ishst; tlbi alle1; dsb ish; isb" : : : "memory");
+	struct request *q = &c->mb->req;
+	zero(q, sizeof(*q));
+	q->esr = esr;
+	q->elr = READ_SYSREG(elr_el2);
+	q->spsr = READ_SYSREG(spsr_el2);
+	for (int i = 0; i < 18; i++)
+		q->x[i] = frame[i];
+	serve(c, frame, esr, exchange(c, REQ_HANDOVER));
+}
+
 /* Called from the vectors: kind = vector index (0-15), frame = x0..x30 of the interrupted context. */
 void shim_exception(u64 kind, u64 *frame)
 {
 	struct cpu *c = this_cpu();
 	u32 esr = (u32)READ_SYSREG(esr_el2);
 	u32 ec = esr >> 26;
+	if (c->el2_kernel == HANDOVER_KERNEL_OWNS_EL2) {
+		handover(c, kind, frame, esr);
+		return;
+	}
 	if (!c->booted || (kind != 8 && kind != 12))
 		unexpected(c, kind < 8 ? esr : (kind << 32) | esr, frame);
 	if (ec == EC_DABT_LOWER || ec == EC_IABT_LOWER) {
@@ -286,7 +362,12 @@ void shim_exception(u64 kind, u64 *frame)
 	q->spsr = READ_SYSREG(spsr_el2);
 	for (int i = 0; i < 18; i++)
 		q->x[i] = frame[i];
-	struct reply *r = exchange(c, REQ_TRAP);
+	serve(c, frame, esr, exchange(c, REQ_TRAP));
+}
+
+/* Applies the hypervisor's reply to a trapped call (or to the handover call) of the EL1 context in `frame`. */
+static void serve(struct cpu *c, u64 *frame, u32 esr, struct reply *r)
+{
 	for (;;) {
 		switch (r->type) {
 		case RSP_RETURN: {
@@ -294,6 +375,15 @@ void shim_exception(u64 kind, u64 *frame)
 			for (u32 i = 0; i < n; i++)
 				frame[i] = r->x[i];
 			WRITE_SYSREG(elr_el2, READ_SYSREG(elr_el2) + r->advance);
+			return;
+		}
+		case RSP_RETURN_WAKE: {
+			/* A standby state: the call returns these registers after a wake-up event, or the bound. */
+			u32 n = r->count < 18 ? r->count : 18;
+			for (u32 i = 0; i < n; i++)
+				frame[i] = r->x[i];
+			WRITE_SYSREG(elr_el2, READ_SYSREG(elr_el2) + r->advance);
+			wait_wake(c, host()->sleep_ticks);
 			return;
 		}
 		case RSP_UNDEF:
@@ -340,6 +430,7 @@ void shim_cpu_main(u64 index, u64 cold)
 		/* The sequence continues across a machine reset: the hypervisor keeps counting. */
 		c->seq = c->mb->req_seq;
 		c->mb->sleeping = 0;
+		c->wake_seen = c->mb->wake_req;
 		/* Without its doorbell the CPU could neither wake the hypervisor nor be woken: it stays off. */
 		if (doorbell_init(&c->bell, h->doorbell + index * 0x200) != 0)
 			park();

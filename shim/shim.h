@@ -62,11 +62,13 @@ struct cpu {
 	u32 index;
 	u32 seq;		/* the last request sequence number this CPU used */
 	u32 booted;		/* the doorbell is set up for this boot */
+	u32 el2_kernel;		/* HANDOVER_*: a handover VM's kernel owns EL2, or handed it over (shim.c) */
 	u64 local_calls;
 	u64 wa2_state;
 	u64 aborts;
 	u64 abort_ipa;
 	u64 spin;		/* counter ticks this CPU polls for a reply before it sleeps (adapts) */
+	u32 wake_seen;		/* the host's last wake request (mailbox wake_req) this CPU has acted on */
 	u64 regs[31];
 };
 
@@ -75,10 +77,16 @@ void doorbell_ring(struct doorbell *d);
 void doorbell_drain(struct doorbell *d);
 
 void wake_boot(void);
-void wake_arm(struct cpu *c, struct gic_save *s);
+void wake_arm(struct cpu *c, struct gic_save *s, int guest_too);
 void wake_timer(u64 ticks);
 void wake_clear(struct cpu *c);
 void wake_disarm(struct cpu *c, const struct gic_save *s);
+
+/* shim/suspend.c: a wait for a wake-up event; bound 0 waits for one, else at most `bound` ticks. */
+void wait_wake(struct cpu *c, u64 bound);
+
+/* SCTLR_EL1 as the shim sets it at reset: RES1 bits, MMU and caches off, little-endian (start.S). */
+#define SCTLR_EL1_RESET 0x30d00800ul
 
 void inject_undef(u64 *frame, u32 esr);
 void inject_abort(u64 *frame, u32 esr, u64 far);

@@ -147,7 +147,12 @@ phys_smc:
 	b	exception_common
 .endm
 
+	/*
+	 * At a fixed address, 0x40001800 (shim.ld checks it): a handover guest's kernel installs this table as
+	 * its VBAR_EL2 through its hyp stub's HVC_SET_VECTORS (docs/handover.md), so the address is published.
+	 */
 	.balign 0x800
+	.global vectors
 vectors:
 	ventry 0	/* current EL, SP0: sync */
 	ventry 1

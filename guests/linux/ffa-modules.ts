@@ -257,6 +257,18 @@ function buildPackages(i: Inputs, mm: string, hostArch: string): { headers: read
 }
 
 /**
+ * The headers of the kernel image package `kernelVersion` at its exact version, unpacked under `root` and
+ * checked as for the FF-A modules: what another out-of-tree module (the handover module) builds against.
+ */
+export function headersTree(kernelVersion: string, root: string): { kdir: string; cross: string; cc: string; version: string; debianOptee: string } {
+  const i = inputs(kernelVersion);
+  const hostArch = sh("dpkg", ["--print-architecture"]).trim();
+  const mm = /^(\d+\.\d+)/.exec(i.version)?.[1];
+  if (!mm) throw new Error(`cannot read the kernel series from version ${i.version}`);
+  return { ...kernelTree(i, buildPackages(i, mm, hostArch).headers, root, hostArch), version: i.version, debianOptee: i.debianOptee };
+}
+
+/**
  * The headers and kbuild unpacked into one tree under `root` (so their relative symlinks, scripts ->
  * ../../lib/linux-kbuild-6.1/scripts, resolve), checked, and the cross prefix of its compiler.
  */

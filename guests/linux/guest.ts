@@ -11,6 +11,7 @@ import { buildInitramfs } from "./initramfs.js";
 import { cacheDir, fetchPackage, resolveDepends, type FetchedPackage } from "./debian.js";
 import { ensureFfaModules, FFA_MODULE, type FfaModules } from "./ffa-modules.js";
 import { teeClientFiles } from "./tee-client.js";
+import { ensureHandoverModule, HANDOVER_MODULE } from "./handover-module.js";
 
 export const DEFAULT_MODULES = ["tee", "optee", "arm_smccc_trng", "optee-rng"] as const;
 /** An FF-A guest's: the FF-A driver, then (its depends= says so) the rebuilt optee.ko. */
@@ -37,6 +38,11 @@ export interface LinuxGuestOptions {
    * instead of Debian's optee.ko, and loads ffa-module first. Default false: other guests are unchanged.
    */
   readonly ffa?: boolean;
+  /**
+   * The hyp-stub handover (docs/handover.md): the initramfs carries smcv_handover.ko at
+   * /lib/modules/smcv_handover.ko, built for the kernel (handover-module.ts), for the scenario to insmod.
+   */
+  readonly handover?: boolean;
 }
 
 function walk(dir: string, out: Map<string, string>): void {
@@ -68,7 +74,8 @@ export function ensureLinuxGuest(opts: LinuxGuestOptions = {}): LinuxGuest {
     modulePaths.set("optee", ffa.optee);
   }
   const modules = opts.modules ?? (ffa ? FFA_MODULES : DEFAULT_MODULES);
-  const files = [...(opts.teeClient === false ? [] : teeClientFiles()), ...(opts.files ?? [])];
+  const handover = opts.handover === true ? [{ path: `lib/modules/${HANDOVER_MODULE}.ko`, data: new Uint8Array(readFileSync(ensureHandoverModule(kernelVersion))), mode: 0o644 }] : [];
+  const files = [...(opts.teeClient === false ? [] : teeClientFiles()), ...(opts.files ?? []), ...handover];
   // The initramfs is named after a hash of everything that goes into it.
   const h = createHash("sha256").update(kernelVersion).update(init).update(modules.join(",")).update(busybox.deb);
   for (const f of files) h.update(f.path).update(f.data);
@@ -101,6 +108,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   if (process.argv.includes("--ffa-modules")) {
     try {
       console.log(JSON.stringify(ensureFfaModules(guestKernel().kernelVersion), null, 2));
+    } catch (e) {
+      console.log(JSON.stringify({ error: (e as Error).message }));
+      process.exitCode = 1;
+    }
+  } else if (process.argv.includes("--handover-module")) {
+    // The handover module only (setup's 45-handover-module step), a failure as {"error": "..."} as above.
+    try {
+      console.log(JSON.stringify({ module: ensureHandoverModule(guestKernel().kernelVersion) }, null, 2));
     } catch (e) {
       console.log(JSON.stringify({ error: (e as Error).message }));
       process.exitCode = 1;

@@ -61,7 +61,9 @@ function guestImage(name: string, g: GuestSpec, s: Scenario): GuestImage {
     const files = [...(g.run !== undefined ? [script("run.sh", g.run)] : []), ...(g.reboot !== undefined ? [script("reboot.sh", g.reboot)] : [])];
     // An FF-A VM's kernel gets the FF-A driver and an optee.ko built with the FF-A ABI (guests/linux/ffa-modules.ts).
     const ffa = s.config.vms.find((v) => v.name === name)?.ffa != null;
-    const linux = ensureLinuxGuest({ files, ffa });
+    // A handover VM's initramfs carries the handover module (guests/linux/handover-module.ts).
+    const handover = s.config.vms.find((v) => v.name === name)?.handover === true;
+    const linux = ensureLinuxGuest({ files, ffa, ...(handover ? { handover } : {}) });
     return { kernel: linux.kernel, initrd: g.initrd === undefined || g.initrd === DEBIAN_GUEST ? linux.initrd : path(g.initrd), cmdline, ...input };
   }
   return { kernel: path(kernel), ...(g.initrd ? { initrd: path(g.initrd) } : {}), cmdline, ...input };

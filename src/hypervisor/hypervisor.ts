@@ -97,6 +97,11 @@ export class Domain {
     this.router.markStarted(this.routed);
   }
 
+  /** A call of vCPU `vcpu` the machine answered itself (a hyp-stub call, docs/handover.md); see Router.recordMachineCall. */
+  recordMachineCall(vcpu: number, hvc: boolean, fid: number, action: "emulate" | "deny", rule: string, x0: bigint, detail?: string): void {
+    this.router.recordMachineCall(this.routed.name, vcpu, hvc, fid, action, rule, x0, detail);
+  }
+
   /** One trapped SMC or HVC of vCPU `vcpu`; see Router.handleTrap. */
   trap(vcpu: number, regs: Uint32Array, esr: number, pstate: number): number | Promise<number> {
     const observer = this.hypervisor.observer;

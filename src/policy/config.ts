@@ -63,8 +63,27 @@ const ruleSchema = z
 
 const contentKey = z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, "a content key is 32 bytes of hex");
 
+/**
+ * One idle state the device tree offers the guest's cpuidle driver (Linux's binding,
+ * Documentation/devicetree/bindings/cpu/idle-states.yaml with arm,psci.yaml's `arm,psci-suspend-param`):
+ * its CPU_SUSPEND power_state is built from `powerDown` and `stateId` in the VM's format.
+ */
+const idleStateSchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,30}$/, "an idle state's name is a device-tree node name: lower-case letters, digits and '-', at most 31"),
+    powerDown: z.boolean(),
+    /** StateID: at most 16 bits, so the same state is valid in both power_state formats (DEN0022 §5.4.2). */
+    stateId: u32("stateId", 0, 0xffff),
+    entryLatencyUs: u32("entryLatencyUs", 0, 10_000_000),
+    exitLatencyUs: u32("exitLatencyUs", 0, 10_000_000),
+    minResidencyUs: u32("minResidencyUs", 0, 100_000_000),
+  })
+  .strict();
+
 const psciConfig = z
   .object({
+    /** Idle states for the guest's cpuidle (CPU_SUSPEND): true for smcvisor's two defaults, or a list. */
+    cpuIdle: z.union([z.boolean(), z.array(idleStateSchema).min(1).max(8)]).optional(),
     version: z.enum(["0.2", "1.0", "1.1", "1.3"]).optional(),
     /** CPU_SUSPEND's power_state format (PSCI 1.0+; 0.2 always uses the original one). */
     powerStateFormat: z.enum(["original", "extended"]).optional(),
@@ -105,6 +124,11 @@ const vmSchema = z
     id: u32("id", VM_ID_MIN, VM_ID_MAX).optional(),
     vcpus: int("vcpus", 1, 256).default(1),
     aarch32: z.boolean().default(false),
+    /**
+     * The hyp-stub handover (docs/handover.md): the kernel starts at EL2 with no hypervisor under it and
+     * hands EL2 to smcvisor later through its hyp stub. QEMU backend only: memory.base 0x40200000, SMC conduit, AArch64, one vCPU.
+     */
+    handover: z.boolean().default(false),
     memory: memorySchema.default({ base: 0x4000_0000n, size: 256n << 20n }),
     /**
      * A TEE this VM may use through its mediator (enabled by the toolstack when the VM is created): OP-TEE's
@@ -254,6 +278,7 @@ export type RuleConfig = z.output<typeof ruleSchema>;
 export type VmRawConfig = z.output<typeof vmSchema>;
 export type ServicesConfig = z.output<typeof servicesSchema>;
 export type PsciConfig = z.output<typeof psciConfig>;
+export type IdleStateConfig = z.output<typeof idleStateSchema>;
 
 export interface ConfigError {
   /** Dotted path of the offending field, for example "vms.domU.grants[0].action". */

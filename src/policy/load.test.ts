@@ -226,3 +226,26 @@ describe("the SoC identity", () => {
     expect(r.ok && r.value.platform.socId).toBeNull();
   });
 });
+
+describe("services.psci.cpuIdle", () => {
+  it("true gives the default standby and power-down states; a list is taken as written", () => {
+    const r = parseConfigText("vms:\n  vm0:\n    services:\n      psci: { version: \"1.1\", cpuIdle: true }\n");
+    if (!r.ok) throw new Error(JSON.stringify(r.errors));
+    const psci = r.value.vms[0]!.services.psci;
+    expect(psci && psci.cpuIdle?.map((s) => [s.name, s.powerDown])).toEqual([["cpu-standby", false], ["cpu-power-down", true]]);
+    const l = parseConfigText("vms:\n  vm0:\n    services:\n      psci:\n        cpuIdle: [{ name: deep, powerDown: true, stateId: 0x33, entryLatencyUs: 1, exitLatencyUs: 2, minResidencyUs: 3 }]\n");
+    if (!l.ok) throw new Error(JSON.stringify(l.errors));
+    const p = l.value.vms[0]!.services.psci;
+    expect(p && p.cpuIdle).toEqual([{ name: "deep", powerDown: true, stateId: 0x33, entryLatencyUs: 1, exitLatencyUs: 2, minResidencyUs: 3 }]);
+    const off = parseConfigText("vms:\n  vm0:\n    services:\n      psci: { cpuIdle: false }\n");
+    expect(off.ok && off.value.vms[0]!.services.psci && off.value.vms[0]!.services.psci.cpuIdle).toBeFalsy();
+  });
+
+  it("names the field of a bad idle state: a node name the device tree cannot hold, a StateID over 16 bits, an unknown key", () => {
+    const state = (over: string) => `vms:\n  vm0:\n    services:\n      psci:\n        cpuIdle: [{ ${over}, powerDown: true, entryLatencyUs: 1, exitLatencyUs: 2, minResidencyUs: 3 }]\n`;
+    expect(errorsOf(state("name: 'Deep State', stateId: 1")).map((e) => e.path)).toEqual(["vms.vm0.services.psci.cpuIdle[0].name"]);
+    expect(errorsOf(state("name: deep, stateId: 0x10000"))[0]).toMatchObject({ path: "vms.vm0.services.psci.cpuIdle[0].stateId", message: expect.stringContaining("stateId") });
+    expect(errorsOf(state("name: deep, stateId: 1, color: red"))[0]!.path).toContain("cpuIdle[0]");
+    expect(errorsOf("vms:\n  vm0:\n    services:\n      psci: { cpuIdle: [] }\n")[0]!.path).toBe("vms.vm0.services.psci.cpuIdle");
+  });
+});

@@ -14,6 +14,7 @@ import {
   formatPath,
   semanticProblems,
   type ConfigError,
+  type IdleStateConfig,
   type PsciConfig,
   type RawConfig,
   type RuleConfig,
@@ -33,7 +34,9 @@ export type PsciVersionName = "0.2" | "1.0" | "1.1" | "1.3";
 export interface ResolvedServices {
   readonly arch: boolean;
   readonly hypInfo: boolean;
-  readonly psci: false | { readonly version: PsciVersionName; readonly v0_1?: PsciConfig["v0_1"]; readonly powerStateFormat?: "original" | "extended" };
+  readonly psci:
+    | false
+    | { readonly version: PsciVersionName; readonly v0_1?: PsciConfig["v0_1"]; readonly powerStateFormat?: "original" | "extended"; readonly cpuIdle?: readonly IdleStateConfig[] };
   readonly trng: boolean;
   readonly pvtime: false | { readonly base: bigint };
   readonly kvm: boolean;
@@ -44,6 +47,8 @@ export interface VmConfig {
   readonly id: number;
   readonly vcpus: number;
   readonly aarch32: boolean;
+  /** Booted at EL2 as on a board without a hypervisor; hands EL2 over later through its hyp stub (docs/handover.md). */
+  readonly handover: boolean;
   /** RAM: its IPA base and size, and where it lives in the platform's physical address space. */
   readonly memory: { readonly base: bigint; readonly size: bigint; readonly pa: bigint };
   /** A board profile whose own SMC interface a board module serves (R12 in docs/requirements.md). */
@@ -109,6 +114,22 @@ export function validateConfig(data: unknown): Result<Config> {
   return r.ok ? r : { ok: false, errors: inWrittenForm(r.errors, data) };
 }
 
+type UnionIssue = { readonly code?: string; readonly path: readonly PropertyKey[]; readonly message: string; readonly errors?: readonly (readonly UnionIssue[])[] };
+
+/**
+ * A value no branch of a union takes (`psci: true | { ... }`): the problem of the branch that got furthest
+ * into it (a field of the object form), with its full path, rather than "Invalid input" at the union.
+ */
+function deepestUnionIssue(i: UnionIssue): { path: PropertyKey[]; message: string } {
+  let best: { path: PropertyKey[]; message: string } = { path: [...i.path], message: i.message };
+  for (const inner of (i.errors ?? []).flat()) {
+    const d = inner.code === "invalid_union" ? deepestUnionIssue(inner) : { path: [...inner.path], message: inner.message };
+    const path = [...i.path, ...d.path];
+    if (path.length > best.path.length) best = { path, message: d.message };
+  }
+  return best;
+}
+
 function validateData(data: unknown): Result<Config> {
   const proto = protoKeyProblems(data);
   if (proto.length > 0) return { ok: false, errors: proto };
@@ -124,6 +145,10 @@ function validateData(data: unknown): Result<Config> {
         // A name the record refuses (a VM or delegate name): say why, not "Invalid key in record".
         const inner = (i as { issues?: { message: string }[] }).issues;
         if (i.code === "invalid_key" && inner?.[0]) return { path: formatPath(i.path), message: inner[0].message };
+        if (i.code === "invalid_union") {
+          const d = deepestUnionIssue(i);
+          return { path: formatPath(d.path), message: d.message };
+        }
         return { path: formatPath(i.path), message: i.message };
       }).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
     };
@@ -168,6 +193,7 @@ function normalize(raw: RawConfig, errors: ConfigError[]): Config {
       id: ids.ids.get(name) ?? 0,
       vcpus: vm.vcpus,
       aarch32: vm.aarch32,
+      handover: vm.handover,
       memory: { base: vm.memory.base, size: vm.memory.size, pa: placed[k]!.pa },
       board: vm.board ?? null,
       tee: vm.tee === undefined ? null : typeof vm.tee === "string" ? { mediator: vm.tee, contentKey: null } : { mediator: vm.tee.mediator, contentKey: vm.tee.contentKey ? hexBytes(vm.tee.contentKey) : null },
@@ -225,6 +251,15 @@ function hexBytes(hex: string): Uint8Array {
   return Uint8Array.from(h.match(/../g)!.map((b) => parseInt(b, 16)));
 }
 
+/**
+ * `cpuIdle: true`: a shallow standby and a core power-down, with latencies of the order a board's firmware
+ * gives its cores (the guest's governor picks by how long it expects to idle).
+ */
+export const DEFAULT_IDLE_STATES: readonly IdleStateConfig[] = [
+  { name: "cpu-standby", powerDown: false, stateId: 1, entryLatencyUs: 20, exitLatencyUs: 40, minResidencyUs: 100 },
+  { name: "cpu-power-down", powerDown: true, stateId: 2, entryLatencyUs: 150, exitLatencyUs: 300, minResidencyUs: 1000 },
+];
+
 function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): ResolvedServices {
   const pick = <K extends keyof ServicesConfig>(k: K): ServicesConfig[K] => (vm[k] !== undefined ? vm[k] : defaults[k]);
   const psci = pick("psci");
@@ -239,6 +274,7 @@ function resolveServices(defaults: ServicesConfig, vm: ServicesConfig): Resolved
             version: (typeof psci === "object" ? psci.version : undefined) ?? "1.1",
             ...(typeof psci === "object" && psci.v0_1 ? { v0_1: psci.v0_1 } : {}),
             ...(typeof psci === "object" && psci.powerStateFormat ? { powerStateFormat: psci.powerStateFormat } : {}),
+            ...(typeof psci === "object" && psci.cpuIdle ? { cpuIdle: psci.cpuIdle === true ? DEFAULT_IDLE_STATES : psci.cpuIdle } : {}),
           },
     trng: pick("trng") ?? true,
     pvtime: pvtime === undefined || pvtime === false ? false : { base: pvtime.base },

@@ -121,6 +121,12 @@ export interface PowerPort {
   cpuOff(vcpu: number): void;
   /** Power-down suspend: the vCPU waits for a wake-up event, then resumes at `entry` with x0 = `context`. */
   cpuSuspend(vcpu: number, entry: bigint, context: bigint): void;
+  /**
+   * Standby (CPU_SUSPEND standby, CPU_DEFAULT_SUSPEND): the call returns SUCCESS, but the vCPU waits for a
+   * wake-up event (or at most a bounded time, as a WFI may end early) before it runs on. Optional: a backend
+   * without it returns at once, which DEN0022 allows (a wake-up event may come at any time).
+   */
+  cpuStandby?(vcpu: number): void;
   /** The VM powers off (SYSTEM_OFF, SYSTEM_OFF2): `reason` names the call. */
   systemOff(vcpu: number, reason: string): void;
   /**

@@ -392,6 +392,19 @@ export class Router {
     this.trace.annotate(reason);
   }
 
+  /**
+   * Records a call the machine backend answered itself, outside the policy table: a handed-over kernel's
+   * hyp-stub calls and the handover itself (docs/handover.md). `rule` is one of the backend's fixed names,
+   * never text a guest chose; the call's detail (its addresses) is annotated, not interned.
+   */
+  recordMachineCall(vmName: string, vcpu: number, hvc: boolean, fid: number, action: "emulate" | "deny", rule: string, x0: bigint, detail?: string): void {
+    const vm = this.vms.get(vmName);
+    if (!vm) return;
+    const x = BigInt.asUintN(64, x0);
+    this.trace.record(vm.index, vcpu, hvc ? 0 : FLAG_SMC, fid | 0, ACTION_CODES.indexOf(action), this.trace.intern(`${vmName}|${rule}`), OUTCOME_RETURN, Number(x & 0xffff_ffffn) | 0, Number(x >> 32n) | 0, this.timed ? this.clock.now() : 0, 0);
+    if (detail !== undefined) this.trace.annotate(detail);
+  }
+
   /** The FEATURES answer for a FID as this VM's policy sees it (see ServiceContext.features). */
   features(vm: RoutedVm, fid: number): number {
     if (checkFid(fid, vm.config.aarch32, vm.smccc) !== FID_OK) return -1;

@@ -116,7 +116,7 @@ export interface QemuRunInfo {
 
 export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
   name: "QEMU",
-  capabilities: new Set(["aarch32", "system-events", "entropy-budget", "entry-registers"]),
+  capabilities: new Set(["aarch32", "wake", "system-events", "entropy-budget", "entry-registers"]),
   async run(c: Case, p: Params): Promise<CaseResult> {
     const parsed = parseConfigText(JSON.stringify(caseConfig(c, p)), "json");
     if (!parsed.ok) throw new Error(`case config: ${JSON.stringify(parsed.errors)}`);
@@ -129,13 +129,30 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
     const consoleLines: string[] = [];
     let reset = false;
     let halts = 0n;
+    // A step with wakeFirst: the host's wake-up event for that vCPU once the script step before it is done
+    // (reported, or for a call that does not return, taken by the hypervisor).
+    const wakeAfter = new Map<number, number>();
+    c.steps.forEach((s, k) => {
+      if (s.wakeFirst !== undefined) wakeAfter.set(cs.index[k]! - 1, s.wakeFirst);
+    });
+    const haltSteps = cs.steps.flatMap((s, i) => (s.halts ? [i] : []));
+    const woken = new Set<number>();
+    let machine: QemuMachine | null = null;
+    const wakeAfterStep = (i: number | undefined) => {
+      const vcpu = i === undefined ? undefined : wakeAfter.get(i);
+      if (vcpu === undefined || woken.has(i!)) return;
+      woken.add(i!);
+      machine?.vm("vm0").wake(vcpu);
+    };
     try {
-      const m = await QemuMachine.create(parsed.value, {
+      const m = (machine = await QemuMachine.create(parsed.value, {
         images: new Map([["vm0", { kernel: image }]]),
         ...(c.entropyBudget !== undefined ? { entropyBudget: c.entropyBudget } : {}),
         console: (_vm, line) => {
           consoleLines.push(line);
-          if (parseGuestLine(line, report) && report.done) {
+          const stepLine = /^SMCV-STEP (\d+) /.exec(line.trim());
+          if (parseGuestLine(line, report) && stepLine) wakeAfterStep(Number(stepLine[1]));
+          if (report.done) {
             // The RAM goes with the VM: read what the case checks while the guest idles after its script.
             memoryAfter = (c.memoryAfter ?? []).map((e) => m.vm("vm0").memory.read(e.at, e.bytes.length));
             m.vm("vm0").stop("script done");
@@ -146,12 +163,13 @@ export const qemuBackend: Backend & { lastRun?: QemuRunInfo } = {
           const word = new Uint8Array(8);
           new DataView(word.buffer).setBigUint64(0, ++halts, true);
           m.vm("vm0").memory.write(SCRIPT_ADDRESS + BigInt(HALT_ACKS_OFFSET), word);
+          wakeAfterStep(haltSteps[Number(halts) - 1]);
         },
         onReset: () => {
           reset = true;
           m.vm("vm0").stop("reset");
         },
-      });
+      }));
       const [exit] = await m.run(30_000);
       if (exit!.state === "failed") throw new Error(`${exit!.reason}\n${consoleLines.join("\n")}`);
       const steps: StepResult[] = c.steps.map((_s, k) => {

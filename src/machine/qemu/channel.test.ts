@@ -1,12 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decodeRequest, encodeHostPage, encodeReply, encodeRequest, fastKey, HOST_MAGIC, HOST_PAGE_SIZE, MAGIC, mailboxOffset, REPLY_SIZE, REQ, REQUEST_SIZE, RSP, VERSION, writeReply } from "./channel.js";
+import { decodeWakeStats, MAILBOX, WAKE_LOG_SIZE } from "./channel.js";
 import { kernelFootprint, layoutFor, ramFileOffset, SHIM_REGION, SHIM_SIZE } from "./layout.js";
 
 const trap = (over: Partial<Parameters<typeof encodeRequest>[0]> = {}) =>
   encodeRequest({ type: REQ.TRAP, vcpu: 1, esr: 0x5e00_0000, elr: 0x4020_1000n, spsr: 0x3c5n, far: 0n, cntvct: 123n, localCalls: 2n, regs: [0x8400_0000n, 0xffff_ffff_0000_0001n], ...over });
 
-describe("channel frames (protocol version 3, shim/protocol.h)", () => {
+describe("channel frames (protocol version 4, shim/protocol.h)", () => {
   it("decodes a TRAP into the router's 36-word register view, with the shim's counters", () => {
     const d = decodeRequest(trap({ wa2State: 2, aborts: 3n, abortIpa: 0x5000_0008n }), 2);
     expect(d.ok).toBe(true);
@@ -26,7 +27,7 @@ describe("channel frames (protocol version 3, shim/protocol.h)", () => {
     };
     expect(bad(() => {}, 199)).toBe(`request frame of 199 bytes (want ${REQUEST_SIZE})`);
     expect(bad((v) => v.setUint32(0, 0x4141_4141, true))).toBe("bad magic 0x41414141");
-    expect(bad((v) => v.setUint16(4, 2, true))).toBe("protocol version 2 (want 3)");
+    expect(bad((v) => v.setUint16(4, 2, true))).toBe(`protocol version 2 (want ${VERSION})`);
     expect(bad((v) => v.setUint16(6, 9, true))).toBe("unknown request type 9");
     expect(bad((v) => v.setUint32(8, 2, true))).toBe("vCPU 2 does not exist (the VM has 2)");
     expect(bad((v) => v.setBigUint64(56, 3n, true))).toBe("WORKAROUND_2 state 3 (want 0, 1 or 2)");
@@ -111,3 +112,31 @@ describe("guest RAM layout", () => {
     expect(kernelFootprint(new Uint8Array(100))).toBe(100n);
   });
 });
+
+describe("wake-up counters in the mailbox page (shim/suspend.c)", () => {
+  it("reads the counters and the latency log's latest samples in order, and refuses a short page", () => {
+    const page = new Uint8Array(0x1000);
+    const v = new DataView(page.buffer);
+    v.setUint32(MAILBOX.wakes, 7, true);
+    v.setUint32(MAILBOX.wakesIrq, 4, true);
+    v.setUint32(MAILBOX.wakesHost, 2, true);
+    v.setUint32(MAILBOX.wakesBound, 1, true);
+    // 258 timer wake-ups: the ring holds the last 256, the oldest two overwritten.
+    for (let n = 0; n < 258; n++) v.setUint32(MAILBOX.wakeLog + 4 * (n % WAKE_LOG_SIZE), 1000 + n, true);
+    v.setUint32(MAILBOX.wakeLatCount, 258, true);
+    v.setUint32(MAILBOX.wakeLatMax, 1257, true);
+    v.setBigUint64(MAILBOX.wakeLatSum, 12345n, true);
+    const w = decodeWakeStats(page);
+    expect(w).toMatchObject({ wakes: 7, irq: 4, host: 2, bound: 1, latency: { count: 258, max: 1257, sum: 12345n } });
+    expect(w.samples).toHaveLength(256);
+    expect(w.samples[0]).toBe(1002);
+    expect(w.samples.at(-1)).toBe(1257);
+    const fresh = new Uint8Array(0x1000);
+    const f = new DataView(fresh.buffer);
+    for (let n = 0; n < 3; n++) f.setUint32(MAILBOX.wakeLog + 4 * n, 10 + n, true);
+    f.setUint32(MAILBOX.wakeLatCount, 3, true);
+    expect(decodeWakeStats(fresh).samples).toEqual([10, 11, 12]);
+    expect(() => decodeWakeStats(page.subarray(0, 0x40))).toThrow(/mailbox page/);
+  });
+});
+

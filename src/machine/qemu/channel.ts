@@ -16,9 +16,23 @@ export const MAILBOX = {
   reqSeq: 0x00,
   rspSeq: 0x04,
   sleeping: 0x08,
+  /** Wake-up waits (shim/suspend.c): the host bumps wakeReq; the shim sets `waiting` and counts the ends. */
+  wakeReq: 0x0c,
+  waiting: 0x10,
+  wakes: 0x14,
+  wakesIrq: 0x18,
+  wakesHost: 0x1c,
+  wakesBound: 0x20,
+  wakeLatLast: 0x24,
+  wakeLatCount: 0x28,
+  wakeLatMax: 0x2c,
+  wakeLatSum: 0x30,
   request: 0x40,
   reply: 0x140,
+  /** After the frames: the last WAKE_LOG_SIZE timer wake-up latencies (ticks), a ring by wakeLatCount. */
+  wakeLog: 0x800,
 } as const;
+export const WAKE_LOG_SIZE = 256;
 
 export const REQ = { HELLO: 1, TRAP: 2, PHYS_RESULT: 3, UNEXPECTED: 4, MMIO: 5, HANDOVER: 6 } as const;
 export const RSP = {
@@ -31,6 +45,7 @@ export const RSP = {
   SYSTEM_RESET: 7,
   STOP: 8,
   MMIO: 9,
+  /** A handed-over kernel's HVC_SOFT_RESTART: enter `entry` at EL1 with the MMU off, x0..x3 from the reply (docs/handover.md). */
   RESTART: 10,
   RETURN_WAKE: 11,
 } as const;
@@ -93,7 +108,7 @@ export class RequestFrame {
     const version = v.getUint16(4, true);
     if (version !== VERSION) return `protocol version ${version} (want ${VERSION})`;
     const type = v.getUint16(6, true);
-    if (type < REQ.HELLO || type > REQ.UNEXPECTED) return `unknown request type ${type}`;
+    if (type < REQ.HELLO || (type > REQ.UNEXPECTED && type !== REQ.HANDOVER)) return `unknown request type ${type}`;
     const vcpu = v.getUint32(8, true);
     if (vcpu >= vcpus) return `vCPU ${vcpu} does not exist (the VM has ${vcpus})`;
     if (v.getUint32(60, true) !== 0 || v.getUint32(56, true) > 2) return `WORKAROUND_2 state ${v.getBigUint64(56, true)} (want 0, 1 or 2)`;
@@ -272,6 +287,8 @@ export interface HostPage {
   readonly sleepTicks: number;
   /** key (fastKey), x0 pairs. */
   readonly fast: readonly (readonly [bigint, bigint])[];
+  /** More host-page flags (HOST_HANDOVER, ...) besides the GIC version's. */
+  readonly flags?: number;
 }
 
 export const HOST_PAGE_SIZE = 200;
@@ -284,7 +301,7 @@ export function encodeHostPage(h: HostPage): Uint8Array {
   v.setUint32(0, HOST_MAGIC, true);
   v.setUint32(4, VERSION, true);
   v.setUint32(8, h.vcpus, true);
-  v.setUint32(12, h.gicVersion === 3 ? HOST_GICV3 : 0, true);
+  v.setUint32(12, (h.gicVersion === 3 ? HOST_GICV3 : 0) | (h.flags ?? 0), true);
   v.setBigUint64(16, h.vttbr, true);
   v.setBigUint64(24, h.vtcr, true);
   v.setBigUint64(32, h.gicd, true);
@@ -299,6 +316,40 @@ export function encodeHostPage(h: HostPage): Uint8Array {
     v.setBigUint64(80 + 16 * i, value, true);
   });
   return out;
+}
+
+/** How one vCPU's wake-up waits ended (the shim's counters in its mailbox). */
+export interface WakeStats {
+  /** Waits ended, by any cause. */
+  readonly wakes: number;
+  /** ... by an interrupt pending for the guest. */
+  readonly irq: number;
+  /** ... by the host's wake-up event. */
+  readonly host: number;
+  /** ... standby waits that reached their bound. */
+  readonly bound: number;
+  /** Wake-ups by the guest's virtual timer whose latency was measured, in counter ticks. */
+  readonly latency: { readonly count: number; readonly last: number; readonly max: number; readonly sum: bigint };
+  /** The latest of those latencies (up to WAKE_LOG_SIZE), oldest first. */
+  readonly samples: readonly number[];
+}
+
+/** Reads the wake-up counters and latency log from a mailbox page. */
+export function decodeWakeStats(page: Uint8Array): WakeStats {
+  if (page.length < MAILBOX.wakeLog + 4 * WAKE_LOG_SIZE) throw new Error(`a mailbox page is ${MAILBOX.wakeLog + 4 * WAKE_LOG_SIZE} bytes at least (have ${page.length})`);
+  const v = new DataView(page.buffer, page.byteOffset, page.byteLength);
+  const u = (o: number) => v.getUint32(o, true);
+  const count = u(MAILBOX.wakeLatCount);
+  const samples: number[] = [];
+  for (let n = Math.max(0, count - WAKE_LOG_SIZE); n < count; n++) samples.push(u(MAILBOX.wakeLog + 4 * (n % WAKE_LOG_SIZE)));
+  return {
+    samples,
+    wakes: u(MAILBOX.wakes),
+    irq: u(MAILBOX.wakesIrq),
+    host: u(MAILBOX.wakesHost),
+    bound: u(MAILBOX.wakesBound),
+    latency: { count: u(MAILBOX.wakeLatCount), last: u(MAILBOX.wakeLatLast), max: u(MAILBOX.wakeLatMax), sum: v.getBigUint64(MAILBOX.wakeLatSum, true) },
+  };
 }
 
 /** Where vCPU `n`'s mailbox is in the RAM file. */

@@ -51,6 +51,14 @@ const QEMU_DTS = `/dts-v1/;
 \t};
 
 \tcpus {
+\t\tcpu-map {
+\t\t};
+
+\t\tcpu@0 {
+\t\t};
+
+\t\tcpu@1 {
+\t\t};
 \t};
 
 \ttimer {
@@ -90,7 +98,7 @@ describe("the guest's device tree", () => {
 
   it("describes the guest's RAM (not the machine's), and the GIC as the guest sees it", () => {
     const m = merged();
-    expect(m).toContain("memory@40000000 { reg = <0x0 0x40000000 0x0 0x20000000>; };");
+    expect(m).toContain('memory@40000000 { device_type = "memory"; reg = <0x0 0x40000000 0x0 0x20000000>; };');
     expect(m).toMatch(/intc@8000000 \{ reg = <0x0 0x8000000 0x0 0x10000 0x0 0x8010000 0x0 0x2000>; \/delete-property\/ interrupts; \/delete-node\/ v2m@8020000; \};/);
     const v3 = merged({ map: guestMap(0x4000_0000n, 512n << 20n, 4, 3) });
     expect(v3).toContain("intc@8000000 { reg = <0x0 0x8000000 0x0 0x10000 0x0 0x80a0000 0x0 0x80000>;");
@@ -106,6 +114,22 @@ describe("the guest's device tree", () => {
     const none = merged({ psci: null });
     expect(none).toContain("/delete-node/ psci;");
     expect(none).not.toMatch(/\tpsci \{/);
+  });
+
+  it("offers idle states (cpuIdle) under /cpus/idle-states, each CPU pointing at all of them, shallowest first", () => {
+    const idleStates = [
+      { name: "cpu-standby", param: 0x1, entryLatencyUs: 20, exitLatencyUs: 40, minResidencyUs: 100 },
+      { name: "cpu-power-down", param: 0x4000_0002, entryLatencyUs: 150, exitLatencyUs: 300, minResidencyUs: 1000 },
+    ];
+    const m = merged({ psci: { version: "1.1", idleStates } });
+    expect(m).toContain(
+      '\tcpus { idle-states { entry-method = "psci"; smcv_idle_0: cpu-standby { compatible = "arm,idle-state"; arm,psci-suspend-param = <0x1>; entry-latency-us = <20>; exit-latency-us = <40>; min-residency-us = <100>; }; smcv_idle_1: cpu-power-down { compatible = "arm,idle-state"; arm,psci-suspend-param = <0x40000002>;',
+    );
+    // Every CPU node, not cpu-map.
+    expect(m).toContain("cpu@0 { cpu-idle-states = <&smcv_idle_0 &smcv_idle_1>; }; cpu@1 { cpu-idle-states = <&smcv_idle_0 &smcv_idle_1>; }; };");
+    expect(m).not.toContain("cpu-map { cpu-idle-states");
+    expect(merged()).not.toContain("idle-states");
+    expect(merged({ psci: null })).not.toContain("idle-states");
   });
 
   it("carries bootargs, the initrd and the OP-TEE node, and refuses what is not device-tree source", () => {

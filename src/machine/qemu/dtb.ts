@@ -24,6 +24,16 @@ export interface DtPsci {
   readonly version: string;
   /** PSCI 0.1 function IDs the VM answers (DT properties cpu_suspend, cpu_off, cpu_on, migrate), if any. */
   readonly v0_1?: { readonly cpu_suspend: number; readonly cpu_off: number; readonly cpu_on: number; readonly migrate: number };
+  /** Idle states for /cpus/idle-states, shallowest first; `param` is the CPU_SUSPEND power_state. */
+  readonly idleStates?: readonly DtIdleState[];
+}
+
+export interface DtIdleState {
+  readonly name: string;
+  readonly param: number;
+  readonly entryLatencyUs: number;
+  readonly exitLatencyUs: number;
+  readonly minResidencyUs: number;
 }
 
 export interface DtOverrides {
@@ -35,6 +45,8 @@ export interface DtOverrides {
   readonly map: readonly Region[];
   /** null: the VM has no PSCI (no node). */
   readonly psci: DtPsci | null;
+  /** A handover VM: where the shim's vectors are, for the kernel's handover module (/smcvisor, docs/handover.md). */
+  readonly handoverVectors?: bigint;
 }
 
 /** Root nodes kept besides the devices of the map: CPUs, timer, the UART's clock, /chosen, /psci and /memory. */
@@ -69,6 +81,21 @@ function psciNode(p: DtPsci, conduit: "smc" | "hvc"): string[] {
   return [`\tpsci { ${props.join(" ")} };`];
 }
 
+/**
+ * /cpus/idle-states and each CPU's `cpu-idle-states` (Linux's bindings: cpu/idle-states.yaml, arm/psci.yaml):
+ * what Linux's cpuidle-psci driver enters through CPU_SUSPEND with `arm,psci-suspend-param`.
+ */
+function idleNodes(states: readonly DtIdleState[], cpus: readonly string[]): string[] {
+  if (states.length === 0) return [];
+  const label = (i: number) => `smcv_idle_${i}`;
+  const nodes = states.map(
+    (st, i) =>
+      `${label(i)}: ${st.name} { compatible = "arm,idle-state"; arm,psci-suspend-param = <${hex(st.param >>> 0)}>; entry-latency-us = <${st.entryLatencyUs}>; exit-latency-us = <${st.exitLatencyUs}>; min-residency-us = <${st.minResidencyUs}>; };`,
+  );
+  const refs = states.map((_, i) => `&${label(i)}`).join(" ");
+  return [`	cpus { idle-states { entry-method = "psci"; ${nodes.join(" ")} }; ${cpus.map((c) => `${c} { cpu-idle-states = <${refs}>; };`).join(" ")} };`];
+}
+
 /** QEMU's device-tree source cut to the guest map, with smcvisor's nodes merged in (dtc merges a later `/ { }` into the first). */
 export function mergeDts(base: string, o: DtOverrides): string {
   const header = "/dts-v1/;";
@@ -86,7 +113,9 @@ export function mergeDts(base: string, o: DtOverrides): string {
     "",
     "/ {",
     ...[...new Set(deleted)].map((n) => `\t/delete-node/ ${n};`),
-    `\t${memoryNode} { reg = <${cells(ram[0]!.ipa)} ${cells(ram[0]!.size)}>; };`,
+    // device_type as the Devicetree Specification (v0.4, 3.4) requires: QEMU's own node has it, and a node of
+    // ours at another address (a handover VM's RAM) replaces that one.
+    `\t${memoryNode} { device_type = "memory"; reg = <${cells(ram[0]!.ipa)} ${cells(ram[0]!.size)}>; };`,
     ...(gic.length > 0
       ? [
           `\t${gic[0]!.node} { reg = <${gic.map((r) => `${cells(r.ipa)} ${cells(r.size)}`).join(" ")}>; /delete-property/ interrupts; ${childNodes(base, gic[0]!.node!)
@@ -95,8 +124,10 @@ export function mergeDts(base: string, o: DtOverrides): string {
         ]
       : []),
     ...(o.psci ? psciNode(o.psci, o.conduit) : []),
+    ...(o.psci?.idleStates ? idleNodes(o.psci.idleStates, childNodes(base, "cpus").filter((n) => /^cpu@[0-9a-f]+$/.test(n))) : []),
     `\tchosen { ${chosen.join(" ")} };`,
     // Linux's optee driver calls through the method the node names: the VM's conduit (mediation is the same for both).
+    ...(o.handoverVectors !== undefined ? [`\tsmcvisor { compatible = "smcvisor,handover"; handover-vectors = /bits/ 64 <${hex(o.handoverVectors)}>; };`] : []),
     ...(o.optee ? [`\tfirmware { optee { compatible = "linaro,optee-tz"; method = ${quote(o.conduit)}; }; };`] : []),
     "};",
     "",

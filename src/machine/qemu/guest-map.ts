@@ -12,7 +12,7 @@
  * hypervisor and virtual CPU interfaces, GICv2m and the GICv3 ITS (which reads and writes tables at
  * addresses software gives it).
  */
-import { MACHINE_RAM_BASE, SHIM_SIZE } from "./layout.js";
+import { HANDOVER_RAM_BASE, MACHINE_RAM_BASE, SHIM_SIZE } from "./layout.js";
 
 export interface Region {
   readonly name: string;
@@ -52,7 +52,7 @@ export interface GuestMapOptions {
 }
 
 export function guestMap(ramBase: bigint, ramSize: bigint, vcpus: number, gicVersion: 2 | 3, opts: GuestMapOptions = {}): Region[] {
-  if (ramBase !== MACHINE_RAM_BASE) throw new Error(`QEMU's virt machine has RAM at 0x${MACHINE_RAM_BASE.toString(16)}`);
+  if (ramBase !== MACHINE_RAM_BASE && ramBase !== HANDOVER_RAM_BASE) throw new Error(`QEMU's virt machine has RAM at 0x${MACHINE_RAM_BASE.toString(16)}`);
   const gic: Region[] =
     gicVersion === 2
       ? [
@@ -66,7 +66,7 @@ export function guestMap(ramBase: bigint, ramSize: bigint, vcpus: number, gicVer
   return [
     // QEMU's flash node covers both banks (one reg entry each): both are given, or neither.
     ...(opts.flash ? [0, 1].map((b): Region => ({ name: `flash${b}`, ipa: VIRT.flash + BigInt(b) * VIRT.flashBank, pa: VIRT.flash + BigInt(b) * VIRT.flashBank, size: VIRT.flashBank, kind: "flash", node: "flash@0" })) : []),
-    { name: "ram", ipa: ramBase, pa: ramBase + SHIM_SIZE, size: ramSize, kind: "ram" },
+    { name: "ram", ipa: ramBase, pa: MACHINE_RAM_BASE + SHIM_SIZE, size: ramSize, kind: "ram" },
     ...gic,
     { name: "uart", ipa: VIRT.uart, pa: VIRT.uart, size: 0x1000n, kind: "device", node: "pl011@9000000" },
   ];

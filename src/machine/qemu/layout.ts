@@ -11,6 +11,15 @@
  */
 export const MACHINE_RAM_BASE = 0x4000_0000n;
 export const SHIM_SIZE = 0x20_0000n;
+/** A handover VM's RAM base (docs/handover.md): its IPAs are machine PAs, above the shim's region. */
+export const HANDOVER_RAM_BASE = MACHINE_RAM_BASE + SHIM_SIZE;
+/** The shim's exception vectors (shim/protocol.h HANDOVER_VECTORS): the VBAR_EL2 a handover VM's kernel hands over to. */
+export const HANDOVER_VECTORS = MACHINE_RAM_BASE + 0x1800n;
+
+/** Where a guest RAM IPA is in the machine: the guest's RAM is always backed by machine RAM from the end of the shim's region. */
+export function machinePa(ramBase: bigint, ipa: bigint): bigint {
+  return ipa - ramBase + MACHINE_RAM_BASE + SHIM_SIZE;
+}
 /** The shim region's parts, as offsets from MACHINE_RAM_BASE (= offsets in the RAM file); shim/protocol.h. */
 export const SHIM_REGION = {
   /** The shim's ELF (code, data, BSS) ends below this. */
@@ -59,7 +68,7 @@ export const DTB_MAX = 2n * MiB;
 
 /** Places device tree, kernel and initrd in guest RAM (IPAs), or says why they do not fit. */
 export function layoutFor(ramBase: bigint, ramSize: bigint, kernelBytes: bigint, dtbBytes: bigint, initrdBytes: bigint | null): LayoutResult {
-  if (ramBase !== MACHINE_RAM_BASE) return { ok: false, reason: `QEMU's virt machine has RAM at 0x${MACHINE_RAM_BASE.toString(16)}; memory.base is 0x${ramBase.toString(16)}` };
+  if (ramBase !== MACHINE_RAM_BASE && ramBase !== HANDOVER_RAM_BASE) return { ok: false, reason: `QEMU's virt machine has RAM at 0x${MACHINE_RAM_BASE.toString(16)} (0x${HANDOVER_RAM_BASE.toString(16)} for a handover VM); memory.base is 0x${ramBase.toString(16)}` };
   if (ramSize % (2n * MiB) !== 0n) return { ok: false, reason: `memory.size must be a multiple of 2 MiB under QEMU (stage 2 maps guest RAM in 2 MiB blocks); it is ${ramSize} bytes` };
   if (dtbBytes > DTB_MAX) return { ok: false, reason: `the device tree is ${dtbBytes} bytes; at most ${DTB_MAX} fit before the kernel` };
   const dtb = ramBase;

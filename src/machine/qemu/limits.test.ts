@@ -36,4 +36,19 @@ describe("what the QEMU backend can run, checked when a scenario is read", () =>
     const r = parseScenario("s", { guests: { a: { kernel: "debian" } }, vms: { a: {}, constructor: {} } }, () => ({}));
     expect(!r.ok && r.errors).toEqual([{ path: "guests.constructor", message: "every VM needs a guest (kernel or firmware)" }]);
   });
+
+  it("takes a handover VM only as the handover needs it, naming each field that is not", () => {
+    const ok = configOf("vms:\n  h: { handover: true, conduit: smc, memory: { base: 0x40200000, size: 256MiB } }\n");
+    expect(qemuLimitProblems(ok)).toEqual([]);
+    const bad = qemuLimitProblems(configOf("vms:\n  h: { handover: true, vcpus: 2, aarch32: true, memory: { base: 0x40000000, size: 256MiB } }\n"));
+    expect(bad.map((p) => p.path)).toEqual(["vms.h.memory.base", "vms.h.conduit", "vms.h.aarch32", "vms.h.vcpus"]);
+    expect(bad[0]!.message).toContain("memory.base must be 0x40200000");
+    // The handover base is a handover VM's only: any other VM's RAM is still at virt's base.
+    expect(qemuLimitProblems(configOf("vms:\n  n: { memory: { base: 0x40200000, size: 256MiB } }\n")).map((p) => p.path)).toEqual(["vms.n.memory.base"]);
+  });
+
+  it("refuses firmware for a handover VM when the scenario is read", () => {
+    const r = parseScenario("s", { guests: { h: { firmware: "u-boot-qemu" } }, vms: { h: { handover: true, conduit: "smc", memory: { base: 0x4020_0000, size: "256MiB" } } } }, () => ({}));
+    expect(!r.ok && r.errors).toEqual([{ path: "guests.h.firmware", message: expect.stringContaining("handover VM boots a kernel") }]);
+  });
 });

@@ -4,8 +4,8 @@
  * built and no QEMU started for a VM the backend would refuse later.
  */
 import type { ConfigError } from "../../policy/config.js";
-import type { Config } from "../../policy/load.js";
-import { MACHINE_RAM_BASE, SHIM_SIZE } from "./layout.js";
+import type { Config, VmConfig } from "../../policy/load.js";
+import { HANDOVER_RAM_BASE, MACHINE_RAM_BASE, SHIM_SIZE } from "./layout.js";
 
 /**
  * vCPUs per VM. The backend runs `virt` with a GICv2 (gic-version=2), which has at most eight CPU
@@ -32,7 +32,8 @@ export function qemuLimitProblems(config: Config): ConfigError[] {
     if (vm.vcpus > MAX_QEMU_VCPUS) {
       errors.push({ path: `vms.${vm.name}.vcpus`, message: `the QEMU backend runs at most ${MAX_QEMU_VCPUS} vCPUs per VM (a GICv2 has eight CPU interfaces); this VM has ${vm.vcpus}` });
     }
-    if (vm.memory.base !== MACHINE_RAM_BASE) {
+    if (vm.handover) errors.push(...handoverProblems(vm));
+    else if (vm.memory.base !== MACHINE_RAM_BASE) {
       errors.push({ path: `vms.${vm.name}.memory.base`, message: `QEMU's virt machine has its RAM at 0x${MACHINE_RAM_BASE.toString(16)}; memory.base is 0x${vm.memory.base.toString(16)}` });
     }
     if (vm.memory.size % QEMU_RAM_GRANULE !== 0n) {
@@ -41,5 +42,24 @@ export function qemuLimitProblems(config: Config): ConfigError[] {
       errors.push({ path: `vms.${vm.name}.memory.size`, message: `under QEMU a VM has at most ${MAX_QEMU_RAM / MiB} MiB of RAM (4 GiB mapped in one piece, less the shim's 2 MiB); it has ${vm.memory.size / MiB} MiB` });
     }
   }
+  return errors;
+}
+
+/**
+ * A handover VM (docs/handover.md) runs its kernel at EL2 before the handover, where it sees physical
+ * addresses: its RAM must be where the machine's is (IPA = PA, above the shim's region, so stage 2 after the
+ * handover is the identity); it makes its SMCs to QEMU's PSCI before and to smcvisor after (SMC conduit); the
+ * shim takes over an AArch64 EL1; and one vCPU, since the shim takes EL2 over from the CPU that calls it
+ * only (a second CPU the kernel started itself would keep EL2).
+ */
+function handoverProblems(vm: VmConfig): ConfigError[] {
+  const errors: ConfigError[] = [];
+  const at = `vms.${vm.name}`;
+  if (vm.memory.base !== HANDOVER_RAM_BASE) {
+    errors.push({ path: `${at}.memory.base`, message: `a handover VM's RAM is the machine's above the shim's region, IPA = PA: memory.base must be 0x${HANDOVER_RAM_BASE.toString(16)}; it is 0x${vm.memory.base.toString(16)}` });
+  }
+  if (vm.conduit !== "smc") errors.push({ path: `${at}.conduit`, message: "a handover VM's conduit is smc (its kernel's HVCs before the handover go to its own hyp stub)" });
+  if (vm.aarch32) errors.push({ path: `${at}.aarch32`, message: "a handover VM runs an AArch64 kernel (Linux's hyp stub is AArch64)" });
+  if (vm.vcpus !== 1) errors.push({ path: `${at}.vcpus`, message: `a handover VM has one vCPU (the handover takes EL2 from the calling CPU only); it has ${vm.vcpus}` });
   return errors;
 }

@@ -20,14 +20,15 @@ import type { VmConfig } from "../../policy/load.js";
 import type { GuestTime, PowerPort, VmPorts } from "../../router/ports.js";
 import { OUTCOME_BAD_TRAP, OUTCOME_HALT, OUTCOME_SKIP, OUTCOME_UNDEF, pcAdvance } from "../../router/outcome.js";
 import { ArchService } from "../../services/arch/arch.js";
-import { legacyIds } from "../../services/psci/psci.js";
+import { legacyIds, PsciService } from "../../services/psci/psci.js";
 import { mpidrOf } from "../../services/psci/topology.js";
-import { encodeHostPage, fastKey, MAILBOX, mailboxOffset, ReplyArea, REPLY_SIZE, REQ, RequestFrame, REQUEST_SIZE, RESUME_AARCH32, RESUME_WFI, RSP, type Reply } from "./channel.js";
+import { decodeWakeStats, encodeHostPage, fastKey, HOST_HANDOVER, MAILBOX, mailboxOffset, ReplyArea, REPLY_SIZE, REQ, RequestFrame, REQUEST_SIZE, RESUME_AARCH32, RESUME_EL2, RESUME_WAKE, RSP, type Reply, type WakeStats } from "./channel.js";
+import { HVC_SET_VECTORS, HVC_STUB_ERR, HypStub } from "../../services/hyp-stub/hyp-stub.js";
 import { buildDtb, type DtPsci } from "./dtb.js";
 import { fastAnswersFor } from "./fast-path.js";
 import { guestMap, VIRT } from "./guest-map.js";
 import { MappedGuestMemory } from "./guest-memory.js";
-import { kernelFootprint, layoutFor, MACHINE_RAM_BASE, SHIM_REGION, SHIM_SIZE, type Layout } from "./layout.js";
+import { HANDOVER_VECTORS, kernelFootprint, layoutFor, MACHINE_RAM_BASE, machinePa, SHIM_REGION, SHIM_SIZE, type Layout } from "./layout.js";
 import type { Poller } from "./poller.js";
 import { qemuCommand } from "./paths.js";
 import { SharedRam } from "./shared-ram.js";
@@ -120,6 +121,8 @@ export interface VmExit {
   readonly aborts: bigint;
   /** Boots: 1, plus one per reset. */
   readonly boots: number;
+  /** Each vCPU's wake-up waits (CPU_SUSPEND, docs/suspend.md) as the shim counted them, read as the VM ended. */
+  readonly wakes?: readonly WakeStats[];
 }
 
 type Halt = { kind: "cpu-off" } | { kind: "system-off"; reason: string } | { kind: "system-reset"; reason: string } | { kind: "suspend"; entry: bigint; context: bigint };
@@ -148,6 +151,10 @@ class VcpuChannel {
   /** A trap is being handled (its reply not yet sent); the VM's `epoch` tells a pre-reset one from a new one. */
   busy = false;
   halt: Halt | null = null;
+  /** The call being handled is a standby: its RETURN becomes RETURN_WAKE (the shim waits for a wake-up event). */
+  standby = false;
+  /** In a power-down suspend since its reply: its next request tells virtual PSCI it has resumed. */
+  suspended = false;
   /** Entry and context from the virtual CPU_ON that is starting this vCPU. */
   pendingStart: { entry: bigint; context: bigint } | null = null;
   /** The request whose CNTVCT_EL0 (in `frame`) is the vCPU's time now (PTP and PV time read it, rarely). */
@@ -199,7 +206,7 @@ export class QemuVm implements PowerPort {
     for (let i = 0; i < config.vcpus; i++) {
       const v = new VcpuChannel(i, join(opts.runDir, `doorbell${i}.sock`));
       const page = mailboxOffset(i);
-      v.words = new Int32Array(this.ram.bytes.buffer, page, 4);
+      v.words = new Int32Array(this.ram.bytes.buffer, page, MAILBOX.request / 4);
       v.request = this.ram.view(page + MAILBOX.request, REQUEST_SIZE);
       v.reply = new ReplyArea(this.ram.view(page + MAILBOX.reply, REPLY_SIZE));
       this.vcpus.push(v);
@@ -214,6 +221,7 @@ export class QemuVm implements PowerPort {
       },
     };
     this.exited = new Promise((r) => (this.resolveExit = r));
+    this.hypStub = config.handover ? new HypStub({ shimVectors: HANDOVER_VECTORS, ram: config.memory }) : null;
   }
 
   get name(): string {
@@ -265,7 +273,7 @@ export class QemuVm implements PowerPort {
   qemuArgs(): string[] {
     const l = this.layout!;
     const { image } = this.opts;
-    const pa = (ipa: bigint) => `0x${(ipa + SHIM_SIZE).toString(16)}`;
+    const pa = (ipa: bigint) => `0x${machinePa(this.config.memory.base, ipa).toString(16)}`;
     const mem = `${(SHIM_SIZE + this.config.memory.size) / (1n << 20n)}M`;
     const doorbells = this.vcpus.flatMap((v) => [
       "-chardev", `socket,id=bell${v.index},path=${v.socketPath}`,
@@ -331,6 +339,7 @@ export class QemuVm implements PowerPort {
     const { base, size } = this.config.memory;
     const firmware = image.firmware !== undefined;
     if (firmware && image.initrd !== undefined) throw new Error("a firmware guest has no initrd (the firmware loads what it boots)");
+    if (firmware && this.config.handover) throw new Error("a handover VM boots a kernel, not firmware (docs/handover.md)");
     if (firmware) {
       const bytes = BigInt(statSync(image.firmware!).size);
       if (bytes > VIRT.flashBank) throw new Error(`the firmware is ${bytes} bytes; flash bank 0 holds ${VIRT.flashBank}`);
@@ -346,12 +355,14 @@ export class QemuVm implements PowerPort {
     this.layout = firmware ? { ...l.layout, kernel: VIRT.flash } : l.layout;
     const dtb = await buildDtb(this.opts.qemu, this.machineArgs(), this.opts.runDir, dtbPath, {
       conduit: this.config.conduit === "hvc" ? "hvc" : "smc",
-      bootargs: `${image.cmdline ?? ""} ${BOOT_ARG}${bootDigits(1)}`.trim(),
+      // A handover VM's kernel keeps its hyp stub (KVM would take EL2 at boot): docs/handover.md.
+      bootargs: `${image.cmdline ?? ""}${this.config.handover ? " kvm-arm.mode=none" : ""} ${BOOT_ARG}${bootDigits(1)}`.trim(),
       initrd: l.layout.initrd !== null ? { start: l.layout.initrd, end: l.layout.initrdEnd! } : null,
       // The /firmware/optee node is OP-TEE's SMC ABI only: an FF-A VM finds OP-TEE on the FF-A bus by UUID.
       optee: this.config.tee?.mediator === "optee",
       map,
       psci: this.dtPsci(),
+      ...(this.config.handover ? { handoverVectors: HANDOVER_VECTORS } : {}),
     });
     if (dtb.length > 1 << 20) throw new Error(`the device tree is ${dtb.length} bytes (at most 1 MiB)`);
     const at = Buffer.from(dtb.buffer, dtb.byteOffset, dtb.length).indexOf(BOOT_ARG);
@@ -372,6 +383,7 @@ export class QemuVm implements PowerPort {
       spinTicks: Math.round((wait.spinUs * COUNTER_HZ) / 1e6),
       sleepTicks: Math.round((wait.sleepUs * COUNTER_HZ) / 1e6),
       fast: this.fastTable.map((e) => [fastKey(e.fid, e), e.value] as const),
+      flags: this.config.handover ? HOST_HANDOVER : 0,
     });
     this.ram.view(SHIM_REGION.hostPage, host.length).set(host);
     await Promise.all(this.vcpus.map((v) => this.listen(v)));
@@ -383,8 +395,12 @@ export class QemuVm implements PowerPort {
     if (p === false) return null;
     const legacy = legacyIds(this.config);
     const id = (op: string) => [...legacy].find(([, o]) => o === op)?.[0] ?? 0;
+    // CPU_SUSPEND's power_state in the VM's format (DEN0022 §5.4.2): PSCI 0.2 has only the original one.
+    const extended = p.version !== "0.2" && (p.powerStateFormat ?? "extended") === "extended";
+    const idleStates = p.cpuIdle?.map((st) => ({ ...st, param: (st.powerDown ? (extended ? 0x4000_0000 : 0x1_0000) : 0) | st.stateId }));
     return {
       version: p.version,
+      ...(idleStates ? { idleStates } : {}),
       ...(legacy.size > 0 ? { v0_1: { cpu_suspend: id("cpu_suspend"), cpu_off: id("cpu_off"), cpu_on: id("cpu_on"), migrate: id("migrate") } } : {}),
     };
   }
@@ -487,9 +503,17 @@ export class QemuVm implements PowerPort {
       this.resetting = false;
     }
     if (r.wa2State !== 0) this.wa2?.(v.index, r.wa2State === 2);
+    if (v.suspended) {
+      // The vCPU runs again: a wake-up event ended its power-down suspend (the shim waited for it).
+      v.suspended = false;
+      const psci = this.domain?.routed.services.get("psci");
+      if (psci instanceof PsciService) psci.resumed(v.index);
+    }
     switch (r.type) {
       case REQ.HELLO:
         return this.onHello(v);
+      case REQ.HANDOVER:
+        return this.onHandover(v, r);
       case REQ.TRAP:
         return this.onTrap(v, r);
       case REQ.PHYS_RESULT: {
@@ -552,7 +576,11 @@ export class QemuVm implements PowerPort {
       // firmware guest at its reset address with every register zero, as a CPU comes out of reset (it finds
       // the device tree at the start of RAM, where virt puts it for firmware).
       const firmware = this.opts.image.firmware !== undefined;
-      v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [firmware ? 0n : this.layout!.dtb, 0n, 0n, 0n], flags: this.resumeFlags } }];
+      // A handover VM's kernel starts at EL2, as on a board without a hypervisor (docs/handover.md).
+      this.handedOver = false;
+      this.hypStub?.reset();
+      const flags = this.config.handover ? RESUME_EL2 : this.resumeFlags;
+      v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [firmware ? 0n : this.layout!.dtb, 0n, 0n, 0n], flags } }];
     } else if (v.pendingStart) {
       const s = v.pendingStart;
       v.pendingStart = null;
@@ -564,12 +592,58 @@ export class QemuVm implements PowerPort {
     this.flush(v);
   }
 
+  /** The handover VM's kernel has handed EL2 over (set at the handover, cleared at each boot). */
+  private handedOver = false;
+  /** The hyp stub smcvisor serves for a handed-over kernel (services/hyp-stub); null for other VMs. */
+  private readonly hypStub: HypStub | null;
+
+  /**
+   * The kernel of a handover VM called the shim's vectors for the first time (shim.c, handover()): from
+   * that HVC on, its SMCs and HVCs trap and stage 2 covers it. The call itself is its HVC_SET_VECTORS naming
+   * the shim's vectors, answered 0 as its stub would; any other first call is answered HVC_STUB_ERR (the
+   * handover has happened all the same: the shim's vectors are VBAR_EL2).
+   */
+  private onHandover(v: VcpuChannel, r: RequestFrame): void {
+    if (!this.config.handover || this.handedOver || v.busy || v.awaiting) {
+      this.send(v, { type: RSP.STOP });
+      return this.fail(`vCPU ${v.index}: protocol error: an unexpected HANDOVER request`);
+    }
+    this.handedOver = true;
+    const x0 = BigInt(r.words[0]!) | (BigInt(r.words[1]!) << 32n), x1 = BigInt(r.words[2]!) | (BigInt(r.words[3]!) << 32n);
+    const ok = x0 === HVC_SET_VECTORS && x1 === HANDOVER_VECTORS;
+    this.opts.log?.(`${this.name}: vCPU ${v.index}: the kernel handed EL2 over (its HVC x0=0x${x0.toString(16)} x1=0x${x1.toString(16)}${ok ? "" : ": not HVC_SET_VECTORS of the shim's vectors, answered HVC_STUB_ERR"}); its SMCs and HVCs are smcvisor's from here`);
+    // In the trace too: the first call smcvisor answers for this kernel is the handover itself.
+    this.domain?.recordMachineCall(v.index, true, Number(x0 & 0xffff_ffffn), ok ? "emulate" : "deny", "hyp-stub:handover", ok ? 0n : HVC_STUB_ERR, `x1=0x${x1.toString(16)}`);
+    this.send(v, { type: RSP.RETURN, count: 1, advance: 0, regs: [ok ? 0n : HVC_STUB_ERR] });
+  }
+
+  /** A handed-over kernel's stub call (an HVC #0 with x0 < 0x1000): the hyp stub's answer (services/hyp-stub). */
+  private onStubCall(v: VcpuChannel, r: RequestFrame): boolean {
+    const stub = this.hypStub;
+    if (!stub || !this.handedOver || r.esr !== ESR_HVC64_0) return false;
+    const x = [0, 1, 2, 3, 4].map((i) => BigInt(r.words[2 * i]!) | (BigInt(r.words[2 * i + 1]!) << 32n));
+    if (!HypStub.isStubCall(x[0]!)) return false;
+    const a = stub.call(x);
+    this.stubCalls++;
+    if (this.stubCalls <= 64) this.opts.log?.(`${this.name}: vCPU ${v.index}: hyp stub: ${a.note}`);
+    const refused = a.kind === "return" && a.x0 === HVC_STUB_ERR;
+    this.domain?.recordMachineCall(v.index, true, Number(x[0]!), refused ? "deny" : "emulate", a.rule, a.kind === "return" ? a.x0 : 0n, a.note);
+    if (a.kind === "restart") this.send(v, { type: RSP.RESTART, entry: a.entry, regs: [...a.args, 0n] });
+    else this.send(v, { type: RSP.RETURN, count: 1, advance: 0, regs: [a.x0] });
+    return true;
+  }
+
+  /** Stub calls answered (the first 64 are logged: a kernel cannot flood the log). */
+  stubCalls = 0;
+
   private onTrap(v: VcpuChannel, r: RequestFrame): void {
     if (v.busy || v.awaiting) return this.fail(`vCPU ${v.index}: protocol error: a trap while its previous call is open`);
+    if (this.hypStub && this.onStubCall(v, r)) return;
     const domain = this.domain;
     if (!domain) return this.fail("no domain attached");
     v.busy = true;
     v.halt = null;
+    v.standby = false;
     v.outbox = [];
     const epoch = this.epoch;
     let outcome: number | Promise<number>;
@@ -603,7 +677,8 @@ export class QemuVm implements PowerPort {
       out.push({ reply: this.haltReply(v) });
       this.opts.onHalt?.(v.index);
     } else if (outcome === OUTCOME_SKIP) out.push({ reply: { type: RSP.RETURN, count: 0, advance: pcAdvance(r.esr, outcome) } });
-    else out.push({ reply: { type: RSP.RETURN, count: 18, advance: pcAdvance(r.esr, outcome), regs: r.words } });
+    else out.push({ reply: { type: v.standby ? RSP.RETURN_WAKE : RSP.RETURN, count: 18, advance: pcAdvance(r.esr, outcome), regs: r.words } });
+    v.standby = false;
     this.flush(v);
   }
 
@@ -619,7 +694,9 @@ export class QemuVm implements PowerPort {
       case "system-reset":
         return { type: RSP.SYSTEM_RESET };
       case "suspend":
-        return { type: RSP.RESUME_AT, entry: h.entry, regs: [h.context, 0n, 0n, 0n], flags: RESUME_WFI | this.resumeFlags };
+        // The shim waits for a wake-up event, then enters as a warm boot (shim/suspend.c, docs/suspend.md).
+        v.suspended = true;
+        return { type: RSP.RESUME_AT, entry: h.entry, regs: [h.context, 0n, 0n, 0n], flags: RESUME_WAKE | this.resumeFlags };
       default:
         return { type: RSP.STOP };
     }
@@ -671,6 +748,8 @@ export class QemuVm implements PowerPort {
       other.outbox = [];
       other.halt = null;
       other.pendingStart = null;
+      other.standby = false;
+      other.suspended = false;
     }
     const r = this.domain?.reset();
     const report = (res: Awaited<NonNullable<typeof r>>) => {
@@ -715,6 +794,32 @@ export class QemuVm implements PowerPort {
     this.vcpus[vcpu]!.halt = { kind: "suspend", entry, context };
   }
 
+  cpuStandby(vcpu: number): void {
+    this.vcpus[vcpu]!.standby = true;
+  }
+
+  /**
+   * The host's wake-up event for vCPU `vcpu` (DEN0022 §5.4: an implementation-defined wake-up event): a
+   * power-down suspend resumes, a standby returns. One that comes while the vCPU runs ends its next wait at
+   * once, which the spec allows (a suspend may end early). Returns whether the vCPU was waiting.
+   */
+  wake(vcpu: number): boolean {
+    const v = this.vcpus[vcpu];
+    if (!v) throw new Error(`wake: vCPU ${vcpu} does not exist (the VM has ${this.vcpus.length})`);
+    if (this.ending || !this.ram.mapped) return false;
+    Atomics.add(v.words, MAILBOX.wakeReq / 4, 1);
+    const waiting = Atomics.load(v.words, MAILBOX.waiting / 4) !== 0;
+    if (waiting) this.ring(v);
+    return waiting;
+  }
+
+  /** How vCPU `vcpu`'s wake-up waits have ended so far (the shim's counters). */
+  wakeStats(vcpu: number): WakeStats {
+    if (!this.vcpus[vcpu]) throw new Error(`wakeStats: vCPU ${vcpu} does not exist (the VM has ${this.vcpus.length})`);
+    if (!this.ram.mapped) throw new Error(`wakeStats: ${this.name} has ended (its RAM is gone)`);
+    return decodeWakeStats(this.ram.view(mailboxOffset(vcpu), SHIM_REGION.mailboxStride));
+  }
+
   systemOff(vcpu: number, reason: string): void {
     this.vcpus[vcpu]!.halt = { kind: "system-off", reason };
   }
@@ -745,6 +850,8 @@ export class QemuVm implements PowerPort {
     this.consoleBuffer = "";
     if (!this.ending) {
       if (this.poweredOff !== null && code === 0) this.ending = { state: "off", reason: `powered off (${this.poweredOff})` };
+      // A handover VM's kernel that never handed EL2 over powers off through QEMU's PSCI itself, unseen.
+      else if (this.config.handover && !this.handedOver && code === 0) this.ending = { state: "off", reason: "powered off before the handover (QEMU's PSCI, not smcvisor's)" };
       else {
         const why = signal ? `killed by ${signal}` : `exited with code ${code}`;
         const err = this.stderr.trim().split("\n").slice(-3).join(" / ");
@@ -765,10 +872,11 @@ export class QemuVm implements PowerPort {
       v.socket?.destroy();
       v.server?.close();
     }
+    const wakes = this.ram.mapped ? this.vcpus.map((v) => this.wakeStats(v.index)) : [];
     this.ram.dispose();
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
-    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots });
+    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots, wakes });
   }
 
   /** Whether the VM has ended (or is ending). */
@@ -793,6 +901,8 @@ export class QemuVm implements PowerPort {
 }
 
 const RING = Buffer.from([1]);
+/** ESR_EL2 of an AArch64 HVC #0 (EC 0x16, IL). */
+const ESR_HVC64_0 = 0x5a00_0000;
 
 /** The first bytes of a file: enough for an arm64 Image header (the image itself is QEMU's to load). */
 function readHeader(path: string): Uint8Array {

@@ -138,6 +138,9 @@ export function parseScenario(source: string, data: unknown, readPolicy: (path: 
   const errors: ConfigError[] = qemuLimitProblems(config.value);
   const names = new Set(config.value.vms.map((v) => v.name));
   for (const vm of names) if (!Object.hasOwn(s.guests, vm)) errors.push({ path: `guests.${vm}`, message: "every VM needs a guest (kernel or firmware)" });
+  for (const vm of config.value.vms) {
+    if (vm.handover && Object.hasOwn(s.guests, vm.name) && s.guests[vm.name]!.firmware !== undefined) errors.push({ path: `guests.${vm.name}.firmware`, message: "a handover VM boots a kernel at EL2, not firmware (docs/handover.md)" });
+  }
   for (const g of Object.keys(s.guests)) if (!names.has(g)) errors.push({ path: `guests.${g}`, message: `no VM named ${g} in the policy (have: ${[...names].join(", ")})` });
   if (errors.length > 0) return { ok: false, errors };
   return {

@@ -76,6 +76,11 @@ export class ScriptedPower implements PowerPort {
     v.resumeAt = [entry, context];
   }
 
+  /** A scripted vCPU's standby ends at once: the wake-up event a real core waits for is assumed to have come. */
+  cpuStandby(vcpu: number): void {
+    this.note(`cpu-standby ${vcpu}`);
+  }
+
   systemOff(_vcpu: number, reason: string): void {
     this.note(`system-off ${reason}`);
     this.state = "off";

@@ -408,3 +408,23 @@ describe("reboots and the order of CPU_ON", () => {
     expect(psciOf(m, "vm0").memProtect).toBe(true);
   });
 });
+
+describe("standby waits for a wake-up event in the machine (PowerPort.cpuStandby)", () => {
+  it("CPU_SUSPEND standby, CPU_DEFAULT_SUSPEND and PSCI 0.1 standby ask the machine to wait, then return SUCCESS; power-down and bad states do not", () => {
+    const m = machine("vms:\n  vm0:\n    vcpus: 2\n    services:\n      psci: { version: \"1.1\", v0_1: kvm }\n");
+    const v0 = m.vm("vm0").vcpu(0);
+    const power = m.vm("vm0").power;
+    const standbys = () => power.events.filter((e) => e.startsWith("cpu-standby"));
+    expect(v0.smc(F.PSCI_CPU_SUSPEND.smc64, 0x1, ENTRY, 0).x0).toBe(0n);
+    expect(v0.smc(F.PSCI_CPU_DEFAULT_SUSPEND.smc64, ENTRY, 0).x0).toBe(0n);
+    expect(v0.hvc(0x95c1_ba5e, 0x0, ENTRY).x0).toBe(0n);
+    expect(standbys()).toEqual(["cpu-standby 0", "cpu-standby 0", "cpu-standby 0"]);
+    // Reserved bits: INVALID_PARAMETERS, no wait.
+    expect(v0.smc(F.PSCI_CPU_SUSPEND.smc64, 0x8000_0000, ENTRY, 0).sw(0)).toBe(R.INVALID_PARAMETERS);
+    expect(standbys()).toHaveLength(3);
+    // Power-down: a suspend, not a standby.
+    v0.smc(F.PSCI_CPU_SUSPEND.smc64, 0x4000_0000, ENTRY, 0);
+    expect(standbys()).toHaveLength(3);
+    expect(power.events.at(-1)).toBe("cpu-suspend 0");
+  });
+});

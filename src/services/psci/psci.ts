@@ -129,7 +129,7 @@ export class PsciService implements ServiceInstance {
       case "PSCI_SYSTEM_RESET": return this.systemReset(call, res, "PSCI_SYSTEM_RESET");
       case "PSCI_FEATURES": return res.ret(this.psciFeatures(call.w(1)));
       // Offered as a standby state (the implementation's choice, DEN0022 §5.16): it returns.
-      case "PSCI_CPU_DEFAULT_SUSPEND": return res.ret(PSCI_RET.SUCCESS);
+      case "PSCI_CPU_DEFAULT_SUSPEND": return this.standby(call, res);
       case "PSCI_SYSTEM_SUSPEND": return this.systemSuspend(call, res, call.x(1), call.x(2));
       case "PSCI_SYSTEM_RESET2": return this.systemReset2(call, res, call.w(1));
       case "PSCI_MEM_PROTECT": {
@@ -229,12 +229,18 @@ export class PsciService implements ServiceInstance {
     const ps = decodePowerState(powerState, this.format);
     if (ps === null) return res.ret(PSCI_RET.INVALID_PARAMETERS);
     // Standby: the core waits for an interrupt and returns (KVM: a WFI).
-    if (!ps.powerDown) return res.ret(PSCI_RET.SUCCESS);
+    if (!ps.powerDown) return this.standby(call, res);
     if (!this.entryValid(entry)) return res.ret(PSCI_RET.INVALID_ADDRESS);
     // Power-down: the core loses its context and resumes at the entry point with x0 = context.
     this.state[call.vcpu] = VCPU_SUSPENDED;
     this.power?.cpuSuspend(call.vcpu, entry, context);
     res.halt();
+  }
+
+  /** A standby state (DEN0022 §5.4.2): SUCCESS once the core has waited for a wake-up event (the machine's wait). */
+  private standby(call: SmcCall, res: SmcResult): HandlerReturn {
+    this.power?.cpuStandby?.(call.vcpu);
+    return res.ret(PSCI_RET.SUCCESS);
   }
 
   /** The machine woke a vCPU from a power-down suspend. */
@@ -308,7 +314,7 @@ export class PsciService implements ServiceInstance {
         // PSCI 0.1 uses the original format and has no context ID.
         const ps = decodePowerState(call.w(1), "original");
         if (ps === null) return res.ret(PSCI_RET.INVALID_PARAMETERS);
-        if (!ps.powerDown) return res.ret(PSCI_RET.SUCCESS);
+        if (!ps.powerDown) return this.standby(call, res);
         if (!this.entryValid(call.x(2))) return res.ret(PSCI_RET.INVALID_PARAMETERS);
         this.state[call.vcpu] = VCPU_SUSPENDED;
         this.power?.cpuSuspend(call.vcpu, call.x(2), 0n);
