@@ -107,6 +107,39 @@ describe("recorder", () => {
     expect(log[0]).toMatch(/reached its limit \(4096 bytes\) after \d+ calls; nothing after is recorded/);
   });
 
+  it("records a call whose handler completes later with its own answer, while another VM's calls go on", async () => {
+    const path = join(dir, "async.ndjson");
+    const recorder = new Recorder(path, { smcvisor: "test", config: { kind: "config", name: "inline", text: TEXT } }, { limitBytes: 1 << 20 });
+    let release: () => void = () => {};
+    const slow: CallTarget = {
+      handle(call, res) {
+        const x1 = call.w(1);
+        return new Promise<void>((done) => {
+          release = () => {
+            res.ret(0);
+            res.set(1, x1 + 1);
+            done();
+          };
+        });
+      },
+    };
+    const m = ScriptedMachine.fromConfig(config(), { observer: recorder, entropy: seededGenerator(3), delegates: new Map([["oem", slow]]) });
+    const pending = m.vm("a").vcpu(0).callAsync("hvc", 0x8300_0001, [41]);
+    expect(m.vm("b").vcpu(0).hvc(0x8000_0000).x0).toBe(0x10002n);
+    expect(m.vm("b").vcpu(0).hvc(0xc400_0053, 64).x0).toBe(0n);
+    release();
+    expect((await pending).regs.slice(0, 2)).toEqual([0n, 42n]);
+    recorder.close();
+    const rec = load(path);
+    const calls = rec.records.filter((r) => r.t === "call");
+    // Written as each completed; numbered as each started.
+    expect(calls.map((c) => `${c.n} ${c.vm} ${c.in[0]}`)).toEqual(["2 b 0x80000000", "3 b 0xc4000053", "1 a 0x83000001"]);
+    expect(calls[2]).toMatchObject({ out: ["0x0", "0x2a"], action: "delegate", rule: "a-oem", inputs: [{ k: "delegate", name: "oem", out: ["0x0", "0x2a", "0x0", "0x0"] }] });
+    // The TRNG's entropy went to b's call, not to the call still in flight.
+    expect(calls[1]!.inputs.map((i) => i.k)).toEqual(["entropy"]);
+    expect(await replayRecording(rec, config())).toEqual({ ok: true, report: { calls: 3, diffs: [], notes: [] } });
+  });
+
   it("costs nothing when off: a machine without an observer gives the same answers", () => {
     const path = join(dir, "same.ndjson");
     const { recorder, m } = record(path);
