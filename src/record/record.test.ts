@@ -140,6 +140,16 @@ describe("recorder", () => {
     expect(await replayRecording(rec, config())).toEqual({ ok: true, report: { calls: 3, diffs: [], notes: [] } });
   });
 
+  it("a file that cannot be written (a full disk) stops the recording with one line, never the calls", () => {
+    const log: string[] = [];
+    const recorder = new Recorder("/dev/full", { smcvisor: "test", config: { kind: "config", name: "inline", text: TEXT } }, { limitBytes: 1 << 20, flushBytes: 64, log: (l) => log.push(l) });
+    const m = ScriptedMachine.fromConfig(config(), { observer: recorder, entropy: seededGenerator(3), delegates: new Map([["oem", oem()]]) });
+    for (let i = 0; i < 100; i++) expect(m.vm("a").vcpu(0).hvc(0x8000_0000).x0).toBe(0x10002n);
+    recorder.close();
+    expect(recorder.failure).toBe("ENOSPC");
+    expect(log).toEqual(["smcvisor: --record: cannot write /dev/full (ENOSPC); recording stopped after 1 calls"]);
+  });
+
   it("costs nothing when off: a machine without an observer gives the same answers", () => {
     const path = join(dir, "same.ndjson");
     const { recorder, m } = record(path);

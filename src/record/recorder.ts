@@ -47,6 +47,8 @@ export class Recorder implements HypervisorObserver {
   private stopped = false;
   private closed = false;
   private unattributed = 0;
+  /** Why writing the file failed (an errno code), or null: nothing more is recorded then. */
+  failure: string | null = null;
   /** The trap running now, synchronously: whatever is read or written meanwhile is its. */
   private current: Pending | null = null;
   /** Traps whose handler completes later, by VM: accesses from their continuations are charged to the first. */
@@ -155,7 +157,11 @@ export class Recorder implements HypervisorObserver {
     if (!this.stopped) this.emit({ t: "end", calls: this.calls, unattributed: this.unattributed });
     this.flush();
     this.closed = true;
-    closeSync(this.fd);
+    try {
+      closeSync(this.fd);
+    } catch (e) {
+      this.failure ??= (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    }
   }
 
   private owner(vm: string, vcpu: number): Pending | null {
@@ -254,12 +260,19 @@ export class Recorder implements HypervisorObserver {
   }
 
   private flush(): void {
-    if (this.buffered === 0) return;
+    if (this.buffered === 0 || this.failure !== null) return;
     const data = this.pending;
     this.pending = "";
     this.written += this.buffered;
     this.buffered = 0;
-    writeSync(this.fd, data);
+    try {
+      writeSync(this.fd, data);
+    } catch (e) {
+      // A full disk (or a file system gone) ends the recording, never the call being recorded or the run.
+      this.failure = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      this.stopped = true;
+      this.opts.log?.(`smcvisor: --record: cannot write ${this.path} (${this.failure}); recording stopped after ${this.calls} calls`);
+    }
   }
 }
 
