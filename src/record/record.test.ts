@@ -8,7 +8,7 @@ import { parseConfigText } from "../policy/load.js";
 import type { CallTarget } from "../router/ports.js";
 import { parseRecording, RECORD_FORMAT_VERSION, type Recording } from "./format.js";
 import { Recorder } from "./recorder.js";
-import { replayRecording } from "./replay.js";
+import { recordedConfig, replayRecording } from "./replay.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smcvisor-record-unit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -207,6 +207,22 @@ vms:
 `;
     const r = await replayRecording(load(path), config(tee));
     expect(r).toEqual({ ok: false, errors: ["vms.b.tee: cannot enable optee: OP-TEE has no room for another guest (VM_CREATED answered ENOTAVAIL)"] });
+  });
+});
+
+describe("recordedConfig", () => {
+  const header = (config: Recording["header"]["config"]): Recording["header"] => ({ format: "smcvisor-record", version: 1, smcvisor: "t", created: "", config, vms: [] });
+
+  it("rebuilds a scenario's config, with the policy file's text when it names one", () => {
+    const inline = recordedConfig(header({ kind: "scenario", name: "s.yaml", text: "vms:\n  vm0: {}\nguests:\n  vm0: { kernel: debian }\n" }));
+    expect(inline.ok && inline.config.vms.map((v) => v.name)).toEqual(["vm0"]);
+    const named = recordedConfig(header({ kind: "scenario", name: "s.yaml", text: "policy: p.yaml\nguests:\n  web: { kernel: debian }\n", policyText: "vms:\n  web: { vcpus: 2 }\n" }));
+    expect(named.ok && named.config.vms.map((v) => [v.name, v.vcpus])).toEqual([["web", 2]]);
+  });
+
+  it("says what is wrong with a recorded config that no longer validates, or a policy text that is missing", () => {
+    expect(recordedConfig(header({ kind: "config", name: "c.yaml", text: "vms: { vm0: { vcpus: 0 } }\n" }))).toMatchObject({ ok: false, errors: [expect.stringMatching(/^c\.yaml: vms\.vm0\.vcpus: /)] });
+    expect(recordedConfig(header({ kind: "scenario", name: "s.yaml", text: "policy: p.yaml\nguests:\n  web: { kernel: debian }\n" }))).toEqual({ ok: false, errors: ["s.yaml: policy: cannot read p.yaml: the recording does not hold the policy file's text"] });
   });
 });
 
