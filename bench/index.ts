@@ -9,6 +9,7 @@ import { recordBench } from "./record.bench.js";
 import { routerBench } from "./router.bench.js";
 import { teeBench } from "./tee.bench.js";
 import { wakeBench } from "./wake.bench.js";
+import { uiBench } from "./ui.bench.js";
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
@@ -20,11 +21,12 @@ const tee = await teeBench({ quick, qemu: !args.has("--no-qemu") });
 // 10^7 fuzzing calls with every invariant checked (72-124 s on the 2-core machine, by its load), against a
 // tenth as many plain calls; --quick runs 10^5 of each.
 const wake = args.has("--no-qemu") ? null : await wakeBench();
+const ui = args.has("--no-qemu") ? null : await uiBench({ quick });
 const fuzz = await fuzzBench({ calls: quick ? 100_000 : 10_000_000, baselineCalls: quick ? 100_000 : 1_000_000 });
 const record = await recordBench({ iterations: quick ? 20_000 : 100_000, repetitions: quick ? 9 : 21 });
 
 if (json) {
-  console.log(JSON.stringify({ node: process.version, router, platform, tee, fuzz, wake, record }, null, 2));
+  console.log(JSON.stringify({ node: process.version, router, platform, tee, fuzz, wake, ui, record }, null, 2));
 } else {
   console.log(`smcvisor benchmarks (Node ${process.version}; medians of interleaved repetitions, ratios paired per repetition)\n`);
   console.log("In-process router: one trapped HVC per iteration, each case in a loop of the same shape a backend has\n");
@@ -74,6 +76,15 @@ if (!json && wake) {
   console.log(table([["median µs", "p90 µs", "max µs"], [wake.medianUs.toFixed(0), wake.p90Us.toFixed(0), wake.maxUs.toFixed(0)]]));
   console.log("");
   console.log(table([["ratio", "value"], [`median / declared exit latency (${wake.declaredExitUs} µs)`, `${wake.ratio.toFixed(2)}x`]]));
+}
+
+if (!json && ui) {
+  console.log("");
+  console.log("Dashboard: Linux (2 vCPUs) boot to its first userspace line, without and with the page open in chromium");
+  console.log("");
+  console.log(table([["case", "ms (each run)"], ...ui.boots.map((b) => [b.name, b.ms.map((x) => x.toFixed(0)).join(", ")])]));
+  console.log("");
+  console.log(table([["ratio", "value"], ...Object.entries(ui.ratios).map(([k, v]) => [k, `${v.toFixed(3)}x`])]));
 }
 
 if (!json) {

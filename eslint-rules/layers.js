@@ -19,6 +19,8 @@ export const LAYER_RANK = {
   fuzz: 5.5,
   // Record and replay drive the hypervisor with the machine layer's boards; only the command line uses them.
   record: 5.5,
+  // The dashboard and control API watch and steer a machine; only the command line starts them.
+  ui: 5.5,
   cli: 6,
 };
 

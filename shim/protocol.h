@@ -76,6 +76,16 @@ typedef unsigned char u8;
 #define HOST_WAKE 4u /* the shim waits for the guest's wake-up events (GIC virtual CPU interface) */
 #define HOST_MMIO 8u /* stage 2 leaves the device window unmapped: accesses become REQ_MMIO */
 
+/*
+ * The device window (IPA), with HOST_MMIO: a guest access there with a full syndrome (ISV = 1) is a
+ * REQ_MMIO, `far` = the IPA, x0 = the value a write stores. RSP_MMIO: x0 = the value a read loads (already
+ * extended to the register's width), x1 = an SPI INTID to make pending (0: none), flags MMIO_REFUSE: the
+ * guest gets a synchronous external abort instead. docs/devices.md.
+ */
+#define MMIO_WINDOW 0x0C000000ul
+#define MMIO_WINDOW_SIZE 0x1000ul
+#define MMIO_REFUSE 1u
+
 /* What the hypervisor tells every CPU of this machine (one page at HOST_PAGE). */
 struct host_page {
 	u32 magic;

@@ -108,7 +108,7 @@ static void wait_reply(struct cpu *c, u32 seq)
 }
 
 /* Posts the request already written in the mailbox and returns the hypervisor's reply. */
-static struct reply *exchange(struct cpu *c, u16 type)
+struct reply *exchange(struct cpu *c, u16 type)
 {
 	struct mailbox *m = c->mb;
 	struct request *q = &m->req;
@@ -347,6 +347,8 @@ void shim_exception(u64 kind, u64 *frame)
 	if (!c->booted || (kind != 8 && kind != 12))
 		unexpected(c, kind < 8 ? esr : (kind << 32) | esr, frame);
 	if (ec == EC_DABT_LOWER || ec == EC_IABT_LOWER) {
+		if (ec == EC_DABT_LOWER && mmio_access(c, frame, esr))
+			return;
 		stage2_fault(c, frame, esr);
 		return;
 	}

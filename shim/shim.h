@@ -87,6 +87,8 @@ void wait_wake(struct cpu *c, u64 bound);
 
 /* SCTLR_EL1 as the shim sets it at reset: RES1 bits, MMU and caches off, little-endian (start.S). */
 #define SCTLR_EL1_RESET 0x30d00800ul
+struct reply *exchange(struct cpu *c, u16 type);
+int mmio_access(struct cpu *c, u64 *frame, u32 esr);
 
 void inject_undef(u64 *frame, u32 esr);
 void inject_abort(u64 *frame, u32 esr, u64 far);

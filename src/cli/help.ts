@@ -75,13 +75,15 @@ export const COMMANDS: readonly CommandHelp[] = [
   },
   {
     name: "run",
-    usage: "smcvisor run <scenario.yaml> [--trace OUT] [--record FILE [--record-limit MIB]] [--quiet] [--json]",
+    usage: "smcvisor run <scenario.yaml> [--trace OUT] [--record FILE [--record-limit MIB]] [--quiet] [--json] [--ui [PORT] [--ui-host ADDR --ui-token TOKEN]]",
     summary: "boot a scenario's VMs under QEMU and the EL2 shim",
     details: [
       "Boots every VM of a scenario (docs/policy.md, \"Scenarios\") in its own QEMU process under the EL2 shim, streams each console prefixed with the VM's name, writes the trace, and prints a summary. Missing guest images and firmware are fetched into the cache first.",
       "--trace OUT  where the trace goes (the scenario's `trace:` by default).", "--quiet  no console lines.", "--json  the summary as JSON.",
       "--record FILE  record every call the VMs make, with what its answer depended on, for `smcvisor replay` (docs/record-replay.md).",
       "--record-limit MIB  stop recording when the file reaches this size (default 256; 1 to 65536).",
+      "--ui [PORT]  serve the live dashboard and control API (docs/api.md) on 127.0.0.1:PORT (8080) while the VMs run.",
+      "--ui-host ADDR  listen on another address; one other than loopback needs --ui-token.", "--ui-token TOKEN  every request must carry it (at least 16 characters; or SMCVISOR_UI_TOKEN).",
       "Exit status: 0 when every VM powered off cleanly and every expectation held, 1 otherwise, 2 for a usage or scenario error.",
     ],
   },

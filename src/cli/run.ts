@@ -7,6 +7,7 @@ import { randomFillSync } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
 import { ensureFirmware, type DebianFirmware } from "../../guests/firmware/firmware.js";
 import { ensureLinuxGuest } from "../../guests/linux/guest.js";
+import { ensureDebianBootDisk } from "../../guests/firmware/debian-disk.js";
 import { QemuMachine } from "../machine/qemu/machine.js";
 import type { GuestImage, VmExit } from "../machine/qemu/qemu-vm.js";
 import { DEBIAN_FIRMWARE, DEBIAN_GUEST, loadScenario, type GuestSpec, type Scenario } from "../machine/qemu/scenario.js";
@@ -20,6 +21,7 @@ import { BOOT_MARKER, ConsoleLog } from "./console-log.js";
 import { unwritable, writeOutput } from "./output.js";
 import type { HypervisorObserver } from "../hypervisor/observer.js";
 import { openRecorder } from "./record-run.js";
+import { policyDocument, startDashboard, takeUiFlag, uiSettings, type Dashboard } from "../ui/dashboard.js";
 
 export interface VmReport {
   readonly name: string;
@@ -52,6 +54,11 @@ function guestImage(name: string, g: GuestSpec, s: Scenario): GuestImage {
   if (g.firmware !== undefined) {
     // Debian's packaged firmware by package name (guests/firmware), or a file.
     const firmware = (DEBIAN_FIRMWARE as readonly string[]).includes(g.firmware) ? ensureFirmware(g.firmware as DebianFirmware) : path(g.firmware);
+    // "debian": the Linux guest on an EFI system partition, booted by UEFI's shell with the guest's command line.
+    if (g.disk !== undefined) {
+      const disk = g.disk === DEBIAN_GUEST ? ensureDebianBootDisk(g.cmdline) : path(g.disk);
+      return { firmware, disk, ...input };
+    }
     return { firmware, cmdline: g.cmdline, ...input };
   }
   const script = (file: string, body: string) => ({ path: `etc/smcvisor/${file}`, data: new TextEncoder().encode(`#!/bin/sh\n${body}\n`), mode: 0o755 });
@@ -137,8 +144,12 @@ export function vmReport(exit: VmExit, g: GuestSpec, log: ConsoleLog, events: re
 }
 
 export async function runCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { positionals: positional, flags } = parseArgs(argv, ["quiet", "json"], ["trace", "record", "record-limit"]);
-  if (positional.length !== 1) throw new UsageError("usage: smcvisor run <scenario.yaml> [--trace OUT] [--record FILE [--record-limit MIB]] [--quiet] [--json]");
+  const withoutUi = takeUiFlag(argv);
+  const { positionals: positional, flags } = parseArgs(withoutUi.argv, ["quiet", "json"], ["trace", "record", "record-limit", "ui-host", "ui-token"]);
+  if (positional.length !== 1) throw new UsageError("usage: smcvisor run <scenario.yaml> [--trace OUT] [--record FILE [--record-limit MIB]] [--quiet] [--json] [--ui [PORT] [--ui-host ADDR --ui-token TOKEN]]");
+  const ui = withoutUi.ui === undefined ? null : uiSettings(withoutUi.ui, flags.get("ui-host") as string | undefined, (flags.get("ui-token") as string | undefined) ?? process.env.SMCVISOR_UI_TOKEN);
+  if (ui === null && (flags.has("ui-host") || flags.has("ui-token"))) throw new UsageError("--ui-host and --ui-token go with --ui");
+  if (ui !== null && "error" in ui) throw new UsageError(ui.error);
   const path = resolve(io.cwd, positional[0]!);
   const loaded = loadScenario(path);
   if (!loaded.ok) {
@@ -154,15 +165,31 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
   io.out(`smcvisor run: ${s.name}: ${s.config.vms.map((v) => `${v.name} (${v.vcpus} vCPU, ${s.guests.get(v.name)!.kernel ?? `firmware ${s.guests.get(v.name)!.firmware}`})`).join(", ")}`);
   // --record: checked, and the file opened, before the VMs boot (docs/record-replay.md).
   const recorder = openRecorder(flags, path, positional[0]!, io);
+  // The dashboard (--ui) starts with the machine, before any VM boots, and closes when the run ends.
+  let dashboard: Promise<Dashboard | null> = Promise.resolve(null);
   let report: RunReport;
   try {
     report = await runScenario(s, {
       log: io.err,
       ...(flags.has("quiet") ? {} : { onConsole: (vm: string, line: string) => io.out(`${vm.padEnd(width)} | ${line}`) }),
       ...(recorder ? { observer: recorder } : {}),
+      ...(ui !== null
+        ? {
+            onStart: (m: QemuMachine) => {
+              dashboard = startDashboard(m, ui, policyDocument(path), io.err).then(
+                (d) => (io.err(`smcvisor run: dashboard at ${d.url}${ui.token !== undefined ? " (with its token: ?token=…)" : ""}`), d),
+                (e: unknown) => {
+                  for (const q of m.vms.values()) q.fail(`the dashboard could not start: ${e instanceof Error ? e.message : String(e)}`);
+                  return null;
+                },
+              );
+            },
+          }
+        : {}),
     });
   } finally {
     recorder?.close();
+    await (await dashboard)?.close();
   }
   const code = finishRun(report, tracePath, flags.has("json"), io);
   if (recorder && !flags.has("json")) {

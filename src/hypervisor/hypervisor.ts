@@ -127,6 +127,14 @@ export class Domain {
     return outcome.then(done);
   }
 
+  /**
+   * The stage of the guest's boot (firmware or kernel: trace STAGE_NAMES) the trace records with the calls
+   * that follow, until set back to 0; the machine backend sets it around a trap it can attribute.
+   */
+  set traceStage(stage: number) {
+    this.router.trace.stage = stage;
+  }
+
   /** Toolstack: the VM restarts; see Hypervisor.resetDomain. For backends, which hold a Domain. */
   reset(): DomainResetResult | Promise<DomainResetResult> {
     return this.hypervisor.resetDomain(this.name);

@@ -70,9 +70,10 @@ export class RoutedVm {
   destroyed = false;
 
   constructor(
-    readonly config: VmConfig,
+    /** Replaced, with `table`, `single` and `steps`, only by Router.swapPolicy (a live policy change). */
+    public config: VmConfig,
     index: number,
-    readonly table: PolicyTable,
+    public table: PolicyTable,
     rules: { lastArg32: number; lastArg64: number; lastResult32: number; lastResult64: number },
   ) {
     this.index = index;

@@ -10,7 +10,7 @@
 import { legacyClaims, TableCache, type ServiceClaim } from "../policy/compile.js";
 import type { PlatformConfig, VmConfig } from "../policy/load.js";
 import { formatAction } from "../policy/rules.js";
-import type { Step } from "../policy/table.js";
+import type { PolicyTable, Step } from "../policy/table.js";
 import { checkFid, dispatchFid, FID_CHECK_LABELS, FID_OK, registerRules } from "../smccc/convention.js";
 import { aarch32ConditionFailed, EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64, esrFor } from "../smccc/esr.js";
 import { ACTION_CODES, FLAG_AARCH32, FLAG_HYPERVISOR, FLAG_SMC, HYPERVISOR_VM, TraceRing } from "../trace/ring.js";
@@ -57,6 +57,15 @@ const RETURN = OUTCOME_RETURN;
 
 const HYPERVISOR_ORIGIN: CallOrigin = { vmId: 0, vmName: "hypervisor", vcpu: 0 };
 const ZERO_CLOCK: Clock = { now: () => 0 };
+
+/** A VM's new policy, compiled and bound, not yet in use: Router.preparePolicy, then Router.swapPolicy. */
+export interface PreparedPolicy {
+  readonly vm: RoutedVm;
+  readonly config: VmConfig;
+  readonly table: PolicyTable;
+  readonly steps: BoundStep[][];
+  readonly single: (BoundStep | null)[];
+}
 
 export class Router {
   readonly trace: TraceRing;
@@ -174,6 +183,49 @@ export class Router {
     if (vm.destroyed) return;
     for (const s of vm.services.values()) s.reset?.();
     vm.board?.reset?.();
+  }
+
+  /**
+   * A live policy change, first half: compiles `config`'s rules for the running VM `vm` and binds every
+   * step to the VM's existing service instances, without touching what the VM uses now. Only the rules
+   * may differ from the VM's config (its services, TEE, board and SMCCC version are its running state);
+   * anything else is an error with the field's path. Nothing is swapped until swapPolicy.
+   */
+  preparePolicy(vm: RoutedVm, config: VmConfig): { ok: true; policy: PreparedPolicy } | { ok: false; errors: AddVmError[] } {
+    if (vm.destroyed) return { ok: false, errors: [{ path: `vms.${vm.name}`, message: "the VM has been destroyed" }] };
+    const errors: AddVmError[] = [];
+    for (const r of config.rules) {
+      const { kind, target } = r.action;
+      if (kind === "mediate" && !this.mediators.has(target!)) errors.push({ path: `${r.path}.action`, message: `no mediator named "${target}" is registered (known: ${[...this.mediators.keys()].join(", ") || "none"})` });
+      if (kind === "delegate" && !this.delegates.has(target!)) errors.push({ path: `${r.path}.action`, message: `no delegate handler named "${target}" is configured (known: ${[...this.delegates.keys()].join(", ") || "none"})` });
+    }
+    if (errors.length > 0) return { ok: false, errors };
+    const table = this.tables.compile(config.rules, this.claimsFor(config));
+    table.seal();
+    const steps = table.chains.map((c) => c.steps.map((s) => this.bindStep(vm, s)));
+    const single = steps.map((st) => (st.length === 1 && st[0]!.regs.length === 0 ? st[0]! : null));
+    for (const step of single) if (step !== null) step.sole = true;
+    return { ok: true, policy: { vm, config, table, steps, single } };
+  }
+
+  /**
+   * A live policy change, second half: the VM's next call is decided by the prepared policy. Synchronous,
+   * so it falls between two calls (a call in flight on another vCPU finishes with the step it started
+   * with). The VM's cached fixed answers are dropped: they were the old policy's.
+   */
+  swapPolicy(p: PreparedPolicy): void {
+    const vm = p.vm;
+    if (vm.destroyed) return;
+    vm.config = p.config;
+    vm.table = p.table;
+    vm.steps = p.steps;
+    vm.single = p.single;
+    if (vm.answerBase >= 0) {
+      this.answers.release(vm.answerBase);
+      vm.answerBase = this.answers.allocate();
+      this.answerWords = this.answers.words;
+      vm.fastBase = this.fastBaseOf(vm);
+    }
   }
 
   removeVm(vm: RoutedVm): void {

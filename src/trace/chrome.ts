@@ -65,6 +65,7 @@ export function toChromeTrace(events: readonly TraceEvent[]): { traceEvents: Chr
         outcome: e.outcome,
         x0: "0x" + e.x0.toString(16),
         ...(e.origin ? { origin: e.origin } : {}),
+        ...(e.stage ? { stage: e.stage } : {}),
       },
     });
   }

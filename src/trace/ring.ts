@@ -15,6 +15,15 @@ export const FLAG_AARCH32 = 2;
 export const FLAG_HYPERVISOR = 4;
 
 /**
+ * Which part of the guest's software made a call, where the machine can tell (a firmware guest: UEFI, then
+ * the kernel it boots): 0 unknown (the event has no `stage`), then these, by index.
+ */
+export const STAGE_NAMES = ["", "firmware", "kernel"] as const;
+export type StageName = "firmware" | "kernel";
+export const STAGE_FIRMWARE = 1;
+export const STAGE_KERNEL = 2;
+
+/**
  * VM index used for calls the hypervisor itself makes (R9). Events tell the hypervisor's calls from a
  * VM's by this index (their conduit reads "hypervisor"), never by name: config validation refuses a VM
  * named "hypervisor", but a VM built past validation could still carry it, and `vm` of the hypervisor's
@@ -54,6 +63,8 @@ export interface TraceEvent {
   /** Start time and duration in ns, from the clock port (0 with no clock). */
   readonly start: number;
   readonly duration: number;
+  /** Which stage of a firmware guest's boot made the call (STAGE_NAMES); absent when not known. */
+  readonly stage?: StageName;
 }
 
 export class TraceRing {
@@ -69,8 +80,8 @@ export class TraceRing {
   /**
    * Events, eight words each (one cache line per two events):
    * [0] vm (bits 15:0) | vcpu (bits 23:16), [1] flags (7:0) | action (15:8) | outcome (23:16), [2] FID,
-   * [3] label (for the hypervisor's own calls: their origin), [4] x0 low, [5] x0 high, [6-7] unused (keeps
-   * events aligned to 32 bytes).
+   * [3] label (for the hypervisor's own calls: their origin), [4] x0 low, [5] x0 high, [6] stage
+   * (STAGE_NAMES), [7] unused (keeps events aligned to 32 bytes).
    */
   private readonly ev: Uint32Array;
   private readonly start: Float64Array;
@@ -88,6 +99,13 @@ export class TraceRing {
   private counts = new Float64Array(64);
   /** Whoever appends uncounted events (putUncounted) adds their counts here when counters are read. */
   private readonly countSources: ((into: Float64Array) => void)[] = [];
+
+  /**
+   * The stage the next events are recorded with (STAGE_NAMES): set by the machine around a trap it can
+   * attribute, 0 otherwise. A call the router answers later (a delegate's) is recorded with the stage of
+   * whatever trap is then being handled, so the machine sets it only for the synchronous part of a trap.
+   */
+  stage = 0;
 
   constructor(capacity = 1 << 14, timed = false, maxLabels = DEFAULT_MAX_LABELS) {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 26) throw new RangeError("trace capacity must be an integer from 1 to 2^26");
@@ -205,6 +223,7 @@ export class TraceRing {
     ev[b + 2] = fid;
     ev[b + 3] = label;
     ev[b + 4] = x0lo;
+    ev[b + 6] = this.stage;
     return b;
   }
 
@@ -241,6 +260,18 @@ export class TraceRing {
     const out: TraceEvent[] = [];
     const total = this.total;
     for (let n = Math.max(0, total - this.capacity); n < total; n++) out.push(this.eventAt(n));
+    return out;
+  }
+
+  /**
+   * At most `max` events from sequence number `from` on (those the ring still holds), oldest first: a
+   * reader that polls (the dashboard, src/ui/live.ts) reads only what is new since its last read.
+   */
+  eventsSince(from: number, max: number): TraceEvent[] {
+    const out: TraceEvent[] = [];
+    const total = this.total;
+    const end = Math.min(total, Math.max(from, total - this.capacity) + max);
+    for (let n = Math.max(from, total - this.capacity, 0); n < end; n++) out.push(this.eventAt(n));
     return out;
   }
 
@@ -290,6 +321,7 @@ export class TraceRing {
       x0: (BigInt(ev[b + 5]!) << 32n) | BigInt(ev[b + 4]!),
       start: this.timed ? this.start[i]! : 0,
       duration: this.timed ? this.dur[i]! : 0,
+      ...(ev[b + 6] ? { stage: STAGE_NAMES[ev[b + 6]!] as StageName } : {}),
     };
   }
 }

@@ -64,6 +64,11 @@ export const HOST_GICV3 = 1;
 export const HOST_HANDOVER = 2;
 export const HOST_WAKE = 4;
 export const HOST_MMIO = 8;
+/** The device window (shim/protocol.h MMIO_WINDOW): IPAs whose accesses become REQ_MMIO under HOST_MMIO. */
+export const MMIO_WINDOW = 0x0c00_0000n;
+export const MMIO_WINDOW_SIZE = 0x1000n;
+/** RSP_MMIO flag: the access is refused (the guest gets a synchronous external abort). */
+export const MMIO_REFUSE = 1n;
 
 export interface Request {
   readonly type: number;
@@ -108,7 +113,7 @@ export class RequestFrame {
     const version = v.getUint16(4, true);
     if (version !== VERSION) return `protocol version ${version} (want ${VERSION})`;
     const type = v.getUint16(6, true);
-    if (type < REQ.HELLO || (type > REQ.UNEXPECTED && type !== REQ.HANDOVER)) return `unknown request type ${type}`;
+    if (type < REQ.HELLO || type > REQ.HANDOVER) return `unknown request type ${type}`;
     const vcpu = v.getUint32(8, true);
     if (vcpu >= vcpus) return `vCPU ${vcpu} does not exist (the VM has ${vcpus})`;
     if (v.getUint32(60, true) !== 0 || v.getUint32(56, true) > 2) return `WORKAROUND_2 state ${v.getBigUint64(56, true)} (want 0, 1 or 2)`;
@@ -289,6 +294,8 @@ export interface HostPage {
   readonly fast: readonly (readonly [bigint, bigint])[];
   /** More host-page flags (HOST_HANDOVER, ...) besides the GIC version's. */
   readonly flags?: number;
+  /** Emulated devices in the device window (HOST_MMIO). */
+  readonly mmio?: boolean;
 }
 
 export const HOST_PAGE_SIZE = 200;
@@ -301,7 +308,7 @@ export function encodeHostPage(h: HostPage): Uint8Array {
   v.setUint32(0, HOST_MAGIC, true);
   v.setUint32(4, VERSION, true);
   v.setUint32(8, h.vcpus, true);
-  v.setUint32(12, (h.gicVersion === 3 ? HOST_GICV3 : 0) | (h.flags ?? 0), true);
+  v.setUint32(12, (h.gicVersion === 3 ? HOST_GICV3 : 0) | (h.mmio ? HOST_MMIO : 0) | (h.flags ?? 0), true);
   v.setBigUint64(16, h.vttbr, true);
   v.setBigUint64(24, h.vtcr, true);
   v.setBigUint64(32, h.gicd, true);

@@ -47,6 +47,8 @@ export interface DtOverrides {
   readonly psci: DtPsci | null;
   /** A handover VM: where the shim's vectors are, for the kernel's handover module (/smcvisor, docs/handover.md). */
   readonly handoverVectors?: bigint;
+  /** Emulated virtio-mmio transports (the device window, docs/devices.md): a "virtio,mmio" node each. */
+  readonly virtio?: readonly { readonly base: bigint; readonly size: bigint; readonly spi: number }[];
 }
 
 /** Root nodes kept besides the devices of the map: CPUs, timer, the UART's clock, /chosen, /psci and /memory. */
@@ -128,6 +130,8 @@ export function mergeDts(base: string, o: DtOverrides): string {
     `\tchosen { ${chosen.join(" ")} };`,
     // Linux's optee driver calls through the method the node names: the VM's conduit (mediation is the same for both).
     ...(o.handoverVectors !== undefined ? [`\tsmcvisor { compatible = "smcvisor,handover"; handover-vectors = /bits/ 64 <${hex(o.handoverVectors)}>; };`] : []),
+    // Edge-triggered SPIs (GIC binding: <0 spi 1>), DMA-coherent as QEMU's own virtio-mmio nodes are.
+    ...(o.virtio ?? []).map((d) => `\tvirtio_mmio@${d.base.toString(16)} { compatible = "virtio,mmio"; reg = <${cells(d.base)} ${cells(d.size)}>; interrupts = <0x0 ${hex(d.spi)} 0x1>; dma-coherent; };`),
     ...(o.optee ? [`\tfirmware { optee { compatible = "linaro,optee-tz"; method = ${quote(o.conduit)}; }; };`] : []),
     "};",
     "",

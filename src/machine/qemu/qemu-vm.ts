@@ -35,6 +35,12 @@ import { SharedRam } from "./shared-ram.js";
 import { MAX_QEMU_VCPUS } from "./limits.js";
 import { buildStage2 } from "./stage2.js";
 import { ConsoleTyper, type ConsoleInput } from "./console-input.js";
+import { MMIO_REFUSE, MMIO_WINDOW } from "./channel.js";
+import { decodeDataAbort, loadedValue, mask, MmioBus, type MmioResult } from "../devices/mmio-access.js";
+import { VirtioMmio } from "../devices/virtio-mmio.js";
+import { VirtioBlk } from "../devices/virtio-blk.js";
+import { FileDisk } from "../devices/file-disk.js";
+import { STAGE_FIRMWARE, STAGE_KERNEL } from "../../trace/ring.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
 const PSCI_ALREADY_ON = -4;
@@ -58,6 +64,8 @@ export interface GuestImage {
   readonly firmware?: string;
   readonly initrd?: string;
   readonly cmdline?: string;
+  /** A raw disk image the VM gets as a read-only virtio-blk device in the device window (docs/devices.md). */
+  readonly disk?: string;
   /** What is typed into the VM's serial port, step by step, each once its console shows `after` (console-input.ts). */
   readonly input?: readonly ConsoleInput[];
 }
@@ -195,6 +203,22 @@ export class QemuVm implements PowerPort {
   boots = 1;
   /** Types the scenario's console input into the serial port (firmware prompts); null without input. */
   private typer: ConsoleTyper | null = null;
+  /** The emulated devices of the device window (a disk), or null without any. */
+  private mmio: MmioBus | null = null;
+  private disk: FileDisk | null = null;
+  /** The virtio-blk transport, when the VM has a disk (tests read its counters). */
+  diskTransport: VirtioMmio | null = null;
+  /** Device-window accesses emulated, and refused. */
+  mmioAccesses = 0;
+  mmioRefused = 0;
+  /**
+   * Guest-counter ticks between consecutive device accesses of one vCPU (the first MMIO_GAPS): the shortest
+   * ones are an MMIO round trip plus the few guest instructions between two register accesses.
+   */
+  readonly mmioGaps: number[] = [];
+  private lastMmioAt: bigint[] = [];
+  /** The INTID the current access raised (its reply carries it), 0 for none. */
+  private raise = 0;
 
   constructor(readonly config: VmConfig, private readonly opts: QemuVmOptions) {
     if (config.vcpus > MAX_QEMU_VCPUS) throw new Error(`vms.${config.name}.vcpus: the QEMU backend runs at most ${MAX_QEMU_VCPUS} vCPUs per VM`);
@@ -346,6 +370,7 @@ export class QemuVm implements PowerPort {
     }
     const initrdSize = image.initrd ? BigInt(statSync(image.initrd).size) : null;
     const map = guestMap(base, size, this.config.vcpus, this.gicVersion, { flash: firmware });
+    if (image.disk !== undefined) this.addDisk(image.disk);
     const dtbPath = join(this.opts.runDir, "guest.dtb");
     // The device tree's size decides nothing but whether it fits: lay out with the limit, check after.
     // A firmware guest has no kernel in RAM: only the device tree at its base.
@@ -363,6 +388,7 @@ export class QemuVm implements PowerPort {
       map,
       psci: this.dtPsci(),
       ...(this.config.handover ? { handoverVectors: HANDOVER_VECTORS } : {}),
+      virtio: this.mmio ? this.mmio.list.map((d) => ({ base: d.base, size: d.size, spi: DISK_SPI })) : [],
     });
     if (dtb.length > 1 << 20) throw new Error(`the device tree is ${dtb.length} bytes (at most 1 MiB)`);
     const at = Buffer.from(dtb.buffer, dtb.byteOffset, dtb.length).indexOf(BOOT_ARG);
@@ -384,10 +410,58 @@ export class QemuVm implements PowerPort {
       sleepTicks: Math.round((wait.sleepUs * COUNTER_HZ) / 1e6),
       fast: this.fastTable.map((e) => [fastKey(e.fid, e), e.value] as const),
       flags: this.config.handover ? HOST_HANDOVER : 0,
+      mmio: this.mmio !== null,
     });
     this.ram.view(SHIM_REGION.hostPage, host.length).set(host);
     await Promise.all(this.vcpus.map((v) => this.listen(v)));
   }
+
+  /** The VM's disk: a read-only virtio-blk device at the start of the device window, interrupt DISK_SPI. */
+  private addDisk(path: string): void {
+    const disk = new FileDisk(path);
+    this.disk = disk;
+    const t = new VirtioMmio("disk", MMIO_WINDOW, new VirtioBlk(disk), this.memory);
+    t.onInterrupt = () => (this.raise = DISK_SPI + 32);
+    this.mmio = new MmioBus();
+    this.mmio.add(t);
+    this.diskTransport = t;
+  }
+
+  /**
+   * A guest access to the device window (REQ_MMIO): decoded from its syndrome, performed on the device,
+   * answered with the value a read loads; refused (an external abort for the guest) when the syndrome or the
+   * device says no. Refusals are logged by the caller's rate-limited log, never one line per access.
+   */
+  private onMmio(v: VcpuChannel, r: RequestFrame): void {
+    const a = decodeDataAbort(r.esr);
+    const bus = this.mmio;
+    const last = this.lastMmioAt[v.index];
+    if (last !== undefined && this.mmioGaps.length < MMIO_GAPS) this.mmioGaps.push(Number(r.cntvct - last));
+    this.lastMmioAt[v.index] = r.cntvct;
+    const ipa = r.far;
+    this.raise = 0;
+    let result: MmioResult;
+    if (bus === null) result = { ok: false, reason: "the VM has no emulated devices" };
+    else if (!a.ok) result = { ok: false, reason: a.reason };
+    else {
+      const written = (BigInt(r.words[1]!) << 32n) | BigInt(r.words[0]!);
+      result = bus.access(ipa, a.access, written & mask(a.access.size));
+    }
+    if (!result.ok) {
+      this.mmioRefused++;
+      this.aborts++;
+      this.opts.log?.(`${this.name}: vCPU ${v.index}: device access at IPA 0x${ipa.toString(16)} refused: ${result.reason}`);
+      return this.send(v, { type: RSP.MMIO, flags: MMIO_REFUSE });
+    }
+    this.mmioAccesses++;
+    const problem = this.diskTransport?.problem;
+    if (problem && problem !== this.lastDeviceProblem) this.opts.log?.(`${this.name}: ${problem} (the device needs a reset)`);
+    this.lastDeviceProblem = problem ?? null;
+    const value = a.ok && !a.access.write ? loadedValue(a.access, result.value) : 0n;
+    this.send(v, { type: RSP.MMIO, regs: [value, BigInt(this.raise)] });
+  }
+
+  private lastDeviceProblem: string | null = null;
 
   /** What the device tree says about PSCI: the VM's version and PSCI 0.1 IDs, or no node. */
   private dtPsci(): DtPsci | null {
@@ -516,6 +590,9 @@ export class QemuVm implements PowerPort {
         return this.onHandover(v, r);
       case REQ.TRAP:
         return this.onTrap(v, r);
+      case REQ.MMIO:
+        if (v.busy || v.awaiting) return this.fail(`vCPU ${v.index}: protocol error: a device access while its previous call is open`);
+        return this.onMmio(v, r);
       case REQ.PHYS_RESULT: {
         const waiting = v.awaiting;
         if (!waiting) return this.fail(`vCPU ${v.index}: protocol error: PHYS_RESULT without a PHYS_SMC`);
@@ -645,12 +722,23 @@ export class QemuVm implements PowerPort {
     v.halt = null;
     v.standby = false;
     v.outbox = [];
+    if (this.resetRequested) {
+      // A reset asked for from outside (requestReset): this call is not handled; the vCPU resets the
+      // machine as a guest's PSCI SYSTEM_RESET would (the reply starts beginReset).
+      this.resetRequested = false;
+      v.halt = { kind: "system-reset", reason: "reset through the control API" };
+      return this.finishTrap(v, r, OUTCOME_HALT);
+    }
     const epoch = this.epoch;
     let outcome: number | Promise<number>;
     try {
+      // A firmware guest's calls carry their stage in the trace (docs/devices.md, "Which stage called").
+      if (this.opts.image.firmware !== undefined) domain.traceStage = stageOf(r.elr);
       outcome = domain.trap(v.index, r.words, r.esr, r.spsr32);
     } catch (e) {
       return this.fail(`vCPU ${v.index}: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      domain.traceStage = 0;
     }
     if (typeof outcome === "number") return this.finishTrap(v, r, outcome);
     outcome.then(
@@ -740,6 +828,8 @@ export class QemuVm implements PowerPort {
    */
   private beginReset(): void {
     this.epoch++;
+    // The machine's devices come out of reset too: the emulated ones forget what the driver set up.
+    this.diskTransport?.reset();
     this.resetting = true;
     this.boots++;
     for (const other of this.vcpus) {
@@ -828,6 +918,18 @@ export class QemuVm implements PowerPort {
     this.vcpus[vcpu]!.halt = { kind: "system-reset", reason };
   }
 
+  private resetRequested = false;
+
+  /**
+   * The control API's reset: the VM resets at its next trapped SMC or HVC, which is not handled (a VM
+   * that makes no call to the hypervisor does not reset until it does). Returns false once the VM ends.
+   */
+  requestReset(): boolean {
+    if (this.ending) return false;
+    this.resetRequested = true;
+    return true;
+  }
+
   /** Ends the VM now (QEMU is killed) with a reason. */
   fail(reason: string): void {
     this.end("failed", reason);
@@ -874,6 +976,7 @@ export class QemuVm implements PowerPort {
     }
     const wakes = this.ram.mapped ? this.vcpus.map((v) => this.wakeStats(v.index)) : [];
     this.ram.dispose();
+    this.disk?.close();
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
     this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots, wakes });
@@ -903,6 +1006,21 @@ export class QemuVm implements PowerPort {
 const RING = Buffer.from([1]);
 /** ESR_EL2 of an AArch64 HVC #0 (EC 0x16, IL). */
 const ESR_HVC64_0 = 0x5a00_0000;
+/**
+ * Who made a firmware guest's call, from where it was made: the kernel runs in the upper half of the
+ * virtual address space (TTBR1_EL1: arm64 Linux's kernel addresses, 0xffff...), UEFI identity-mapped in the
+ * lower half (UEFI 2.10 §2.3.6.1), and so do its runtime services when the kernel calls them (through
+ * the identity map Linux keeps for them). The EFI stub runs as a UEFI application, in the lower half.
+ */
+export function stageOf(elr: bigint): number {
+  return elr >> 63n ? STAGE_KERNEL : STAGE_FIRMWARE;
+}
+
+const MMIO_GAPS = 4096;
+
+/** The disk's interrupt: an SPI no device of QEMU's virt drives (its platform bus's, unused here). */
+export const DISK_SPI = 112;
+
 
 /** The first bytes of a file: enough for an arm64 Image header (the image itself is QEMU's to load). */
 function readHeader(path: string): Uint8Array {

@@ -58,6 +58,12 @@ const guestSchema = z
      */
     firmware: text.optional(),
     initrd: text.optional(),
+    /**
+     * A firmware guest's disk: a raw image the VM gets as a read-only virtio-blk device (docs/devices.md),
+     * or "debian": an EFI system partition with the Debian Linux guest's kernel and initramfs that UEFI's
+     * shell boots with the guest's `cmdline` (guests/firmware/debian-disk.ts).
+     */
+    disk: text.optional(),
     /** The kernel's command line (a Linux default for a kernel; a firmware guest's /chosen has none unless given). */
     cmdline: z.string().optional(),
     /** Files of the Linux guest's initramfs /etc/smcvisor/run.sh: shell commands run before power-off. */
@@ -81,8 +87,9 @@ const guestSchema = z
         if (g[k] !== undefined) ctx.addIssue({ code: "custom", path: [k], message: "not for a firmware guest (the firmware decides what it boots)" });
       }
     }
+    if (g.disk !== undefined && g.firmware === undefined) ctx.addIssue({ code: "custom", path: ["disk"], message: "a disk is for a firmware guest (UEFI reads it); a kernel guest gets its initrd instead" });
   })
-  .transform((g) => ({ ...g, cmdline: g.cmdline ?? (g.firmware === undefined ? LINUX_CMDLINE : "") }));
+  .transform((g) => ({ ...g, cmdline: g.cmdline ?? (g.firmware === undefined || g.disk === DEBIAN_GUEST ? LINUX_CMDLINE : "") }));
 
 const scenarioSchema = z
   .object({

@@ -1,0 +1,118 @@
+// The dashboard in a real browser (Debian's chromium, headless, driven by playwright-core) while the main
+// demo's two Linux VMs boot under QEMU: one boot for every check. The page must show both VMs, moving call
+// rates, a denial with its rule, and a policy loaded through the page must decide the VMs' next calls.
+// The test writes docs/dashboard.png, the README's screenshot.
+import { existsSync, mkdirSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { runScenario, type RunReport } from "../../src/cli/run.js";
+import { loadScenario } from "../../src/machine/qemu/scenario.js";
+import type { QemuMachine } from "../../src/machine/qemu/machine.js";
+import { policyDocument, startDashboard, type Dashboard } from "../../src/ui/dashboard.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+/** TRNG_RND64 (SMCCC TRNG, DEN0098 §2.6): Linux's smccc_trng driver and arch random call it after boot too. */
+const TRNG_RND64 = "0xC4000053";
+const RULE = "dom0-no-trng-from-the-page";
+
+let browser: Browser;
+let page: Page;
+let dash: Dashboard;
+let run: Promise<RunReport>;
+let machine: QemuMachine;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run \`node scripts/setup.mjs --for-tests\` (it installs Debian's chromium)`);
+  const s = loadScenario("examples/demo.yaml");
+  if (!s.ok) throw new Error(JSON.stringify(s.errors));
+  let started!: (d: Dashboard) => void;
+  const ready = new Promise<Dashboard>((r) => (started = r));
+  run = runScenario(s.scenario, {
+    onStart: (m) => {
+      machine = m;
+      void startDashboard(m, { port: 0, host: "127.0.0.1" }, policyDocument("examples/demo.yaml")).then(started);
+    },
+  });
+  dash = await ready;
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
+  page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  page.on("dialog", (d) => void d.accept());
+  await page.goto(dash.url);
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  for (const q of machine?.vms.values() ?? []) q.stop("test over");
+  await run?.catch(() => undefined);
+  await dash?.close();
+});
+
+describe("the dashboard while the demo's two Linux VMs boot", () => {
+  it("shows both VMs with their vCPUs", async () => {
+    await page.locator('.vm[data-vm="dom0"] .cpu').first().waitFor({ timeout: 60_000 });
+    await page.locator('.vm[data-vm="domU"] .cpu').first().waitFor({ timeout: 60_000 });
+    expect(await page.locator(".vm h3").allInnerTexts()).toEqual([expect.stringMatching(/^dom0 smc\s+running$/), expect.stringMatching(/^domU hvc\s+running$/)]);
+    expect(await page.locator('.vm[data-vm="dom0"] .cpu').count()).toBe(2);
+  }, 70_000);
+
+  it("plots call rates that move", async () => {
+    // The page's CSP allows no eval, so the checks read attributes rather than run code in the page.
+    const total = async () => Number((await page.locator("#rates").getAttribute("data-total")) ?? 0);
+    await expect.poll(total, { timeout: 90_000, interval: 250 }).toBeGreaterThan(0);
+    const first = await total();
+    await expect.poll(total, { timeout: 60_000, interval: 250 }).not.toBe(first);
+    expect(await page.locator("#rates canvas").count()).toBeGreaterThan(0);
+    expect(await page.locator("#rates .u-legend").innerText()).toMatch(/dom0[\s\S]*domU/);
+  }, 160_000);
+
+  it("shows domU's denied hypervisor UID call with the rule that denied it, and explains it on click", async () => {
+    const row = page.locator("#denials tbody tr", { hasText: "domU-no-hyp-uid" }).first();
+    await row.waitFor({ timeout: 120_000 });
+    expect(await row.innerText()).toMatch(/^domU\s+\S+\s+domU-no-hyp-uid$/);
+    await row.click();
+    await page.locator("#explain", { hasText: "because" }).waitFor({ timeout: 10_000 });
+    expect(await page.locator("#explain").innerText()).toContain("rule      domU-no-hyp-uid");
+    expect(await page.locator("#explain").innerText()).toMatch(/0x8600FF01[\s\S]*now\s+deny/);
+  }, 130_000);
+
+  it("a policy loaded through the page decides the next calls, its diff is shown and the trace marks the change", async () => {
+    await page.locator("#policy-edit summary").click();
+    const text = await page.locator("#policy-text").inputValue();
+    expect(text).toContain("dom0-sip");
+    const changed = text.replace(/(\n(\s*)- \{ name: dom0-sip[^\n]*)/, `$1\n$2- { name: ${RULE}, id: ${TRNG_RND64}, action: deny }`);
+    expect(changed).not.toBe(text);
+    // First a policy that may not be applied live: refused, with the field's path, and nothing changes.
+    await page.locator("#policy-text").fill(changed.replace("vcpus: 2", "vcpus: 3"));
+    await page.locator("#policy-apply").click();
+    await page.locator("#policy-result.error").waitFor({ timeout: 10_000 });
+    expect(await page.locator("#policy-result").innerText()).toContain("vms.dom0.vcpus: cannot change while the VM runs");
+    await page.locator("#policy-text").fill(changed);
+    await page.locator("#policy-apply").click();
+    await page.locator("#policy-result.ok").waitFor({ timeout: 10_000 });
+    expect(await page.locator("#policy-result").innerText()).toBe("applied: dom0");
+    await page.locator("#policy-diff", { hasText: RULE }).waitFor({ timeout: 10_000 });
+    expect(await page.locator("#policy-diff .add").allInnerTexts()).toEqual([expect.stringContaining(`+   ${RULE}: id ${TRNG_RND64} -> deny`)]);
+    expect(await page.locator("#policy").innerText()).toContain(RULE);
+    await page.locator("#trace tbody tr.policy-change", { hasText: "policy changed: dom0" }).first().waitFor({ timeout: 10_000 });
+    // dom0's next TRNG_RND64 (its guest reads the SMCCC TRNG once booted) is denied by the new rule.
+    const denied = page.locator("#denials tbody tr", { hasText: RULE }).first();
+    await denied.waitFor({ timeout: 150_000 });
+    expect(await denied.innerText()).toMatch(new RegExp(`^dom0\\s+TRNG_RND64\\s+${RULE}$`));
+    mkdirSync("docs", { recursive: true });
+    // The README's screenshot: the whole page, editor folded, with the denial and the diff on it.
+    await page.locator("#policy-edit summary").click();
+    await page.locator("header").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: "docs/dashboard.png", fullPage: true });
+  }, 200_000);
+
+  it("powers a VM off and destroys another through the page; the run ends with the reasons", async () => {
+    await page.locator('.vm[data-vm="dom0"] button', { hasText: "power-off" }).click();
+    await page.locator('.vm[data-vm="domU"] button', { hasText: "destroy" }).click();
+    const report = await run;
+    const dom0 = report.vms.find((v) => v.name === "dom0")!, domU = report.vms.find((v) => v.name === "domU")!;
+    expect(dom0.exit).toMatchObject({ state: "stopped", reason: "powered off through the control API" });
+    expect(domU.exit).toMatchObject({ state: "stopped", reason: "destroyed through the control API" });
+    await page.locator('.vm[data-vm="domU"] .state', { hasText: "destroyed" }).waitFor({ timeout: 10_000 });
+    expect(report.events.some((e) => e.vm === "dom0" && e.fid === 0xc400_0053 && e.action === "deny" && e.rule === RULE)).toBe(true);
+  }, 60_000);
+});
