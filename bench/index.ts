@@ -5,6 +5,7 @@
 import { fuzzBench } from "./fuzz.bench.js";
 import { fmt, table } from "./harness.js";
 import { platformBench } from "./platform.bench.js";
+import { recordBench } from "./record.bench.js";
 import { routerBench } from "./router.bench.js";
 import { teeBench } from "./tee.bench.js";
 import { wakeBench } from "./wake.bench.js";
@@ -22,9 +23,10 @@ const tee = await teeBench({ quick, qemu: !args.has("--no-qemu") });
 const wake = args.has("--no-qemu") ? null : await wakeBench();
 const ui = args.has("--no-qemu") ? null : await uiBench({ quick });
 const fuzz = await fuzzBench({ calls: quick ? 100_000 : 10_000_000, baselineCalls: quick ? 100_000 : 1_000_000 });
+const record = await recordBench({ iterations: quick ? 20_000 : 100_000, repetitions: quick ? 9 : 21 });
 
 if (json) {
-  console.log(JSON.stringify({ node: process.version, router, platform, tee, fuzz, wake, ui }, null, 2));
+  console.log(JSON.stringify({ node: process.version, router, platform, tee, fuzz, wake, ui, record }, null, 2));
 } else {
   console.log(`smcvisor benchmarks (Node ${process.version}; medians of interleaved repetitions, ratios paired per repetition)\n`);
   console.log("In-process router: one trapped HVC per iteration, each case in a loop of the same shape a backend has\n");
@@ -83,4 +85,13 @@ if (!json && ui) {
   console.log(table([["case", "ms (each run)"], ...ui.boots.map((b) => [b.name, b.ms.map((x) => x.toFixed(0)).join(", ")])]));
   console.log("");
   console.log(table([["ratio", "value"], ...Object.entries(ui.ratios).map(([k, v]) => [k, `${v.toFixed(3)}x`])]));
+}
+
+if (!json) {
+  console.log("");
+  console.log("Recording (--record): the same trap loop with the recorder writing to /dev/null and without; replay of such a recording (read, parse, replay) against the live calls");
+  console.log("");
+  console.log(table([["case", "ns/call", "calls/s"], ...record.measurements.map((m) => [m.name, m.nsPerOp.toFixed(1), fmt(m.opsPerSec)]), [`replay of ${record.replay.calls} recorded calls (one run)`, record.replay.replayNsPerCall.toFixed(0), fmt(1e9 / record.replay.replayNsPerCall)]]));
+  console.log("");
+  console.log(table([["ratio", "value"], ...Object.entries(record.ratios).map(([k, v]) => [k, `${v.toFixed(2)}x`])]));
 }

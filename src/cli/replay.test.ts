@@ -73,6 +73,9 @@ describe("smcvisor replay", () => {
     writeFileSync(join(dir, "cut.ndjson"), good.slice(0, good.length - 30));
     writeFileSync(join(dir, "newer.ndjson"), good.replace('"version":1', '"version":2'));
     writeFileSync(join(dir, "bad.yaml"), "vms: { dom0: { vcpus: -1 } }\n");
+    writeFileSync(join(dir, "empty.ndjson"), "");
+    // A bad line after good ones: the calls before it were replayed, but the command says only why it stopped.
+    writeFileSync(join(dir, "late.ndjson"), [...lines.slice(0, -2), lines[lines.length - 2]!.replace(/"outcome":"[a-z]+"/, '"outcome":7'), lines[lines.length - 1]].join("\n") + "\n");
     const cases: [string[], RegExp][] = [
       [["replay"], /^smcvisor: usage: smcvisor replay <recording>/],
       [["replay", "none.ndjson"], /^smcvisor: cannot read none\.ndjson: ENOENT$/],
@@ -82,13 +85,43 @@ describe("smcvisor replay", () => {
       [["replay", "newer.ndjson"], /^smcvisor: newer\.ndjson: line 1: format version 2 is newer than this smcvisor reads \(1\)/],
       [["replay", "run.ndjson", "--config", "bad.yaml"], /^smcvisor: bad\.yaml: vms\.dom0\.vcpus: /],
       [["replay", "run.ndjson", "--frob"], /^smcvisor: unknown option --frob$/],
+      [["replay", "empty.ndjson"], /^smcvisor: empty\.ndjson: the file is empty: not a smcvisor recording$/],
+      [["replay", "late.ndjson"], new RegExp(`^smcvisor: late\\.ndjson: line ${lines.length - 1}: outcome: `)],
     ];
     for (const [argv, want] of cases) {
       const r = await cli(...argv);
       expect(r.code, argv.join(" ")).toBe(2);
       expect(r.err[0], argv.join(" ")).toMatch(want);
+      expect(r.out, argv.join(" ")).toEqual([]);
     }
   });
+
+  it("streams a recording of many megabytes (lines across read chunks), and notes one that was cut short", async () => {
+    const parsed = parseConfigText(TEXT);
+    if (!parsed.ok) throw new Error("bad test config");
+    const big = join(dir, "big.ndjson");
+    const recorder = new Recorder(big, { smcvisor: "test", config: { kind: "config", name: "inline.yaml", text: TEXT } }, { limitBytes: 1 << 30 });
+    const m = ScriptedMachine.fromConfig(parsed.value, { observer: recorder, entropy: seededGenerator(9) });
+    const v = m.vm("dom0").vcpu(0);
+    for (let i = 0; i < 8000; i++) v.hvc(0xc400_0053, 1 + (i % 192));
+    recorder.close();
+    const size = readFileSync(big).length;
+    expect(size).toBeGreaterThan(2 << 20);
+    const r = await cli("replay", "big.ndjson");
+    expect(r.out.slice(1)).toEqual(["no difference in 8000 calls"]);
+    expect(r.code).toBe(0);
+    // Killed mid-write: the last line is half there. Replay stops at it, naming it.
+    writeFileSync(join(dir, "killed.ndjson"), readFileSync(big).subarray(0, size - 100));
+    const k = await cli("replay", "killed.ndjson");
+    expect(k.err).toEqual([expect.stringMatching(/^smcvisor: killed\.ndjson: line 8001: not JSON \(the file may be cut short\)$/)]);
+    expect(k.code).toBe(2);
+    // Killed between two records: what is there replays, with a note.
+    const text = readFileSync(big, "utf8");
+    writeFileSync(join(dir, "between.ndjson"), text.slice(0, text.lastIndexOf("\n", text.length - 2) + 1));
+    const b = await cli("replay", "between.ndjson");
+    expect(b.out.slice(1)).toEqual(["note: the recording is cut short (no end record): the run did not finish writing it", "no difference in 8000 calls"]);
+    expect(b.code).toBe(0);
+  }, 120_000);
 
   it("is in help, and run refuses a bad --record-limit or an unwritable --record before booting anything", async () => {
     const h = await cli("help", "replay");

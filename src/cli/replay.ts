@@ -9,34 +9,81 @@ import { resolve } from "node:path";
 import { readConfigFile } from "../machine/config-file.js";
 import { loadScenario } from "../machine/qemu/scenario.js";
 import { validateConfig, type Config } from "../policy/load.js";
-import { parseRecording, RECORD_FILE_MAX } from "../record/format.js";
+import { RECORD_LINE_MAX, RecordingParser, regAt, type RecordHeader, type RecordLine } from "../record/format.js";
 import { recordedConfig, replayRecording, type CallDiff, type CallSide } from "../record/replay.js";
 import { parseArgs, UsageError, type Io } from "./args.js";
 
 const USAGE = "usage: smcvisor replay <recording> [--config FILE] [--json]";
 
-/** The recording's text, or why it cannot be read (too big, not a file, not UTF-8 text is the parser's). */
-function readRecording(path: string, shown: string): { ok: true; text: string } | { ok: false; error: string } {
+/** A recording file that cannot be read on, at some line: the replay stops and the command exits 2. */
+export class RecordingFileError extends Error {}
+
+const CHUNK = 1 << 20;
+
+/**
+ * The lines of an open file, read in 1 MiB chunks: the file is never held whole, and no line may pass
+ * RECORD_LINE_MAX (a hostile file's one endless line must not take the memory). `cut` marks a last line
+ * with no newline after it.
+ */
+function* fileLines(fd: number, shown: string): Generator<{ text: string; cut: boolean }> {
+  const buf = Buffer.alloc(CHUNK);
+  let carry: Buffer[] = [];
+  let carried = 0;
+  let line = 0;
+  for (;;) {
+    const got = readSync(fd, buf, 0, CHUNK, null);
+    if (got === 0) break;
+    let at = 0;
+    for (;;) {
+      const nl = buf.indexOf(10, at);
+      if (nl < 0 || nl >= got) break;
+      const part = buf.subarray(at, nl);
+      line++;
+      if (carried + part.length > RECORD_LINE_MAX) throw new RecordingFileError(`${shown}: line ${line} is longer than ${RECORD_LINE_MAX} bytes`);
+      yield { text: carried > 0 ? Buffer.concat([...carry, part]).toString("utf8") : part.toString("utf8"), cut: false };
+      carry = [];
+      carried = 0;
+      at = nl + 1;
+    }
+    if (at < got) {
+      carried += got - at;
+      if (carried > RECORD_LINE_MAX) throw new RecordingFileError(`${shown}: line ${line + 1} is longer than ${RECORD_LINE_MAX} bytes`);
+      carry.push(Buffer.from(buf.subarray(at, got)));
+    }
+  }
+  if (carried > 0) yield { text: Buffer.concat(carry).toString("utf8"), cut: true };
+}
+
+/** The recording's header and a stream of its records (throwing RecordingFileError at a bad line). */
+function openRecording(path: string, shown: string): { header: RecordHeader; records: Iterable<RecordLine>; parser: RecordingParser; close: () => void } {
   let fd: number;
   try {
     fd = openSync(path, "r");
   } catch (e) {
-    return { ok: false, error: `cannot read ${shown}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+    throw new UsageError(`cannot read ${shown}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  const close = () => closeSync(fd);
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) return { ok: false, error: `cannot read ${shown}: not a regular file` };
-    if (st.size > RECORD_FILE_MAX) return { ok: false, error: `${shown} is ${st.size} bytes, more than replay reads (${RECORD_FILE_MAX})` };
-    const buf = Buffer.alloc(st.size);
-    let n = 0;
-    while (n < buf.length) {
-      const got = readSync(fd, buf, n, buf.length - n, null);
-      if (got === 0) break;
-      n += got;
+    if (!fstatSync(fd).isFile()) throw new UsageError(`cannot read ${shown}: not a regular file`);
+    const lines = fileLines(fd, shown);
+    const parser = new RecordingParser();
+    const first = lines.next();
+    if (first.done) throw new UsageError(`${shown}: the file is empty: not a smcvisor recording`);
+    const h = parser.line(first.value.text, first.value.cut);
+    if (!h.ok) throw new UsageError(`${shown}: ${h.error}`);
+    if (!("header" in h)) throw new UsageError(`${shown}: line 1: not a header`);
+    function* records(): Generator<RecordLine> {
+      for (const l of lines) {
+        const r = parser.line(l.text, l.cut);
+        if (!r.ok) throw new RecordingFileError(`${shown}: ${r.error}`);
+        if ("record" in r) yield r.record;
+      }
     }
-    return { ok: true, text: buf.toString("utf8", 0, n) };
-  } finally {
-    closeSync(fd);
+    return { header: h.header, records: records(), parser, close };
+  } catch (e) {
+    close();
+    if (e instanceof RecordingFileError) throw new UsageError(e.message);
+    throw e;
   }
 }
 
@@ -70,7 +117,7 @@ export function diffLines(d: CallDiff): string[] {
   }
   if (d.changed.includes("decision")) out.push(`  decision: ${decision(d.before)} → ${decision(a)}`);
   if (d.changed.includes("outcome")) out.push(`  outcome: ${d.before.outcome} → ${a.outcome}`);
-  for (const c of d.changed) if (/^x\d+$/.test(c)) out.push(`  ${c}: ${d.before.regs[Number(c.slice(1))]} → ${a.regs[Number(c.slice(1))]}`);
+  for (const c of d.changed) if (/^x\d+$/.test(c)) out.push(`  ${c}: ${regAt(d.before.regs, Number(c.slice(1)))} → ${regAt(a.regs, Number(c.slice(1)))}`);
   if (d.changed.includes("writes")) out.push(`  memory writes: ${writesText(d.before)} → ${writesText(a)}`);
   for (const m of d.missing) out.push(`  not in the recording: ${m}`);
   return out;
@@ -80,19 +127,24 @@ export async function replayCommand(argv: readonly string[], io: Io): Promise<nu
   const { positionals, flags } = parseArgs(argv, ["json"], ["config"]);
   if (positionals.length !== 1) throw new UsageError(USAGE);
   const file = positionals[0]!;
-  const read = readRecording(resolve(io.cwd, file), file);
-  if (!read.ok) throw new UsageError(read.error);
-  const parsed = parseRecording(read.text);
-  if (!parsed.ok) throw new UsageError(`${file}: ${parsed.error}`);
-  const rec = parsed.recording;
+  const rec = openRecording(resolve(io.cwd, file), file);
+  let result: Awaited<ReturnType<typeof replayRecording>>;
   const configArg = flags.get("config") as string | undefined;
   const against = configArg ?? `${rec.header.config.name} (as recorded)`;
-  const loaded = configArg !== undefined ? loadNewConfig(resolve(io.cwd, configArg), configArg) : recordedConfig(rec.header);
-  if (!loaded.ok) {
-    for (const e of loaded.errors) io.err(`smcvisor: ${configArg === undefined ? `${file}: the recorded config: ` : ""}${e}`);
-    return 2;
+  try {
+    const loaded = configArg !== undefined ? loadNewConfig(resolve(io.cwd, configArg), configArg) : recordedConfig(rec.header);
+    if (!loaded.ok) {
+      for (const e of loaded.errors) io.err(`smcvisor: ${configArg === undefined ? `${file}: the recorded config: ` : ""}${e}`);
+      return 2;
+    }
+    // A bad line part-way ends the replay: nothing is printed but the reason (exit 2).
+    result = await replayRecording(rec, loaded.config, { truncated: () => rec.parser.truncated });
+  } catch (e) {
+    if (e instanceof RecordingFileError) throw new UsageError(e.message);
+    throw e;
+  } finally {
+    rec.close();
   }
-  const result = await replayRecording(rec, loaded.config, { truncated: parsed.truncated === true });
   if (!result.ok) {
     for (const e of result.errors) io.err(`smcvisor: ${against}: ${e}`);
     return 2;

@@ -192,7 +192,13 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
     await (await dashboard)?.close();
   }
   const code = finishRun(report, tracePath, flags.has("json"), io);
-  if (recorder && !flags.has("json")) io.out(`  record: ${recorder.path} (${recorder.bytes} bytes${recorder.limitReached ? ", STOPPED at --record-limit" : ""}; replay with \`smcvisor replay ${recorder.path}\`)`);
+  if (recorder && !flags.has("json")) {
+    io.out(
+      recorder.failure !== null
+        ? `  record: ${recorder.path}: NOT COMPLETE: cannot write it (${recorder.failure})`
+        : `  record: ${recorder.path} (${recorder.bytes} bytes${recorder.limitReached ? ", STOPPED at --record-limit" : ""}; replay with \`smcvisor replay ${recorder.path}\`)`,
+    );
+  }
   return code;
 }
 

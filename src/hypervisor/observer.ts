@@ -31,4 +31,9 @@ export interface HypervisorObserver {
   reset?(vm: string): void;
   /** The toolstack destroyed `vm`. */
   destroyed?(vm: string): void;
+  /**
+   * A live policy change of `vm` took effect between two calls (Router.swapPolicy); `text` is the new
+   * policy document. Whoever swaps policies calls it (`hypervisor.observer?.policyChanged?.(...)`).
+   */
+  policyChanged?(vm: string, text: string): void;
 }

@@ -8,7 +8,7 @@ import { parseConfigText } from "../policy/load.js";
 import type { CallTarget } from "../router/ports.js";
 import { parseRecording, RECORD_FORMAT_VERSION, type Recording } from "./format.js";
 import { Recorder } from "./recorder.js";
-import { replayRecording } from "./replay.js";
+import { recordedConfig, replayRecording } from "./replay.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smcvisor-record-unit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -107,6 +107,49 @@ describe("recorder", () => {
     expect(log[0]).toMatch(/reached its limit \(4096 bytes\) after \d+ calls; nothing after is recorded/);
   });
 
+  it("records a call whose handler completes later with its own answer, while another VM's calls go on", async () => {
+    const path = join(dir, "async.ndjson");
+    const recorder = new Recorder(path, { smcvisor: "test", config: { kind: "config", name: "inline", text: TEXT } }, { limitBytes: 1 << 20 });
+    let release: () => void = () => {};
+    const slow: CallTarget = {
+      handle(call, res) {
+        const x1 = call.w(1);
+        return new Promise<void>((done) => {
+          release = () => {
+            res.ret(0);
+            res.set(1, x1 + 1);
+            done();
+          };
+        });
+      },
+    };
+    const m = ScriptedMachine.fromConfig(config(), { observer: recorder, entropy: seededGenerator(3), delegates: new Map([["oem", slow]]) });
+    const pending = m.vm("a").vcpu(0).callAsync("hvc", 0x8300_0001, [41]);
+    expect(m.vm("b").vcpu(0).hvc(0x8000_0000).x0).toBe(0x10002n);
+    expect(m.vm("b").vcpu(0).hvc(0xc400_0053, 64).x0).toBe(0n);
+    release();
+    expect((await pending).regs.slice(0, 2)).toEqual([0n, 42n]);
+    recorder.close();
+    const rec = load(path);
+    const calls = rec.records.filter((r) => r.t === "call");
+    // Written as each completed; numbered as each started.
+    expect(calls.map((c) => `${c.n} ${c.vm} ${c.in[0]}`)).toEqual(["2 b 0x80000000", "3 b 0xc4000053", "1 a 0x83000001"]);
+    expect(calls[2]).toMatchObject({ out: ["0x0", "0x2a"], action: "delegate", rule: "a-oem", inputs: [{ k: "delegate", name: "oem", out: ["0x0", "0x2a", "0x0", "0x0"] }] });
+    // The TRNG's entropy went to b's call, not to the call still in flight.
+    expect(calls[1]!.inputs.map((i) => i.k)).toEqual(["entropy"]);
+    expect(await replayRecording(rec, config())).toEqual({ ok: true, report: { calls: 3, diffs: [], notes: [] } });
+  });
+
+  it("a file that cannot be written (a full disk) stops the recording with one line, never the calls", () => {
+    const log: string[] = [];
+    const recorder = new Recorder("/dev/full", { smcvisor: "test", config: { kind: "config", name: "inline", text: TEXT } }, { limitBytes: 1 << 20, flushBytes: 64, log: (l) => log.push(l) });
+    const m = ScriptedMachine.fromConfig(config(), { observer: recorder, entropy: seededGenerator(3), delegates: new Map([["oem", oem()]]) });
+    for (let i = 0; i < 100; i++) expect(m.vm("a").vcpu(0).hvc(0x8000_0000).x0).toBe(0x10002n);
+    recorder.close();
+    expect(recorder.failure).toBe("ENOSPC");
+    expect(log).toEqual(["smcvisor: --record: cannot write /dev/full (ENOSPC); recording stopped after 1 calls"]);
+  });
+
   it("costs nothing when off: a machine without an observer gives the same answers", () => {
     const path = join(dir, "same.ndjson");
     const { recorder, m } = record(path);
@@ -146,7 +189,7 @@ describe("replay", () => {
     const r = await replayRecording(dropped, config());
     if (!r.ok) throw new Error(r.errors.join());
     expect(r.report.diffs[0]!.missing).toEqual(["8 bytes of entropy the recording does not hold (zeros given)"]);
-    expect(r.report.diffs[0]!.after!.regs[3]).toBe("0x0");
+    expect(r.report.diffs[0]!.after!.regs).toEqual(["0x0"]); // success, and zeros where the random bits were
   });
 
   it("refuses a config the hypervisor cannot build, with the path", async () => {
@@ -164,6 +207,22 @@ vms:
 `;
     const r = await replayRecording(load(path), config(tee));
     expect(r).toEqual({ ok: false, errors: ["vms.b.tee: cannot enable optee: OP-TEE has no room for another guest (VM_CREATED answered ENOTAVAIL)"] });
+  });
+});
+
+describe("recordedConfig", () => {
+  const header = (config: Recording["header"]["config"]): Recording["header"] => ({ format: "smcvisor-record", version: 1, smcvisor: "t", created: "", config, vms: [] });
+
+  it("rebuilds a scenario's config, with the policy file's text when it names one", () => {
+    const inline = recordedConfig(header({ kind: "scenario", name: "s.yaml", text: "vms:\n  vm0: {}\nguests:\n  vm0: { kernel: debian }\n" }));
+    expect(inline.ok && inline.config.vms.map((v) => v.name)).toEqual(["vm0"]);
+    const named = recordedConfig(header({ kind: "scenario", name: "s.yaml", text: "policy: p.yaml\nguests:\n  web: { kernel: debian }\n", policyText: "vms:\n  web: { vcpus: 2 }\n" }));
+    expect(named.ok && named.config.vms.map((v) => [v.name, v.vcpus])).toEqual([["web", 2]]);
+  });
+
+  it("says what is wrong with a recorded config that no longer validates, or a policy text that is missing", () => {
+    expect(recordedConfig(header({ kind: "config", name: "c.yaml", text: "vms: { vm0: { vcpus: 0 } }\n" }))).toMatchObject({ ok: false, errors: [expect.stringMatching(/^c\.yaml: vms\.vm0\.vcpus: /)] });
+    expect(recordedConfig(header({ kind: "scenario", name: "s.yaml", text: "policy: p.yaml\nguests:\n  web: { kernel: debian }\n" }))).toEqual({ ok: false, errors: ["s.yaml: policy: cannot read p.yaml: the recording does not hold the policy file's text"] });
   });
 });
 
@@ -195,7 +254,7 @@ describe("parseRecording", () => {
     const wide = [lines[0], lines[1]!.replace(/"in":\["0x[0-9a-f]+"/, '"in":["0x10000000000000000"'), ...lines.slice(2)].join("\n");
     expect(parseRecording(wide)).toMatchObject({ ok: false, error: expect.stringMatching(/^line 2: in\.0: a 64-bit value/) });
     const after = [...lines, lines[1]].join("\n");
-    expect(parseRecording(after)).toEqual({ ok: false, error: `line ${lines.length}: records after the end record` });
+    expect(parseRecording(after)).toEqual({ ok: false, error: `line ${lines.length + 1}: a record after the end record` });
   });
 
   it("never throws on mutated files, and what it accepts replays without throwing", async () => {

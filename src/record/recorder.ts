@@ -38,7 +38,8 @@ interface Pending {
 
 export class Recorder implements HypervisorObserver {
   private readonly fd: number;
-  private buffer: string[] = [];
+  /** Records not yet written: one string (V8 concatenates lazily), written at flushBytes and at close. */
+  private pending = "";
   private buffered = 0;
   private written = 0;
   private calls = 0;
@@ -46,6 +47,8 @@ export class Recorder implements HypervisorObserver {
   private stopped = false;
   private closed = false;
   private unattributed = 0;
+  /** Why writing the file failed (an errno code), or null: nothing more is recorded then. */
+  failure: string | null = null;
   /** The trap running now, synchronously: whatever is read or written meanwhile is its. */
   private current: Pending | null = null;
   /** Traps whose handler completes later, by VM: accesses from their continuations are charged to the first. */
@@ -85,7 +88,7 @@ export class Recorder implements HypervisorObserver {
       handle: (call, res, origin) => {
         const p = this.owner(origin.vmName, origin.vcpu);
         const done = () => {
-          if (p) p.rec.inputs.push({ k: "delegate", name, out: regsOf(res.words).slice(0, Math.max(4, Math.min(res.count, 18))) });
+          if (p) p.rec.inputs.push({ k: "delegate", name, out: regsOf(res.words, Math.max(4, Math.min(res.count, 18)), false) });
           else this.unattributed++;
         };
         const r = target.handle(call, res, origin);
@@ -122,7 +125,8 @@ export class Recorder implements HypervisorObserver {
       p = list.splice(i, 1)[0]!;
     }
     this.calls++;
-    this.emit({ ...p.rec, out: regsOf(regs), outcome: OUTCOME_NAMES[outcome] ?? String(outcome), action: event?.action ?? null, rule: event?.rule ?? null });
+    const r = p.rec;
+    this.emit({ t: "call", n: r.n, vm: r.vm, vcpu: r.vcpu, esr: r.esr, pstate: r.pstate, in: r.in, inputs: r.inputs, out: regsOf(regs), outcome: OUTCOME_NAMES[outcome] ?? String(outcome), action: event?.action ?? null, rule: event?.rule ?? null, writes: r.writes });
   }
 
   trapPending(): void {
@@ -153,7 +157,11 @@ export class Recorder implements HypervisorObserver {
     if (!this.stopped) this.emit({ t: "end", calls: this.calls, unattributed: this.unattributed });
     this.flush();
     this.closed = true;
-    closeSync(this.fd);
+    try {
+      closeSync(this.fd);
+    } catch (e) {
+      this.failure ??= (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    }
   }
 
   private owner(vm: string, vcpu: number): Pending | null {
@@ -245,19 +253,26 @@ export class Recorder implements HypervisorObserver {
   }
 
   private push(text: string): void {
-    this.buffer.push(text, "\n");
+    this.pending += text + "\n";
     // Lengths in UTF-16 units: the JSON is ASCII but for names and policy text, close enough for a cap.
     this.buffered += text.length + 1;
     if (this.buffered >= (this.opts.flushBytes ?? 256 * 1024)) this.flush();
   }
 
   private flush(): void {
-    if (this.buffered === 0) return;
-    const data = this.buffer.join("");
-    this.buffer = [];
+    if (this.buffered === 0 || this.failure !== null) return;
+    const data = this.pending;
+    this.pending = "";
     this.written += this.buffered;
     this.buffered = 0;
-    writeSync(this.fd, data);
+    try {
+      writeSync(this.fd, data);
+    } catch (e) {
+      // A full disk (or a file system gone) ends the recording, never the call being recorded or the run.
+      this.failure = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      this.stopped = true;
+      this.opts.log?.(`smcvisor: --record: cannot write ${this.path} (${this.failure}); recording stopped after ${this.calls} calls`);
+    }
   }
 }
 

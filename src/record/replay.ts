@@ -20,14 +20,14 @@ import { EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64, esrEc } from "../smccc/esr.js";
 import { hex32 } from "../smccc/fid.js";
 import { fidName } from "../smccc/names.js";
 import { OUTCOME_NAMES, type TraceEvent } from "../trace/ring.js";
-import { hex, RECORD_REGS, regsOf, wordsOf, type CallRecord, type RecordHeader, type RecordInput, type Recording, type RecordWrite } from "./format.js";
+import { hex, RECORD_REGS, regAt, regsOf, wordsOf, type CallRecord, type RecordHeader, type RecordInput, type RecordLine, type RecordWrite } from "./format.js";
 
 /** One side of a compared call. */
 export interface CallSide {
   readonly action: string | null;
   readonly rule: string | null;
   readonly outcome: string;
-  /** x0..x17 as 0x hex. */
+  /** x0..x17 as 0x hex, the zero registers at the end left out. */
   readonly regs: readonly string[];
   readonly writes: readonly RecordWrite[];
 }
@@ -231,6 +231,7 @@ function replayDelegate(name: string, call: CallInputs): CallTarget {
         res.ret(-1);
         return;
       }
+      // As many registers as the delegate set (its result's count): the router writes back those.
       const w = wordsOf(i.out);
       for (let r = 0; r < i.out.length; r++) res.setWords(r, w[2 * r]!, w[2 * r + 1]!);
     },
@@ -246,8 +247,12 @@ function sideOf(r: CallRecord): CallSide {
   return { action: r.action, rule: r.rule, outcome: r.outcome, regs: r.out, writes: r.writes };
 }
 
-/** Replays `recording` against `config`; errors only for a config the hypervisor cannot build. */
-export async function replayRecording(recording: Recording, config: Config, opts: { truncated?: boolean } = {}): Promise<{ ok: true; report: ReplayReport } | { ok: false; errors: string[] }> {
+/**
+ * Replays `recording` against `config`; errors only for a config the hypervisor cannot build. The records
+ * are consumed once, in order, so they may come from a reader of a file of any size (an exception from
+ * the iterator, a bad line, ends the replay and propagates).
+ */
+export async function replayRecording(recording: { readonly header: RecordHeader; readonly records: Iterable<RecordLine> }, config: Config, opts: { truncated?: () => boolean } = {}): Promise<{ ok: true; report: ReplayReport } | { ok: false; errors: string[] }> {
   const call = new CallInputs();
   let last: { vm: string; vcpu: number; outcome: number; event: TraceEvent | null } | null = null;
   const observer: HypervisorObserver = {
@@ -303,7 +308,7 @@ export async function replayRecording(recording: Recording, config: Config, opts
         const changed: string[] = [];
         if (after.action !== r.action || after.rule !== r.rule) changed.push("decision");
         if (after.outcome !== r.outcome) changed.push("outcome");
-        for (let i = 0; i < RECORD_REGS; i++) if (after.regs[i] !== r.out[i]) changed.push(`x${i}`);
+        for (let i = 0; i < RECORD_REGS; i++) if (regAt(after.regs, i) !== regAt(r.out, i)) changed.push(`x${i}`);
         if (!sameWrites(after.writes, r.writes)) changed.push("writes");
         if (call.missing.length > 0) changed.push("inputs");
         if (changed.length > 0) diffs.push({ ...base, after, changed, missing: call.missing });
@@ -334,6 +339,6 @@ export async function replayRecording(recording: Recording, config: Config, opts
     }
   }
   for (const vm of unknown) notes.push(`the recording resets ${vm}, which is not in the config`);
-  if (opts.truncated) notes.push("the recording is cut short (no end record): the run did not finish writing it");
+  if (opts.truncated?.()) notes.push("the recording is cut short (no end record): the run did not finish writing it");
   return { ok: true, report: { calls, diffs, notes } };
 }
