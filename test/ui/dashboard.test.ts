@@ -105,13 +105,21 @@ describe("the dashboard while the demo's two Linux VMs boot", () => {
     await page.screenshot({ path: "docs/dashboard.png", fullPage: true });
   }, 200_000);
 
+  it("resets a VM through the page: it reboots at its next call, and the page shows its second boot", async () => {
+    await page.locator('.vm[data-vm="domU"] button', { hasText: "reset" }).click();
+    await page.locator('.vm[data-vm="domU"] .counts', { hasText: "boot 2" }).waitFor({ timeout: 90_000 });
+    expect(await page.locator('.vm[data-vm="domU"] .state').innerText()).toBe("running");
+    expect(machine.vm("domU").boots).toBe(2);
+    expect(machine.vm("dom0").boots).toBe(1);
+  }, 100_000);
+
   it("powers a VM off and destroys another through the page; the run ends with the reasons", async () => {
     await page.locator('.vm[data-vm="dom0"] button', { hasText: "power-off" }).click();
     await page.locator('.vm[data-vm="domU"] button', { hasText: "destroy" }).click();
     const report = await run;
     const dom0 = report.vms.find((v) => v.name === "dom0")!, domU = report.vms.find((v) => v.name === "domU")!;
     expect(dom0.exit).toMatchObject({ state: "stopped", reason: "powered off through the control API" });
-    expect(domU.exit).toMatchObject({ state: "stopped", reason: "destroyed through the control API" });
+    expect(domU.exit).toMatchObject({ state: "stopped", reason: "destroyed through the control API", boots: 2 });
     await page.locator('.vm[data-vm="domU"] .state', { hasText: "destroyed" }).waitFor({ timeout: 10_000 });
     expect(report.events.some((e) => e.vm === "dom0" && e.fid === 0xc400_0053 && e.action === "deny" && e.rule === RULE)).toBe(true);
   }, 60_000);
