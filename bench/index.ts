@@ -82,7 +82,7 @@ if (!json && ui) {
   console.log("");
   console.log("Dashboard: Linux (2 vCPUs) boot to its first userspace line, without and with the page open in chromium");
   console.log("");
-  console.log(table([["case", "ms (each run)"], ...ui.boots.map((b) => [b.name, b.ms.map((x) => x.toFixed(0)).join(", ")])]));
+  console.log(table([["case", "ms (each run)"], ...ui.boots.map((b) => [b.name, b.ms.map((x) => x.toFixed(0)).join(", ")]), ["browser CPU seconds during the boot", ui.browserCpuSeconds.map((x) => x.toFixed(2)).join(", ")]]));
   console.log("");
   console.log(table([["ratio", "value"], ...Object.entries(ui.ratios).map(([k, v]) => [k, `${v.toFixed(3)}x`])]));
 }

@@ -76,3 +76,16 @@ describe("trace ring", () => {
     expect(() => new TraceRing(0)).toThrow(RangeError);
   });
 });
+
+describe("eventsSince", () => {
+  it("reads from a sequence number on, at most `max`, and never before what the ring still holds", () => {
+    const t = new TraceRing(8);
+    const vm = t.registerVm("a");
+    for (let i = 0; i < 20; i++) t.record(vm, 0, 0, i, 0, t.intern("a|r"), 0, 0, 0, 0, 0);
+    expect(t.eventsSince(15, 100).map((e) => e.fid)).toEqual([15, 16, 17, 18, 19]);
+    expect(t.eventsSince(15, 2).map((e) => e.seq)).toEqual([15, 16]);
+    // 0-11 were dropped: reading from 0 starts at the oldest kept.
+    expect(t.eventsSince(0, 3).map((e) => e.seq)).toEqual([12, 13, 14]);
+    expect(t.eventsSince(20, 5)).toEqual([]);
+  });
+});

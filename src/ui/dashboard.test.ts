@@ -35,3 +35,13 @@ describe("--ui options", () => {
     expect(validateConfig(parse(text)).ok).toBe(true);
   });
 });
+
+describe("smcvisor run --ui", () => {
+  it("refuses an address others can reach without a token, before any VM boots", async () => {
+    const { runCommand } = await import("../cli/run.js");
+    const io = { out: () => undefined, err: () => undefined, cwd: process.cwd() };
+    await expect(runCommand(["examples/demo.yaml", "--ui", "--ui-host", "0.0.0.0"], io)).rejects.toThrow(/--ui-token/);
+    await expect(runCommand(["examples/demo.yaml", "--ui-token", "a-long-enough-token"], io)).rejects.toThrow(/go with --ui/);
+    await expect(runCommand(["examples/demo.yaml", "--ui", "99999"], io)).rejects.toThrow(/not a TCP port/);
+  });
+});

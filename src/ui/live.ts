@@ -124,7 +124,8 @@ export class LiveView {
   private next = 0;
   /** Events the ring dropped before they were read, and those skipped when a poll had too many. */
   missed = 0;
-  private readonly recent = new Latest<WireEvent>(LIVE_LIMITS.recent);
+  /** Recent calls and policy changes, in the order they happened between the calls. */
+  private readonly recent = new Latest<StreamItem>(LIVE_LIMITS.recent);
   private readonly denials = new Latest<WireEvent>(LIVE_LIMITS.denials);
   private readonly changes = new Latest<PolicyChange>(LIVE_LIMITS.policyChanges);
   private readonly callKeys = new Map<string, CallCount>();
@@ -218,8 +219,11 @@ export class LiveView {
 
   /** A policy change, for the stream and the list of changes. */
   policyChanged(change: Omit<PolicyChange, "type" | "at">): PolicyChange {
+    // The calls made before the change are read first, so that the change sits after them.
+    this.poll();
     const c: PolicyChange = { type: "policy-change", at: new Date(this.now()).toISOString(), ...change };
     this.changes.push(c);
+    this.recent.push(c);
     this.emit([c]);
     return c;
   }
@@ -260,7 +264,8 @@ export class LiveView {
     return this.denials.all().filter((e) => vm === undefined || e.vm === vm);
   }
 
-  recentEvents(filter: { vm?: string; fn?: string }, limit: number): WireEvent[] {
+  /** The latest calls and policy changes that pass the filter, oldest first. */
+  recentEvents(filter: { vm?: string; fn?: string }, limit: number): StreamItem[] {
     const all = this.recent.all().filter((e) => matches(e, filter));
     return all.slice(Math.max(0, all.length - limit));
   }
@@ -271,7 +276,7 @@ export class LiveView {
 
   /** Why the current policy decides a recent call (by its trace sequence number) as it does. */
   explainSeq(seq: number): { event: WireEvent; explanation: Explanation } | { error: string } {
-    const event = this.recent.all().find((e) => e.seq === seq);
+    const event = this.recent.all().find((e): e is WireEvent => e.type === "call" && e.seq === seq);
     if (!event) return { error: `no recent call with sequence number ${seq} (the view keeps the last ${LIVE_LIMITS.recent})` };
     if (event.conduit === "hypervisor") return { error: `call ${seq} is the hypervisor's own (${event.origin ?? ""}), not a VM's` };
     const r = this.explainCall(event.vm, Number(event.fid), []);
@@ -286,6 +291,7 @@ export class LiveView {
 }
 
 export function matches(e: StreamItem, filter: { vm?: string; fn?: string }): boolean {
+  // A policy change passes a function filter: it is rare, and it decides every call after it.
   if (e.type !== "call") return filter.vm === undefined || e.vms.includes(filter.vm);
   if (filter.vm !== undefined && e.vm !== filter.vm) return false;
   if (filter.fn !== undefined) {

@@ -110,6 +110,9 @@ describe("the control API", () => {
     const p = (await get(app, "/api/policy")).json();
     expect(p.lines).toContain("  b-no-psci-version: id 0x84000000 -> deny");
     expect(p.changes[0]).toMatchObject({ type: "policy-change", vms: ["b"] });
+    // The change sits in the trace between the calls it separates.
+    const trace = (await get(app, "/api/trace?vm=b")).json().events.map((e: { type: string; function?: string; rule?: string }) => (e.type === "call" ? `${e.function} ${e.rule}` : e.type));
+    expect(trace).toEqual(["PSCI_VERSION default:psci", "policy-change", "PSCI_VERSION b-no-psci-version"]);
     expect(opts.config.vms.find((v) => v.name === "b")!.rules).toHaveLength(1);
     // VM a's policy is untouched.
     expect(m.vm("a").vcpu(0).hvc(0x8400_0000).x0).toBe(0x1_0001n);
