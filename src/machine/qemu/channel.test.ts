@@ -75,6 +75,12 @@ describe("channel frames (protocol version 4, shim/protocol.h)", () => {
     expect([v.getUint32(56, true), v.getUint32(60, true), v.getUint32(64, true), v.getUint32(68, true)]).toEqual([48, 12_500, 625_000, 1]);
     expect(v.getBigUint64(72, true)).toBe(0x3_8000_8000n);
     expect(() => encodeHostPage({ ...{ vcpus: 1, gicVersion: 2, vttbr: 0n, vtcr: 0n, gicd: 0n, gicc: 0n, doorbell: 0n, doorbellIntid: 48, spinTicks: 0, sleepTicks: 0 }, fast: Array.from({ length: 9 }, () => [0n, 0n] as const) })).toThrow("at most 8");
+    // The device window's flag (bit 3), set only for a VM with emulated devices.
+    const base = { vcpus: 1, gicVersion: 3 as const, vttbr: 0n, vtcr: 0n, gicd: 0n, gicc: 0n, doorbell: 0n, doorbellIntid: 48, spinTicks: 0, sleepTicks: 0, fast: [] };
+    expect(new DataView(encodeHostPage({ ...base, mmio: true }).buffer).getUint32(12, true)).toBe(1 | 8);
+    expect(new DataView(encodeHostPage(base).buffer).getUint32(12, true)).toBe(1);
+    // A REQ_MMIO frame is accepted; the next number is not.
+    expect(decodeRequest(encodeRequest({ type: REQ.MMIO, vcpu: 0, esr: 0x9300_0046, elr: 0n, spsr: 0n, far: 0x0c00_0070n, cntvct: 0n, localCalls: 0n }), 1)).toMatchObject({ ok: true, request: { type: 5, far: 0x0c00_0070n } });
   });
 
   it("puts every mailbox in the shim's region, one page per vCPU, clear of the host page and the stage-2 tables", () => {

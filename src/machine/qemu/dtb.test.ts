@@ -140,4 +140,12 @@ describe("the guest's device tree", () => {
     expect(merged({ optee: false, initrd: null })).not.toMatch(/optee|initrd/);
     expect(() => mergeDts("/ { };", o())).toThrow("/dts-v1/");
   });
+
+  it("describes an emulated virtio-mmio transport (the device window) with its reg and edge-triggered SPI, and none without a disk", () => {
+    const m = merged({ virtio: [{ base: 0x0c00_0000n, size: 0x200n, spi: 112 }] });
+    expect(m).toContain('virtio_mmio@c000000 { compatible = "virtio,mmio"; reg = <0x0 0xc000000 0x0 0x200>; interrupts = <0x0 0x70 0x1>; dma-coherent; };');
+    // QEMU's own platform bus at the same address stays deleted.
+    expect(m).toContain("/delete-node/ platform-bus@c000000;");
+    expect(merged()).not.toContain('"virtio,mmio"');
+  });
 });

@@ -456,6 +456,7 @@ export class QemuVm implements PowerPort {
       return this.send(v, { type: RSP.MMIO, flags: MMIO_REFUSE });
     }
     this.mmioAccesses++;
+    if (DEBUG_MMIO) console.error(`[${this.name}] vCPU ${v.index} mmio ${a.ok && a.access.write ? "W" : "R"} 0x${ipa.toString(16)} = 0x${(a.ok && a.access.write ? (BigInt(r.words[1]!) << 32n) | BigInt(r.words[0]!) : result.value).toString(16)} raise ${this.raise}`);
     const problem = this.diskTransport?.problem;
     if (problem && problem !== this.lastDeviceProblem) this.opts.log?.(`${this.name}: ${problem} (the device needs a reset)`);
     this.lastDeviceProblem = problem ?? null;
@@ -1027,6 +1028,7 @@ export function stageOf(elr: bigint): number {
 }
 
 const MMIO_GAPS = 4096;
+const DEBUG_MMIO = process.env.SMCVISOR_DEBUG_MMIO === "1";
 
 /** The disk's interrupt: an SPI no device of QEMU's virt drives (its platform bus's, unused here). */
 export const DISK_SPI = 112;

@@ -58,6 +58,11 @@ describe("parseScenario: firmware guests and console input", () => {
     expect(paths({})).toEqual(["guests.a.kernel"]);
     expect(paths({ kernel: "debian", firmware: "u-boot-qemu" })).toEqual(["guests.a.kernel"]);
     expect(paths({ firmware: "u-boot-qemu", initrd: "x", run: "true", reboot: "reboot" })).toEqual(["guests.a.initrd", "guests.a.run", "guests.a.reboot"]);
+    // A disk is for a firmware guest; with `disk: debian` the command line goes to the disk's startup.nsh.
+    expect(paths({ kernel: "debian", disk: "debian" })).toEqual(["guests.a.disk"]);
+    expect(paths({ firmware: "qemu-efi-aarch64", disk: "" })).toEqual(["guests.a.disk"]);
+    const r = parse({ firmware: "qemu-efi-aarch64", disk: "debian" });
+    expect(r.ok && r.scenario.guests.get("a")).toMatchObject({ disk: "debian", cmdline: "console=ttyAMA0 rdinit=/init panic=-1" });
   });
   it("bounds console input: 64 steps of at most 4096 characters, patterns that compile, no other fields", () => {
     const ok = (input: unknown) => parse({ firmware: "u-boot-qemu", input }).ok;
