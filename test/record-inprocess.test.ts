@@ -16,6 +16,8 @@ import { parseRecording } from "../src/record/format.js";
 import { Recorder } from "../src/record/recorder.js";
 import { recordedConfig, replayRecording } from "../src/record/replay.js";
 import { TEEC } from "../src/smccc/optee/abi.js";
+import { planPolicy } from "../src/ui/control.js";
+import { parse as parseYaml } from "yaml";
 import { interleave, OpteeGuest, param } from "./support/optee-guest.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -137,5 +139,57 @@ describe("record and replay in-process (examples/tee.yaml)", () => {
     expect(s.report.diffs.every((d) => d.vm !== "tools")).toBe(true);
     expect(s.report.diffs[0]!.changed).toContain("inputs");
     expect(s.report.diffs[0]!.missing[0]).toMatch(/^a read of \d+ bytes at 0x[0-9a-f]+ the recording does not hold$/);
+  });
+});
+
+describe("a live policy change in a recording (the control API's policy reload)", () => {
+  const path = join(dir, "live.ndjson");
+  const base = config(TEXT);
+  const recorder = new Recorder(path, { smcvisor: "test", config: { kind: "config", name: "examples/tee.yaml", text: TEXT } }, { limitBytes: 64 << 20 });
+  const m = ScriptedMachine.fromConfig(base, { observer: recorder, entropy: seededGenerator(3) });
+  const trng = () => m.vm("media").vcpu(0).smc(TRNG_RND64, 64).x0;
+  const before = [trng(), trng()];
+  // The same path the dashboard's policy reload takes: validated, prepared, swapped between two calls.
+  const doc = parseYaml(TEXT.replace("  media:\n", "  media:\n    grants:\n      - { name: media-no-trng, id: 0xC4000053, action: deny }\n")) as unknown;
+  const plan = planPolicy(m.hypervisor, base, doc, () => {});
+  if (!plan.ok) throw new Error(plan.errors.map((e) => `${e.path}: ${e.message}`).join("\n"));
+  const applied = plan.apply();
+  const after = [trng(), trng()];
+  recorder.close();
+  const parsed = parseRecording(readFileSync(path, "utf8"));
+  if (!parsed.ok) throw new Error(parsed.error);
+  const rec = parsed.recording;
+
+  it("records the change where it happened", () => {
+    expect(applied.changed).toEqual(["media"]);
+    expect(before.every((x) => x === 0n)).toBe(true);
+    expect(after.every((x) => x === 0xffff_ffff_ffff_ffffn)).toBe(true);
+    expect(rec.records.map((r) => (r.t === "call" ? "call" : r.t))).toEqual(["call", "call", "policy", "call", "call", "end"]);
+    expect(rec.records[2]).toMatchObject({ t: "policy", vm: "media" });
+  });
+
+  it("replays against the recorded config with the change applied at the same point: no difference", async () => {
+    const r = await replayRecording(rec, base, { livePolicies: true });
+    if (!r.ok) throw new Error(r.errors.join("\n"));
+    expect(r.report.diffs).toEqual([]);
+    expect(r.report.notes).toEqual(["applied the recording's live policy change of media after call 2"]);
+  });
+
+  it("against a config given instead, keeps that config and shows the calls the change had denied", async () => {
+    const r = await replayRecording(rec, base);
+    if (!r.ok) throw new Error(r.errors.join("\n"));
+    expect(r.report.diffs.map((d) => [d.n, d.before.action, d.after?.action])).toEqual([
+      [3, "deny", "emulate"],
+      [4, "deny", "emulate"],
+    ]);
+    expect(r.report.notes[0]).toMatch(/live policy change of media after call 2: the replay keeps the config it was given/);
+  });
+
+  it("refuses a recorded change that does not validate, and says so", async () => {
+    const bad = { ...rec, records: rec.records.map((x) => (x.t === "policy" ? { ...x, text: JSON.stringify({ vms: { media: { vcpus: "many" } } }) } : x)) };
+    const r = await replayRecording(bad, base, { livePolicies: true });
+    if (!r.ok) throw new Error(r.errors.join("\n"));
+    expect(r.report.notes[0]).toMatch(/^the recording's live policy change of media after call 2 was not applied: /);
+    expect(r.report.diffs.map((d) => d.n)).toEqual([3, 4]);
   });
 });

@@ -138,7 +138,7 @@ export async function replayCommand(argv: readonly string[], io: Io): Promise<nu
       return 2;
     }
     // A bad line part-way ends the replay: nothing is printed but the reason (exit 2).
-    result = await replayRecording(rec, loaded.config, { truncated: () => rec.parser.truncated });
+    result = await replayRecording(rec, loaded.config, { truncated: () => rec.parser.truncated, livePolicies: configArg === undefined });
   } catch (e) {
     if (e instanceof RecordingFileError) throw new UsageError(e.message);
     throw e;

@@ -13,7 +13,7 @@ import { BOARDS } from "../machine/boards/index.js";
 import { parseScenario } from "../machine/qemu/scenario.js";
 import { Hypervisor, type DomainResetResult } from "../hypervisor/hypervisor.js";
 import type { HypervisorObserver } from "../hypervisor/observer.js";
-import { parseConfigText, type Config, type VmConfig } from "../policy/load.js";
+import { parseConfigText, validateConfig, type Config, type VmConfig } from "../policy/load.js";
 import { parseConfigData } from "../policy/source.js";
 import type { CallTarget, GuestMemory, GuestTime, PowerPort } from "../router/ports.js";
 import { EC_HVC32, EC_HVC64, EC_SMC32, EC_SMC64, esrEc } from "../smccc/esr.js";
@@ -238,6 +238,25 @@ function replayDelegate(name: string, call: CallInputs): CallTarget {
   };
 }
 
+/** Swaps in `vm`'s policy from a recorded policy document; why not, or null when done. */
+function applyRecordedPolicy(hv: Hypervisor, vm: string, text: string): string | null {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    return `its text is not JSON (${(e as Error).message})`;
+  }
+  const v = validateConfig(data);
+  if (!v.ok) return v.errors.map((e) => `${e.path}: ${e.message}`).join("; ");
+  const config = v.value.vms.find((x) => x.name === vm);
+  const routed = hv.router.getVm(vm);
+  if (config === undefined || routed === undefined) return `no VM ${vm} ${config === undefined ? "in the recorded policy" : "running"}`;
+  const p = hv.router.preparePolicy(routed, config);
+  if (!p.ok) return p.errors.map((e) => `${e.path}: ${e.message}`).join("; ");
+  hv.router.swapPolicy(p.policy);
+  return null;
+}
+
 /** Writes as compared: equal lists in the same order. */
 function sameWrites(a: readonly RecordWrite[], b: readonly RecordWrite[]): boolean {
   return a.length === b.length && a.every((w, i) => JSON.stringify(w) === JSON.stringify(b[i]));
@@ -252,7 +271,7 @@ function sideOf(r: CallRecord): CallSide {
  * are consumed once, in order, so they may come from a reader of a file of any size (an exception from
  * the iterator, a bad line, ends the replay and propagates).
  */
-export async function replayRecording(recording: { readonly header: RecordHeader; readonly records: Iterable<RecordLine> }, config: Config, opts: { truncated?: () => boolean } = {}): Promise<{ ok: true; report: ReplayReport } | { ok: false; errors: string[] }> {
+export async function replayRecording(recording: { readonly header: RecordHeader; readonly records: Iterable<RecordLine> }, config: Config, opts: { truncated?: () => boolean; livePolicies?: boolean } = {}): Promise<{ ok: true; report: ReplayReport } | { ok: false; errors: string[] }> {
   const call = new CallInputs();
   let last: { vm: string; vcpu: number; outcome: number; event: TraceEvent | null } | null = null;
   const observer: HypervisorObserver = {
@@ -328,7 +347,13 @@ export async function replayRecording(recording: { readonly header: RecordHeader
         hv.destroyDomain(r.vm);
         break;
       case "policy":
-        notes.push(`the recording has a live policy change of ${r.vm} after call ${calls}: the replay keeps the config it was given`);
+        // Against the recorded config the change is made where it was made, as the control API made it
+        // (validated, then swapped between two calls); against a new config, the new config stands.
+        if (!opts.livePolicies) notes.push(`the recording has a live policy change of ${r.vm} after call ${calls}: the replay keeps the config it was given`);
+        else {
+          const failed = applyRecordedPolicy(hv, r.vm, r.text);
+          notes.push(failed === null ? `applied the recording's live policy change of ${r.vm} after call ${calls}` : `the recording's live policy change of ${r.vm} after call ${calls} was not applied: ${failed}`);
+        }
         break;
       case "limit":
         notes.push(`the recording stopped at its size limit (${r.bytes} bytes) after ${r.calls} calls: later calls were not recorded`);

@@ -123,6 +123,11 @@ export function planPolicy(h: Hypervisor, current: Config, data: unknown, onAppl
     apply: () => {
       // One synchronous loop: no call runs between the first VM's swap and the last's.
       for (const p of prepared) h.router.swapPolicy(p);
+      // A recording (--record) keeps the change where it happened, so that replay applies it there too.
+      if (h.observer !== null) {
+        const text = JSON.stringify(data);
+        for (const vm of changed) h.observer.policyChanged?.(vm, text);
+      }
       onApplied(next);
       return { changed, diff };
     },
