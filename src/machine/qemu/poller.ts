@@ -29,6 +29,11 @@ export interface PollerOptions {
   readonly sliceMs?: number;
   /** Host cores (default: what Node sees). */
   readonly cores?: number;
+  /**
+   * The clock, in ms, that says which vCPUs posted a request recently (default: performance.now). Tests
+   * give their own: on a loaded host the default can move past ACTIVE_MS between two statements.
+   */
+  readonly clock?: () => number;
 }
 
 /** A vCPU that posted a request this recently is taken to be running (and to need a core). */
@@ -58,11 +63,13 @@ export class Poller {
   private readonly lastRequest = new Map<Pollable, number[]>();
   /** Host cores: polling only pays while the vCPUs that are working leave one free. */
   private readonly cores: number;
+  private readonly clock: () => number;
 
   constructor(opts: PollerOptions = {}) {
     this.spinNs = opts.spinNs ?? DEFAULT_POLL_SPIN_NS;
     this.sliceNs = (opts.sliceMs ?? 2) * 1e6;
     this.cores = opts.cores ?? availableParallelism();
+    this.clock = opts.clock ?? (() => performance.now());
   }
 
   add(m: Pollable): void {
@@ -82,7 +89,7 @@ export class Poller {
   requested(vm: Pollable, vcpu: number): void {
     let t = this.lastRequest.get(vm);
     if (!t) this.lastRequest.set(vm, (t = []));
-    t[vcpu] = performance.now();
+    t[vcpu] = this.clock();
   }
 
   /** vCPUs that posted a request within ACTIVE_MS: they are running and each needs a host core. */
@@ -120,7 +127,7 @@ export class Poller {
     // Polling keeps a host core busy: worth it while a core is free for it (one vCPU calling in a loop),
     // not when the working vCPUs need every core (they would lose time to it, and then wait on it). The
     // same goes for the shims' own polling for their replies.
-    const free = this.active(performance.now()) + 1 <= this.cores;
+    const free = this.active(this.clock()) + 1 <= this.cores;
     const spinNs = free ? this.spinNs : 0;
     const advice = free ? 0 : BUSY_SPIN_TICKS;
     if (advice !== this.advice) {
