@@ -81,6 +81,11 @@ static void wait_reply(struct cpu *c, u32 seq)
 		u32 advice = hs->spin_ticks;
 		if (READ_SYSREG(cntpct_el0) - start < (advice ? advice : c->spin))
 			continue;
+		/* Inside a guest interrupt handler nothing may be able to wake a WFI (gic.c): keep polling. */
+		if (!wake_possible()) {
+			start = READ_SYSREG(cntpct_el0);
+			continue;
+		}
 		struct gic_save s;
 		wake_arm(c, &s, 0);
 		m->sleeping = 1;

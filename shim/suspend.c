@@ -88,6 +88,9 @@ void wait_wake(struct cpu *c, u64 bound)
 			if (bound - (now - start) < sleep)
 				sleep = bound - (now - start);
 		}
+		/* No WFI when nothing could end it (gic.c, wake_possible): the loop polls its conditions instead. */
+		if (!wake_possible())
+			continue;
 		struct gic_save s;
 		wake_arm(c, &s, 1);
 		dmb_full();
