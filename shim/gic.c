@@ -28,6 +28,7 @@
 #define GICD_ITARGETSR 0x800
 #define GICC_CTLR 0x000
 #define GICC_PMR 0x004
+#define GICC_RPR 0x014
 /* GICv3: distributor routing, and the redistributor's SGI/PPI frame. */
 #define GICD_IROUTER 0x6000
 #define GICD_CTLR_ENABLE_GRP1 (1u << 1) /* with DS = 1; GICv2: bit 0 enables */
@@ -36,6 +37,7 @@
 
 #define ICC_PMR_EL1 S3_0_C4_C6_0
 #define ICC_IGRPEN1_EL1 S3_0_C12_C12_7
+#define ICC_RPR_EL1 S3_0_C12_C11_3
 
 static inline u32 bit(u32 intid) { return 1u << (intid % 32); }
 static inline u64 word(u32 intid) { return 4 * (intid / 32); }
@@ -107,6 +109,23 @@ void wake_arm(struct cpu *c, struct gic_save *s, int guest_too)
 			MMIO32(cc + GICC_CTLR) = s->cpu_ctlr | 1;
 	}
 	isb();
+}
+
+/*
+ * Whether an armed wake source can end a WFI on this CPU at all. The CPU interface signals a pending
+ * interrupt only when its group priority is higher (numerically lower) than the running priority, the group
+ * priority of the highest-priority active interrupt as the binary point register cut it when that interrupt
+ * was acknowledged (IHI 0048B §3.3, "Preemption"; GICC_RPR §4.4.6; IHI 0069H §4.8, ICC_RPR_EL1). A guest
+ * inside its own interrupt handler has one active; if its group priority is 0x00, nothing preempts it, the
+ * shim's doorbell and EL2 timer included, and a WFI would never end. UEFI leaves exactly that behind: EDK2's
+ * GICv2 driver sets GICC_BPR to 7 (no preemption: every group priority is 0) and Linux's GICv2 driver never
+ * writes the BPR, so every interrupt Linux then takes runs at running priority 0x00. Such a wait polls.
+ */
+int wake_possible(void)
+{
+	const struct host_page *h = host();
+	u32 rpr = (h->flags & HOST_GICV3) ? (u32)READ_SYSREG(ICC_RPR_EL1) : MMIO32(h->gicc + GICC_RPR);
+	return (rpr & 0xff) > PRIO_WAKE;
 }
 
 /* The EL2 timer fires after `ticks`; a sleep never outlasts it. */

@@ -153,7 +153,8 @@ struct mailbox {
 	volatile u32 wake_lat_count;	/* 0x28 timer wake-ups measured */
 	volatile u32 wake_lat_max;	/* 0x2c the largest */
 	volatile u64 wake_lat_sum;	/* 0x30 their sum */
-	u32 reserved[2];
+	volatile u32 blocked_waits;	/* 0x38 shim: waits that polled, since no wake source could end a WFI (gic.c) */
+	u32 reserved;
 	struct request req;	/* offset 0x40 */
 	u32 pad[8];
 	struct reply rsp;	/* offset 0x140 */
@@ -183,6 +184,7 @@ _Static_assert(sizeof(struct reply) == 184, "reply frame is 184 bytes");
 _Static_assert(__builtin_offsetof(struct mailbox, req) == 0x40, "request at 0x40");
 _Static_assert(__builtin_offsetof(struct mailbox, rsp) == 0x140, "reply at 0x140");
 _Static_assert(__builtin_offsetof(struct mailbox, wake_lat_sum) == 0x30, "wake latency sum at 0x30");
+_Static_assert(__builtin_offsetof(struct mailbox, blocked_waits) == 0x38, "blocked waits at 0x38");
 _Static_assert(sizeof(struct mailbox) <= WAKE_LOG_OFFSET, "the wake log follows the mailbox");
 _Static_assert(WAKE_LOG_OFFSET + 4 * WAKE_LOG_SIZE <= MAILBOX_STRIDE, "a mailbox and its wake log fit their page");
 _Static_assert(sizeof(struct host_page) == 200, "host page is 200 bytes");

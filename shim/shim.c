@@ -72,7 +72,7 @@ static void wait_reply(struct cpu *c, u32 seq)
 	const struct host_page *h = host();
 	const volatile struct host_state *hs = (const volatile struct host_state *)HOST_STATE;
 	u64 posted = READ_SYSREG(cntpct_el0), start = posted;
-	int slept = 0;
+	int slept = 0, blocked = 0;
 	if (c->spin < h->spin_ticks)
 		c->spin = h->spin_ticks;
 	for (u32 n = 0; m->rsp_seq != seq; n++) {
@@ -81,6 +81,12 @@ static void wait_reply(struct cpu *c, u32 seq)
 		u32 advice = hs->spin_ticks;
 		if (READ_SYSREG(cntpct_el0) - start < (advice ? advice : c->spin))
 			continue;
+		/* Inside a guest interrupt handler nothing may be able to wake a WFI (gic.c): keep polling. */
+		if (!wake_possible()) {
+			blocked = 1;
+			start = READ_SYSREG(cntpct_el0);
+			continue;
+		}
 		struct gic_save s;
 		wake_arm(c, &s, 0);
 		m->sleeping = 1;
@@ -97,6 +103,8 @@ static void wait_reply(struct cpu *c, u32 seq)
 		/* Woken (or never asleep): poll again, the reply is usually close. */
 		start = READ_SYSREG(cntpct_el0);
 	}
+	if (blocked)
+		m->blocked_waits++;
 	if (slept) {
 		u64 waited = READ_SYSREG(cntpct_el0) - posted;
 		u64 most = (u64)h->spin_ticks * SPIN_MAX_FACTOR;

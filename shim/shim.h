@@ -79,6 +79,7 @@ void doorbell_drain(struct doorbell *d);
 void wake_boot(void);
 void wake_arm(struct cpu *c, struct gic_save *s, int guest_too);
 void wake_timer(u64 ticks);
+int wake_possible(void);
 void wake_clear(struct cpu *c);
 void wake_disarm(struct cpu *c, const struct gic_save *s);
 

@@ -67,7 +67,7 @@ void wait_wake(struct cpu *c, u64 bound)
 	struct mailbox *m = c->mb;
 	const struct host_page *h = host();
 	u64 start = READ_SYSREG(cntpct_el0);
-	int cause;
+	int cause, blocked = 0;
 	m->waiting = 1;
 	dmb_full();
 	for (;;) {
@@ -88,6 +88,11 @@ void wait_wake(struct cpu *c, u64 bound)
 			if (bound - (now - start) < sleep)
 				sleep = bound - (now - start);
 		}
+		/* No WFI when nothing could end it (gic.c, wake_possible): the loop polls its conditions instead. */
+		if (!wake_possible()) {
+			blocked = 1;
+			continue;
+		}
 		struct gic_save s;
 		wake_arm(c, &s, 1);
 		dmb_full();
@@ -101,6 +106,8 @@ void wait_wake(struct cpu *c, u64 bound)
 		wake_clear(c);
 	}
 	m->waiting = 0;
+	if (blocked)
+		m->blocked_waits++;
 	if (cause == WAKE_IRQ) {
 		m->wakes_irq++;
 		note_latency(m);

@@ -5,7 +5,8 @@
  *
  *   header: "SMCVSCRP" magic, step count, flags, loop count, halt acknowledgements (written by the host)
  *   step:   vcpu, conduit (0 hvc #0, 1 smc #0, 2 hvc #1, 3 smc #1; 4 no call: copy x3 bytes from x1 to x2;
- *           5 no call: arm the virtual timer as a wake-up event, below),
+ *           5 no call: arm the virtual timer as a wake-up event, below; 6 no call: acknowledge its interrupt
+ *           at running priority 0x00, below),
  *           flags (1 halts, 2 waits after a halt, 4 takes earlier results), group size, x0..x17
  *
  * With flag 4, a register whose script value is STEP_REF_MARK | step << 8 | reg is given, before the call,
@@ -64,6 +65,15 @@ struct step {
  * after it; the AArch32 guest reports x0 = -1).
  */
 #define CONDUIT_TIMER 5u
+/*
+ * No call either: set this CPU interface's binary point to 7 (GICv2: no preemption, every group priority is 0,
+ * as EDK2's GIC driver leaves it and Linux keeps it; GICv3: the interrupt's priority 0x00 as well, since its
+ * Group 1 binary point keeps one bit), wait up to 1 s for the interrupt the timer
+ * step armed and acknowledge it (GICC_IAR / ICC_IAR1_EL1, same x3 and x4), leaving it active: the running
+ * priority is then 0x00, as inside a Linux interrupt handler booted by UEFI. x0 = the INTID acknowledged,
+ * 1023 if none came. AArch64 guest only (the AArch32 guest reports x0 = -1).
+ */
+#define CONDUIT_ACTIVATE 6u
 
 #define STEP_REF_MARK 0x5ec0f00000000000ull
 #define STEP_REF_MASK 0xffffffffff000000ull
@@ -244,6 +254,36 @@ static u64 arm_timer(u64 ticks, unsigned long gicd, unsigned long gicc, u64 vers
 #endif
 }
 
+static u64 activate(unsigned long gicc, u64 version)
+{
+#ifdef __aarch64__
+	u64 until = counter() + counter_freq(), intid = 1023;
+	if (version == 3) {
+		/*
+		 * A Non-secure Group 1 binary point of 7 still leaves one group priority bit (QEMU's model takes
+		 * ICC_BPR1_EL1 - 1 for that group: hw/intc/arm_gicv3_cpuif.c, icc_gprio_mask), so the interrupt
+		 * is given priority 0x00 as well.
+		 */
+		__asm__ volatile("mov x9, #7; msr S3_0_C12_C12_3, x9; isb" : : : "x9", "memory"); /* ICC_BPR1_EL1 */
+		*(volatile unsigned char *)(gicc + 0x10000 + 0x400 + PPI_VTIMER) = 0x00; /* GICR_IPRIORITYR */
+	}
+	else
+		*(volatile u32 *)(gicc + 0x008) = 7; /* GICC_BPR */
+	while (counter() < until) {
+		if (version == 3)
+			__asm__ volatile("mrs %0, S3_0_C12_C12_0" : "=r"(intid) : : "memory"); /* ICC_IAR1_EL1 */
+		else
+			intid = *(volatile u32 *)(gicc + 0x00c) & 0x3ff; /* GICC_IAR */
+		if (intid < 1020)
+			break;
+	}
+	return intid;
+#else
+	(void)gicc, (void)version;
+	return (u64)-1;
+#endif
+}
+
 static void run_loop(const struct header *h, const struct step *s)
 {
 	u64 regs[18];
@@ -307,6 +347,15 @@ static void run_script(unsigned long cpu)
 			for (int r = 0; r < 18; r++)
 				regs[r] = s->x[r];
 			regs[0] = arm_timer(s->x[1], (unsigned long)s->x[2], (unsigned long)s->x[3], s->x[4]);
+			print_step(i, regs, 0);
+			barrier();
+			next_step = i + 1;
+			continue;
+		}
+		if (s->conduit == CONDUIT_ACTIVATE && k == 1) {
+			for (int r = 0; r < 18; r++)
+				regs[r] = s->x[r];
+			regs[0] = activate((unsigned long)s->x[3], s->x[4]);
 			print_step(i, regs, 0);
 			barrier();
 			next_step = i + 1;

@@ -6,10 +6,11 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheDir } from "../linux/debian.js";
-import { ensureLinuxGuest } from "../linux/guest.js";
+import { parse } from "yaml";
+import { DEFAULT_MODULES, ensureLinuxGuest } from "../linux/guest.js";
 import { buildBootDisk } from "./boot-disk.js";
 
 /** Bumped when boot-disk.ts lays a disk out differently, so cached images are rebuilt. */
@@ -27,9 +28,21 @@ export function startupScript(cmdline: string): string {
   return `fs0:\r\n\\${KERNEL_PATH.replace(/\//g, "\\")} initrd=\\INITRD ${cmdline}\r\n`;
 }
 
-/** The disk image for the Debian Linux guest booted by UEFI with `cmdline`: its path in the cache. */
-export function ensureDebianBootDisk(cmdline: string): string {
-  const linux = ensureLinuxGuest();
+/**
+ * What the Linux on the disk loads besides the guest's usual modules: the disk's own driver (Debian builds
+ * virtio-mmio and virtio-blk as modules) and the FAT file system with the code pages its mount asks for
+ * (FAT_DEFAULT_CODEPAGE 437, FAT_DEFAULT_IOCHARSET ascii in Debian's config), so a scenario's `run:` can
+ * read the disk it booted from.
+ */
+export const DISK_MODULES = ["virtio_mmio", "virtio_blk", "fat", "vfat", "nls_cp437", "nls_ascii"] as const;
+
+/**
+ * The disk image for the Debian Linux guest booted by UEFI with `cmdline`: its path in the cache. `run`:
+ * shell commands its init runs before powering off (the initramfs's /etc/smcvisor/run.sh, as for a kernel guest).
+ */
+export function ensureDebianBootDisk(cmdline: string, run?: string): string {
+  const files = run === undefined ? [] : [{ path: "etc/smcvisor/run.sh", data: new TextEncoder().encode(`#!/bin/sh\n${run}\n`), mode: 0o755 }];
+  const linux = ensureLinuxGuest({ modules: [...DEFAULT_MODULES, ...DISK_MODULES], files });
   const script = startupScript(cmdline);
   const h = createHash("sha256").update(basename(linux.initrd)).update(linux.kernelVersion).update(script).update(LAYOUT_VERSION);
   const dir = join(cacheDir(), "disks");
@@ -47,7 +60,14 @@ export function ensureDebianBootDisk(cmdline: string): string {
   return out;
 }
 
-// `node bin/run-ts.mjs guests/firmware/debian-disk.ts [cmdline]`: builds it (scripts/setup).
+/**
+ * `node bin/run-ts.mjs guests/firmware/debian-disk.ts [scenario.yaml]`: builds the disk of every guest of the
+ * scenario (default examples/uefi-linux.yaml) with `disk: debian`, with its command line and `run:` (scripts/setup).
+ */
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  console.log(ensureDebianBootDisk(process.argv[2] ?? "console=ttyAMA0 rdinit=/init panic=-1"));
+  const file = process.argv[2] ?? join(dirname(fileURLToPath(import.meta.url)), "..", "..", "examples", "uefi-linux.yaml");
+  const guests = (parse(readFileSync(file, "utf8")) as { guests?: Record<string, { disk?: string; cmdline?: string; run?: string }> }).guests ?? {};
+  for (const g of Object.values(guests)) {
+    if (g.disk === "debian") console.log(ensureDebianBootDisk(g.cmdline ?? "console=ttyAMA0 rdinit=/init panic=-1", g.run));
+  }
 }

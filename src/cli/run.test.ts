@@ -112,7 +112,7 @@ describe("a scenario's console", () => {
 });
 
 describe("the summary's suspend line", () => {
-  const stats = (wakes: number, irq: number, host: number, bound: number, samples: number[]) => ({ wakes, irq, host, bound, latency: { count: samples.length, last: samples.at(-1) ?? 0, max: Math.max(0, ...samples), sum: BigInt(samples.reduce((a, b) => a + b, 0)) }, samples });
+  const stats = (wakes: number, irq: number, host: number, bound: number, samples: number[]) => ({ wakes, irq, host, bound, blocked: 0, latency: { count: samples.length, last: samples.at(-1) ?? 0, max: Math.max(0, ...samples), sum: BigInt(samples.reduce((a, b) => a + b, 0)) }, samples });
   it("counts every vCPU's waits by cause and gives the median timer latency in µs; nothing without waits", () => {
     const exit = { name: "vm", state: "off" as const, reason: "x", localCalls: 0n, aborts: 0n, boots: 1 };
     expect(wakeSummaryLine({ ...exit, wakes: [stats(3, 2, 1, 0, [625, 6250]), stats(2, 1, 0, 1, [125])] })).toBe(

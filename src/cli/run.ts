@@ -56,7 +56,7 @@ function guestImage(name: string, g: GuestSpec, s: Scenario): GuestImage {
     const firmware = (DEBIAN_FIRMWARE as readonly string[]).includes(g.firmware) ? ensureFirmware(g.firmware as DebianFirmware) : path(g.firmware);
     // "debian": the Linux guest on an EFI system partition, booted by UEFI's shell with the guest's command line.
     if (g.disk !== undefined) {
-      const disk = g.disk === DEBIAN_GUEST ? ensureDebianBootDisk(g.cmdline) : path(g.disk);
+      const disk = g.disk === DEBIAN_GUEST ? ensureDebianBootDisk(g.cmdline, g.run) : path(g.disk);
       return { firmware, disk, ...input };
     }
     return { firmware, cmdline: g.cmdline, ...input };

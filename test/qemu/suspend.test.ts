@@ -150,6 +150,53 @@ describe.each([2, 3] as const)("a guest interrupt is a wake-up event (GICv%i)", 
   }, 60_000);
 });
 
+/** guests/baremetal/guest.c: the step conduit that sets the binary point to 7 and acknowledges the timer's interrupt. */
+const CONDUIT_ACTIVATE = 6;
+
+describe.each([2, 3] as const)("a wait inside the guest's interrupt handler at running priority 0x00 (GICv%i)", (gicVersion) => {
+  it("nothing can end a WFI there, so the shim polls: the standby returns at its bound and the vCPU runs on", async () => {
+    const steps: ScriptStep[] = [
+      { vcpu: 0, conduit: "hvc", regs: [0n, 125_000n, GICD, gicVersion === 2 ? GICC : GICR, BigInt(gicVersion)] },
+      // Binary point 7, then the timer's PPI 27 acknowledged and left active: running priority 0x00.
+      { vcpu: 0, conduit: "hvc", regs: [0n, 0n, GICD, gicVersion === 2 ? GICC : GICR, BigInt(gicVersion)] },
+      { vcpu: 0, conduit: "hvc", regs: [CPU_SUSPEND, STANDBY, 0n, 0n] },
+      { vcpu: 0, conduit: "smc", regs: [PSCI_VERSION] },
+    ];
+    const image = join(dir, `blocked-v${gicVersion}.img`);
+    writeScriptImage(image, steps);
+    const bytes = readFileSync(image);
+    bytes.writeUInt32LE(CONDUIT_TIMER, STEP_CONDUIT(0));
+    bytes.writeUInt32LE(CONDUIT_ACTIVATE, STEP_CONDUIT(1));
+    writeFileSync(image, bytes);
+    const cfg = parseConfigText(`vms:\n  vm0:\n    vcpus: 1\n    services:\n      psci:\n        version: "1.1"\n`);
+    if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+    const report = emptyReport();
+    let stats: WakeStats | null = null;
+    const m = await QemuMachine.create(cfg.value, {
+      images: new Map([["vm0", { kernel: image }]]),
+      gicVersion,
+      console: (_vm, line) => {
+        if (parseGuestLine(line, report) && report.done) {
+          stats = m.vm("vm0").wakeStats(0);
+          m.vm("vm0").stop("script done");
+        }
+      },
+    });
+    // Before the shim read the running priority, this wait never ended (the VM ran into this bound).
+    const [exit] = await m.run(20_000);
+    expect(exit!.state, exit!.reason).toBe("stopped");
+    expect(report.errors).toEqual([]);
+    expect(report.steps.get(1)![0]).toBe(27n);
+    // The standby: SUCCESS at its bound (the active timer interrupt cannot be signalled, so it is no wake-up).
+    expect(report.steps.get(2)![0]).toBe(0n);
+    expect(report.steps.get(3)![0]).toBe(0x1_0001n);
+    expect(stats).not.toBeNull();
+    expect(stats!).toMatchObject({ wakes: 1, irq: 0, host: 0, bound: 1 });
+    // The wake-up wait polled (and so may the wait for the call's reply have).
+    expect(stats!.blocked).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+});
+
 describe("the host's wake-up event", () => {
   it("refuses to wake a vCPU the VM does not have, naming it", async () => {
     const cfg = parseConfigText(`vms:\n  vm0:\n    vcpus: 1\n`);

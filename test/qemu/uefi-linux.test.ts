@@ -27,6 +27,8 @@ describe("examples/uefi-linux.yaml: UEFI boots Debian's kernel from a virtio-blk
   const vm = (name: string): VmReport => report.vms.find((v) => v.name === name)!;
   const q = (name: string): QemuVm => machine!.vm(name);
   const logs: string[] = [];
+  /** The disk's status register as Linux's init reports virtio_blk loaded. */
+  let statusAtLoad: number | undefined;
   const calls = (name: string) => report.events.filter((e) => e.vm === name && e.conduit !== "hypervisor");
 
   beforeAll(async () => {
@@ -46,6 +48,7 @@ describe("examples/uefi-linux.yaml: UEFI boots Debian's kernel from a virtio-blk
       // UEFI's exception handler loops; the probe has shown what it shows.
       onConsole: (name, line) => {
         if (name.startsWith("probe-") && line.includes("Synchronous Exception")) machine?.vm(name).stop("probe done");
+        if (name === "uefi-linux" && line.includes("SMCV-MODULE loaded virtio_blk")) statusAtLoad = machine?.vm(name).diskTransport?.statusBits;
       },
     });
   }, 400_000);
@@ -104,9 +107,32 @@ describe("examples/uefi-linux.yaml: UEFI boots Debian's kernel from a virtio-blk
     // The kernel Image is ~33 MB: at least that much was read by UEFI's FAT driver (in both boots' probing and the load).
     const blk = (d.diskTransport as unknown as { device: { sectorsRead: number } }).device;
     expect(blk.sectorsRead * 512).toBeGreaterThan(30_000_000);
-    // UEFI reset the device when the stub exited boot services (status 0: no DRIVER_OK left), and no Linux
-    // driver set it up again (virtio_mmio and virtio_blk are modules the initramfs does not load).
-    expect(d.diskTransport!.statusBits & STATUS.DRIVER_OK).toBe(0);
+    // UEFI reset the device when the stub exited boot services; Linux's virtio_blk set it up again: the
+    // device's status when the console said the module had loaded.
+    expect(statusAtLoad).toBeDefined();
+    expect(statusAtLoad! & STATUS.DRIVER_OK).toBe(STATUS.DRIVER_OK);
+  });
+
+  it("Linux drives the disk itself: virtio_mmio and virtio_blk bind, the MBR is read, the FAT partition mounts and startup.nsh reads back", () => {
+    const text = vm("uefi-linux").console.map(consoleText);
+    for (const m of ["virtio_mmio", "virtio_blk", "vfat"]) expect(text, m).toContain(`SMCV-MODULE loaded ${m}`);
+    // The partition table was read through the interrupt path (vda1 found)...
+    expect(text.some((l) => /virtio_blk virtio0: \[vda\] \d+ 512-byte logical blocks/.test(l))).toBe(true);
+    expect(text.some((l) => / vda: vda1$/.test(l))).toBe(true);
+    // ...and so were the run's reads: the MBR's signature, then the file through the FAT file system.
+    // (startup.nsh has CRLF line ends: a CR may end each of its lines.)
+    const run = text.filter((l) => l.startsWith("SMCV-RUN ")).map((l) => l.slice("SMCV-RUN ".length).trimEnd());
+    expect(run[0]).toMatch(/ 55 aa$/);
+    expect(run).toContain("fs0:");
+    expect(run.some((l) => l.startsWith("\\EFI\\DEBIAN\\LINUX.EFI initrd=\\INITRD console=ttyAMA0"))).toBe(true);
+    // Linux (booted by UEFI on GICv2) runs its interrupt handlers at running priority 0x00, so a wait of
+    // the shim inside one cannot sleep (docs/qemu-channel.md, "Waiting"); how many polled instead:
+    const blocked = vm("uefi-linux").exit.wakes!.map((w) => w.blocked);
+    console.log(`uefi-linux: waits polled at running priority 0x00, per vCPU: ${blocked.join(", ")}`);
+    // Dozens in the runs measured (the virtio-blk handler's accesses on vCPU 0): the condition occurred and was survived.
+    expect(blocked.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    // No CPU stalled on the way (the stall this scenario once had: docs/devices.md).
+    expect(text.filter((l) => /rcu.*stall|hung_task|blocked for more than/.test(l))).toEqual([]);
   });
 
   it("a register read from UEFI's shell goes through the window: the magic value", () => {

@@ -127,13 +127,14 @@ describe("wake-up counters in the mailbox page (shim/suspend.c)", () => {
     v.setUint32(MAILBOX.wakesIrq, 4, true);
     v.setUint32(MAILBOX.wakesHost, 2, true);
     v.setUint32(MAILBOX.wakesBound, 1, true);
+    v.setUint32(MAILBOX.blockedWaits, 5, true);
     // 258 timer wake-ups: the ring holds the last 256, the oldest two overwritten.
     for (let n = 0; n < 258; n++) v.setUint32(MAILBOX.wakeLog + 4 * (n % WAKE_LOG_SIZE), 1000 + n, true);
     v.setUint32(MAILBOX.wakeLatCount, 258, true);
     v.setUint32(MAILBOX.wakeLatMax, 1257, true);
     v.setBigUint64(MAILBOX.wakeLatSum, 12345n, true);
     const w = decodeWakeStats(page);
-    expect(w).toMatchObject({ wakes: 7, irq: 4, host: 2, bound: 1, latency: { count: 258, max: 1257, sum: 12345n } });
+    expect(w).toMatchObject({ wakes: 7, irq: 4, host: 2, bound: 1, blocked: 5, latency: { count: 258, max: 1257, sum: 12345n } });
     expect(w.samples).toHaveLength(256);
     expect(w.samples[0]).toBe(1002);
     expect(w.samples.at(-1)).toBe(1257);

@@ -27,6 +27,8 @@ export const MAILBOX = {
   wakeLatCount: 0x28,
   wakeLatMax: 0x2c,
   wakeLatSum: 0x30,
+  /** Waits (for a reply or a wake-up) the shim spent polling: the GIC's running priority let no wake source through. */
+  blockedWaits: 0x38,
   request: 0x40,
   reply: 0x140,
   /** After the frames: the last WAKE_LOG_SIZE timer wake-up latencies (ticks), a ring by wakeLatCount. */
@@ -335,6 +337,11 @@ export interface WakeStats {
   readonly host: number;
   /** ... standby waits that reached their bound. */
   readonly bound: number;
+  /**
+   * Waits of either kind (a reply, a wake-up) the shim spent polling instead of in WFI, because the guest's
+   * running priority was 0x00 and nothing could have ended the WFI (shim/gic.c, wake_possible).
+   */
+  readonly blocked: number;
   /** Wake-ups by the guest's virtual timer whose latency was measured, in counter ticks. */
   readonly latency: { readonly count: number; readonly last: number; readonly max: number; readonly sum: bigint };
   /** The latest of those latencies (up to WAKE_LOG_SIZE), oldest first. */
@@ -355,6 +362,7 @@ export function decodeWakeStats(page: Uint8Array): WakeStats {
     irq: u(MAILBOX.wakesIrq),
     host: u(MAILBOX.wakesHost),
     bound: u(MAILBOX.wakesBound),
+    blocked: u(MAILBOX.blockedWaits),
     latency: { count: u(MAILBOX.wakeLatCount), last: u(MAILBOX.wakeLatLast), max: u(MAILBOX.wakeLatMax), sum: v.getBigUint64(MAILBOX.wakeLatSum, true) },
   };
 }

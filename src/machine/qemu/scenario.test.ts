@@ -63,6 +63,12 @@ describe("parseScenario: firmware guests and console input", () => {
     expect(paths({ firmware: "qemu-efi-aarch64", disk: "" })).toEqual(["guests.a.disk"]);
     const r = parse({ firmware: "qemu-efi-aarch64", disk: "debian" });
     expect(r.ok && r.scenario.guests.get("a")).toMatchObject({ disk: "debian", cmdline: "console=ttyAMA0 rdinit=/init panic=-1" });
+    // `run:` goes to the Linux on `disk: debian`; with any other disk, or none, the firmware decides what runs.
+    const withRun = parse({ firmware: "qemu-efi-aarch64", disk: "debian", run: "cat /proc/partitions" });
+    expect(withRun.ok && withRun.scenario.guests.get("a")).toMatchObject({ disk: "debian", run: "cat /proc/partitions" });
+    expect(paths({ firmware: "qemu-efi-aarch64", disk: "my.img", run: "true" })).toEqual(["guests.a.run"]);
+    expect(paths({ firmware: "qemu-efi-aarch64", run: "true" })).toEqual(["guests.a.run"]);
+    expect(paths({ firmware: "qemu-efi-aarch64", disk: "debian", reboot: "reboot" })).toEqual(["guests.a.reboot"]);
   });
   it("bounds console input: 64 steps of at most 4096 characters, patterns that compile, no other fields", () => {
     const ok = (input: unknown) => parse({ firmware: "u-boot-qemu", input }).ok;

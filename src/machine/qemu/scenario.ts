@@ -66,7 +66,7 @@ const guestSchema = z
     disk: text.optional(),
     /** The kernel's command line (a Linux default for a kernel; a firmware guest's /chosen has none unless given). */
     cmdline: z.string().optional(),
-    /** Files of the Linux guest's initramfs /etc/smcvisor/run.sh: shell commands run before power-off. */
+    /** Files of the Linux guest's initramfs /etc/smcvisor/run.sh: shell commands run before power-off (also for a firmware guest with `disk: debian`). */
     run: z.string().optional(),
     /**
      * The boot the scenario ends on: the Linux guest reboots (with `reboot`) on every boot before it and powers
@@ -84,7 +84,9 @@ const guestSchema = z
     if ((g.kernel === undefined) === (g.firmware === undefined)) ctx.addIssue({ code: "custom", path: ["kernel"], message: "a guest boots a kernel or firmware: give exactly one of kernel and firmware" });
     if (g.firmware !== undefined) {
       for (const k of ["initrd", "run", "reboot"] as const) {
-        if (g[k] !== undefined) ctx.addIssue({ code: "custom", path: [k], message: "not for a firmware guest (the firmware decides what it boots)" });
+        // The Linux on `disk: debian` runs a scenario's commands as a kernel guest does.
+        if (k === "run" && g.disk === DEBIAN_GUEST) continue;
+        if (g[k] !== undefined) ctx.addIssue({ code: "custom", path: [k], message: k === "run" ? "not for a firmware guest (the firmware decides what it boots), except with disk: debian, whose Linux runs it" : "not for a firmware guest (the firmware decides what it boots)" });
       }
     }
     if (g.disk !== undefined && g.firmware === undefined) ctx.addIssue({ code: "custom", path: ["disk"], message: "a disk is for a firmware guest (UEFI reads it); a kernel guest gets its initrd instead" });
