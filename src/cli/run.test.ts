@@ -79,6 +79,15 @@ describe("the summary survives a trace that cannot be written after the run", ()
     expect(out.some((l) => l.includes("most recent trace events"))).toBe(false);
   });
 
+  it("gives a VM that made no call no owner line", () => {
+    const events = traceWithAVmNamedHypervisor();
+    const quiet = vmReport(exit("quiet"), guest(), new ConsoleLog(guest().expect), events);
+    const out: string[] = [];
+    finishRun({ ...report(), vms: [...report().vms, quiet] }, join(mkdtempSync(join(tmpdir(), "smcvisor-run-")), "t.json"), false, { out: (l) => out.push(l), err: () => {}, cwd: "/" });
+    expect(out.find((l) => l.startsWith("  quiet: "))).toMatch(/; 0 calls, /);
+    expect(out.filter((l) => l.startsWith("    by owner:"))).toEqual(["    by owner: Standard Secure 1"]);
+  });
+
   it("writes the trace when it can", () => {
     const path = join(mkdtempSync(join(tmpdir(), "smcvisor-run-")), "sub", "t.json");
     expect(finishRun(report(), path, false, { out: () => {}, err: () => {}, cwd: "/" })).toBe(0);

@@ -246,7 +246,7 @@ export function summaryLines(report: RunReport): string[] {
     out.push(
       `  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.exit.boots > 1 ? `${v.exit.boots} boots, ` : ""}${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}${v.exit.aborts > 0n ? `, ${v.exit.aborts} accesses outside its memory refused` : ""}`,
     );
-    out.push(`    by owner: ${[...v.byService].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
+    if (v.byService.size > 0) out.push(`    by owner: ${[...v.byService].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
     const w = wakeSummary(v.exit);
     if (w) out.push(`    ${w}`);
     for (const f of v.failures) out.push(`    FAILED: ${f}`);
