@@ -342,13 +342,53 @@ static void handover(struct cpu *c, u64 kind, u64 *frame, u32 esr)
 	serve(c, frame, esr, exchange(c, REQ_HANDOVER));
 }
 
+/* The per-boot set-up of a CPU's channel: its mailbox and doorbell (0: done; -1: no doorbell, it stays off). */
+static int cpu_channel(struct cpu *c, u64 index)
+{
+	const struct host_page *h = host();
+	c->index = (u32)index;
+	c->mb = (struct mailbox *)(MAILBOX_BASE + index * MAILBOX_STRIDE);
+	if (c->booted)
+		return 0;
+	/* The sequence continues across a machine reset: the hypervisor keeps counting. */
+	c->seq = c->mb->req_seq;
+	c->mb->sleeping = 0;
+	c->wake_seen = c->mb->wake_req;
+	/* Without its doorbell the CPU could neither wake the hypervisor nor be woken. */
+	if (doorbell_init(&c->bell, h->doorbell + index * 0x200) != 0)
+		return -1;
+	c->booted = 1;
+	return 0;
+}
+
+/*
+ * A CPU the shim never started calls its vectors. In a handover VM whose kernel was entered at EL2 this
+ * boot (the boot CPU's state says so), that is a secondary CPU the kernel started itself through QEMU's
+ * PSCI (target/arm/psci.c starts it at EL2, in the kernel's secondary entry, never through the shim), now
+ * handing EL2 over: the shim adopts it, giving it the channel shim_cpu_main gives the CPUs it starts. The
+ * kernel's own EL2 set-up (arch/arm64/include/asm/el2_setup.h: VPIDR/VMPIDR, CPTR, timers, GIC system
+ * registers) stays, as it does on the boot CPU. Anything else is a CPU the shim knows nothing of: it parks.
+ */
+static int adopt(struct cpu *c, u64 index)
+{
+	const struct host_page *h = host();
+	if (!(h->flags & HOST_HANDOVER) || index == 0 || index >= h->vcpus || index >= MAX_CPUS)
+		return 0;
+	if (cpus[0].el2_kernel == HANDOVER_NONE)
+		return 0;
+	if (cpu_channel(c, index) != 0)
+		park();
+	c->el2_kernel = HANDOVER_KERNEL_OWNS_EL2;
+	return 1;
+}
+
 /* Called from the vectors: kind = vector index (0-15), frame = x0..x30 of the interrupted context. */
 void shim_exception(u64 kind, u64 *frame)
 {
 	struct cpu *c = this_cpu();
 	u32 esr = (u32)READ_SYSREG(esr_el2);
 	u32 ec = esr >> 26;
-	if (c->el2_kernel == HANDOVER_KERNEL_OWNS_EL2) {
+	if (c->el2_kernel == HANDOVER_KERNEL_OWNS_EL2 || (!c->booted && adopt(c, READ_SYSREG(mpidr_el1) & 0xff))) {
 		handover(c, kind, frame, esr);
 		return;
 	}
@@ -434,18 +474,8 @@ void shim_cpu_main(u64 index, u64 cold)
 		wake_boot();
 	}
 	struct cpu *c = &cpus[index];
-	c->index = (u32)index;
-	c->mb = (struct mailbox *)(MAILBOX_BASE + index * MAILBOX_STRIDE);
-	if (!c->booted) {
-		/* The sequence continues across a machine reset: the hypervisor keeps counting. */
-		c->seq = c->mb->req_seq;
-		c->mb->sleeping = 0;
-		c->wake_seen = c->mb->wake_req;
-		/* Without its doorbell the CPU could neither wake the hypervisor nor be woken: it stays off. */
-		if (doorbell_init(&c->bell, h->doorbell + index * 0x200) != 0)
-			park();
-		c->booted = 1;
-	}
+	if (cpu_channel(c, index) != 0)
+		park();
 	load_stage2(h);
 	zero(&c->mb->req, sizeof(struct request));
 	c->mb->req.elr = (u64)_start;

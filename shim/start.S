@@ -147,6 +147,36 @@ phys_smc:
 	b	exception_common
 .endm
 
+/*
+ * From a lower EL the shim never has a frame of its own on the stack (it enters EL1 with its stack empty:
+ * enter_guest, and exception_common's return), so the entry takes this CPU's stack top afresh from MPIDR, as
+ * cpu_entry does, before it stores anything. A handover VM's secondary CPU needs it: its kernel started it
+ * through QEMU's PSCI (at EL2, in the kernel), so it never ran cpu_entry, and SP_EL2 there is whatever reset
+ * or the kernel left (Linux does not set it). TPIDR_EL2 holds x0 meanwhile: nothing else at EL2 uses it.
+ */
+.if STACK_SIZE != (1 << 13)
+.error "ventry_lower computes a stack top as (index + 1) << 13"
+.endif
+.macro ventry_lower kind
+	.balign 0x80
+	msr	tpidr_el2, x0
+	mrs	x0, mpidr_el1
+	and	x0, x0, #0xff
+	cmp	x0, #MAX_CPUS
+	b.hs	park
+	add	x0, x0, #1
+	lsl	x0, x0, #13
+	mov	sp, x0
+	adrp	x0, stacks
+	add	x0, x0, :lo12:stacks
+	add	sp, sp, x0
+	mrs	x0, tpidr_el2
+	sub	sp, sp, #FRAME_SIZE
+	stp	x0, x1, [sp, #0]
+	mov	x0, #\kind
+	b	exception_common
+.endm
+
 	/*
 	 * At a fixed address, 0x40001800 (shim.ld checks it): a handover guest's kernel installs this table as
 	 * its VBAR_EL2 through its hyp stub's HVC_SET_VECTORS (docs/handover.md), so the address is published.
@@ -162,14 +192,14 @@ vectors:
 	ventry 5
 	ventry 6
 	ventry 7
-	ventry 8	/* lower EL, AArch64: sync (HVC, trapped SMC, ...) */
-	ventry 9	/* IRQ */
-	ventry 10	/* FIQ */
-	ventry 11	/* SError */
-	ventry 12	/* lower EL, AArch32: sync */
-	ventry 13
-	ventry 14
-	ventry 15
+	ventry_lower 8	/* lower EL, AArch64: sync (HVC, trapped SMC, ...) */
+	ventry_lower 9	/* IRQ */
+	ventry_lower 10	/* FIQ */
+	ventry_lower 11	/* SError */
+	ventry_lower 12	/* lower EL, AArch32: sync */
+	ventry_lower 13
+	ventry_lower 14
+	ventry_lower 15
 
 exception_common:
 	stp	x2, x3, [sp, #16]

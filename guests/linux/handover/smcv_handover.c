@@ -3,14 +3,16 @@
  * smcv_handover: hands EL2 to smcvisor from a Linux kernel that booted at EL2 and kept its hyp stub
  * (kvm-arm.mode=none), as on a board with no hypervisor under it. docs/handover.md tells the whole flow.
  *
- * At load, on the one CPU of the VM (smcvisor's handover VMs have one):
+ * At load:
  *   1. PSCI_VERSION over SMC: answered by whatever is under the kernel now (QEMU's PSCI, unseen by smcvisor);
- *   2. HVC_SET_VECTORS (x0 = 0, x1 = the shim's vectors, from the device tree's /smcvisor node): the
- *      kernel's own stub makes them VBAR_EL2 (arch/arm64/kernel/hyp-stub.S);
- *   3. HVC_SET_VECTORS again with the same address: it now reaches the shim, which takes EL2 over (stage 2,
- *      the SMC trap) and answers 0;
- *   4. PSCI_VERSION over SMC again: now trapped, traced and answered by smcvisor's policy.
- * Each step's result is printed as "smcv_handover: ..." on the console.
+ *   2. on every online CPU at once, under stop_machine() (each CPU with interrupts off, none running
+ *      anything else until all are done), each CPU's EL2 being its own:
+ *      a. HVC_SET_VECTORS (x0 = 0, x1 = the shim's vectors, from the device tree's /smcvisor node): the
+ *         kernel's own stub makes them VBAR_EL2 (arch/arm64/kernel/hyp-stub.S);
+ *      b. HVC_SET_VECTORS again with the same address: it now reaches the shim, which takes EL2 over (stage
+ *         2, the SMC trap) and answers 0;
+ *   3. PSCI_VERSION over SMC again on each online CPU: now trapped, traced and answered by smcvisor's policy.
+ * Each step's result is printed as "smcv_handover: ..." on the console, per CPU where it is per CPU.
  *
  * Then, for the scenario's shell (root only): writing "x0 [x1 [x2 [x3 [x4]]]]" (hex) to
  * /sys/module/smcv_handover/parameters/smc or .../hvc makes that call and prints x0..x3 of the result.
@@ -18,6 +20,8 @@
  * `smc #0; b .`, with the ID as the x2 the stub passes on as x0: the CPU never comes back to the kernel.
  */
 #include <linux/cpumask.h>
+#include <linux/smp.h>
+#include <linux/stop_machine.h>
 #include <linux/irqflags.h>
 #include <linux/kernel.h>
 #include <linux/module.h>
@@ -137,12 +141,38 @@ static u64 smc_cost(unsigned int n)
 
 #define COST_CALLS 200
 
+/* What each CPU's two HVC_SET_VECTORS answered: its own stub's, then smcvisor's. */
+struct claim {
+	unsigned long stub, smcvisor;
+	int done;
+};
+
+static u64 vectors;
+static struct claim claims[NR_CPUS];
+
+/* Runs on every online CPU at once, interrupts off (stop_machine): the second HVC is the handover itself. */
+static int hand_over_this_cpu(void *unused)
+{
+	struct claim *c = &claims[smp_processor_id()];
+
+	c->stub = call_hvc(HVC_SET_VECTORS, vectors, 0, 0, 0).x[0];
+	c->smcvisor = call_hvc(HVC_SET_VECTORS, vectors, 0, 0, 0).x[0];
+	c->done = 1;
+	return 0;
+}
+
+static void psci_version_here(void *out)
+{
+	((unsigned long *)out)[smp_processor_id()] = call_smc(PSCI_VERSION, 0, 0, 0, 0).x[0];
+}
+
+static unsigned long versions[NR_CPUS];
+
 static int __init smcv_handover_init(void)
 {
 	struct device_node *np = of_find_node_by_path("/smcvisor");
-	unsigned long flags;
-	struct regs before, stub, claim, after;
-	u64 vectors;
+	struct regs before;
+	unsigned int cpu;
 	int err;
 
 	if (!np)
@@ -153,21 +183,29 @@ static int __init smcv_handover_init(void)
 		pr_err("smcv_handover: /smcvisor has no handover-vectors\n");
 		return err;
 	}
-	if (num_online_cpus() != 1) {
-		pr_err("smcv_handover: %u CPUs online; the handover takes EL2 from one CPU only\n", num_online_cpus());
-		return -EOPNOTSUPP;
-	}
 	before = call_smc(PSCI_VERSION, 0, 0, 0, 0);
 	pr_info("smcv_handover: before the handover: PSCI_VERSION=%#lx\n", before.x[0]);
 	pr_info("smcv_handover: before the handover: %llu ns per PSCI_VERSION (%d calls)\n", smc_cost(COST_CALLS), COST_CALLS);
-	/* No interrupt between the two calls: the second one is the handover itself. */
-	local_irq_save(flags);
-	stub = call_hvc(HVC_SET_VECTORS, vectors, 0, 0, 0);
-	claim = call_hvc(HVC_SET_VECTORS, vectors, 0, 0, 0);
-	local_irq_restore(flags);
-	pr_info("smcv_handover: HVC_SET_VECTORS %#llx: stub=%#lx smcvisor=%#lx\n", vectors, stub.x[0], claim.x[0]);
-	after = call_smc(PSCI_VERSION, 0, 0, 0, 0);
-	pr_info("smcv_handover: after the handover: PSCI_VERSION=%#lx\n", after.x[0]);
+	/*
+	 * Every online CPU at once: cpus_read_lock inside stop_machine keeps the set fixed, and no CPU runs
+	 * anything but this until all have handed over, so none runs the kernel at will with EL2 its own while
+	 * another is already behind smcvisor.
+	 */
+	err = stop_machine(hand_over_this_cpu, NULL, cpu_online_mask);
+	if (err) {
+		pr_err("smcv_handover: stop_machine failed (%d)\n", err);
+		return err;
+	}
+	for_each_online_cpu(cpu) {
+		if (!claims[cpu].done)
+			pr_err("smcv_handover: CPU %u did not hand over\n", cpu);
+		else
+			pr_info("smcv_handover: HVC_SET_VECTORS %#llx: stub=%#lx smcvisor=%#lx (CPU %u)\n", vectors,
+				claims[cpu].stub, claims[cpu].smcvisor, cpu);
+	}
+	on_each_cpu(psci_version_here, versions, 1);
+	for_each_online_cpu(cpu)
+		pr_info("smcv_handover: after the handover: PSCI_VERSION=%#lx (CPU %u)\n", versions[cpu], cpu);
 	pr_info("smcv_handover: after the handover: %llu ns per PSCI_VERSION (%d calls)\n", smc_cost(COST_CALLS), COST_CALLS);
 	return 0;
 }

@@ -33,6 +33,7 @@ import type { Poller } from "./poller.js";
 import { qemuCommand } from "./paths.js";
 import { SharedRam } from "./shared-ram.js";
 import { MAX_QEMU_VCPUS } from "./limits.js";
+import { HandoverRoll } from "./handover-roll.js";
 import { buildStage2 } from "./stage2.js";
 import { ConsoleTyper, type ConsoleInput } from "./console-input.js";
 import { MMIO_REFUSE, MMIO_WINDOW } from "./channel.js";
@@ -43,6 +44,13 @@ import { FileDisk } from "../devices/file-disk.js";
 import { STAGE_FIRMWARE, STAGE_KERNEL } from "../../trace/ring.js";
 
 const PSCI_CPU_ON64 = 0xc400_0003n;
+const PSCI_AFFINITY_INFO64 = 0xc400_0004n;
+/**
+ * After a handover VM's first CPU hands over, how long every other CPU its kernel runs has to hand over
+ * too (the module does them all at once, under stop_machine): one still running the kernel with EL2 its
+ * own after that is a VM smcvisor does not contain, and it ends.
+ */
+const HANDOVER_ALL_MS = 15_000;
 const PSCI_ALREADY_ON = -4;
 /** QEMU's virt machine numbers at most 8 CPUs in cluster 0, which is what the shim indexes by (limits.ts). */
 export { MAX_QEMU_VCPUS };
@@ -131,6 +139,8 @@ export interface VmExit {
   readonly boots: number;
   /** Each vCPU's wake-up waits (CPU_SUSPEND, docs/suspend.md) as the shim counted them, read as the VM ended. */
   readonly wakes?: readonly WakeStats[];
+  /** A handover VM: the vCPUs that handed EL2 over in its last boot (docs/handover.md), ascending. */
+  readonly handedOver?: readonly number[];
 }
 
 type Halt = { kind: "cpu-off" } | { kind: "system-off"; reason: string } | { kind: "system-reset"; reason: string } | { kind: "suspend"; entry: bigint; context: bigint };
@@ -248,6 +258,7 @@ export class QemuVm implements PowerPort {
     };
     this.exited = new Promise((r) => (this.resolveExit = r));
     this.hypStub = config.handover ? new HypStub({ shimVectors: HANDOVER_VECTORS, ram: config.memory }) : null;
+    this.roll = config.handover ? new HandoverRoll(config.vcpus) : null;
   }
 
   get name(): string {
@@ -665,6 +676,9 @@ export class QemuVm implements PowerPort {
       const firmware = this.opts.image.firmware !== undefined;
       // A handover VM's kernel starts at EL2, as on a board without a hypervisor (docs/handover.md).
       this.handedOver = false;
+      this.roll?.reset();
+      this.clearRollTimer();
+      this.contained = false;
       this.hypStub?.reset();
       const flags = this.config.handover ? RESUME_EL2 : this.resumeFlags;
       v.outbox = [{ reply: { type: RSP.RESUME_AT, entry: this.layout!.kernel, regs: [firmware ? 0n : this.layout!.dtb, 0n, 0n, 0n], flags } }];
@@ -691,17 +705,66 @@ export class QemuVm implements PowerPort {
    * handover has happened all the same: the shim's vectors are VBAR_EL2).
    */
   private onHandover(v: VcpuChannel, r: RequestFrame): void {
-    if (!this.config.handover || this.handedOver || v.busy || v.awaiting) {
+    const roll = this.roll;
+    const ask = roll && !v.busy && !v.awaiting ? roll.handover(v.index) : null;
+    if (!this.config.handover || !roll || !ask) {
       this.send(v, { type: RSP.STOP });
       return this.fail(`vCPU ${v.index}: protocol error: an unexpected HANDOVER request`);
     }
+    const first = !this.handedOver;
     this.handedOver = true;
+    // A secondary its kernel started through the machine's own PSCI: smcvisor's PSCI learns that it runs.
+    const psci = this.domain?.routed.services.get("psci");
+    if (psci instanceof PsciService) psci.startedOutside(v.index);
     const x0 = BigInt(r.words[0]!) | (BigInt(r.words[1]!) << 32n), x1 = BigInt(r.words[2]!) | (BigInt(r.words[3]!) << 32n);
     const ok = x0 === HVC_SET_VECTORS && x1 === HANDOVER_VECTORS;
     this.opts.log?.(`${this.name}: vCPU ${v.index}: the kernel handed EL2 over (its HVC x0=0x${x0.toString(16)} x1=0x${x1.toString(16)}${ok ? "" : ": not HVC_SET_VECTORS of the shim's vectors, answered HVC_STUB_ERR"}); its SMCs and HVCs are smcvisor's from here`);
-    // In the trace too: the first call smcvisor answers for this kernel is the handover itself.
+    // In the trace too: the first call smcvisor answers for this CPU is the handover itself.
     this.domain?.recordMachineCall(v.index, true, Number(x0 & 0xffff_ffffn), ok ? "emulate" : "deny", "hyp-stub:handover", ok ? 0n : HVC_STUB_ERR, `x1=0x${x1.toString(16)}`);
-    this.send(v, { type: RSP.RETURN, count: 1, advance: 0, regs: [ok ? 0n : HVC_STUB_ERR] });
+    // Which other CPUs run, asked of the machine's PSCI through this CPU (each answer in HandoverRoll), then
+    // the HVC's answer.
+    const epoch = this.epoch;
+    v.outbox = ask.map((i) => ({
+      reply: { type: RSP.PHYS_SMC, regs: [PSCI_AFFINITY_INFO64, mpidrOf(i), 0n] },
+      onResult: (regs: Uint32Array) => {
+        if (this.epoch !== epoch) return;
+        roll.answered(i, regs[0]! | 0);
+        this.checkContained();
+      },
+    }));
+    v.outbox.push({ reply: { type: RSP.RETURN, count: 1, advance: 0, regs: [ok ? 0n : HVC_STUB_ERR] } });
+    if (first) {
+      this.rollTimer = setTimeout(() => {
+        this.rollTimer = null;
+        if (this.ending || this.epoch !== epoch || roll.contained) return;
+        const kept = roll.keptEl2;
+        this.fail(
+          kept.length > 0
+            ? `vCPU ${kept.join(", ")} kept EL2: started by the kernel through QEMU's PSCI, not handed over within ${HANDOVER_ALL_MS / 1000} s of vCPU ${v.index}'s handover (handed over: ${roll.list.join(", ")}); the VM is not contained`
+            : `the machine did not say within ${HANDOVER_ALL_MS / 1000} s of vCPU ${v.index}'s handover which CPUs run; the VM is not known to be contained`,
+        );
+      }, HANDOVER_ALL_MS);
+    }
+    this.checkContained();
+    this.flush(v);
+  }
+
+  /** Which vCPUs of a handover VM have handed over, and whether any still runs the kernel at EL2; null for other VMs. */
+  private readonly roll: HandoverRoll | null;
+  private rollTimer: NodeJS.Timeout | null = null;
+  /** Every CPU the kernel runs has handed over in this boot (logged once per boot). */
+  private contained = false;
+
+  private clearRollTimer(): void {
+    if (this.rollTimer) clearTimeout(this.rollTimer);
+    this.rollTimer = null;
+  }
+
+  private checkContained(): void {
+    if (this.contained || !this.roll?.contained) return;
+    this.contained = true;
+    this.clearRollTimer();
+    this.opts.log?.(`${this.name}: every CPU the kernel runs has handed EL2 over (vCPU ${this.roll.list.join(", ")} of ${this.config.vcpus}); no CPU of the VM runs at EL2 but the shim`);
   }
 
   /** A handed-over kernel's stub call (an HVC #0 with x0 < 0x1000): the hyp stub's answer (services/hyp-stub). */
@@ -839,6 +902,7 @@ export class QemuVm implements PowerPort {
   private beginReset(): void {
     this.expectHello = true;
     this.epoch++;
+    this.clearRollTimer();
     // The machine's devices come out of reset too: the emulated ones forget what the driver set up.
     this.diskTransport?.reset();
     this.resetting = true;
@@ -980,6 +1044,7 @@ export class QemuVm implements PowerPort {
     if (this.cleaned) return;
     this.cleaned = true;
     if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.clearRollTimer();
     this.opts.poller.remove(this);
     for (const v of this.vcpus) {
       v.socket?.destroy();
@@ -990,7 +1055,7 @@ export class QemuVm implements PowerPort {
     this.disk?.close();
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
-    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots, wakes });
+    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots, wakes, ...(this.roll ? { handedOver: this.roll.list } : {}) });
   }
 
   /** Whether the VM has ended (or is ending). */

@@ -428,3 +428,37 @@ describe("standby waits for a wake-up event in the machine (PowerPort.cpuStandby
     expect(power.events.at(-1)).toBe("cpu-suspend 0");
   });
 });
+
+describe("a vCPU started without smcvisor (a handover VM's secondary, docs/handover.md)", () => {
+  it("is OFF until the machine says it runs (startedOutside), then follows DEN0022: ALREADY_ON, CPU_OFF, CPU_ON", () => {
+    const m = machine("vms:\n  vm0: { vcpus: 3 }\n");
+    const vm = m.vm("vm0"), psci = psciOf(m, "vm0");
+    expect(vm.vcpu(0).smc(F.PSCI_AFFINITY_INFO.smc64, mpidrOf(1), 0).sw(0)).toBe(AFFINITY.OFF);
+    expect(psci.startedOutside(1)).toBe(true);
+    // The machine started it behind smcvisor's back: the scripted machine's CPU runs too.
+    vm.vcpu(1).power = "on";
+    expect(vm.vcpu(0).smc(F.PSCI_AFFINITY_INFO.smc64, mpidrOf(1), 0).sw(0)).toBe(AFFINITY.ON);
+    expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, mpidrOf(1), ENTRY, 0).sw(0)).toBe(R.ALREADY_ON);
+    // Told again (a second handover of the same vCPU): nothing changes.
+    expect(psci.startedOutside(1)).toBe(false);
+    // vCPU 2 was never started: untouched.
+    expect(vm.vcpu(0).smc(F.PSCI_AFFINITY_INFO.smc64, mpidrOf(2), 0).sw(0)).toBe(AFFINITY.OFF);
+    // Hotplug through smcvisor: off, then on again at a new entry point.
+    expect(vm.vcpu(1).hvc(F.PSCI_CPU_OFF.smc32).outcome).toBe("halt");
+    expect(vm.vcpu(0).smc(F.PSCI_AFFINITY_INFO.smc64, mpidrOf(1), 0).sw(0)).toBe(AFFINITY.OFF);
+    expect(vm.vcpu(0).smc(F.PSCI_CPU_ON.smc64, mpidrOf(1), ENTRY, 0x55).sw(0)).toBe(R.SUCCESS);
+    expect(vm.vcpu(1).pc).toBe(ENTRY);
+    expect(vm.vcpu(1).getX(0)).toBe(0x55n);
+  });
+
+  it("leaves an ON vCPU as it is, refuses a vCPU the VM does not have, and a reset forgets it", () => {
+    const m = machine("vms:\n  vm0: { vcpus: 2 }\n");
+    const vm = m.vm("vm0"), psci = psciOf(m, "vm0");
+    expect(psci.startedOutside(0)).toBe(false);
+    for (const bad of [-1, 2, 1.5, Number.NaN]) expect(() => psci.startedOutside(bad)).toThrow(/no vCPU/);
+    expect(psci.startedOutside(1)).toBe(true);
+    expect(vm.vcpu(0).smc(F.PSCI_SYSTEM_RESET.smc32).outcome).toBe("halt");
+    expect(psci.state[1]).toBe(0);
+    expect(psci.state[0]).toBe(1);
+  });
+});

@@ -248,6 +248,19 @@ export class PsciService implements ServiceInstance {
     if (this.state[vcpu] === VCPU_SUSPENDED) this.state[vcpu] = VCPU_ON;
   }
 
+  /**
+   * A vCPU that was started without smcvisor is ON from now: a handover VM's secondary, started by its
+   * kernel through the machine's own PSCI before the kernel handed EL2 over (docs/handover.md), which
+   * smcvisor learns of at that vCPU's handover. Its later CPU_OFF and CPU_ON then follow DEN0022 §5.5-5.6
+   * (CPU_ON while it runs is ALREADY_ON). Only an OFF vCPU changes; returns whether it did.
+   */
+  startedOutside(vcpu: number): boolean {
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.state.length) throw new RangeError(`psci: no vCPU ${vcpu} (the VM has ${this.state.length})`);
+    if (this.state[vcpu] !== VCPU_OFF) return false;
+    this.state[vcpu] = VCPU_ON;
+    return true;
+  }
+
   private systemSuspend(call: SmcCall, res: SmcResult, entry: bigint, context: bigint): HandlerReturn {
     // DEN0022 §5.17: every other core must be off (TF-A, KVM and Xen answer DENIED otherwise).
     for (let i = 0; i < this.state.length; i++) if (i !== call.vcpu && this.state[i] !== VCPU_OFF) return res.ret(PSCI_RET.DENIED);
