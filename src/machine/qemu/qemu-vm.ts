@@ -734,6 +734,7 @@ export class QemuVm implements PowerPort {
     }));
     v.outbox.push({ reply: { type: RSP.RETURN, count: 1, advance: 0, regs: [ok ? 0n : HVC_STUB_ERR] } });
     if (first) {
+      this.rollStart = performance.now();
       this.rollTimer = setTimeout(() => {
         this.rollTimer = null;
         if (this.ending || this.epoch !== epoch || roll.contained) return;
@@ -752,6 +753,8 @@ export class QemuVm implements PowerPort {
   /** Which vCPUs of a handover VM have handed over, and whether any still runs the kernel at EL2; null for other VMs. */
   private readonly roll: HandoverRoll | null;
   private rollTimer: NodeJS.Timeout | null = null;
+  /** When the first CPU of this boot handed over (performance.now(), ms). */
+  private rollStart = 0;
   /** Every CPU the kernel runs has handed over in this boot (logged once per boot). */
   private contained = false;
 
@@ -764,7 +767,8 @@ export class QemuVm implements PowerPort {
     if (this.contained || !this.roll?.contained) return;
     this.contained = true;
     this.clearRollTimer();
-    this.opts.log?.(`${this.name}: every CPU the kernel runs has handed EL2 over (vCPU ${this.roll.list.join(", ")} of ${this.config.vcpus}); no CPU of the VM runs at EL2 but the shim`);
+    const ms = (performance.now() - this.rollStart).toFixed(1);
+    this.opts.log?.(`${this.name}: every CPU the kernel runs has handed EL2 over (vCPU ${this.roll.list.join(", ")} of ${this.config.vcpus}, ${ms} ms after the first); no CPU of the VM runs at EL2 but the shim`);
   }
 
   /** A handed-over kernel's stub call (an HVC #0 with x0 < 0x1000): the hyp stub's answer (services/hyp-stub). */
