@@ -25,7 +25,7 @@ describe("smcv_handover.ko for Debian's kernel", () => {
     expect(info.get("vermagic")).toEqual(debian.get("vermagic"));
     expect(info.get("name")).toEqual([HANDOVER_MODULE]);
     expect(info.get("license")).toEqual(["GPL"]);
-    expect((info.get("parm") ?? []).map((p) => p.split(":")[0]).sort()).toEqual(["hvc", "smc", "soft_restart"]);
+    expect((info.get("parm") ?? []).map((p) => p.split(":")[0]).sort()).toEqual(["hvc", "only_this_cpu", "smc", "soft_restart"]);
     expect(readFileSync(ko).includes(Buffer.from("/root/.cache"))).toBe(false);
   });
 
