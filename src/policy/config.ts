@@ -126,7 +126,7 @@ const vmSchema = z
     aarch32: z.boolean().default(false),
     /**
      * The hyp-stub handover (docs/handover.md): the kernel starts at EL2 with no hypervisor under it and
-     * hands EL2 to smcvisor later through its hyp stub. QEMU backend only: memory.base 0x40200000, SMC conduit, AArch64, one vCPU.
+     * hands EL2 to smcvisor later through its hyp stub. QEMU backend only: memory.base 0x40200000, SMC conduit, AArch64; every CPU hands over itself.
      */
     handover: z.boolean().default(false),
     memory: memorySchema.default({ base: 0x4000_0000n, size: 256n << 20n }),
