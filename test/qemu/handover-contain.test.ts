@@ -2,6 +2,8 @@
 // the CPU that loads the module only (its test hook only_this_cpu=1), so its other CPU, which the kernel
 // started itself through QEMU's PSCI, keeps EL2. smcvisor learns from QEMU's PSCI that the CPU runs, waits
 // for its handover, and ends the VM when it does not come. One boot.
+// Alongside, `again`: a two-vCPU kernel hands both CPUs over, reboots through smcvisor's PSCI, and on the
+// new boot (the kernel owns EL2 on every CPU again) hands both over again. Two boots.
 import { beforeAll, expect, it } from "vitest";
 import { runScenario, type RunReport } from "../../src/cli/run.js";
 import { parseScenario } from "../../src/machine/qemu/scenario.js";
@@ -14,12 +16,22 @@ beforeAll(async () => {
     "handover-contain",
     {
       timeoutSeconds: 150,
-      vms: { partial: { vcpus: 2, handover: true, conduit: "smc", memory: { base: 0x4020_0000, size: "256MiB" }, services: { psci: { version: "1.0" } } } },
+      vms: {
+        partial: { vcpus: 2, handover: true, conduit: "smc", memory: { base: 0x4020_0000, size: "256MiB" }, services: { psci: { version: "1.0" } } },
+        again: { vcpus: 2, handover: true, conduit: "smc", memory: { base: 0x4020_0000, size: "256MiB" }, services: { psci: { version: "1.0" } } },
+      },
       guests: {
         partial: {
           kernel: "debian",
           // The VM must still run when smcvisor's wait for the second CPU ends (15 s after the first handover).
           run: 'insmod /lib/modules/smcv_handover.ko only_this_cpu=1 && echo "SMCV-HO module loaded"\nsleep 90\n',
+        },
+        again: {
+          kernel: "debian",
+          boots: 2,
+          reboot: "insmod /lib/modules/smcv_handover.ko\nreboot -f\n",
+          run: 'insmod /lib/modules/smcv_handover.ko\ntaskset -c 1 sh -c "echo 84000000 > /sys/module/smcv_handover/parameters/smc"\n',
+          expect: { everyBoot: ["smcv_handover: HVC_SET_VECTORS 0x40001800: stub=0x0 smcvisor=0x0 (CPU 0)", "smcv_handover: HVC_SET_VECTORS 0x40001800: stub=0x0 smcvisor=0x0 (CPU 1)"] },
         },
       },
     },
@@ -30,7 +42,7 @@ beforeAll(async () => {
 }, 240_000);
 
 it("one CPU handed over, the other kept EL2: smcvisor ends the VM, naming the CPU, and never calls it contained", () => {
-  const v = report.vms[0]!;
+  const v = report.vms.find((x) => x.name === "partial")!;
   expect(v.exit.handedOver).toHaveLength(1);
   const mine = v.exit.handedOver![0]!, kept = 1 - mine;
   expect(v.exit).toMatchObject({ state: "failed", reason: expect.stringMatching(new RegExp(`^vCPU ${kept} kept EL2: .* not handed over within 15 s of vCPU ${mine}'s handover \\(handed over: ${mine}\\); the VM is not contained$`)) });
@@ -43,6 +55,26 @@ it("one CPU handed over, the other kept EL2: smcvisor ends the VM, naming the CP
   const calls = report.events.filter((e) => e.vm === "partial" && e.conduit !== "hypervisor");
   expect(calls.length).toBeGreaterThan(0);
   expect(calls.every((e) => e.vcpu === mine)).toBe(true);
-  expect(logs.filter((l) => l.includes("the kernel handed EL2 over"))).toEqual([expect.stringContaining(`partial: vCPU ${mine}: the kernel handed EL2 over`)]);
-  expect(logs.some((l) => l.includes("every CPU the kernel runs has handed EL2 over"))).toBe(false);
+  const own = logs.filter((l) => l.startsWith("partial: "));
+  expect(own.filter((l) => l.includes("the kernel handed EL2 over"))).toEqual([expect.stringContaining(`partial: vCPU ${mine}: the kernel handed EL2 over`)]);
+  expect(own.some((l) => l.includes("every CPU the kernel runs has handed EL2 over"))).toBe(false);
+});
+
+it("after a reset through smcvisor's PSCI the kernel owns EL2 on both CPUs again, and hands both over again", () => {
+  const v = report.vms.find((x) => x.name === "again")!;
+  expect(v.failures).toEqual([]);
+  expect(v.exit).toMatchObject({ state: "off", reason: "powered off (PSCI_SYSTEM_OFF)", boots: 2, handedOver: [0, 1] });
+  // Each boot: both CPUs handed over, and the VM was contained.
+  for (const cpu of [0, 1]) expect(logs.filter((l) => l.startsWith(`again: vCPU ${cpu}: the kernel handed EL2 over`)).length, `vCPU ${cpu}`).toBe(2);
+  expect(logs.filter((l) => l.startsWith("again: every CPU the kernel runs has handed EL2 over (vCPU 0, 1 of 2,")).length).toBe(2);
+  // The reset was smcvisor's (the kernel was behind it): SYSTEM_RESET then, on the new boot, each CPU's handover first again.
+  const calls = report.events.filter((e) => e.vm === "again" && e.conduit !== "hypervisor");
+  const reset = calls.findIndex((e) => e.fid >>> 0 === 0x8400_0009);
+  expect(reset).toBeGreaterThan(0);
+  for (const cpu of [0, 1]) {
+    const next = calls.slice(reset + 1).find((e) => e.vcpu === cpu)!;
+    expect([next.fid, next.conduit, next.rule.split(":").slice(0, 2).join(":")], `vCPU ${cpu}`).toEqual([0, "hvc", "hyp-stub:handover"]);
+  }
+  // CPU 1's SMC on the second boot (taskset) is smcvisor's.
+  expect(calls.slice(reset + 1).some((e) => e.vcpu === 1 && e.fid >>> 0 === 0x8400_0000 && e.x0 === 0x1_0000n)).toBe(true);
 });
