@@ -69,6 +69,8 @@ export interface GuestImage {
   readonly disk?: string;
   /** What is typed into the VM's serial port, step by step, each once its console shows `after` (console-input.ts). */
   readonly input?: readonly ConsoleInput[];
+  /** The VM's GIC: version 2 or 3 (QEMU virt's gic-version); otherwise the machine's default (QemuVmOptions.gicVersion, else 2). */
+  readonly gic?: 2 | 3;
 }
 
 export interface FastAnswer {
@@ -275,7 +277,7 @@ export class QemuVm implements PowerPort {
   }
 
   private get gicVersion(): 2 | 3 {
-    return this.opts.gicVersion ?? 2;
+    return this.opts.image.gic ?? this.opts.gicVersion ?? 2;
   }
 
   /** The QEMU arguments that shape the machine (shared with the device-tree dump so the two agree). */
