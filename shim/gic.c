@@ -150,21 +150,36 @@ void wake_clear(struct cpu *c)
 		MMIO32(h->gicd + GICD_ICPENDR) = bit(INTID_HYP_TIMER);
 }
 
-/* Gives the guest its GIC back as it was. */
-void wake_disarm(struct cpu *c, const struct gic_save *s)
+/* Switches the shim's two wake sources off; the CPU interface stays as wake_arm left it (wake_restore). */
+void wake_sources_off(struct cpu *c)
 {
 	const struct host_page *h = host();
 	u32 spi = h->doorbell_intid + c->index;
-	u64 d = h->gicd;
-	MMIO32(d + GICD_ICENABLER + word(spi)) = bit(spi);
-	if (h->flags & HOST_GICV3) {
+	MMIO32(h->gicd + GICD_ICENABLER + word(spi)) = bit(spi);
+	if (h->flags & HOST_GICV3)
 		MMIO32(redist_sgi(h, c->index) + GICD_ICENABLER) = bit(INTID_HYP_TIMER);
+	else
+		MMIO32(h->gicd + GICD_ICENABLER) = bit(INTID_HYP_TIMER);
+	isb();
+}
+
+/* Gives the guest its CPU interface back as it was: its group enable and its priority mask. */
+void wake_restore(const struct gic_save *s)
+{
+	const struct host_page *h = host();
+	if (h->flags & HOST_GICV3) {
 		WRITE_SYSREG(ICC_IGRPEN1_EL1, s->cpu_ctlr);
 		WRITE_SYSREG(ICC_PMR_EL1, s->pmr);
 	} else {
-		MMIO32(d + GICD_ICENABLER) = bit(INTID_HYP_TIMER);
 		MMIO32(h->gicc + GICC_CTLR) = s->cpu_ctlr;
 		MMIO32(h->gicc + GICC_PMR) = s->pmr;
 	}
 	isb();
+}
+
+/* Gives the guest its GIC back as it was. */
+void wake_disarm(struct cpu *c, const struct gic_save *s)
+{
+	wake_sources_off(c);
+	wake_restore(s);
 }

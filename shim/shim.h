@@ -82,6 +82,8 @@ void wake_timer(u64 ticks);
 int wake_possible(void);
 void wake_clear(struct cpu *c);
 void wake_disarm(struct cpu *c, const struct gic_save *s);
+void wake_sources_off(struct cpu *c);
+void wake_restore(const struct gic_save *s);
 
 /* shim/suspend.c: a wait for a wake-up event; bound 0 waits for one, else at most `bound` ticks. */
 void wait_wake(struct cpu *c, u64 bound);

@@ -101,9 +101,22 @@ void wait_wake(struct cpu *c, u64 bound)
 			wake_timer(sleep);
 			__asm__ volatile("dsb sy; wfi" : : : "memory");
 		}
-		wake_disarm(c, &s);
+		wake_sources_off(c);
 		doorbell_drain(&c->bell);
 		wake_clear(c);
+		/*
+		 * Whatever ended the WFI, look for the guest's interrupt while its CPU interface is still open as
+		 * wake_arm opened it (group 1 on, the guest's own priority mask), with the shim's two sources off
+		 * and cleared: a guest that switched its group off before powering down (Linux's GICv3 driver
+		 * does, gic_cpu_pm_notifier) has an interrupt pending that its own settings hide from ISR_EL1,
+		 * and would otherwise sleep through every one of them.
+		 */
+		int irq = guest_irq();
+		wake_restore(&s);
+		if (irq) {
+			cause = WAKE_IRQ;
+			break;
+		}
 	}
 	m->waiting = 0;
 	if (blocked)

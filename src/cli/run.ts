@@ -50,7 +50,8 @@ function matchesCall(want: string, e: TraceEvent): boolean {
 
 function guestImage(name: string, g: GuestSpec, s: Scenario): GuestImage {
   const path = (p: string) => (isAbsolute(p) ? p : resolve(s.dir, p));
-  const input = g.input.length > 0 ? { input: g.input } : {};
+  // The interrupt controller goes with the guest image (QemuVm reads it); GICv2 unless the scenario says 3.
+  const input = { ...(g.input.length > 0 ? { input: g.input } : {}), ...(g.gic === 3 ? { gic: 3 as const } : {}) };
   if (g.firmware !== undefined) {
     // Debian's packaged firmware by package name (guests/firmware), or a file.
     const firmware = (DEBIAN_FIRMWARE as readonly string[]).includes(g.firmware) ? ensureFirmware(g.firmware as DebianFirmware) : path(g.firmware);

@@ -16,7 +16,7 @@ import { hex32 } from "../smccc/fid.js";
 
 /** What the backend does for the control API's VM actions. */
 export interface VmActions {
-  reset(name: string): { ok: true; detail: string } | { ok: false; error: string };
+  reset(name: string): { ok: true; detail: string } | { ok: false; error: string } | Promise<{ ok: true; detail: string } | { ok: false; error: string }>;
   powerOff(name: string): { ok: true; detail: string } | { ok: false; error: string };
   destroy(name: string): { ok: true; detail: string } | { ok: false; error: string };
 }

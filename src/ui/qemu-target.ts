@@ -1,8 +1,8 @@
 /**
  * The dashboard's view of a QEMU machine (machine/qemu): each VM's state from its QEMU process, and the
  * control API's actions on it. Power off ends the VM's QEMU (its exit reads "stopped"); destroy also
- * destroys its domain at once, so the TEE lets go of what it held; reset happens at the VM's next call to
- * the hypervisor (QemuVm.requestReset).
+ * destroys its domain at once, so the TEE lets go of what it held; reset resets the machine at once, whatever
+ * the guest is doing (QemuVm.reset, over QEMU's QMP).
  */
 import type { QemuMachine } from "../machine/qemu/machine.js";
 import type { VmExit } from "../machine/qemu/qemu-vm.js";
@@ -27,10 +27,12 @@ export function qemuTarget(m: QemuMachine): LiveTarget & VmActions {
       if (q?.ended) return { state: "stopping", boots };
       return { state: "running", boots };
     },
-    reset(name) {
+    async reset(name) {
       const q = find(name);
       if (!q) return { ok: false, error: `no VM named "${name}"` };
-      return q.requestReset() ? { ok: true, detail: "resets at its next call to the hypervisor" } : { ok: false, error: `${name} has ended` };
+      if (destroyed.has(name)) return { ok: false, error: `${name} is destroyed` };
+      const r = await q.reset();
+      return r.ok ? { ok: true, detail: `reset (boot ${q.boots} begins)` } : r;
     },
     powerOff(name) {
       const q = find(name);

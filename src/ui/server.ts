@@ -155,7 +155,7 @@ export async function buildUiServer(opts: UiServerOptions): Promise<FastifyInsta
   for (const [action, run] of [["reset", opts.actions.reset], ["power-off", opts.actions.powerOff], ["destroy", opts.actions.destroy]] as const) {
     app.post(`/api/vms/:name/${action}`, async (req, reply) => {
       const name = (req.params as { name: string }).name;
-      const r = run.call(opts.actions, name);
+      const r = await run.call(opts.actions, name);
       return r.ok ? { ok: true, vm: name, action, detail: r.detail } : bad(reply, 409, "name", r.error);
     });
   }

@@ -165,6 +165,8 @@ describe("console input and the firmware's boundary", () => {
       expect(a.join(" "), name).toContain("-serial stdio");
       expect(a.join(" "), name).toContain("-monitor none");
       expect(a.some((x) => /mux|mon:|-bios|-pflash|if=pflash|-drive|semihosting/.test(x)), name).toBe(false);
+      // The one monitor is the hypervisor's QMP, on a unix socket in the VM's run directory.
+      expect(a[a.indexOf("-qmp") + 1], name).toMatch(/^unix:\/.+\/qmp\.sock,server=on,wait=off$/);
       // Node's "pipe" for a child's stdio is a socket pair.
       expect(stdin.get(name), name).toMatch(/^(pipe|socket):/);
     }

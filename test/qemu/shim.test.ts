@@ -1,8 +1,8 @@
 // The EL2 shim and the QEMU backend with the bare-metal guest: trap semantics (R10), the CPU_ON race,
 // and isolation between VMs when one QEMU dies or sends garbage.
-import { existsSync, readdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { emptyReport, GUEST_SECONDARY_ENTRY, parseGuestLine, writeScriptImage, type GuestReport, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
 import { MAILBOX } from "../../src/machine/qemu/channel.js";
@@ -103,6 +103,45 @@ describe("CPU_ON races under multi-threaded TCG", () => {
     const entries3 = r.entries.filter((e) => e.cpu === 3);
     expect(entries3.map((e) => e.x0)).toEqual(Array.from({ length: rounds }, (_, i) => BigInt(100 + i)));
     expect(r.steps.get(steps.length - 1)![0]).toBe(1n); // AFFINITY_INFO: OFF after the last CPU_OFF
+  }, 60_000);
+});
+
+describe("a reset from the host (the control API's), of a VM that makes no call", () => {
+  it("resets the machine at once, over QMP: the next boot brings up its secondary again, and a reset of an ended VM is refused", async () => {
+    const on: ScriptStep = { vcpu: 0, conduit: "hvc", regs: [0xc400_0003n, 1n, GUEST_SECONDARY_ENTRY, 7n] };
+    const steps: ScriptStep[] = [{ vcpu: 0, conduit: "hvc", regs: [0x8400_0000n] }, on, { vcpu: 1, conduit: "smc", regs: [0x8400_0000n] }];
+    const resets: Promise<unknown>[] = [];
+    let dones = 0, lines = 0, quietLines = -1, qmpSocket = false, runRootMode = 0;
+    const { m, reports, exits } = await boot("vms:\n  vm0:\n    vcpus: 2\n", { vm0: { steps } }, (mm, _r, line) => {
+      lines++;
+      if (!line.text.startsWith("SMCV-DONE")) return;
+      if (++dones === 2) return mm.vm("vm0").stop("second boot done");
+      // The script is done: the guest now spins without a call to the hypervisor, which a reset at its
+      // next call would wait for forever.
+      const at = lines;
+      // QMP controls all of QEMU: its socket is in the VM's run directory, in a directory only we can enter.
+      const runDir = mm.vm("vm0").runDir;
+      qmpSocket = existsSync(join(runDir, "qmp.sock"));
+      runRootMode = statSync(dirname(runDir)).mode & 0o777;
+      resets.push(
+        new Promise((r) => setTimeout(r, 300)).then(() => {
+          quietLines = lines - at;
+          return mm.vm("vm0").reset();
+        }),
+      );
+    });
+    expect(quietLines).toBe(0);
+    expect([qmpSocket, runRootMode.toString(8)]).toEqual([true, "700"]);
+    expect(await Promise.all(resets)).toEqual([{ ok: true }]);
+    expect(exits.get("vm0")).toMatchObject({ state: "stopped", boots: 2 });
+    const r = reports.get("vm0")!;
+    expect(r.boots).toBe(2);
+    expect(r.errors).toEqual([]);
+    // CPU_ON succeeded on both boots: the reset left no secondary marked on, and each entry got its context.
+    expect(r.entries).toEqual([{ cpu: 1, x0: 7n }, { cpu: 1, x0: 7n }]);
+    expect(r.steps.get(1)![0]).toBe(0n);
+    expect(r.steps.get(2)![0]).toBe(0x10001n);
+    expect(await m.vm("vm0").reset()).toEqual({ ok: false, error: "vm0 has ended" });
   }, 60_000);
 });
 

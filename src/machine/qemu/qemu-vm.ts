@@ -22,6 +22,7 @@ import { OUTCOME_BAD_TRAP, OUTCOME_HALT, OUTCOME_SKIP, OUTCOME_UNDEF, pcAdvance 
 import { ArchService } from "../../services/arch/arch.js";
 import { legacyIds, PsciService } from "../../services/psci/psci.js";
 import { mpidrOf } from "../../services/psci/topology.js";
+import { Qmp } from "./qmp.js";
 import { decodeWakeStats, encodeHostPage, fastKey, HOST_HANDOVER, MAILBOX, mailboxOffset, ReplyArea, REPLY_SIZE, REQ, RequestFrame, REQUEST_SIZE, RESUME_AARCH32, RESUME_EL2, RESUME_WAKE, RSP, type Reply, type WakeStats } from "./channel.js";
 import { HVC_SET_VECTORS, HVC_STUB_ERR, HypStub } from "../../services/hyp-stub/hyp-stub.js";
 import { buildDtb, type DtPsci } from "./dtb.js";
@@ -76,6 +77,8 @@ export interface GuestImage {
   readonly disk?: string;
   /** What is typed into the VM's serial port, step by step, each once its console shows `after` (console-input.ts). */
   readonly input?: readonly ConsoleInput[];
+  /** The VM's GIC: version 2 or 3 (QEMU virt's gic-version); otherwise the machine's default (QemuVmOptions.gicVersion, else 2). */
+  readonly gic?: 2 | 3;
 }
 
 export interface FastAnswer {
@@ -285,7 +288,7 @@ export class QemuVm implements PowerPort {
   }
 
   private get gicVersion(): 2 | 3 {
-    return this.opts.gicVersion ?? 2;
+    return this.opts.image.gic ?? this.opts.gicVersion ?? 2;
   }
 
   /** The QEMU arguments that shape the machine (shared with the device-tree dump so the two agree). */
@@ -331,8 +334,15 @@ export class QemuVm implements PowerPort {
       "-global", "virtio-mmio.ioeventfd=off",
       ...doorbells,
       "-display", "none", "-monitor", "none", "-nodefaults", "-serial", "stdio",
+      // QEMU's machine protocol, for the host only (a reset the guest is not asked for: reset() below).
+      "-qmp", `unix:${this.qmpPath},server=on,wait=off`,
       ...(this.opts.extraArgs ?? []),
     ];
+  }
+
+  /** QEMU's QMP socket, in the VM's private run directory. */
+  private get qmpPath(): string {
+    return join(this.opts.runDir, "qmp.sock");
   }
 
   /** Builds the device tree and the shim's region, opens the doorbells and starts QEMU. Failures end the VM with the reason. */
@@ -799,13 +809,6 @@ export class QemuVm implements PowerPort {
     v.halt = null;
     v.standby = false;
     v.outbox = [];
-    if (this.resetRequested) {
-      // A reset asked for from outside (requestReset): this call is not handled; the vCPU resets the
-      // machine as a guest's PSCI SYSTEM_RESET would (the reply starts beginReset).
-      this.resetRequested = false;
-      v.halt = { kind: "system-reset", reason: "reset through the control API" };
-      return this.finishTrap(v, r, OUTCOME_HALT);
-    }
     const epoch = this.epoch;
     let outcome: number | Promise<number>;
     try {
@@ -997,16 +1000,49 @@ export class QemuVm implements PowerPort {
     this.vcpus[vcpu]!.halt = { kind: "system-reset", reason };
   }
 
-  private resetRequested = false;
+  private qmp: Promise<Qmp> | null = null;
+  private hostReset: Promise<{ ok: true } | { ok: false; error: string }> | null = null;
 
   /**
-   * The control API's reset: the VM resets at its next trapped SMC or HVC, which is not handled (a VM
-   * that makes no call to the hypervisor does not reset until it does). Returns false once the VM ends.
+   * Resets the machine now, as a board's reset button does, whatever the guest is doing (the control API's
+   * reset: a VM spinning, or idle in WFI, makes no call at which it could be asked to). Over QMP: QEMU's
+   * vCPUs are stopped first (`stop` returns once they are), so every request a shim had posted is in its
+   * mailbox; the hypervisor starts its reset (beginReset: the domain reset, the next boot awaited) and drops
+   * those requests unanswered, as it drops those of the other CPUs when a guest's SYSTEM_RESET resets the
+   * machine; then QEMU resets every CPU and device (`system_reset`, the path QEMU's own PSCI SYSTEM_RESET
+   * takes), reports it (the RESET event), and runs again (`cont`). The shim starts over on the boot CPU, whose
+   * HELLO starts the next boot. A reset asked for while one is under way joins it. A QMP failure before
+   * QEMU was stopped leaves the VM running and is returned; after, the VM ends with it (its state is half reset).
    */
-  requestReset(): boolean {
-    if (this.ending) return false;
-    this.resetRequested = true;
-    return true;
+  reset(): Promise<{ ok: true } | { ok: false; error: string }> {
+    if (this.ending) return Promise.resolve({ ok: false, error: `${this.name} has ended` });
+    this.hostReset ??= this.resetOverQmp().finally(() => (this.hostReset = null));
+    return this.hostReset;
+  }
+
+  private async resetOverQmp(): Promise<{ ok: true } | { ok: false; error: string }> {
+    let qmp: Qmp;
+    try {
+      qmp = await (this.qmp ??= Qmp.connect(this.qmpPath));
+      await qmp.execute("stop");
+    } catch (e) {
+      this.qmp = null;
+      return { ok: false, error: `cannot reset ${this.name}: ${e instanceof Error ? e.message : String(e)}` };
+    }
+    if (this.ending) return { ok: false, error: `${this.name} has ended` };
+    try {
+      this.beginReset();
+      this.poll();
+      const reset = qmp.nextEvent("RESET");
+      await qmp.execute("system_reset");
+      await reset;
+      await qmp.execute("cont");
+      return { ok: true };
+    } catch (e) {
+      const why = `reset over QMP failed: ${e instanceof Error ? e.message : String(e)}`;
+      this.fail(why);
+      return { ok: false, error: why };
+    }
   }
 
   /** Ends the VM now (QEMU is killed) with a reason. */
@@ -1049,6 +1085,7 @@ export class QemuVm implements PowerPort {
     this.cleaned = true;
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.clearRollTimer();
+    void this.qmp?.then((q) => q.close(), () => undefined);
     this.opts.poller.remove(this);
     for (const v of this.vcpus) {
       v.socket?.destroy();

@@ -80,6 +80,14 @@ describe("parseScenario: firmware guests and console input", () => {
     expect(ok([{ after: "=>", send: "" }])).toBe(false);
     expect(ok([{ after: "=>", send: "x", to: "monitor" }])).toBe(false);
   });
+  it("takes the VM's GIC version, 2 by default, and refuses any other, naming the field", () => {
+    const r2 = parse({ kernel: "debian" }), r3 = parse({ kernel: "debian", gic: 3 });
+    expect([r2.ok && r2.scenario.guests.get("a")!.gic, r3.ok && r3.scenario.guests.get("a")!.gic]).toEqual([2, 3]);
+    for (const gic of [4, "3", 2.5, null]) {
+      const r = parse({ kernel: "debian", gic });
+      expect(r.ok ? [] : r.errors, String(gic)).toEqual([{ path: "guests.a.gic", message: "2 or 3 (the GIC architecture version)" }]);
+    }
+  });
   it("gives a kernel guest the Linux command line by default and a firmware guest's /chosen none", () => {
     const cmdline = (g: unknown) => {
       const r = parse(g);

@@ -77,6 +77,8 @@ const guestSchema = z
     reboot: z.string().optional(),
     /** What is typed into the VM's serial port, in order: each step once the console shows its `after`. */
     input: inputSchema.default([]),
+    /** The VM's interrupt controller: GICv2 (the default) or GICv3 (QEMU virt's gic-version; the device tree follows). */
+    gic: z.union([z.literal(2), z.literal(3)], { message: "2 or 3 (the GIC architecture version)" }).default(2),
     expect: expectSchema.default({ console: [], notConsole: [], calls: [], denied: [], everyBoot: [] }),
   })
   .strict()
