@@ -3,7 +3,8 @@
 // started itself through QEMU's PSCI, keeps EL2. smcvisor learns from QEMU's PSCI that the CPU runs, waits
 // for its handover, and ends the VM when it does not come. One boot.
 // Alongside, `again`: a two-vCPU kernel hands both CPUs over, reboots through smcvisor's PSCI, and on the
-// new boot (the kernel owns EL2 on every CPU again) hands both over again. Two boots.
+// new boot (the kernel owns EL2 on every CPU again) hands both over again, on a GICv3 (the shim's wake-up
+// path uses each adopted CPU's redistributor and system registers). Two boots.
 import { beforeAll, expect, it } from "vitest";
 import { runScenario, type RunReport } from "../../src/cli/run.js";
 import { parseScenario } from "../../src/machine/qemu/scenario.js";
@@ -28,6 +29,7 @@ beforeAll(async () => {
         },
         again: {
           kernel: "debian",
+          gic: 3,
           boots: 2,
           reboot: "insmod /lib/modules/smcv_handover.ko\nreboot -f\n",
           run: 'insmod /lib/modules/smcv_handover.ko\ntaskset -c 1 sh -c "echo 84000000 > /sys/module/smcv_handover/parameters/smc"\n',
@@ -60,8 +62,9 @@ it("one CPU handed over, the other kept EL2: smcvisor ends the VM, naming the CP
   expect(own.some((l) => l.includes("every CPU the kernel runs has handed EL2 over"))).toBe(false);
 });
 
-it("after a reset through smcvisor's PSCI the kernel owns EL2 on both CPUs again, and hands both over again", () => {
+it("after a reset through smcvisor's PSCI the kernel owns EL2 on both CPUs again, and hands both over again (GICv3)", () => {
   const v = report.vms.find((x) => x.name === "again")!;
+  expect(v.console.some((l) => l.includes("GICv3: CPU1: found redistributor 1"))).toBe(true);
   expect(v.failures).toEqual([]);
   expect(v.exit).toMatchObject({ state: "off", reason: "powered off (PSCI_SYSTEM_OFF)", boots: 2, handedOver: [0, 1] });
   // Each boot: both CPUs handed over, and the VM was contained.
