@@ -245,7 +245,7 @@ export function summaryLines(report: RunReport): string[] {
   if (report.dropped > 0) out.push(`  (calls counted from the ${report.events.length} most recent trace events; ${report.dropped} older ones were dropped)`);
   for (const v of report.vms) {
     out.push(
-      `  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.exit.boots > 1 ? `${v.exit.boots} boots, ` : ""}${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}${v.exit.aborts > 0n ? `, ${v.exit.aborts} accesses outside its memory refused` : ""}${v.exit.handedOver ? `, vCPUs handed over: ${v.exit.handedOver.length > 0 ? v.exit.handedOver.join(", ") : "none"}` : ""}`,
+      `  ${v.name}: ${v.exit.state} (${v.exit.reason}); ${v.exit.boots > 1 ? `${v.exit.boots} boots, ` : ""}${v.calls} calls, ${v.denied} denied, ${v.errors} handler errors${v.exit.localCalls > 0n ? `, ${v.exit.localCalls} answered in the shim` : ""}${v.exit.aborts > 0n ? `, ${v.exit.aborts} accesses outside its memory refused` : ""}${v.exit.handedOver ? `, vCPUs handed over: ${v.exit.handedOver.length > 0 ? v.exit.handedOver.join(", ") : "none"}` : ""}${v.exit.keptEl2?.length ? ` (vCPU ${v.exit.keptEl2.join(", ")} still owned EL2)` : ""}`,
     );
     if (v.byService.size > 0) out.push(`    by owner: ${[...v.byService].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(", ")}`);
     const w = wakeSummary(v.exit);

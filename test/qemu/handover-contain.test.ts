@@ -8,7 +8,7 @@
 // smcvisor's PSCI, entering the kernel at EL1 through the shim. It reboots through smcvisor's PSCI, and on
 // the new boot (the kernel owns EL2 on every CPU again) both CPUs hand over.
 import { beforeAll, expect, it } from "vitest";
-import { runScenario, type RunReport } from "../../src/cli/run.js";
+import { runScenario, summaryLines, type RunReport } from "../../src/cli/run.js";
 import { parseScenario } from "../../src/machine/qemu/scenario.js";
 
 let report: RunReport;
@@ -60,6 +60,8 @@ it("one CPU handed over, the other kept EL2: smcvisor ends the VM, naming the CP
   const v = report.vms.find((x) => x.name === "partial")!;
   expect(v.exit.handedOver).toHaveLength(1);
   const mine = v.exit.handedOver![0]!, kept = 1 - mine;
+  expect(v.exit.keptEl2).toEqual([kept]);
+  expect(summaryLines(report).find((l) => l.startsWith("  partial:"))).toContain(`vCPUs handed over: ${mine} (vCPU ${kept} still owned EL2)`);
   expect(v.exit).toMatchObject({ state: "failed", reason: expect.stringMatching(new RegExp(`^vCPU ${kept} kept EL2: .* not handed over within 15 s of vCPU ${mine}'s handover \\(handed over: ${mine}\\); the VM is not contained$`)) });
   // What the kernel saw: its loading CPU's SMCs are smcvisor's (PSCI 1.0), the other CPU's still QEMU's (1.1).
   expect(v.console.some((l) => l.includes(`smcv_handover: HVC_SET_VECTORS 0x40001800: stub=0x0 smcvisor=0x0 (CPU ${mine})`))).toBe(true);
@@ -79,7 +81,7 @@ it("a CPU that is off at the handover is contained by being off, and comes up un
   const v = report.vms.find((x) => x.name === "again")!;
   expect(v.console.some((l) => l.includes("GICv3: CPU1: found redistributor 1"))).toBe(true);
   expect(v.failures).toEqual([]);
-  expect(v.exit).toMatchObject({ state: "off", reason: "powered off (PSCI_SYSTEM_OFF)", boots: 2, handedOver: [0, 1] });
+  expect(v.exit).toMatchObject({ state: "off", reason: "powered off (PSCI_SYSTEM_OFF)", boots: 2, handedOver: [0, 1], keptEl2: [] });
   // Boot 1: CPU 0 handed over, CPU 1 was off (QEMU's PSCI said so): contained. Boot 2: both handed over.
   expect(logs.filter((l) => l.startsWith("again: vCPU 0: the kernel handed EL2 over")).length).toBe(2);
   expect(logs.filter((l) => l.startsWith("again: vCPU 1: the kernel handed EL2 over")).length).toBe(1);

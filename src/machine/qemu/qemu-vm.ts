@@ -144,6 +144,8 @@ export interface VmExit {
   readonly wakes?: readonly WakeStats[];
   /** A handover VM: the vCPUs that handed EL2 over in its last boot (docs/handover.md), ascending. */
   readonly handedOver?: readonly number[];
+  /** A handover VM: the vCPUs QEMU's PSCI reported running that had not handed over when it ended (they owned EL2). */
+  readonly keptEl2?: readonly number[];
 }
 
 type Halt = { kind: "cpu-off" } | { kind: "system-off"; reason: string } | { kind: "system-reset"; reason: string } | { kind: "suspend"; entry: bigint; context: bigint };
@@ -1096,7 +1098,7 @@ export class QemuVm implements PowerPort {
     this.disk?.close();
     rmSync(this.opts.runDir, { recursive: true, force: true });
     const e = this.ending ?? { state: "failed" as const, reason: "ended" };
-    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots, wakes, ...(this.roll ? { handedOver: this.roll.list } : {}) });
+    this.resolveExit({ name: this.name, state: e.state, reason: e.reason, localCalls: this.localCalls, aborts: this.aborts, boots: this.boots, wakes, ...(this.roll ? { handedOver: this.roll.list, keptEl2: this.roll.keptEl2 } : {}) });
   }
 
   /** Whether the VM has ended (or is ending). */
