@@ -57,7 +57,7 @@ describe("the summary survives a trace that cannot be written after the run", ()
   const report = (): RunReport => {
     const events = traceWithAVmNamedHypervisor();
     const v = vmReport(exit("hypervisor"), guest(), new ConsoleLog(guest().expect), events);
-    return { ok: true, vms: [v], events, dropped: 0 };
+    return { ok: true, vms: [v], events, dropped: 0, policyChanges: [] };
   };
 
   it("prints every VM's summary, says the trace was not written, and exits 1", () => {

@@ -14,7 +14,7 @@ import { DEBIAN_FIRMWARE, DEBIAN_GUEST, loadScenario, type GuestSpec, type Scena
 import { hex32 } from "../smccc/fid.js";
 import { fidName } from "../smccc/names.js";
 import { ownerName } from "../smccc/owners.js";
-import { toChromeTrace } from "../trace/chrome.js";
+import { toChromeTrace, type PolicyMark } from "../trace/chrome.js";
 import type { TraceEvent } from "../trace/ring.js";
 import { parseArgs, UsageError, type Io } from "./args.js";
 import { BOOT_MARKER, ConsoleLog } from "./console-log.js";
@@ -40,6 +40,8 @@ export interface RunReport {
   readonly vms: readonly VmReport[];
   readonly events: readonly TraceEvent[];
   readonly dropped: number;
+  /** Live policy changes (the control API's), per VM, on the trace's clock: marks in the trace file. */
+  readonly policyChanges: readonly PolicyMark[];
 }
 
 const nameOf = (fid: number) => fidName(fid) ?? hex32(fid);
@@ -111,7 +113,7 @@ export async function runScenario(s: Scenario, opts: { onConsole?: (vm: string, 
   const trace = machine.hypervisor.router.trace;
   const events = trace.events();
   const vms = exits.map((exit) => vmReport(exit, s.guests.get(exit.name)!, consoles.get(exit.name)!, events));
-  return { ok: vms.every((v) => v.failures.length === 0), vms, events, dropped: trace.dropped };
+  return { ok: vms.every((v) => v.failures.length === 0), vms, events, dropped: trace.dropped, policyChanges: [...machine.hypervisor.router.policySwaps] };
 }
 
 /**
@@ -208,7 +210,7 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
  * written after all, the summary is still printed and says so, and the exit status is 1.
  */
 export function finishRun(report: RunReport, tracePath: string, json: boolean, io: Io): number {
-  const traceFailed = writeOutput(tracePath, () => JSON.stringify(toChromeTrace(report.events)));
+  const traceFailed = writeOutput(tracePath, () => JSON.stringify(toChromeTrace(report.events, report.policyChanges)));
   const ok = report.ok && traceFailed === null;
   if (json) {
     io.out(JSON.stringify({ ok, trace: tracePath, ...(traceFailed !== null ? { traceError: traceFailed } : {}), vms: report.vms.map((v) => ({ name: v.name, state: v.exit.state, reason: v.exit.reason, calls: v.calls, denied: v.denied, errors: v.errors, byService: Object.fromEntries(v.byService), failures: v.failures })) }, null, 2));

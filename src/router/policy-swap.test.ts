@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { ScriptedMachine } from "../machine/scripted/machine.js";
 import { parseConfigText, type VmConfig } from "../policy/load.js";
 import { STANDARD_SERVICES } from "../services/standard.js";
+import { POLICY_SWAPS_KEPT } from "./router.js";
 import type { ServiceDefinition } from "./service.js";
 import type { SmcResult } from "./call.js";
 
@@ -43,6 +44,19 @@ describe("live policy change", () => {
     expect(v.hvc(HYP_UID).x0).toBe(uid);
     // The other VM never changed.
     expect(m.vm("b").vcpu(0).hvc(SMCCC_VERSION).x0).toBe(0x1_0002n);
+  });
+
+  it("remembers each swap with its VM and time, the latest POLICY_SWAPS_KEPT only", () => {
+    let now = 0;
+    const m = ScriptedMachine.fromText(BASE, "yaml", { clock: { now: () => (now += 10) } });
+    const router = m.hypervisor.router;
+    swap(m, BASE, "b");
+    swap(m, BASE, "a");
+    expect(router.policySwaps.map((p) => p.vm)).toEqual(["b", "a"]);
+    expect(router.policySwaps[1]!.at).toBeGreaterThan(router.policySwaps[0]!.at);
+    for (let i = 0; i < POLICY_SWAPS_KEPT + 5; i++) swap(m, BASE, "a");
+    expect(router.policySwaps).toHaveLength(POLICY_SWAPS_KEPT);
+    expect(router.policySwaps.every((p) => p.vm === "a")).toBe(true);
   });
 
   it("refuses rules whose handlers do not exist, and changes nothing", () => {

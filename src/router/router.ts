@@ -67,6 +67,9 @@ export interface PreparedPolicy {
   readonly single: (BoundStep | null)[];
 }
 
+/** How many policy swaps the router remembers (a control API driven in a loop cannot grow it). */
+export const POLICY_SWAPS_KEPT = 1024;
+
 export class Router {
   readonly trace: TraceRing;
   readonly platform: PlatformConfig;
@@ -213,9 +216,17 @@ export class Router {
    * so it falls between two calls (a call in flight on another vCPU finishes with the step it started
    * with). The VM's cached fixed answers are dropped: they were the old policy's.
    */
+  /**
+   * The policy swaps so far (at most POLICY_SWAPS_KEPT, the latest), each with the router clock's time: the
+   * trace file shows them among the calls they separate (trace/chrome.ts).
+   */
+  readonly policySwaps: { readonly vm: string; readonly at: number }[] = [];
+
   swapPolicy(p: PreparedPolicy): void {
     const vm = p.vm;
     if (vm.destroyed) return;
+    if (this.policySwaps.length >= POLICY_SWAPS_KEPT) this.policySwaps.shift();
+    this.policySwaps.push({ vm: vm.name, at: this.timed ? this.clock.now() : 0 });
     vm.config = p.config;
     vm.table = p.table;
     vm.steps = p.steps;

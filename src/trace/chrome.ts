@@ -1,6 +1,7 @@
 /**
  * Export to the Chrome trace-event JSON format, which Perfetto (ui.perfetto.dev) and chrome://tracing
- * open: one complete ("X") event per call, a process per VM and a thread per vCPU.
+ * open: one complete ("X") event per call, a process per VM and a thread per vCPU, and an instant ("i")
+ * event, process-wide, for each live policy change of a VM (the control API's, docs/api.md).
  * Format: "Trace Event Format", Google, 2016 (docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU).
  */
 import { fidName } from "../smccc/names.js";
@@ -22,11 +23,17 @@ export interface ChromeTraceEvent {
 /** The process the hypervisor's own calls appear in: a name no VM can have (VM names have no spaces). */
 export const HYPERVISOR_PROCESS_NAME = "hypervisor (its own calls)";
 
-export function toChromeTrace(events: readonly TraceEvent[]): { traceEvents: ChromeTraceEvent[]; displayTimeUnit: "ns" } {
+/** A VM's policy was swapped at `at` (ns, the trace's clock): Router.policySwaps. */
+export interface PolicyMark {
+  readonly vm: string;
+  readonly at: number;
+}
+
+export function toChromeTrace(events: readonly TraceEvent[], policyChanges: readonly PolicyMark[] = []): { traceEvents: ChromeTraceEvent[]; displayTimeUnit: "ns" } {
   // Processes are keyed by who made the call, not by name: a VM may be called "hypervisor".
   const pids = new Map<string, number>();
   const out: ChromeTraceEvent[] = [];
-  const pidOf = (e: TraceEvent): number => {
+  const pidOf = (e: { readonly conduit: string; readonly vm: string }): number => {
     const own = e.conduit === "hypervisor";
     const key = own ? "h" : `v:${e.vm}`;
     let pid = pids.get(key);
@@ -68,6 +75,10 @@ export function toChromeTrace(events: readonly TraceEvent[]): { traceEvents: Chr
         ...(e.stage ? { stage: e.stage } : {}),
       },
     });
+  }
+  for (const p of policyChanges) {
+    const pid = pidOf({ conduit: "vm", vm: p.vm });
+    out.push({ name: "policy change", cat: "policy", ph: "i", s: "p", ts: p.at / 1000, pid, tid: 0, args: { vm: p.vm } });
   }
   return { traceEvents: out, displayTimeUnit: "ns" };
 }

@@ -65,6 +65,18 @@ describe("trace ring", () => {
     expect(JSON.parse(JSON.stringify(t))).toEqual(t);
   });
 
+  it("marks live policy changes as process-wide instants in their VM's process, one for a VM that made no call too", () => {
+    const ring = new TraceRing(16, true);
+    fill(ring, 3);
+    const t = toChromeTrace(ring.events(), [{ vm: "dom0", at: 1500 }, { vm: "quiet", at: 2500 }]);
+    const marks = t.traceEvents.filter((e) => e.ph === "i");
+    expect(marks).toEqual([
+      { name: "policy change", cat: "policy", ph: "i", s: "p", ts: 1.5, pid: 1, tid: 0, args: { vm: "dom0" } },
+      { name: "policy change", cat: "policy", ph: "i", s: "p", ts: 2.5, pid: 2, tid: 0, args: { vm: "quiet" } },
+    ]);
+    expect(t.traceEvents.find((e) => e.ph === "M" && e.pid === 2)).toMatchObject({ name: "process_name", args: { name: "quiet" } });
+  });
+
   it("rounds the capacity up to a power of two and records no times without a clock", () => {
     const ring = new TraceRing(5);
     expect(ring.capacity).toBe(8);

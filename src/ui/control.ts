@@ -121,8 +121,9 @@ export function planPolicy(h: Hypervisor, current: Config, data: unknown, onAppl
     ok: true,
     diff,
     apply: () => {
-      // One synchronous loop: no call runs between the first VM's swap and the last's.
-      for (const p of prepared) h.router.swapPolicy(p);
+      // One synchronous loop: no call runs between the first VM's swap and the last's. A VM whose grants
+      // are the same keeps its tables (and its cached answers); only a real change is marked in the trace.
+      for (const p of prepared) if (changed.includes(p.vm.name)) h.router.swapPolicy(p);
       // A recording (--record) keeps the change where it happened, so that replay applies it there too.
       if (h.observer !== null) {
         const text = JSON.stringify(data);

@@ -10,6 +10,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { runScenario, type RunReport } from "../../src/cli/run.js";
 import { loadScenario } from "../../src/machine/qemu/scenario.js";
 import type { QemuMachine } from "../../src/machine/qemu/machine.js";
+import { toChromeTrace } from "../../src/trace/chrome.js";
 import { policyDocument, startDashboard, type Dashboard } from "../../src/ui/dashboard.js";
 
 const SCREENSHOT = process.env.SMCV_UPDATE_SCREENSHOT === "1" ? "docs/dashboard.png" : "build/dashboard.png";
@@ -130,5 +131,15 @@ describe("the dashboard while the demo's two Linux VMs boot", () => {
     expect(domU.exit).toMatchObject({ state: "stopped", reason: "destroyed through the control API", boots: 2 });
     await page.locator('.vm[data-vm="domU"] .state', { hasText: "destroyed" }).waitFor({ timeout: 10_000 });
     expect(report.events.some((e) => e.vm === "dom0" && e.fid === 0xc400_0053 && e.action === "deny" && e.rule === RULE)).toBe(true);
+    // The trace file marks the change in dom0's process, after the last call of the old policy and before
+    // the first denial by the new rule.
+    expect(report.policyChanges.map((p) => p.vm)).toEqual(["dom0"]);
+    const t = toChromeTrace(report.events, report.policyChanges).traceEvents;
+    const mark = t.find((e) => e.ph === "i")!;
+    const dom0Pid = t.find((e) => e.ph === "M" && e.name === "process_name" && e.args?.name === "dom0")!.pid;
+    expect(mark).toMatchObject({ name: "policy change", pid: dom0Pid });
+    const firstDenial = t.find((e) => e.ph === "X" && e.pid === dom0Pid && e.args?.rule === RULE)!;
+    expect(mark.ts).toBeLessThan(firstDenial.ts);
+    expect(t.some((e) => e.ph === "X" && e.pid === dom0Pid && e.name === "TRNG_RND64" && e.args?.action === "emulate" && e.ts < mark.ts)).toBe(true);
   }, 60_000);
 });
