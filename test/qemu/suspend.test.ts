@@ -5,9 +5,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { emptyReport, GUEST_SECONDARY_ENTRY, HALT_ACKS_OFFSET, parseGuestLine, SCRIPT_ADDRESS, SCRIPT_OFFSET, writeScriptImage, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
+import { emptyReport, GUEST_SECONDARY_ENTRY, HALT_ACKS_OFFSET, parseGuestLine, SCRIPT_ADDRESS, SCRIPT_OFFSET, writeScriptImage, type GuestReport, type ScriptStep } from "../../src/machine/qemu/baremetal.js";
 import type { WakeStats } from "../../src/machine/qemu/channel.js";
 import { QemuMachine } from "../../src/machine/qemu/machine.js";
+import type { VmExit } from "../../src/machine/qemu/qemu-vm.js";
 import { parseConfigText } from "../../src/policy/load.js";
 
 const dir = mkdtempSync(join(tmpdir(), "smcvisor-suspend-test-"));
@@ -116,27 +117,7 @@ describe.each([2, 3] as const)("a guest interrupt is a wake-up event (GICv%i)", 
     const bytes = readFileSync(image);
     bytes.writeUInt32LE(CONDUIT_TIMER, STEP_CONDUIT(0));
     writeFileSync(image, bytes);
-    const cfg = parseConfigText(`vms:\n  vm0:\n    vcpus: 1\n    services:\n      psci:\n        version: "1.1"\n`);
-    if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
-    const report = emptyReport();
-    let stats: WakeStats | null = null;
-    let halts = 0n;
-    const m = await QemuMachine.create(cfg.value, {
-      images: new Map([["vm0", { kernel: image }]]),
-      gicVersion,
-      console: (_vm, line) => {
-        if (parseGuestLine(line, report) && report.done) {
-          stats = m.vm("vm0").wakeStats(0);
-          m.vm("vm0").stop("script done");
-        }
-      },
-      onHalt: () => {
-        const word = new Uint8Array(8);
-        new DataView(word.buffer).setBigUint64(0, ++halts, true);
-        m.vm("vm0").memory.write(SCRIPT_ADDRESS + BigInt(HALT_ACKS_OFFSET), word);
-      },
-    });
-    const [exit] = await m.run(30_000);
+    const { exit, report, stats } = await bootUntilDone(image, gicVersion, 30_000, true);
     expect(exit!.state, exit!.reason).toBe("stopped");
     expect(report.steps.get(0)![0]).toBe(0n);
     // Resumed at the entry point with x0 = context, then ran on.
@@ -168,22 +149,8 @@ describe.each([2, 3] as const)("a wait inside the guest's interrupt handler at r
     bytes.writeUInt32LE(CONDUIT_TIMER, STEP_CONDUIT(0));
     bytes.writeUInt32LE(CONDUIT_ACTIVATE, STEP_CONDUIT(1));
     writeFileSync(image, bytes);
-    const cfg = parseConfigText(`vms:\n  vm0:\n    vcpus: 1\n    services:\n      psci:\n        version: "1.1"\n`);
-    if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
-    const report = emptyReport();
-    let stats: WakeStats | null = null;
-    const m = await QemuMachine.create(cfg.value, {
-      images: new Map([["vm0", { kernel: image }]]),
-      gicVersion,
-      console: (_vm, line) => {
-        if (parseGuestLine(line, report) && report.done) {
-          stats = m.vm("vm0").wakeStats(0);
-          m.vm("vm0").stop("script done");
-        }
-      },
-    });
     // Before the shim read the running priority, this wait never ended (the VM ran into this bound).
-    const [exit] = await m.run(20_000);
+    const { exit, report, stats } = await bootUntilDone(image, gicVersion, 20_000, false);
     expect(exit!.state, exit!.reason).toBe("stopped");
     expect(report.errors).toEqual([]);
     expect(report.steps.get(1)![0]).toBe(27n);
@@ -216,3 +183,36 @@ describe("the host's wake-up event", () => {
     expect(exit!.state).toBe("stopped");
   }, 60_000);
 });
+
+/**
+ * Boots a one-vCPU PSCI 1.1 VM on the bare-metal script in `image` until its script is done, keeping the
+ * shim's wake-up counters of that moment; with `ackHalts`, each halting step is acknowledged in the script.
+ */
+async function bootUntilDone(image: string, gicVersion: 2 | 3, ms: number, ackHalts: boolean): Promise<{ exit: VmExit; report: GuestReport; stats: WakeStats | null }> {
+  const cfg = parseConfigText(`vms:\n  vm0:\n    vcpus: 1\n    services:\n      psci:\n        version: "1.1"\n`);
+  if (!cfg.ok) throw new Error(JSON.stringify(cfg.errors));
+  const report = emptyReport();
+  let stats: WakeStats | null = null;
+  let halts = 0n;
+  const m = await QemuMachine.create(cfg.value, {
+    images: new Map([["vm0", { kernel: image }]]),
+    gicVersion,
+    console: (_vm, line) => {
+      if (parseGuestLine(line, report) && report.done) {
+        stats = m.vm("vm0").wakeStats(0);
+        m.vm("vm0").stop("script done");
+      }
+    },
+    ...(ackHalts
+      ? {
+          onHalt: () => {
+            const word = new Uint8Array(8);
+            new DataView(word.buffer).setBigUint64(0, ++halts, true);
+            m.vm("vm0").memory.write(SCRIPT_ADDRESS + BigInt(HALT_ACKS_OFFSET), word);
+          },
+        }
+      : {}),
+  });
+  const [exit] = await m.run(ms);
+  return { exit: exit!, report, stats };
+}
